@@ -1,0 +1,1 @@
+"""IPT Care Service domain and persistence, shared by the API and the worker."""

@@ -1,0 +1,57 @@
+"""Code systems and codes of the IPT model (CLINICAL.md §2), named once for the whole project."""
+
+from typing import Final
+
+CANONICAL_BASE: Final = "http://fhir.ipt-care.org"
+
+SNOMED: Final = "http://snomed.info/sct"
+LOINC: Final = "http://loinc.org"
+CPT: Final = "http://www.ama-assn.org/go/cpt"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
+ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
+US_CORE_CAREPLAN_CATEGORY: Final = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+
+PROBLEM_AREA_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/ipt-problem-area"
+COURSE_TYPE_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/ipt-course-type"
+PHASE_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/ipt-phase"
+ACTIVITY_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/ipt-activity"
+COURSE_IDENTIFIER_SYSTEM: Final = f"{CANONICAL_BASE}/identifier/course"
+PHASE_EXTENSION: Final = f"{CANONICAL_BASE}/StructureDefinition/ipt-phase"
+
+ENCOUNTER_BASED_ON_EXTENSION: Final = (
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn"
+)
+APPOINTMENT_BASED_ON_EXTENSION: Final = (
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.basedOn"
+)
+
+IPT_THERAPY: Final = "443730003"  # SNOMED: interpersonal psychotherapy
+PSYCHOTHERAPY: Final = "75516001"  # SNOMED: psychotherapy (generic parent)
+PHQ9_TOTAL: Final = "44261-6"
+PHQ9_PANEL: Final = "44249-1"
+PHQ9_ITEM9: Final = "44260-8"
+GAD7_TOTAL: Final = "70274-6"
+PROGRESS_NOTE: Final = "34904-3"
+CPT_INTAKE: Final = "90791"
+CPT_PSYCHOTHERAPY: Final = ("90832", "90834", "90837")  # 16-37, 38-52, >=53 minutes
+CPT_GROUP: Final = "90853"
+ASSESS_PLAN: Final = "assess-plan"
+SOCIAL_PRACTICE: Final = "social-practice"
+SURVEY: Final = "survey"
+IN_PERSON: Final = "AMB"
+VIRTUAL: Final = "VR"
+
+PROBLEM_AREAS: Final = ("grief", "role-transition", "role-dispute", "interpersonal-deficits")
+COURSE_TYPES: Final = ("acute", "maintenance")
+PHASES: Final = (
+    "intake",
+    "initial",
+    "middle",
+    "termination",
+    "acute-complete",
+    "maintenance",
+    "completed",
+    "stopped",
+    "on-hold",
+)

@@ -1,0 +1,1 @@
+"""IPT Care Service HTTP API."""
