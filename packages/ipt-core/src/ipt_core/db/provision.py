@@ -1,0 +1,66 @@
+"""Connect a process to its database: the configured one, or an embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ipt_core.db.embedded import EmbeddedPostgres
+from ipt_core.db.engine import create_engine
+from ipt_core.db.migrate import upgrade
+from ipt_core.settings import CoreSettings
+
+__all__ = ["Database", "database_url", "open_database"]
+
+_log = logging.getLogger(__name__)
+_EMBEDDED_DATABASE = "ipt"
+
+
+@dataclass
+class Database:
+    """The engine a process uses, and the embedded server when this process started one."""
+
+    engine: AsyncEngine
+    embedded: EmbeddedPostgres | None = None
+
+    async def close(self) -> None:
+        """Close every pooled connection (an embedded server keeps running for reuse)."""
+        await self.engine.dispose()
+
+
+def database_url(settings: CoreSettings) -> tuple[str, EmbeddedPostgres | None]:
+    """Return the URL to connect to, starting the embedded server when none is configured."""
+    if settings.database_url is not None:
+        return str(settings.database_url), None
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+    server = embedded.start()
+    _log.info("using embedded PostgreSQL", extra={"port": server.port})
+    return server.url(_EMBEDDED_DATABASE), embedded
+
+
+async def open_database(settings: CoreSettings, *, migrate: bool = True) -> Database:
+    """Connect (creating the embedded database on first use) and run pending migrations."""
+    url, embedded = database_url(settings)
+    if embedded is not None:
+        await _create_database_if_missing(url)
+    engine = create_engine(url, pool_size=settings.database_pool_size)
+    if migrate:
+        await upgrade(engine)
+    return Database(engine, embedded)
+
+
+async def _create_database_if_missing(url: str) -> None:
+    admin = create_async_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            exists = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": _EMBEDDED_DATABASE},
+            )
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{_EMBEDDED_DATABASE}"'))
+    finally:
+        await admin.dispose()

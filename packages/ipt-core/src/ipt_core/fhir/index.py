@@ -1,0 +1,194 @@
+"""Search-index rows of a resource, extracted on write from the registry's parameters.
+
+Rows are written in the same transaction as the resource, so a search never sees a resource
+whose index is missing or stale.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ipt_core.fhir._dates import MAX_INSTANT, MIN_INSTANT, date_range
+from ipt_core.fhir._paths import values_at
+from ipt_core.fhir.references import parse_reference
+from ipt_core.fhir.registry import ResourceDefinition, SearchParam
+
+__all__ = [
+    "DateEntry",
+    "IndexEntries",
+    "NumberEntry",
+    "ReferenceEntry",
+    "StringEntry",
+    "TokenEntry",
+    "index_entries",
+    "normalize_string",
+]
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """A coded value: `system|code`, with the display or text kept for `:text` searches."""
+
+    param: str
+    system: str | None
+    code: str | None
+    display: str | None = None
+
+
+@dataclass(frozen=True)
+class StringEntry:
+    """A string value, normalized for the default search and kept exact for `:exact`."""
+
+    param: str
+    value: str
+    exact: str
+
+
+@dataclass(frozen=True)
+class DateEntry:
+    """A date value as the inclusive range of instants it stands for."""
+
+    param: str
+    low: datetime
+    high: datetime
+
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """A reference to another resource, by type (when known) and id or absolute URL."""
+
+    param: str
+    target_type: str | None
+    target_id: str
+
+
+@dataclass(frozen=True)
+class NumberEntry:
+    """A number or quantity value, with the quantity's unit system and code."""
+
+    param: str
+    value: Decimal
+    system: str | None = None
+    code: str | None = None
+
+
+IndexEntries = dict[str, list[Any]]  # search-index table name -> its rows for one resource
+
+
+def index_entries(definition: ResourceDefinition, resource: dict[str, Any]) -> IndexEntries:
+    """Return the index rows of `resource`, grouped by search-index table."""
+    entries: IndexEntries = {
+        "search_token": [],
+        "search_string": [],
+        "search_date": [],
+        "search_reference": [],
+        "search_number": [],
+    }
+    for param in definition.params.values():
+        for path in param.paths:
+            for element, value in values_at(resource, path):
+                for entry in _entries(param, element, value):
+                    entries[_TABLE_OF[type(entry)]].append(entry)
+    return entries
+
+
+def normalize_string(value: str) -> str:
+    """Lower-case `value` and remove accents, as FHIR string search compares."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _entries(param: SearchParam, element: str, value: Any) -> Iterator[object]:
+    if param.type == "token":
+        yield from _tokens(param.name, value)
+    elif param.type == "string":
+        yield from _strings(param.name, value)
+    elif param.type == "date":
+        yield from _dates(param.name, value)
+    elif param.type == "reference":
+        yield from _references(param, value)
+    elif param.type in {"number", "quantity"}:
+        yield from _numbers(param.name, value)
+
+
+def _tokens(name: str, value: Any) -> Iterator[TokenEntry]:
+    if isinstance(value, bool):
+        yield TokenEntry(name, None, "true" if value else "false")
+    elif isinstance(value, str):
+        yield TokenEntry(name, None, value)
+    elif isinstance(value, dict):
+        if "coding" in value or "text" in value:  # CodeableConcept
+            for coding in value.get("coding", []):
+                yield from _tokens(name, coding)
+            if "text" in value:
+                yield TokenEntry(name, None, None, value["text"])
+        elif "value" in value and "code" not in value:  # Identifier, ContactPoint
+            yield TokenEntry(name, value.get("system"), str(value["value"]))
+        elif "code" in value or "system" in value:  # Coding
+            yield TokenEntry(name, value.get("system"), value.get("code"), value.get("display"))
+
+
+def _strings(name: str, value: Any) -> Iterator[StringEntry]:
+    if isinstance(value, str):
+        yield StringEntry(name, normalize_string(value), value)
+    elif isinstance(value, dict):  # HumanName, Address: every part is searchable
+        for part in (
+            "text",
+            "family",
+            "given",
+            "prefix",
+            "suffix",
+            "line",
+            "city",
+            "state",
+            "postalCode",
+            "country",
+        ):
+            for item in (
+                value.get(part, []) if isinstance(value.get(part), list) else [value.get(part)]
+            ):
+                if isinstance(item, str):
+                    yield StringEntry(name, normalize_string(item), item)
+
+
+def _dates(name: str, value: Any) -> Iterator[DateEntry]:
+    if isinstance(value, str):
+        low, high = date_range(value)
+        yield DateEntry(name, low, high)
+    elif isinstance(value, dict) and ("start" in value or "end" in value):  # Period
+        low = date_range(value["start"])[0] if "start" in value else MIN_INSTANT
+        high = date_range(value["end"])[1] if "end" in value else MAX_INSTANT
+        yield DateEntry(name, low, high)
+
+
+def _references(param: SearchParam, value: Any) -> Iterator[ReferenceEntry]:
+    if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
+        return
+    target = parse_reference(value["reference"])
+    if target is None:
+        return
+    if param.targets and target.type is not None and target.type not in param.targets:
+        return  # e.g. `patient` indexes only references to a Patient
+    yield ReferenceEntry(param.name, target.type, target.id)
+
+
+def _numbers(name: str, value: Any) -> Iterator[NumberEntry]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        yield NumberEntry(name, Decimal(str(value)))
+    elif isinstance(value, dict) and isinstance(value.get("value"), int | float):
+        code = value.get("code") or value.get("unit")
+        yield NumberEntry(name, Decimal(str(value["value"])), value.get("system"), code)
+
+
+_TABLE_OF: dict[type, str] = {
+    TokenEntry: "search_token",
+    StringEntry: "search_string",
+    DateEntry: "search_date",
+    ReferenceEntry: "search_reference",
+    NumberEntry: "search_number",
+}

@@ -1,0 +1,61 @@
+"""What the store keeps and returns: stored resources and the changes writes make."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any, Literal
+
+__all__ = ["Change", "StoredResource", "WriteResult", "format_instant"]
+
+
+def format_instant(moment: datetime) -> str:
+    """Render a UTC instant as a FHIR `instant` with microseconds, e.g. `…T09:00:00.000001Z`."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One version of a resource as stored; `content` is the exact JSON served on reads."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    content: str | None
+
+    @property
+    def etag(self) -> str:
+        """The weak ETag of this version, `W/"n"`."""
+        return f'W/"{self.version_id}"'
+
+    @property
+    def last_modified(self) -> str:
+        """The HTTP date of this version, for `Last-Modified`."""
+        return format_datetime(self.last_updated, usegmt=True)
+
+    @property
+    def path(self) -> str:
+        """The relative URL of this version, `Type/id/_history/n`."""
+        return f"{self.resource_type}/{self.id}/_history/{self.version_id}"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of a write: the version now current and whether it was a creation."""
+
+    stored: StoredResource
+    created: bool
+    changed: bool = True  # False when a conditional create found an existing resource
+
+
+@dataclass(frozen=True)
+class Change:
+    """A write, told to listeners inside its transaction (projections, outbox, queue)."""
+
+    action: Literal["create", "update", "delete"]
+    stored: StoredResource
+    resource: dict[str, Any] | None  # the new content; None after a delete
+    previous: StoredResource | None

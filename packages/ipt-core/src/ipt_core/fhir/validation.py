@@ -1,0 +1,123 @@
+"""Validation of resources on write: R4 structure and types, JSON rules, required codes.
+
+Structure and types come from the `fhir.resources.R4B` models (wire-compatible with R4 for
+every type served); what those models let through — nulls, empty values, codes outside a
+required value set — is checked here. Every problem is reported with its FHIRPath.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import cache
+from typing import Any
+
+import pydantic
+from fhir.resources.R4B import get_fhir_model_class
+
+from ipt_core.fhir.codesets import CODEABLE_BINDINGS, REQUIRED_CODES
+from ipt_core.fhir.errors import InvalidResource, Issue
+
+__all__ = ["check_resource", "fhirpath"]
+
+
+def check_resource(resource: dict[str, Any]) -> None:
+    """Raise `InvalidResource` listing every problem of `resource`; return when it is valid."""
+    resource_type = str(resource.get("resourceType"))
+    issues = [
+        *_json_rule_issues(resource, resource_type),
+        *_model_issues(resource, resource_type),
+        *_code_issues(resource, resource_type),
+    ]
+    if issues:
+        summary = "; ".join(f"{', '.join(i.expression)}: {i.diagnostics}" for i in issues[:5])
+        raise InvalidResource(summary, issues=tuple(issues))
+
+
+def fhirpath(resource_type: str, location: tuple[str | int, ...]) -> str:
+    """Render a location such as `('activity', 0, 'detail')` as `CarePlan.activity[0].detail`."""
+    path = resource_type
+    for step in location:
+        path += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return path
+
+
+@cache
+def _model(resource_type: str) -> type[pydantic.BaseModel]:
+    model: type[pydantic.BaseModel] = get_fhir_model_class(resource_type)
+    return model
+
+
+def _model_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:
+    try:
+        _model(resource_type).model_validate(resource)
+    except pydantic.ValidationError as error:
+        for problem in error.errors():
+            location = tuple(step for step in problem["loc"] if isinstance(step, str | int))
+            code = "structure" if problem["type"] == "extra_forbidden" else "value"
+            if problem["type"].endswith("missing"):
+                code = "required"
+            message = "Unknown element" if code == "structure" else problem["msg"]
+            yield Issue(code, message, (fhirpath(resource_type, location),))
+
+
+def _json_rule_issues(node: Any, path: str) -> Iterator[Issue]:
+    # FHIR JSON never has nulls (outside primitive-extension arrays) or empty values.
+    if isinstance(node, dict):
+        if not node:
+            yield Issue("value", "Objects must not be empty", (path,))
+        for key, value in node.items():
+            child = f"{path}.{key}"
+            if value is None:
+                yield Issue("value", "Elements must not be null", (child,))
+            else:
+                yield from _json_rule_issues(value, child)
+    elif isinstance(node, list):
+        if not node:
+            yield Issue("value", "Arrays must not be empty", (path,))
+        for index, value in enumerate(node):
+            if value is not None:
+                yield from _json_rule_issues(value, f"{path}[{index}]")
+    elif isinstance(node, str) and not node.strip():
+        yield Issue("value", "Strings must not be empty or blank", (path,))
+
+
+def _code_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:
+    for path, allowed in REQUIRED_CODES.get(resource_type, {}).items():
+        for location, value in _values(resource, path.split(".")):
+            if value not in allowed:
+                yield Issue(
+                    "code-invalid",
+                    f"{value!r} is not one of the codes of the required value set: "
+                    + ", ".join(allowed),
+                    (fhirpath(resource_type, location),),
+                )
+    yield from _codeable_issues(resource, resource_type, CODEABLE_BINDINGS.get(resource_type, {}))
+
+
+def _codeable_issues(
+    resource: dict[str, Any],
+    resource_type: str,
+    bindings: Mapping[str, tuple[str, tuple[str, ...]]],
+) -> Iterator[Issue]:
+    for path, (system, allowed) in bindings.items():
+        for location, concept in _values(resource, path.split(".")):
+            codings = concept.get("coding", []) if isinstance(concept, dict) else []
+            for index, coding in enumerate(codings):
+                if coding.get("system") == system and coding.get("code") not in allowed:
+                    yield Issue(
+                        "code-invalid",
+                        f"{coding.get('code')!r} is not a code of {system}",
+                        (fhirpath(resource_type, (*location, "coding", index, "code")),),
+                    )
+
+
+def _values(
+    node: Any, steps: list[str], location: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _values(item, steps, (*location, index))
+    elif not steps:
+        yield location, node
+    elif isinstance(node, dict) and steps[0] in node:
+        yield from _values(node[steps[0]], steps[1:], (*location, steps[0]))

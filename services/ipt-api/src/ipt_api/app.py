@@ -1,0 +1,87 @@
+"""The FastAPI application: FHIR REST at /fhir, probes, and (later) the IPT domain API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from ipt_core.db.provision import Database, open_database
+from ipt_core.fhir.store import WriteListener
+
+from ipt_api.errors import install_error_handlers
+from ipt_api.fhir.capability import SOFTWARE_VERSION
+from ipt_api.fhir.interactions import fhir_router
+from ipt_api.health import health_router
+from ipt_api.settings import ApiSettings
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = """
+Courses of Interpersonal Psychotherapy (IPT) kept as FHIR R4 resources.
+
+* **FHIR R4 REST** at `/fhir` (`application/fhir+json`; `application/json` accepted).
+  Every error is an OperationOutcome.
+"""
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    database: Database | None = None,
+    write_listeners: Sequence[WriteListener] = (),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FastAPI:
+    """Create the application.
+
+    Args:
+        settings: defaults to the environment's settings.
+        database: an already-open database (tests share one); else one is opened at start.
+        write_listeners: extra listeners run inside every resource write's transaction.
+        clock: the time source of the resource store (injectable for tests).
+    """
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = database or await open_database(settings)
+        try:
+            yield
+        finally:
+            if database is None:
+                await app.state.database.close()
+
+    app = FastAPI(
+        title="IPT Care Service",
+        version=SOFTWARE_VERSION,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.write_listeners = tuple(write_listeners)
+    app.state.clock = clock
+    app.state.token_verifier = None
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(fhir_router())
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Resource"] = {
+            "type": "object",
+            "description": "A FHIR R4 resource in JSON",
+            "required": ["resourceType"],
+            "properties": {"resourceType": {"type": "string"}},
+            "additionalProperties": True,
+        }
+        app.openapi_schema = schema
+    return app.openapi_schema

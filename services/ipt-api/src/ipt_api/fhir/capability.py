@@ -1,0 +1,55 @@
+"""The CapabilityStatement, generated from the resource registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipt_core.fhir.registry import REGISTRY, ResourceDefinition
+
+__all__ = ["SOFTWARE_VERSION", "capability_statement"]
+
+SOFTWARE_VERSION = "0.1.0"
+_RELEASE_DATE = "2026-11-25"
+_INSTANCE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance")
+_TYPE_INTERACTIONS = ("create", "history-type")
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    """Describe exactly the interactions this server supports, at `base`."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "ipt-care-service",
+        "url": f"{base}/metadata",
+        "name": "IptCareService",
+        "title": "IPT Care Service FHIR API",
+        "status": "active",
+        "experimental": False,
+        "date": _RELEASE_DATE,
+        "publisher": "IPT Care Service",
+        "kind": "instance",
+        "software": {"name": "IPT Care Service", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "IPT Care Service", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [_resource(definition) for definition in REGISTRY.values()],
+                "interaction": [{"code": "history-system"}],
+            }
+        ],
+    }
+
+
+def _resource(definition: ResourceDefinition) -> dict[str, Any]:
+    return {
+        "type": definition.type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{definition.type}",
+        "interaction": [{"code": code} for code in (*_INSTANCE_INTERACTIONS, *_TYPE_INTERACTIONS)],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+    }

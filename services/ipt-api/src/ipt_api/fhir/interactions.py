@@ -1,0 +1,307 @@
+"""The FHIR RESTful interactions, one route per interaction and resource type.
+
+Routes are generated per type from the registry, so the OpenAPI document lists each type's
+operations; a final catch-all answers unknown types with a 404 OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from ipt_core.fhir._dates import parse_instant
+from ipt_core.fhir.errors import InvalidRequest, Issue, NotAuthorized, ResourceNotFound
+from ipt_core.fhir.history import history_page
+from ipt_core.fhir.registry import REGISTRY
+
+from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
+from ipt_api.fhir.body import read_json_object
+from ipt_api.fhir.bundles import history_bundle
+from ipt_api.fhir.capability import capability_statement
+from ipt_api.fhir.media import check_accept, check_content_type
+from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_link
+from ipt_api.fhir.preconditions import if_match_version, not_modified
+from ipt_api.fhir.responses import FhirResponse, json_response, stored_response, write_response
+from ipt_api.outcomes import operation_outcome
+from ipt_api.principal import Principal
+
+__all__ = ["fhir_router"]
+
+_MAX_COUNT = 1000
+_DEFAULT_COUNT = 50
+_RESOURCE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/Resource"}}},
+    }
+}
+Route = Callable[..., Awaitable[Response]]
+
+
+def fhir_router() -> APIRouter:
+    """Build the /fhir router: metadata, system history, each type's interactions."""
+    router = APIRouter(
+        prefix="/fhir", dependencies=[Depends(check_accept)], default_response_class=FhirResponse
+    )
+    router.add_api_route(
+        "/metadata",
+        metadata,
+        methods=["GET"],
+        tags=["FHIR"],
+        summary="CapabilityStatement of this server",
+    )
+    router.add_api_route(
+        "/_history",
+        system_history,
+        methods=["GET"],
+        tags=["FHIR"],
+        summary="History of every resource, newest first",
+    )
+    for resource_type in REGISTRY:
+        _add_type_routes(router, resource_type)
+    router.add_api_route(
+        "/{resource_type}",
+        unknown_type,
+        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        "/{resource_type}/{rest:path}",
+        unknown_type,
+        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        include_in_schema=False,
+    )
+    return router
+
+
+async def metadata(base: FhirBaseDep) -> Response:
+    """Return the CapabilityStatement (no authentication needed, as SMART requires)."""
+    return json_response(capability_statement(base))
+
+
+async def system_history(
+    request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
+) -> Response:
+    """Return every resource's versions, newest first, paged."""
+    authorize(principal, "*", "history")
+    return await _history(request, store, base, f"{base}/_history")
+
+
+async def unknown_type(resource_type: str) -> Response:
+    """Answer every request for a type the server does not serve."""
+    raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
+
+
+def authorize(principal: Principal, resource_type: str, interaction: str) -> None:
+    """Refuse (403) an interaction the caller's scopes do not grant."""
+    if not principal.may(resource_type, interaction):
+        raise NotAuthorized(f"The token's scopes do not allow {interaction} on {resource_type}")
+
+
+def _add_type_routes(router: APIRouter, resource_type: str) -> None:
+    def add(path: str, route: Route, method: str, summary: str, **extra: Any) -> None:
+        router.add_api_route(
+            f"/{resource_type}{path}",
+            route,
+            methods=[method],
+            name=f"{route.__name__}-{resource_type}",
+            operation_id=f"{route.__name__}_{resource_type}",
+            summary=summary,
+            tags=[resource_type],
+            **extra,
+        )
+
+    interactions = _TypeInteractions(resource_type)
+    add("", interactions.create, "POST", f"Create a {resource_type}", openapi_extra=_RESOURCE_BODY)
+    add(
+        "",
+        interactions.conditional_update,
+        "PUT",
+        f"Update the {resource_type} matching the query's criteria, or create it",
+        openapi_extra=_RESOURCE_BODY,
+    )
+    add(
+        "",
+        interactions.conditional_delete,
+        "DELETE",
+        f"Delete the {resource_type} matching the query's criteria",
+    )
+    add("/_history", interactions.type_history, "GET", f"History of all {resource_type}s")
+    add("/{id}", interactions.read, "GET", f"Read a {resource_type}")
+    add(
+        "/{id}",
+        interactions.update,
+        "PUT",
+        f"Update (or create) a {resource_type}",
+        openapi_extra=_RESOURCE_BODY,
+    )
+    add("/{id}", interactions.delete, "DELETE", f"Delete a {resource_type}")
+    add("/{id}/_history", interactions.instance_history, "GET", f"History of one {resource_type}")
+    add("/{id}/_history/{vid}", interactions.vread, "GET", f"Read a version of a {resource_type}")
+
+
+class _TypeInteractions:
+    """The interactions of one resource type, as route functions bound to that type."""
+
+    def __init__(self, resource_type: str) -> None:
+        self.type = resource_type
+        t = resource_type
+
+        async def create(
+            request: Request,
+            store: StoreDep,
+            principal: PrincipalDep,
+            base: FhirBaseDep,
+            settings: SettingsDep,
+        ) -> Response:
+            authorize(principal, t, "create")
+            body = await _resource_body(request, settings)
+            result = await store.create(body, if_none_exist=request.headers.get("if-none-exist"))
+            return write_response(request, result.stored, 201 if result.changed else 200, base)
+
+        async def read(
+            id: str, request: Request, store: StoreDep, principal: PrincipalDep
+        ) -> Response:
+            authorize(principal, t, "read")
+            stored = await store.read(t, id)
+            if not_modified(request, stored):
+                return Response(status_code=304, headers={"ETag": stored.etag})
+            return stored_response(stored)
+
+        async def vread(id: str, vid: str, store: StoreDep, principal: PrincipalDep) -> Response:
+            authorize(principal, t, "vread")
+            return stored_response(await store.vread(t, id, vid))
+
+        async def update(
+            id: str,
+            request: Request,
+            store: StoreDep,
+            principal: PrincipalDep,
+            base: FhirBaseDep,
+            settings: SettingsDep,
+        ) -> Response:
+            authorize(principal, t, "update")
+            body = await _resource_body(request, settings)
+            result = await store.update(t, id, body, if_match=if_match_version(request))
+            return write_response(request, result.stored, 201 if result.created else 200, base)
+
+        async def conditional_update(
+            request: Request,
+            store: StoreDep,
+            principal: PrincipalDep,
+            base: FhirBaseDep,
+            settings: SettingsDep,
+        ) -> Response:
+            authorize(principal, t, "update")
+            body = await _resource_body(request, settings)
+            result = await store.conditional_update(
+                t, _criteria(request), body, if_match=if_match_version(request)
+            )
+            return write_response(request, result.stored, 201 if result.created else 200, base)
+
+        async def delete(id: str, store: StoreDep, principal: PrincipalDep) -> Response:
+            authorize(principal, t, "delete")
+            deleted = await store.delete(t, id)
+            return _deleted_response(t, id if deleted else None)
+
+        async def conditional_delete(
+            request: Request, store: StoreDep, principal: PrincipalDep
+        ) -> Response:
+            authorize(principal, t, "delete")
+            deleted = await store.conditional_delete(t, _criteria(request))
+            return _deleted_response(t, deleted.id if deleted else None)
+
+        async def type_history(
+            request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
+        ) -> Response:
+            authorize(principal, t, "history")
+            return await _history(request, store, base, f"{base}/{t}/_history", t)
+
+        async def instance_history(
+            id: str, request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
+        ) -> Response:
+            authorize(principal, t, "history")
+            await store.read_any(t, id)
+            return await _history(request, store, base, f"{base}/{t}/{id}/_history", t, id)
+
+        self.create, self.read, self.vread, self.update = create, read, vread, update
+        self.conditional_update, self.delete = conditional_update, delete
+        self.conditional_delete, self.type_history = conditional_delete, type_history
+        self.instance_history = instance_history
+
+
+async def _resource_body(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    check_content_type(request)
+    return await read_json_object(
+        request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+
+
+def _criteria(request: Request) -> str:
+    criteria = [(k, v) for k, v in request.query_params.multi_items() if k != "_format"]
+    if not criteria:
+        raise InvalidRequest("A conditional interaction needs search criteria in the query")
+    return str(request.url.query)
+
+
+def _deleted_response(resource_type: str, id_: str | None) -> Response:
+    message = f"{resource_type}/{id_} deleted" if id_ else "Nothing to delete: no such resource"
+    outcome = operation_outcome([Issue("informational", message, severity="information")])
+    return json_response(outcome, 200)
+
+
+async def _history(
+    request: Request,
+    store: StoreDep,
+    base: str,
+    url: str,
+    resource_type: str | None = None,
+    id_: str | None = None,
+) -> Response:
+    params = request.query_params
+    count = _count(params.get("_count"))
+    since = _since(params.get("_since"))
+    token = params.get(PAGE_PARAM)
+    before = decode_cursor(token, keys=frozenset({"seq"}))["seq"] if token else None
+    if before is not None and not isinstance(before, int):
+        raise InvalidRequest("The page token is not valid", expression=(PAGE_PARAM,))
+    page = await history_page(
+        store.conn,
+        resource_type=resource_type,
+        id_=id_,
+        since=since,
+        before_seq=before,
+        count=count,
+    )
+    next_url = (
+        page_link(request, url, encode_cursor({"seq": page.next_cursor}))
+        if page.next_cursor is not None
+        else None
+    )
+    bundle = history_bundle(
+        page.entries, base=base, self_url=page_link(request, url), next_url=next_url
+    )
+    return json_response(bundle)
+
+
+def _count(value: str | None) -> int:
+    if value is None:
+        return _DEFAULT_COUNT
+    if not value.isdigit():
+        raise InvalidRequest(
+            f"_count must be a whole number, not {value!r}", expression=("_count",)
+        )
+    return min(int(value), _MAX_COUNT)
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"_since {value!r} is not a FHIR instant", expression=("_since",)
+        ) from None

@@ -1,0 +1,32 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+__all__ = ["health_router"]
+
+health_router = APIRouter(tags=["Operations"])
+
+
+@health_router.get("/healthz", summary="Liveness: the process is serving requests")
+async def healthz() -> dict[str, str]:
+    """Answer as long as the event loop runs; no dependency is checked."""
+    return {"status": "ok"}
+
+
+@health_router.get(
+    "/readyz",
+    summary="Readiness: the database answers",
+    responses={503: {"description": "The database is unreachable"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Answer 200 when a database round trip succeeds, else 503 (taken out of rotation)."""
+    try:
+        async with request.app.state.database.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:  # any failure means "not ready", never a crash of the probe
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+    return JSONResponse({"status": "ok", "database": "ok"})

@@ -1,0 +1,50 @@
+"""Settings of the API process (one class, read once at start and injected)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from ipt_core.settings import CoreSettings
+from pydantic import AnyHttpUrl, Field, model_validator
+
+__all__ = ["ApiSettings"]
+
+
+class ApiSettings(CoreSettings):
+    """Everything the API reads from its environment (DESIGN.md, configuration contract)."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: AnyHttpUrl | None = None  # absolute links; default: from the request
+    auth_mode: Literal["jwt", "disabled"] = "jwt"
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_jwks: str | None = None  # URL or file path
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+    run_worker: bool = False  # single-process deployments run the worker loops in the API
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_auth(self) -> ApiSettings:
+        # Without authentication the API must not be reachable from other machines.
+        if self.auth_mode == "disabled" and not _is_loopback(self.api_host):
+            raise ValueError(
+                "IPT_AUTH_MODE=disabled is for local development only: "
+                "set IPT_API_HOST to a loopback address (127.0.0.1 or ::1)"
+            )
+        return self
+
+    def fhir_base(self, request_base: str) -> str:
+        """Return the absolute base URL of the FHIR API, e.g. `https://host/fhir`."""
+        base = str(self.public_base_url) if self.public_base_url else request_base
+        return base.rstrip("/") + "/fhir"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
