@@ -21,7 +21,9 @@ class CoreSettings(BaseSettings):
         database_pool_size: connections each process keeps open.
     """
 
-    model_config = SettingsConfigDict(env_prefix="IPT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="IPT_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     database_url: PostgresDsn | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Path("var")

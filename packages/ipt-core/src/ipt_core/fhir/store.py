@@ -24,7 +24,6 @@ from ipt_core.fhir import _repository as rows
 from ipt_core.fhir.criteria import matching_ids, normalize_criteria
 from ipt_core.fhir.errors import (
     InvalidRequest,
-    InvalidResource,
     MultipleMatches,
     PreconditionFailed,
     ResourceGone,
@@ -101,14 +100,14 @@ class ResourceStore:
     # -- writes ------------------------------------------------------------------------------
 
     async def create(
-        self, resource: dict[str, Any], *, if_none_exist: str | None = None
+        self, resource_type: str, resource: dict[str, Any], *, if_none_exist: str | None = None
     ) -> WriteResult:
         """Create `resource` with a new server id (a client id is ignored, as R4 says).
 
         With `if_none_exist` (the `If-None-Exist` criteria), an existing single match is
         returned instead, several matches are a 412.
         """
-        definition = self._checked(resource)
+        definition = self._checked(resource, resource_type)
         if if_none_exist is not None:
             existing = await self._locked_match(definition, if_none_exist)
             if existing is not None:
@@ -186,21 +185,16 @@ class ResourceStore:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _checked(self, resource: dict[str, Any], url_type: str | None = None) -> ResourceDefinition:
-        resource_type = resource.get("resourceType")
-        if url_type is not None:
-            definition_or_404(url_type)
-            if resource_type != url_type:
-                raise InvalidRequest(
-                    f"The resource is a {resource_type!r}, but the URL is for {url_type}",
-                    expression=("resourceType",),
-                )
-        if not isinstance(resource_type, str) or definition_of(resource_type) is None:
-            raise InvalidResource(
-                f"Resource type {resource_type!r} is not supported", expression=("resourceType",)
+    def _checked(self, resource: dict[str, Any], url_type: str) -> ResourceDefinition:
+        definition = definition_or_404(url_type)
+        if resource.get("resourceType") != url_type:
+            raise InvalidRequest(
+                f"The resource is a {resource.get('resourceType')!r}, but the URL is for "
+                f"{url_type}",
+                expression=("resourceType",),
             )
         check_resource(resource)
-        return definition_or_404(resource_type)
+        return definition
 
     async def _locked_match(self, definition: ResourceDefinition, criteria: str) -> str | None:
         pairs = normalize_criteria(criteria)

@@ -21,12 +21,10 @@ def history_bundle(
     links = [{"relation": "self", "url": self_url}]
     if next_url is not None:
         links.append({"relation": "next", "url": next_url})
-    return {
-        "resourceType": "Bundle",
-        "type": "history",
-        "link": links,
-        "entry": [_history_entry(entry, base) for entry in entries],
-    }
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "link": links}
+    if entries:  # FHIR JSON has no empty arrays
+        bundle["entry"] = [_history_entry(entry, base) for entry in entries]
+    return bundle
 
 
 def _history_entry(entry: HistoryEntry, base: str) -> dict[str, Any]:

@@ -12,7 +12,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from ipt_core.fhir._dates import parse_instant
-from ipt_core.fhir.errors import InvalidRequest, Issue, NotAuthorized, ResourceNotFound
+from ipt_core.fhir.errors import (
+    InvalidRequest,
+    Issue,
+    MethodNotAllowed,
+    NotAuthorized,
+    ResourceNotFound,
+)
 from ipt_core.fhir.history import history_page
 from ipt_core.fhir.registry import REGISTRY
 
@@ -89,8 +95,10 @@ async def system_history(
     return await _history(request, store, base, f"{base}/_history")
 
 
-async def unknown_type(resource_type: str) -> Response:
-    """Answer every request for a type the server does not serve."""
+async def unknown_type(request: Request, resource_type: str) -> Response:
+    """Answer requests no route takes: 405 on a served type's URLs, else 404."""
+    if resource_type in REGISTRY or resource_type in {"metadata", "_history"}:
+        raise MethodNotAllowed(f"{request.method} is not supported on {request.url.path}")
     raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
 
 
@@ -158,7 +166,7 @@ class _TypeInteractions:
         ) -> Response:
             authorize(principal, t, "create")
             body = await _resource_body(request, settings)
-            result = await store.create(body, if_none_exist=request.headers.get("if-none-exist"))
+            result = await store.create(t, body, if_none_exist=request.headers.get("if-none-exist"))
             return write_response(request, result.stored, 201 if result.changed else 200, base)
 
         async def read(

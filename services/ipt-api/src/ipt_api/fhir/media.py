@@ -20,7 +20,8 @@ def check_accept(request: Request) -> None:
     """
     requested = request.query_params.get("_format")
     if requested is not None:
-        if _media_type(requested) not in _FORMATS:
+        # An unencoded "+" in a query string arrives as a space ("application/fhir json").
+        if _media_type(requested.replace(" ", "+")) not in _FORMATS:
             raise NotAcceptable(f"_format={requested!r} is not supported; use json")
         return
     accept = request.headers.get("accept")

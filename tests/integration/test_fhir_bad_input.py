@@ -1,0 +1,166 @@
+"""Bad input gets the right OperationOutcome and stores nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+async def stored_versions(client: httpx.AsyncClient) -> int:
+    history = (await client.get("/fhir/_history?_count=1000")).json()
+    return len(history.get("entry", []))
+
+
+async def assert_refused(
+    response: httpx.Response, client: httpx.AsyncClient, status: int, code: str
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    outcome: dict[str, Any] = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == code
+    assert await stored_versions(client) == 0
+    return outcome
+
+
+async def test_invalid_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/fhir/Patient", content=b'{"resourceType": "Patient",',
+                                 headers=FHIR)
+    await assert_refused(response, client, 400, "invalid")
+
+
+async def test_json_that_is_not_an_object(client: httpx.AsyncClient) -> None:
+    response = await client.post("/fhir/Patient", content=b"[1, 2]", headers=FHIR)
+    await assert_refused(response, client, 400, "invalid")
+
+
+async def test_wrong_resource_type_for_url(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "Practitioner", "id": "x"}
+    response = await client.put("/fhir/Patient/x", json=body, headers=FHIR)
+    outcome = await assert_refused(response, client, 400, "invalid")
+    assert "Practitioner" in outcome["issue"][0]["diagnostics"]
+    create = await client.post("/fhir/Patient", json={"resourceType": "Practitioner"},
+                               headers=FHIR)
+    await assert_refused(create, client, 400, "invalid")
+
+
+async def test_id_mismatch(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "Patient", "id": "other"}
+    response = await client.put("/fhir/Patient/mine", json=body, headers=FHIR)
+    outcome = await assert_refused(response, client, 400, "invalid")
+    assert outcome["issue"][0]["expression"] == ["Patient.id"]
+
+
+async def test_unknown_element_is_reported_with_its_path(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+            "subject": {"reference": "Patient/1"}, "activity": [{"detail": {"status":
+            "scheduled", "colour": "red"}}]}
+    response = await client.post("/fhir/CarePlan", json=body, headers=FHIR)
+    outcome = await assert_refused(response, client, 400, "structure")
+    assert outcome["issue"][0]["expression"] == ["CarePlan.activity[0].detail.colour"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expression"),
+    [
+        ({"resourceType": "CarePlan", "status": "bogus", "intent": "plan",
+          "subject": {"reference": "Patient/1"}}, "CarePlan.status"),
+        ({"resourceType": "CarePlan", "status": "active", "intent": "wish",
+          "subject": {"reference": "Patient/1"}}, "CarePlan.intent"),
+        ({"resourceType": "Encounter", "status": "done",
+          "class": {"code": "AMB"}}, "Encounter.status"),
+        ({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+          "valueQuantity": {"value": 1, "comparator": "~"}}, "Observation.valueQuantity.comparator"),
+        ({"resourceType": "Patient", "gender": "f"}, "Patient.gender"),
+    ],
+)
+async def test_bad_codes(client: httpx.AsyncClient, body: dict[str, Any], expression: str) -> None:
+    response = await client.post(f"/fhir/{body['resourceType']}", json=body, headers=FHIR)
+    outcome = await assert_refused(response, client, 400, "code-invalid")
+    assert outcome["issue"][0]["expression"] == [expression]
+
+
+async def test_missing_required_element(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "CarePlan", "status": "active", "subject": {"reference": "Patient/1"}}
+    response = await client.post("/fhir/CarePlan", json=body, headers=FHIR)
+    outcome = await assert_refused(response, client, 400, "required")
+    assert outcome["issue"][0]["expression"] == ["CarePlan.intent"]
+
+
+async def test_nulls_and_empty_values(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "Patient", "gender": None, "name": []}
+    response = await client.post("/fhir/Patient", json=body, headers=FHIR)
+    await assert_refused(response, client, 400, "value")
+
+
+async def test_body_over_the_limit(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "Patient", "name": [{"text": "x" * (3 * 1024 * 1024)}]}
+    response = await client.post("/fhir/Patient", content=orjson.dumps(body), headers=FHIR)
+    await assert_refused(response, client, 413, "too-long")
+
+
+async def test_deeply_nested_json(client: httpx.AsyncClient) -> None:
+    nested: dict[str, Any] = {"url": "x"}
+    for _ in range(100):
+        nested = {"url": "x", "extension": [nested]}
+    body = {"resourceType": "Patient", "extension": [nested]}
+    response = await client.post("/fhir/Patient", json=body, headers=FHIR)
+    await assert_refused(response, client, 400, "invalid")
+    very_deep = b'{"resourceType":"Patient","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await client.post("/fhir/Patient", content=very_deep, headers=FHIR)
+    await assert_refused(response, client, 400, "invalid")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml",
+                                          "application/fhir+xml", None])
+async def test_non_json_content_type(client: httpx.AsyncClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient"}',
+                                 headers=headers)
+    await assert_refused(response, client, 415, "not-supported")
+
+
+async def test_unacceptable_format(client: httpx.AsyncClient) -> None:
+    xml = await client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"})
+    assert xml.status_code == 406
+    assert (await client.get("/fhir/metadata?_format=xml")).status_code == 406
+
+
+async def test_unknown_type_and_id(client: httpx.AsyncClient) -> None:
+    unknown_type = await client.get("/fhir/Spaceship/1")
+    assert unknown_type.status_code == 404
+    assert unknown_type.json()["issue"][0]["code"] == "not-found"
+    assert (await client.post("/fhir/Spaceship", json={}, headers=FHIR)).status_code == 404
+    assert (await client.get("/fhir/Patient/nobody")).status_code == 404
+
+
+async def test_method_not_allowed(client: httpx.AsyncClient) -> None:
+    response = await client.post("/fhir/metadata", json={}, headers=FHIR)
+    assert response.status_code == 405
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_bad_if_match(client: httpx.AsyncClient) -> None:
+    body = {"resourceType": "Patient", "id": "p"}
+    response = await client.put("/fhir/Patient/p", json=body,
+                                headers={**FHIR, "If-Match": "yesterday"})
+    await assert_refused(response, client, 400, "invalid")
+
+
+async def test_unexpected_error_is_an_outcome_without_internals(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ipt_core.fhir import store
+
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(store.rows, "current", explode)
+    response = await client.get("/fhir/Patient/x")
+    assert response.status_code == 500
+    assert response.json()["issue"][0]["code"] == "exception"
+    assert "secret" not in response.text

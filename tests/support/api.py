@@ -1,0 +1,77 @@
+"""The API under test: in-process over ASGI, or served by uvicorn for third-party clients."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.app import create_app
+from ipt_api.settings import ApiSettings
+from ipt_core.db.provision import Database
+from tests.support.fhir_validator import FhirBodyChecker
+
+
+def api_settings(**overrides: object) -> ApiSettings:
+    """Settings for tests: authentication disabled on loopback, no environment involved."""
+    values: dict[str, object] = {"auth_mode": "disabled", "api_host": "127.0.0.1"}
+    values.update(overrides)
+    return ApiSettings.model_validate(values)
+
+
+@pytest.fixture
+async def app(db: AsyncEngine) -> AsyncIterator[FastAPI]:
+    """The application, sharing the test session's database."""
+    application = create_app(api_settings(), database=Database(db))
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app whose every FHIR response is checked by fhirkit."""
+    checker = FhirBodyChecker()
+
+    async def check(response: httpx.Response) -> None:
+        await response.aread()
+        checker.check_body(str(response.url), response.headers.get("content-type", ""),
+                           response.content)
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                 event_hooks={"response": [check]}) as http:
+        yield http
+    assert checker.problems == [], "the server sent invalid FHIR:\n" + "\n".join(checker.problems)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
+    """The API served by uvicorn on a free port (its own engine, in its own thread)."""
+    port = _free_port()
+    settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/fhir"
+    server.should_exit = True
+    thread.join(timeout=10)
