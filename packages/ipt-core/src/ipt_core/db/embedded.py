@@ -89,16 +89,14 @@ class EmbeddedPostgres:
         if self._user is None:
             return
         _ensure_sbin_on_path()
-        account = pg_utils.ensure_user_exists(self._user)
+        account = _ensure_user(self._user)
         # The server user must traverse every parent of the data directory and the binaries.
         pg_utils.ensure_prefix_permissions(self.pgdata)
         pg_utils.ensure_prefix_permissions(_BIN)
         readable = 0o055
         pg_utils.ensure_folder_permissions(_BIN, readable)
         pg_utils.ensure_folder_permissions(_BIN.parent / "lib", 0o044)
-        uid = account.pw_uid if account else pwd.getpwnam(self._user).pw_uid
-        gid = account.pw_gid if account else pwd.getpwnam(self._user).pw_gid
-        os.chown(self.pgdata, uid, gid)
+        os.chown(self.pgdata, account.pw_uid, account.pw_gid)
 
     def _initdb(self) -> None:
         args = ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"]
@@ -128,6 +126,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _ensure_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    try:
+        pg_utils.ensure_user_exists(name)
+    except subprocess.CalledProcessError:
+        pass  # another process created the user at the same moment
+    return pwd.getpwnam(name)
 
 
 def _ensure_sbin_on_path() -> None:
