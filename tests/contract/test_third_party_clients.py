@@ -61,8 +61,9 @@ def test_fhirclient_conditional_update(live_server: str) -> None:
 
 def test_fhirpy_create_read_update_conditional_update_delete(live_server: str) -> None:
     fhir = SyncFHIRClient(live_server)
-    patient = fhir.resource("Patient", name=[{"family": "Lindqvist"}],
-                            identifier=[{"system": MRN, "value": "py-1"}])
+    patient = fhir.resource(
+        "Patient", name=[{"family": "Lindqvist"}], identifier=[{"system": MRN, "value": "py-1"}]
+    )
     patient.save()  # POST with Content-Type: application/json
     assert patient.id
     patient_id = patient.id
@@ -73,8 +74,12 @@ def test_fhirpy_create_read_update_conditional_update_delete(live_server: str) -
     fetched.save()  # PUT
     assert fhir.reference("Patient", patient_id).to_resource()["meta"]["versionId"] == "2"
 
-    updated, created = fhir.resources("Patient").search(identifier=f"{MRN}|py-1").update(
-        fhir.resource("Patient", identifier=[{"system": MRN, "value": "py-1"}], gender="other")
+    updated, created = (
+        fhir.resources("Patient")
+        .search(identifier=f"{MRN}|py-1")
+        .update(
+            fhir.resource("Patient", identifier=[{"system": MRN, "value": "py-1"}], gender="other")
+        )
     )
     assert not created
     assert updated.id == patient_id

@@ -13,10 +13,12 @@ def patient(value: str, **extra: object) -> dict[str, object]:
 
 
 async def test_conditional_create_returns_existing(client: httpx.AsyncClient) -> None:
-    first = await client.post("/fhir/Patient", json=patient("1"),
-                              headers={**FHIR, "If-None-Exist": f"identifier={MRN}|1"})
-    again = await client.post("/fhir/Patient", json=patient("1"),
-                              headers={**FHIR, "If-None-Exist": f"identifier={MRN}|1"})
+    first = await client.post(
+        "/fhir/Patient", json=patient("1"), headers={**FHIR, "If-None-Exist": f"identifier={MRN}|1"}
+    )
+    again = await client.post(
+        "/fhir/Patient", json=patient("1"), headers={**FHIR, "If-None-Exist": f"identifier={MRN}|1"}
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
 
@@ -24,8 +26,11 @@ async def test_conditional_create_returns_existing(client: httpx.AsyncClient) ->
 async def test_conditional_create_with_several_matches_is_412(client: httpx.AsyncClient) -> None:
     await client.post("/fhir/Patient", json=patient("dup"), headers=FHIR)
     await client.post("/fhir/Patient", json=patient("dup"), headers=FHIR)
-    response = await client.post("/fhir/Patient", json=patient("dup"),
-                                 headers={**FHIR, "If-None-Exist": f"identifier={MRN}|dup"})
+    response = await client.post(
+        "/fhir/Patient",
+        json=patient("dup"),
+        headers={**FHIR, "If-None-Exist": f"identifier={MRN}|dup"},
+    )
     assert response.status_code == 412
     assert response.json()["issue"][0]["code"] == "multiple-matches"
 
@@ -41,17 +46,18 @@ async def test_conditional_update_creates_then_updates(client: httpx.AsyncClient
 
 
 async def test_conditional_update_by_code_only_and_system_only(client: httpx.AsyncClient) -> None:
-    created = await client.put(f"/fhir/Patient?identifier={MRN}|8", json=patient("8"),
-                               headers=FHIR)
-    by_code = await client.put("/fhir/Patient?identifier=8", json=patient("8", gender="male"),
-                               headers=FHIR)
+    created = await client.put(f"/fhir/Patient?identifier={MRN}|8", json=patient("8"), headers=FHIR)
+    by_code = await client.put(
+        "/fhir/Patient?identifier=8", json=patient("8", gender="male"), headers=FHIR
+    )
     assert by_code.json()["id"] == created.json()["id"]
 
 
 async def test_conditional_update_with_conflicting_id_is_400(client: httpx.AsyncClient) -> None:
     await client.put(f"/fhir/Patient?identifier={MRN}|9", json=patient("9"), headers=FHIR)
-    response = await client.put(f"/fhir/Patient?identifier={MRN}|9",
-                                json=patient("9", id="someone-else"), headers=FHIR)
+    response = await client.put(
+        f"/fhir/Patient?identifier={MRN}|9", json=patient("9", id="someone-else"), headers=FHIR
+    )
     assert response.status_code == 400
 
 

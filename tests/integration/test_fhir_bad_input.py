@@ -28,8 +28,9 @@ async def assert_refused(
 
 
 async def test_invalid_json(client: httpx.AsyncClient) -> None:
-    response = await client.post("/fhir/Patient", content=b'{"resourceType": "Patient",',
-                                 headers=FHIR)
+    response = await client.post(
+        "/fhir/Patient", content=b'{"resourceType": "Patient",', headers=FHIR
+    )
     await assert_refused(response, client, 400, "invalid")
 
 
@@ -43,8 +44,7 @@ async def test_wrong_resource_type_for_url(client: httpx.AsyncClient) -> None:
     response = await client.put("/fhir/Patient/x", json=body, headers=FHIR)
     outcome = await assert_refused(response, client, 400, "invalid")
     assert "Practitioner" in outcome["issue"][0]["diagnostics"]
-    create = await client.post("/fhir/Patient", json={"resourceType": "Practitioner"},
-                               headers=FHIR)
+    create = await client.post("/fhir/Patient", json={"resourceType": "Practitioner"}, headers=FHIR)
     await assert_refused(create, client, 400, "invalid")
 
 
@@ -56,9 +56,13 @@ async def test_id_mismatch(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_element_is_reported_with_its_path(client: httpx.AsyncClient) -> None:
-    body = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
-            "subject": {"reference": "Patient/1"}, "activity": [{"detail": {"status":
-            "scheduled", "colour": "red"}}]}
+    body = {
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": "Patient/1"},
+        "activity": [{"detail": {"status": "scheduled", "colour": "red"}}],
+    }
     response = await client.post("/fhir/CarePlan", json=body, headers=FHIR)
     outcome = await assert_refused(response, client, 400, "structure")
     assert outcome["issue"][0]["expression"] == ["CarePlan.activity[0].detail.colour"]
@@ -67,14 +71,37 @@ async def test_unknown_element_is_reported_with_its_path(client: httpx.AsyncClie
 @pytest.mark.parametrize(
     ("body", "expression"),
     [
-        ({"resourceType": "CarePlan", "status": "bogus", "intent": "plan",
-          "subject": {"reference": "Patient/1"}}, "CarePlan.status"),
-        ({"resourceType": "CarePlan", "status": "active", "intent": "wish",
-          "subject": {"reference": "Patient/1"}}, "CarePlan.intent"),
-        ({"resourceType": "Encounter", "status": "done",
-          "class": {"code": "AMB"}}, "Encounter.status"),
-        ({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-          "valueQuantity": {"value": 1, "comparator": "~"}}, "Observation.valueQuantity.comparator"),
+        (
+            {
+                "resourceType": "CarePlan",
+                "status": "bogus",
+                "intent": "plan",
+                "subject": {"reference": "Patient/1"},
+            },
+            "CarePlan.status",
+        ),
+        (
+            {
+                "resourceType": "CarePlan",
+                "status": "active",
+                "intent": "wish",
+                "subject": {"reference": "Patient/1"},
+            },
+            "CarePlan.intent",
+        ),
+        (
+            {"resourceType": "Encounter", "status": "done", "class": {"code": "AMB"}},
+            "Encounter.status",
+        ),
+        (
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "x"},
+                "valueQuantity": {"value": 1, "comparator": "~"},
+            },
+            "Observation.valueQuantity.comparator",
+        ),
         ({"resourceType": "Patient", "gender": "f"}, "Patient.gender"),
     ],
 )
@@ -115,12 +142,14 @@ async def test_deeply_nested_json(client: httpx.AsyncClient) -> None:
     await assert_refused(response, client, 400, "invalid")
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml",
-                                          "application/fhir+xml", None])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/fhir+xml", None]
+)
 async def test_non_json_content_type(client: httpx.AsyncClient, content_type: str | None) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
-    response = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient"}',
-                                 headers=headers)
+    response = await client.post(
+        "/fhir/Patient", content=b'{"resourceType":"Patient"}', headers=headers
+    )
     await assert_refused(response, client, 415, "not-supported")
 
 
@@ -146,8 +175,9 @@ async def test_method_not_allowed(client: httpx.AsyncClient) -> None:
 
 async def test_bad_if_match(client: httpx.AsyncClient) -> None:
     body = {"resourceType": "Patient", "id": "p"}
-    response = await client.put("/fhir/Patient/p", json=body,
-                                headers={**FHIR, "If-Match": "yesterday"})
+    response = await client.put(
+        "/fhir/Patient/p", json=body, headers={**FHIR, "If-Match": "yesterday"}
+    )
     await assert_refused(response, client, 400, "invalid")
 
 

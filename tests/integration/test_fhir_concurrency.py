@@ -17,12 +17,17 @@ async def test_concurrent_conditional_creates_make_one_resource(
     client: httpx.AsyncClient, round_: int
 ) -> None:
     identifier = f"urn:test:mrn|race-{round_}"
-    body = {"resourceType": "Patient",
-            "identifier": [{"system": "urn:test:mrn", "value": f"race-{round_}"}]}
+    body = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:test:mrn", "value": f"race-{round_}"}],
+    }
 
     async def conditional_create() -> httpx.Response:
-        return await client.post("/fhir/Patient", json=body,
-                                 headers={**FHIR, "If-None-Exist": f"identifier={identifier}"})
+        return await client.post(
+            "/fhir/Patient",
+            json=body,
+            headers={**FHIR, "If-None-Exist": f"identifier={identifier}"},
+        )
 
     responses = await asyncio.gather(*(conditional_create() for _ in range(50)))
     statuses = Counter(r.status_code for r in responses)
@@ -37,8 +42,9 @@ async def test_concurrent_conditional_creates_make_one_resource(
 async def test_concurrent_if_match_updates_have_one_winner(
     client: httpx.AsyncClient, round_: int
 ) -> None:
-    created = (await client.post("/fhir/Patient", json={"resourceType": "Patient"},
-                                 headers=FHIR)).json()
+    created = (
+        await client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR)
+    ).json()
     url = f"/fhir/Patient/{created['id']}"
 
     async def update(n: int) -> httpx.Response:

@@ -14,8 +14,9 @@ def patient(**extra: Any) -> dict[str, Any]:
 
 
 async def create(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
-    response = await client.post(f"/fhir/{body['resourceType']}", json=body,
-                                 headers={**FHIR, **headers})
+    response = await client.post(
+        f"/fhir/{body['resourceType']}", json=body, headers={**FHIR, **headers}
+    )
     assert response.status_code == 201, response.text
     return response
 
@@ -101,20 +102,23 @@ async def test_if_none_match_current_version_is_304(client: httpx.AsyncClient) -
 
 
 async def test_prefer_return(client: httpx.AsyncClient) -> None:
-    minimal = await client.post("/fhir/Patient", json=patient(),
-                                headers={**FHIR, "Prefer": "return=minimal"})
+    minimal = await client.post(
+        "/fhir/Patient", json=patient(), headers={**FHIR, "Prefer": "return=minimal"}
+    )
     assert minimal.status_code == 201
     assert minimal.content == b""
     assert minimal.headers["Location"]
-    outcome = await client.post("/fhir/Patient", json=patient(),
-                                headers={**FHIR, "Prefer": "return=OperationOutcome"})
+    outcome = await client.post(
+        "/fhir/Patient", json=patient(), headers={**FHIR, "Prefer": "return=OperationOutcome"}
+    )
     assert outcome.status_code == 201
     assert outcome.json()["resourceType"] == "OperationOutcome"
 
 
 async def test_application_json_and_format_are_accepted(client: httpx.AsyncClient) -> None:
-    response = await client.post("/fhir/Patient?_format=json", json=patient(),
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/fhir/Patient?_format=json", json=patient(), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 201
     assert (await client.get("/fhir/metadata?_format=application/fhir+json")).status_code == 200
 

@@ -42,12 +42,14 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
     async def check(response: httpx.Response) -> None:
         await response.aread()
-        checker.check_body(str(response.url), response.headers.get("content-type", ""),
-                           response.content)
+        checker.check_body(
+            str(response.url), response.headers.get("content-type", ""), response.content
+        )
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
-                                 event_hooks={"response": [check]}) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks={"response": [check]}
+    ) as http:
         yield http
     assert checker.problems == [], "the server sent invalid FHIR:\n" + "\n".join(checker.problems)
 
@@ -63,8 +65,11 @@ def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
     """The API served by uvicorn on a free port (its own engine, in its own thread)."""
     port = _free_port()
     settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -9,14 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from ipt_core.db.provision import Database, open_database
-from ipt_core.fhir.store import WriteListener
 
+from ipt_api.auth import TokenVerifier
 from ipt_api.errors import install_error_handlers
 from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.interactions import fhir_router
 from ipt_api.health import health_router
 from ipt_api.settings import ApiSettings
+from ipt_core.db.provision import Database, open_database
+from ipt_core.fhir.store import WriteListener
 
 __all__ = ["create_app"]
 
@@ -63,7 +64,13 @@ def create_app(
     app.state.settings = settings
     app.state.write_listeners = tuple(write_listeners)
     app.state.clock = clock
-    app.state.token_verifier = None
+    app.state.token_verifier = (
+        TokenVerifier(
+            issuer=settings.auth_issuer, audience=settings.auth_audience, jwks=settings.auth_jwks
+        )
+        if settings.auth_issuer and settings.auth_jwks
+        else None
+    )
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(fhir_router())

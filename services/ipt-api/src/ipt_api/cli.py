@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 import uvicorn
+
+from ipt_api.app import create_app
+from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
-
-from ipt_api.app import create_app
-from ipt_api.settings import ApiSettings
 
 __all__ = ["main"]
 

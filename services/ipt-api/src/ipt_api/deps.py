@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from ipt_core.fhir.errors import FhirError
-from ipt_core.fhir.store import ResourceStore, WriteListener
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_api.auth import NotAuthenticated, TokenVerifier
 from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
+from ipt_core.fhir.errors import NotAuthorized
+from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
     "ConnectionDep",
@@ -20,12 +21,6 @@ __all__ = [
     "SettingsDep",
     "StoreDep",
 ]
-
-
-class NotAuthenticated(FhirError):
-    """The request carries no valid credentials."""
-
-    status, code = 401, "login"
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -60,16 +55,18 @@ def get_store(request: Request, conn: ConnectionDep) -> ResourceStore:
 StoreDep = Annotated[ResourceStore, Depends(get_store)]
 
 
-def get_principal(request: Request, settings: SettingsDep) -> Principal:
+async def get_principal(request: Request, settings: SettingsDep) -> Principal:
     """The caller. With authentication disabled (local development) everything is allowed."""
     if settings.auth_mode == "disabled":
         return DEVELOPMENT_PRINCIPAL
-    verifier = request.app.state.token_verifier
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token or verifier is None:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("A bearer token is required")
-    principal: Principal = verifier.verify(token)
+    principal = await verifier.verify(token.strip())
+    if principal.patient is not None or any(s.startswith("patient/") for s in principal.scopes):
+        # Patient-compartment filtering is not implemented yet: refuse rather than over-share.
+        raise NotAuthorized("patient/ scopes are not supported yet; use system/ or user/ scopes")
     return principal
 
 

@@ -8,11 +8,11 @@ import traceback
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from ipt_core.fhir.errors import FhirError, Issue
 from starlette.exceptions import HTTPException
 
 from ipt_api.fhir.responses import json_response
 from ipt_api.outcomes import operation_outcome
+from ipt_core.fhir.errors import FhirError, Issue
 
 __all__ = ["install_error_handlers"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from ipt_core.settings import CoreSettings
 from pydantic import AnyHttpUrl, Field, model_validator
+
+from ipt_core.settings import CoreSettings
 
 __all__ = ["ApiSettings"]
 
@@ -33,6 +34,8 @@ class ApiSettings(CoreSettings):
                 "IPT_AUTH_MODE=disabled is for local development only: "
                 "set IPT_API_HOST to a loopback address (127.0.0.1 or ::1)"
             )
+        if self.auth_mode == "jwt" and not (self.auth_issuer and self.auth_jwks):
+            raise ValueError("IPT_AUTH_MODE=jwt needs IPT_AUTH_ISSUER and IPT_AUTH_JWKS")
         return self
 
     def fhir_base(self, request_base: str) -> str:

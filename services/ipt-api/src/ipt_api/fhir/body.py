@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+
 from ipt_core.fhir.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = ["read_json_object", "read_limited"]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+
 from ipt_core.fhir.history import HistoryEntry
 from ipt_core.fhir.model import format_instant
 

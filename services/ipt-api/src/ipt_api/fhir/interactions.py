@@ -11,16 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from ipt_core.fhir._dates import parse_instant
-from ipt_core.fhir.errors import (
-    InvalidRequest,
-    Issue,
-    MethodNotAllowed,
-    NotAuthorized,
-    ResourceNotFound,
-)
-from ipt_core.fhir.history import history_page
-from ipt_core.fhir.registry import REGISTRY
 
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
 from ipt_api.fhir.body import read_json_object
@@ -32,6 +22,16 @@ from ipt_api.fhir.preconditions import if_match_version, not_modified
 from ipt_api.fhir.responses import FhirResponse, json_response, stored_response, write_response
 from ipt_api.outcomes import operation_outcome
 from ipt_api.principal import Principal
+from ipt_core.fhir._dates import parse_instant
+from ipt_core.fhir.errors import (
+    InvalidRequest,
+    Issue,
+    MethodNotAllowed,
+    NotAuthorized,
+    ResourceNotFound,
+)
+from ipt_core.fhir.history import history_page
+from ipt_core.fhir.registry import REGISTRY
 
 __all__ = ["fhir_router"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
+
 from ipt_core.fhir.errors import NotAcceptable, UnsupportedMediaType
 
 __all__ = ["FHIR_JSON", "check_accept", "check_content_type"]

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import Request
+
 from ipt_core.fhir.errors import InvalidRequest
 
 __all__ = ["PAGE_PARAM", "decode_cursor", "encode_cursor", "page_link"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from fastapi import Request
+
 from ipt_core.fhir.errors import InvalidRequest
 from ipt_core.fhir.model import StoredResource
 

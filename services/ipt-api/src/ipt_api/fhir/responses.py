@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 from fastapi import Request, Response
-from ipt_core.fhir.errors import Issue
-from ipt_core.fhir.model import StoredResource
 
 from ipt_api.fhir.media import FHIR_JSON
 from ipt_api.outcomes import operation_outcome
+from ipt_core.fhir.errors import Issue
+from ipt_core.fhir.model import StoredResource
 
 __all__ = ["FhirResponse", "json_response", "stored_response", "write_response"]
 

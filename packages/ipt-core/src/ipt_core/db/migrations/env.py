@@ -7,9 +7,10 @@ builds an engine from `sqlalchemy.url`.
 import asyncio
 
 from alembic import context
-from ipt_core.db.schema import metadata
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from ipt_core.db.schema import metadata
 
 config = context.config
 

@@ -1,0 +1,11 @@
+"""`make bench`: every benchmark, one after the other."""
+
+import importlib
+import sys
+
+_BENCHMARKS = ("bench.store_bench",)
+
+for name in _BENCHMARKS:
+    print(f"\n=== {name} ===", flush=True)
+    sys.argv = [name]
+    importlib.import_module(name).main()
