@@ -119,7 +119,7 @@ async def test_missing_required_element(client: httpx.AsyncClient) -> None:
 
 
 async def test_nulls_and_empty_values(client: httpx.AsyncClient) -> None:
-    body = {"resourceType": "Patient", "gender": None, "name": []}
+    body: dict[str, Any] = {"resourceType": "Patient", "gender": None, "name": []}
     response = await client.post("/fhir/Patient", json=body, headers=FHIR)
     await assert_refused(response, client, 400, "value")
 
@@ -184,12 +184,12 @@ async def test_bad_if_match(client: httpx.AsyncClient) -> None:
 async def test_unexpected_error_is_an_outcome_without_internals(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ipt_core.fhir import store
+    from ipt_core.fhir import _repository
 
     async def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(store.rows, "current", explode)
+    monkeypatch.setattr(_repository, "current", explode)
     response = await client.get("/fhir/Patient/x")
     assert response.status_code == 500
     assert response.json()["issue"][0]["code"] == "exception"

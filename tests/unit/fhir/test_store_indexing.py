@@ -21,7 +21,7 @@ from ipt_core.fhir.registry import REGISTRY
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc,arg-type]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_date_ranges(value: str, low: datetime, high: datetime) -> None:
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-1-5", "2026-01-05T25:00:00Z", ""])
 def test_bad_dates_are_refused(value: str) -> None:
-    with pytest.raises(ValueError, match="date|hour|month"):
+    with pytest.raises(ValueError, match=r"date|hour|month"):
         date_range(value)
 
 
