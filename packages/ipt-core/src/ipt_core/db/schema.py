@@ -5,6 +5,7 @@ drift apart.
 """
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     Column,
@@ -18,9 +19,15 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "SEARCH_TABLES",
+    "course_status",
+    "ipt_course",
+    "ipt_measure",
+    "ipt_session",
+    "recompute_request",
     "metadata",
     "resource",
     "resource_version",
@@ -121,3 +128,94 @@ search_number = _index_table(
 )
 
 SEARCH_TABLES = (search_token, search_string, search_date, search_reference, search_number)
+
+# -- IPT projections: written by the FHIR store's listeners in the write's own transaction. ----
+
+# One row per IPT course (a CarePlan whose category holds SNOMED 443730003), as stored now.
+ipt_course = Table(
+    "ipt_course",
+    metadata,
+    Column("id", Text, primary_key=True),  # the CarePlan id
+    Column("patient_id", Text, nullable=False),
+    Column("therapist_ref", Text),  # "Practitioner/…" (author), for dashboard filters
+    Column("organization_ref", Text),
+    Column("status", Text, nullable=False),  # CarePlan.status
+    Column("course_type", Text, nullable=False),  # acute | maintenance
+    Column("problem_areas", ARRAY(Text), nullable=False),
+    Column("planned_sessions", Integer),
+    Column("session_minutes", Integer),
+    Column("timing", JSONB),  # the IPT activity's scheduledTiming.repeat, for the cadence
+    Column("period_start", DateTime(timezone=True)),
+    Column("period_end", DateTime(timezone=True)),
+    Column("based_on", Text),  # acute course id of a maintenance course
+    Column("recurrent", Boolean, nullable=False),  # addresses a Condition coded F33.x
+    Column("symptom_goal_id", Text),
+    Index(None, "patient_id"),
+    Index(None, "based_on"),
+    Index(None, "therapist_ref"),
+)
+
+# One row per Encounter or Appointment that is an IPT session or may become one (auto-link).
+ipt_session = Table(
+    "ipt_session",
+    metadata,
+    Column("resource_type", Text, nullable=False),  # Encounter | Appointment
+    Column("resource_id", Text, nullable=False),
+    Column("patient_id", Text, nullable=False),
+    Column("course_id", Text),  # null when no linking rule applies
+    Column("link_reason", Text),  # extension | outcome-reference | auto
+    Column("status", Text, nullable=False),  # the resource's own status
+    Column("start", DateTime(timezone=True)),
+    Column("minutes", Integer),
+    Column("appointment_id", Text),  # an Encounter's Appointment: the same session (§3)
+    Column("is_ipt", Boolean, nullable=False),  # type/serviceType names IPT (auto-link rule)
+    PrimaryKeyConstraint("resource_type", "resource_id"),
+    Index(None, "course_id"),
+    Index(None, "patient_id", "start"),
+    Index(None, "appointment_id"),
+)
+
+# PHQ-9 totals (and item 9) of every patient; linked to courses by patient and time only.
+ipt_measure = Table(
+    "ipt_measure",
+    metadata,
+    Column("observation_id", Text, primary_key=True),
+    Column("patient_id", Text, nullable=False),
+    Column("code", Text, nullable=False),  # LOINC 44261-6 total | 44260-8 item 9
+    Column("status", Text, nullable=False),
+    Column("effective", DateTime(timezone=True), nullable=False),
+    Column("value", Integer, nullable=False),
+    Column("item9", Integer),  # a total's own item-9 component
+    Column("members", ARRAY(Text)),  # hasMember ids (a separate item 9)
+    Index(None, "patient_id", "effective"),
+)
+
+# -- Status engine: recompute requests and computed statuses. ---------------------------------
+
+# One pending request per course: bursts of writes coalesce into one recompute. Workers lease
+# rows (claimed_until) in short transactions, so API writes never wait for a computation.
+recompute_request = Table(
+    "recompute_request",
+    metadata,
+    Column("course_id", Text, primary_key=True),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("generation", BigInteger, nullable=False),  # bumped by every new request
+    Column("claimed_by", Text),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),  # an error type name; never patient data
+    Index(None, "due_at"),
+)
+
+course_status = Table(
+    "course_status",
+    metadata,
+    Column("course_id", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("status", JSONB, nullable=False),  # every field of CLINICAL.md §5
+    Column("phase", Text, nullable=False),
+    Column("engagement", Text),
+    Column("next_transition_at", DateTime(timezone=True)),
+    Index(None, "phase"),
+)

@@ -1,0 +1,5 @@
+"""The recompute queue: which courses the status engine must (re)compute, and when."""
+
+from ipt_core.queue._recompute import Claim, claim_due, finish, request_recompute, retry_later
+
+__all__ = ["Claim", "claim_due", "finish", "request_recompute", "retry_later"]

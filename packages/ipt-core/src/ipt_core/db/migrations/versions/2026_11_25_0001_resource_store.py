@@ -1,4 +1,4 @@
-"""Resource store: current resources, every version, and the search index.
+"""Resource store (current resources, versions, search index), IPT projections, status engine.
 
 Revision ID: 0001
 Revises:
@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -95,7 +96,97 @@ def upgrade() -> None:
         )
 
 
+    _create_projections()
+    _create_status_engine()
+
+
+def _create_projections() -> None:
+    op.create_table(
+        "ipt_course",
+        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("patient_id", sa.Text(), nullable=False),
+        sa.Column("therapist_ref", sa.Text()),
+        sa.Column("organization_ref", sa.Text()),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("course_type", sa.Text(), nullable=False),
+        sa.Column("problem_areas", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("planned_sessions", sa.Integer()),
+        sa.Column("session_minutes", sa.Integer()),
+        sa.Column("timing", postgresql.JSONB()),
+        sa.Column("period_start", sa.DateTime(timezone=True)),
+        sa.Column("period_end", sa.DateTime(timezone=True)),
+        sa.Column("based_on", sa.Text()),
+        sa.Column("recurrent", sa.Boolean(), nullable=False),
+        sa.Column("symptom_goal_id", sa.Text()),
+        sa.PrimaryKeyConstraint("id", name="pk_ipt_course"),
+    )
+    op.create_index("ix_ipt_course_patient_id", "ipt_course", ["patient_id"])
+    op.create_index("ix_ipt_course_based_on", "ipt_course", ["based_on"])
+    op.create_index("ix_ipt_course_therapist_ref", "ipt_course", ["therapist_ref"])
+    op.create_table(
+        "ipt_session",
+        sa.Column("resource_type", sa.Text(), nullable=False),
+        sa.Column("resource_id", sa.Text(), nullable=False),
+        sa.Column("patient_id", sa.Text(), nullable=False),
+        sa.Column("course_id", sa.Text()),
+        sa.Column("link_reason", sa.Text()),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("start", sa.DateTime(timezone=True)),
+        sa.Column("minutes", sa.Integer()),
+        sa.Column("appointment_id", sa.Text()),
+        sa.Column("is_ipt", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("resource_type", "resource_id", name="pk_ipt_session"),
+    )
+    op.create_index("ix_ipt_session_course_id", "ipt_session", ["course_id"])
+    op.create_index("ix_ipt_session_patient_id_start", "ipt_session", ["patient_id", "start"])
+    op.create_index("ix_ipt_session_appointment_id", "ipt_session", ["appointment_id"])
+    op.create_table(
+        "ipt_measure",
+        sa.Column("observation_id", sa.Text(), nullable=False),
+        sa.Column("patient_id", sa.Text(), nullable=False),
+        sa.Column("code", sa.Text(), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("effective", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("value", sa.Integer(), nullable=False),
+        sa.Column("item9", sa.Integer()),
+        sa.Column("members", postgresql.ARRAY(sa.Text())),
+        sa.PrimaryKeyConstraint("observation_id", name="pk_ipt_measure"),
+    )
+    op.create_index("ix_ipt_measure_patient_id_effective", "ipt_measure",
+                    ["patient_id", "effective"])
+
+
+def _create_status_engine() -> None:
+    op.create_table(
+        "recompute_request",
+        sa.Column("course_id", sa.Text(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("generation", sa.BigInteger(), nullable=False),
+        sa.Column("claimed_by", sa.Text()),
+        sa.Column("claimed_until", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text()),
+        sa.PrimaryKeyConstraint("course_id", name="pk_recompute_request"),
+    )
+    op.create_index("ix_recompute_request_due_at", "recompute_request", ["due_at"])
+    op.create_table(
+        "course_status",
+        sa.Column("course_id", sa.Text(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", postgresql.JSONB(), nullable=False),
+        sa.Column("phase", sa.Text(), nullable=False),
+        sa.Column("engagement", sa.Text()),
+        sa.Column("next_transition_at", sa.DateTime(timezone=True)),
+        sa.PrimaryKeyConstraint("course_id", name="pk_course_status"),
+    )
+    op.create_index("ix_course_status_phase", "course_status", ["phase"])
+
+
 def downgrade() -> None:
+    for table in ("course_status", "recompute_request", "ipt_measure", "ipt_session",
+                  "ipt_course"):
+        op.drop_table(table)
     for table in reversed(list(_INDEX_COLUMNS)):
         op.drop_table(table)
     op.drop_table("resource_version")

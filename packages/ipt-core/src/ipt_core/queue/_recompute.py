@@ -1,0 +1,111 @@
+"""Recompute requests in PostgreSQL: one row per course, leased with FOR UPDATE SKIP LOCKED.
+
+- Writers call `request_recompute` in the transaction of the write that changed a course's
+  facts; requests for one course coalesce into its single row (the earliest due time wins
+  and `generation` is bumped).
+- Workers `claim_due` a batch in a short transaction: each row gets a lease
+  (`claimed_until`) so no other worker takes it, and no API write ever waits for a
+  computation to finish. A worker killed mid-batch simply lets its leases expire.
+- `finish` removes the row, or re-arms it at the course's `next_transition_at` — unless a new
+  request arrived meanwhile (generation changed), which makes it due again at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["Claim", "claim_due", "finish", "request_recompute", "retry_later"]
+
+_MAX_BACKOFF = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased recompute request."""
+
+    course_id: str
+    generation: int
+    attempts: int
+
+
+async def request_recompute(
+    conn: AsyncConnection, course_ids: Iterable[str], due_at: datetime
+) -> None:
+    """Ask for the courses to be recomputed at `due_at` (or earlier, if already asked)."""
+    ids = sorted(set(course_ids))  # a fixed order: concurrent writers never deadlock
+    if not ids:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO recompute_request (course_id, due_at, generation, attempts) "
+            "SELECT id, :due_at, 1, 0 FROM unnest(CAST(:ids AS text[])) AS id "
+            "ON CONFLICT (course_id) DO UPDATE SET "
+            "due_at = LEAST(recompute_request.due_at, EXCLUDED.due_at), "
+            "generation = recompute_request.generation + 1"
+        ),
+        {"ids": ids, "due_at": due_at},
+    )
+
+
+async def claim_due(
+    conn: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[Claim]:
+    """Lease up to `limit` due requests, oldest first, that no other worker holds."""
+    rows = await conn.execute(
+        text(
+            "UPDATE recompute_request AS r SET claimed_by = :worker, "
+            "claimed_until = :until, attempts = r.attempts + 1 "
+            "FROM (SELECT course_id FROM recompute_request "
+            "      WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until < :now) "
+            "      ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) AS due "
+            "WHERE r.course_id = due.course_id "
+            "RETURNING r.course_id, r.generation, r.attempts"
+        ),
+        {"worker": worker, "now": now, "until": now + lease, "limit": limit},
+    )
+    return [Claim(row.course_id, row.generation, row.attempts) for row in rows]
+
+
+async def finish(
+    conn: AsyncConnection, claim: Claim, *, next_due: datetime | None, now: datetime
+) -> None:
+    """Release a computed course: drop its request, or re-arm it for `next_due`."""
+    await conn.execute(
+        text(
+            "UPDATE recompute_request SET claimed_by = NULL, claimed_until = NULL, "
+            "attempts = 0, last_error = NULL, "
+            "due_at = CASE WHEN generation = :generation THEN :next_due ELSE :now END "
+            "WHERE course_id = :course_id"
+        ),
+        {
+            "course_id": claim.course_id,
+            "generation": claim.generation,
+            "next_due": next_due or now,
+            "now": now,
+        },
+    )
+    if next_due is None:
+        await conn.execute(
+            text(
+                "DELETE FROM recompute_request WHERE course_id = :course_id "
+                "AND generation = :generation"
+            ),
+            {"course_id": claim.course_id, "generation": claim.generation},
+        )
+
+
+async def retry_later(conn: AsyncConnection, claim: Claim, *, error: str, now: datetime) -> None:
+    """Back off a failed course exponentially; other courses are not held up."""
+    delay = min(timedelta(seconds=2 ** min(claim.attempts, 20)), _MAX_BACKOFF)
+    await conn.execute(
+        text(
+            "UPDATE recompute_request SET claimed_by = NULL, claimed_until = NULL, "
+            "due_at = :due_at, last_error = :error WHERE course_id = :course_id"
+        ),
+        {"course_id": claim.course_id, "due_at": now + delay, "error": error},
+    )
