@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "SEARCH_TABLES",
     "course_status",
+    "outbox",
     "ipt_course",
     "ipt_measure",
     "ipt_session",
@@ -218,4 +219,22 @@ course_status = Table(
     Column("engagement", Text),
     Column("next_transition_at", DateTime(timezone=True)),
     Index(None, "phase"),
+)
+
+# -- Events: the transactional outbox (columns compatible with Debezium's outbox router). ----
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),  # global order
+    Column("id", Text, nullable=False, unique=True),  # CloudEvent id, stable across retries
+    Column("aggregatetype", Text, nullable=False),  # e.g. CarePlan
+    Column("aggregateid", Text, nullable=False),  # e.g. the course id
+    Column("type", Text, nullable=False),  # CloudEvent type
+    Column("payload", JSONB, nullable=False),  # the whole CloudEvent envelope
+    Column("traceparent", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    Index(None, "aggregateid", "seq"),
+    Index(None, "created_at"),
 )

@@ -181,10 +181,26 @@ def _create_status_engine() -> None:
         sa.PrimaryKeyConstraint("course_id", name="pk_course_status"),
     )
     op.create_index("ix_course_status_phase", "course_status", ["phase"])
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("aggregatetype", sa.Text(), nullable=False),
+        sa.Column("aggregateid", sa.Text(), nullable=False),
+        sa.Column("type", sa.Text(), nullable=False),
+        sa.Column("payload", postgresql.JSONB(), nullable=False),
+        sa.Column("traceparent", sa.Text()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.PrimaryKeyConstraint("seq", name="pk_outbox"),
+        sa.UniqueConstraint("id", name="uq_outbox_id"),
+    )
+    op.create_index("ix_outbox_aggregateid_seq", "outbox", ["aggregateid", "seq"])
+    op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
 
 
 def downgrade() -> None:
-    for table in ("course_status", "recompute_request", "ipt_measure", "ipt_session",
+    for table in ("outbox", "course_status", "recompute_request", "ipt_measure", "ipt_session",
                   "ipt_course"):
         op.drop_table(table)
     for table in reversed(list(_INDEX_COLUMNS)):
