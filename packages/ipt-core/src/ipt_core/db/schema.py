@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "SEARCH_TABLES",
     "course_status",
+    "event_sequence",
     "outbox",
     "ipt_course",
     "ipt_measure",
@@ -237,4 +238,12 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True)),
     Index(None, "aggregateid", "seq"),
     Index(None, "created_at"),
+)
+
+# The last event sequence number of each aggregate (per-course ordering survives retention).
+event_sequence = Table(
+    "event_sequence",
+    metadata,
+    Column("aggregateid", Text, primary_key=True),
+    Column("last", BigInteger, nullable=False),
 )

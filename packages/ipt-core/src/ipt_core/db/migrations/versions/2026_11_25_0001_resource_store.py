@@ -197,10 +197,16 @@ def _create_status_engine() -> None:
     )
     op.create_index("ix_outbox_aggregateid_seq", "outbox", ["aggregateid", "seq"])
     op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
+    op.create_table(
+        "event_sequence",
+        sa.Column("aggregateid", sa.Text(), nullable=False),
+        sa.Column("last", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("aggregateid", name="pk_event_sequence"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("outbox", "course_status", "recompute_request", "ipt_measure", "ipt_session",
+    for table in ("event_sequence", "outbox", "course_status", "recompute_request", "ipt_measure", "ipt_session",
                   "ipt_course"):
         op.drop_table(table)
     for table in reversed(list(_INDEX_COLUMNS)):
