@@ -1,0 +1,232 @@
+"""Load the status function's facts for a batch of courses with set-based queries.
+
+Reads the IPT projections (ipt_course, ipt_session, ipt_measure) and each course's stored
+CarePlan, in a fixed number of queries per batch whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.ipt.codes import ACTIVITY_SYSTEM, PHQ9_ITEM9, PHQ9_TOTAL, SOCIAL_PRACTICE
+from ipt_core.status._calendar import cadence_from_timing
+from ipt_core.status._facts import CourseFacts, Phq9Fact, SessionFact
+from ipt_core.status._sessions import resolve_session
+
+__all__ = ["CourseRow", "load_facts"]
+
+_COUNTED_PHQ9 = ("final", "amended", "corrected")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CourseRow = Any  # a row of ipt_course joined with its CarePlan content
+
+
+async def load_facts(conn: AsyncConnection, course_ids: Sequence[str]) -> dict[str, CourseFacts]:
+    """Return the facts of each course that is (still) an IPT course, by course id."""
+    courses = await _courses(conn, course_ids)
+    related_ids = {c.based_on for c in courses.values() if c.based_on}
+    maintenance = await _maintenance_of(conn, list(courses))
+    related_ids |= {m.id for rows in maintenance.values() for m in rows}
+    courses |= await _courses(conn, list(related_ids - set(courses)))
+    sessions = await _sessions(conn, list(courses))
+    phq9 = await _phq9(conn, {c.patient_id for c in courses.values()})
+    facts: dict[str, CourseFacts] = {}
+    for course_id in course_ids:
+        row = courses.get(course_id)
+        if row is None or row.status == "entered-in-error":
+            continue
+        facts[course_id] = _facts(row, courses, maintenance, sessions, phq9)
+    return facts
+
+
+def _facts(
+    row: CourseRow,
+    courses: dict[str, CourseRow],
+    maintenance: dict[str, list[CourseRow]],
+    sessions: dict[str, tuple[SessionFact, ...]],
+    phq9: dict[str, tuple[Phq9Fact, ...]],
+) -> CourseFacts:
+    related: CourseFacts | None = None
+    has_maintenance = False
+    if row.course_type == "maintenance" and row.based_on in courses:
+        acute = courses[row.based_on]
+        if acute.status != "entered-in-error" and acute.course_type == "acute":
+            related = _own_facts(acute, sessions, phq9)
+    elif row.course_type == "acute":
+        followers = [m for m in maintenance.get(row.id, []) if m.status != "entered-in-error"]
+        has_maintenance = bool(followers)
+        active = [m for m in followers if m.status in ("active", "unknown")]
+        if active:
+            latest = max(active, key=lambda m: (m.period_start or _EPOCH, m.id))
+            related = _own_facts(latest, sessions, phq9)
+    return replace(
+        _own_facts(row, sessions, phq9), related=related, has_maintenance_course=has_maintenance
+    )
+
+
+def _own_facts(
+    row: CourseRow,
+    sessions: dict[str, tuple[SessionFact, ...]],
+    phq9: dict[str, tuple[Phq9Fact, ...]],
+) -> CourseFacts:
+    careplan = orjson.loads(row.content)
+    timing = row.timing or {}
+    period = timing.get("period")
+    cadence = cadence_from_timing(
+        Decimal(str(period)) if period is not None else None,
+        timing.get("periodUnit"),
+        timing.get("frequency"),
+    )
+    return CourseFacts(
+        status=row.status,
+        course_type=row.course_type,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        planned_count=timing.get("count") if isinstance(timing.get("count"), int) else None,
+        cadence=cadence,
+        addresses_recurrent_depression=row.recurrent,
+        sessions=sessions.get(row.id, ()),
+        phq9=phq9.get(row.patient_id, ()),
+        practice_statuses=tuple(_practice_statuses(careplan)),
+    )
+
+
+def _practice_statuses(careplan: dict[str, Any]) -> Iterable[str]:
+    for activity in careplan.get("activity", []):
+        detail = activity.get("detail", {}) if isinstance(activity, dict) else {}
+        codings = detail.get("code", {}).get("coding", [])
+        if any(
+            c.get("system") == ACTIVITY_SYSTEM and c.get("code") == SOCIAL_PRACTICE for c in codings
+        ):
+            yield str(detail.get("status", "not-started"))
+
+
+async def _courses(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, CourseRow]:
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT c.*, r.content FROM ipt_course c JOIN resource r "
+            "ON r.resource_type = 'CarePlan' AND r.id = c.id AND NOT r.deleted "
+            "WHERE c.id = ANY(:ids)"
+        ),
+        {"ids": list(ids)},
+    )
+    return {row.id: row for row in rows}
+
+
+async def _maintenance_of(
+    conn: AsyncConnection, acute_ids: Sequence[str]
+) -> dict[str, list[CourseRow]]:
+    if not acute_ids:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT id, based_on, status, period_start FROM ipt_course "
+            "WHERE based_on = ANY(:ids) AND course_type = 'maintenance'"
+        ),
+        {"ids": list(acute_ids)},
+    )
+    found: dict[str, list[CourseRow]] = defaultdict(list)
+    for row in rows:
+        found[row.based_on].append(row)
+    return found
+
+
+async def _sessions(
+    conn: AsyncConnection, course_ids: Sequence[str]
+) -> dict[str, tuple[SessionFact, ...]]:
+    """Sessions per course, an Encounter merged with the Appointment it references (§3)."""
+    if not course_ids:
+        return {}
+    rows = list(
+        await conn.execute(
+            text(
+                "WITH linked AS (SELECT * FROM ipt_session WHERE course_id = ANY(:ids)) "
+                "SELECT * FROM linked "
+                "UNION SELECT s.* FROM ipt_session s JOIN linked l "
+                "  ON s.resource_type = 'Appointment' AND s.resource_id = l.appointment_id "
+                "UNION SELECT s.* FROM ipt_session s JOIN linked l "
+                "  ON l.resource_type = 'Appointment' AND s.resource_type = 'Encounter' "
+                "  AND s.appointment_id = l.resource_id"
+            ),
+            {"ids": list(course_ids)},
+        )
+    )
+    appointments = {r.resource_id: r for r in rows if r.resource_type == "Appointment"}
+    merged_appointments = {
+        r.appointment_id
+        for r in rows
+        if r.resource_type == "Encounter"
+        and r.appointment_id in appointments
+        and r.status != "entered-in-error"
+    }
+    found: dict[str, list[SessionFact]] = defaultdict(list)
+    wanted = set(course_ids)
+    for row in rows:
+        if row.resource_type == "Appointment" and row.resource_id in merged_appointments:
+            continue  # decided together with its Encounter below
+        appointment = (
+            appointments.get(row.appointment_id)
+            if row.resource_type == "Encounter"
+            else (row if row.resource_type == "Appointment" else None)
+        )
+        encounter = row if row.resource_type == "Encounter" else None
+        course = (
+            encounter.course_id
+            if encounter is not None and encounter.course_id
+            else appointment.course_id
+            if appointment is not None
+            else None
+        )
+        if course not in wanted:
+            continue
+        fact = resolve_session(
+            appointment.resource_id if appointment is not None else row.resource_id,
+            encounter_status=encounter.status if encounter is not None else None,
+            encounter_start=encounter.start if encounter is not None else None,
+            appointment_status=appointment.status if appointment is not None else None,
+            appointment_start=appointment.start if appointment is not None else None,
+        )
+        if fact is not None:
+            found[course].append(fact)
+    return {course: tuple(facts) for course, facts in found.items()}
+
+
+async def _phq9(conn: AsyncConnection, patients: set[str]) -> dict[str, tuple[Phq9Fact, ...]]:
+    """PHQ-9 totals per patient, each with its item 9: a component wins over a separate one."""
+    if not patients:
+        return {}
+    rows = list(
+        await conn.execute(
+            text(
+                "SELECT * FROM ipt_measure WHERE patient_id = ANY(:patients) "
+                "AND status = ANY(:statuses) AND code = ANY(:codes)"
+            ),
+            {
+                "patients": list(patients),
+                "statuses": list(_COUNTED_PHQ9),
+                "codes": [PHQ9_TOTAL, PHQ9_ITEM9],
+            },
+        )
+    )
+    separate = {(r.patient_id, r.effective): r.value for r in rows if r.code == PHQ9_ITEM9}
+    by_id = {r.observation_id: r.value for r in rows if r.code == PHQ9_ITEM9}
+    found: dict[str, list[Phq9Fact]] = defaultdict(list)
+    for row in rows:
+        if row.code != PHQ9_TOTAL:
+            continue
+        item9 = row.item9
+        if item9 is None:
+            members = [by_id[m] for m in row.members or [] if m in by_id]
+            item9 = members[0] if members else separate.get((row.patient_id, row.effective))
+        found[row.patient_id].append(Phq9Fact(row.observation_id, row.effective, row.value, item9))
+    return {patient: tuple(facts) for patient, facts in found.items()}

@@ -1,0 +1,46 @@
+"""`ipt-worker`: the status engine's recompute loop (relay and EHR sync come next)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime, timedelta
+
+from ipt_core.db.provision import open_database
+from ipt_worker.listeners import default_listeners
+from ipt_worker.loop import run_recompute_loop
+from ipt_worker.recompute import Recomputer
+from ipt_worker.settings import WorkerSettings
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Run the worker until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_run(WorkerSettings()))
+
+
+async def _run(settings: WorkerSettings) -> None:
+    database = await open_database(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    recomputer = Recomputer(
+        database.engine,
+        clock=lambda: datetime.now(UTC),
+        listeners=default_listeners(),
+        batch_size=settings.batch_size,
+        lease=timedelta(seconds=settings.lease_s),
+    )
+    logging.getLogger(__name__).info("worker %s started", recomputer.worker_id)
+    try:
+        await run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s)
+    finally:
+        await database.close()
+
+
+if __name__ == "__main__":
+    main()
