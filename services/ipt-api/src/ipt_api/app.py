@@ -16,6 +16,8 @@ from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.interactions import fhir_router
 from ipt_api.health import health_router
 from ipt_api.settings import ApiSettings
+from ipt_api.status.router import fhir_status_router, status_router
+from ipt_api.worker import embedded_worker
 from ipt_core.db.provision import Database, open_database
 from ipt_core.fhir.store import WriteListener
 
@@ -49,9 +51,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = database or await open_database(settings)
+        worker = embedded_worker(app.state.database.engine, clock) if settings.run_worker else None
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             if database is None:
                 await app.state.database.close()
 
@@ -73,6 +78,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(status_router)
+    app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(fhir_router())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

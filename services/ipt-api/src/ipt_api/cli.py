@@ -33,7 +33,8 @@ def run() -> None:
     """Run everything for local use: database (embedded unless DATABASE_URL), migrations, API."""
     settings = ApiSettings()
     url, embedded = asyncio.run(_prepare_database(settings))
-    settings = settings.model_copy(update={"database_url": url})
+    # One command, both processes' work: the worker loops run inside the API process.
+    settings = settings.model_copy(update={"database_url": url, "run_worker": True})
     base = f"http://{settings.api_host}:{settings.api_port}"
     click.echo(
         f"\nIPT Care Service\n  FHIR API   {base}/fhir/metadata\n  API docs   {base}/docs\n"

@@ -1,0 +1,1 @@
+"""Course status reads and dashboard aggregates."""
