@@ -79,7 +79,8 @@ async def finish(
         text(
             "UPDATE recompute_request SET claimed_by = NULL, claimed_until = NULL, "
             "attempts = 0, last_error = NULL, "
-            "due_at = CASE WHEN generation = :generation THEN :next_due ELSE :now END "
+            "due_at = CASE WHEN generation = :generation THEN CAST(:next_due AS timestamptz) "
+            "ELSE CAST(:now AS timestamptz) END "
             "WHERE course_id = :course_id"
         ),
         {
