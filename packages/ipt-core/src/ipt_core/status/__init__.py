@@ -1,0 +1,38 @@
+"""Course status: the pure function of CLINICAL.md §5 and the facts it reads.
+
+`compute_status(facts, now)` gives a `CourseStatus` with every §5 field and the instant
+(`next_transition_at`) at which the status next changes by time alone. `resolve_session` turns
+an Encounter and/or Appointment into one `SessionFact` (§3); `cadence_from_timing` turns a
+CarePlan activity timing into a `Cadence`. `StatusRules` holds every threshold, defaulting to
+the §5 table (`DEFAULT_RULES`).
+"""
+
+from ._calendar import Cadence, add_months, cadence_from_timing
+from ._course_status import CourseStatus, Engagement, GoalStatus, Phase, Severity
+from ._facts import CarePlanStatus, CourseFacts, CourseType, Phq9Fact, SessionFact, SessionOutcome
+from ._sessions import resolve_session
+from ._settings import DEFAULT_RULES, CourseTypeRules, Phq9Rules, StatusRules
+from ._status import compute_status
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Cadence",
+    "CarePlanStatus",
+    "CourseFacts",
+    "CourseStatus",
+    "CourseType",
+    "CourseTypeRules",
+    "Engagement",
+    "GoalStatus",
+    "Phase",
+    "Phq9Fact",
+    "Phq9Rules",
+    "SessionFact",
+    "SessionOutcome",
+    "Severity",
+    "StatusRules",
+    "add_months",
+    "cadence_from_timing",
+    "compute_status",
+    "resolve_session",
+]
