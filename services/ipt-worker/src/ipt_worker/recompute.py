@@ -190,8 +190,8 @@ async def _update_unless_changed(
     store: ResourceStore, resource_type: str, id_: str, body: dict[str, Any], version: int
 ) -> None:
     # If someone changed the resource since we read it, their write re-queues the course.
+    # The version check fails before anything is written, so no savepoint is needed.
     try:
-        async with store.conn.begin_nested():
-            await store.update(resource_type, id_, body, if_match=version)
+        await store.update(resource_type, id_, body, if_match=version)
     except PreconditionFailed:
         _log.info("write-back skipped: %s changed meanwhile", resource_type)

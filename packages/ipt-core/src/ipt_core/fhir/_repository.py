@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -109,21 +109,36 @@ async def insert_version(conn: AsyncConnection, stored: StoredResource, method: 
 
 
 async def replace_index(
-    conn: AsyncConnection, resource_type: str, id_: str, entries: IndexEntries | None
+    conn: AsyncConnection,
+    resource_type: str,
+    id_: str,
+    entries: IndexEntries | None,
+    *,
+    had_index: bool = True,
 ) -> None:
-    """Replace the search-index rows of a resource (None: remove them, as on delete)."""
-    for name, table in _TABLES.items():
-        await conn.execute(
-            delete(table).where(
-                and_(table.c.resource_type == resource_type, table.c.resource_id == id_)
-            )
-        )
-        rows = (entries or {}).get(name)
+    """Replace the search-index rows of a resource (None: remove them, as on delete).
+
+    One statement removes the old rows from every index table (skipped for a new resource),
+    then one insert per table that has rows: a write costs few round trips.
+    """
+    if had_index:
+        await conn.execute(_DELETE_INDEX, {"type": resource_type, "id": id_})
+    for name, rows in (entries or {}).items():
         if rows:
             await conn.execute(
-                insert(table),
+                insert(_TABLES[name]),
                 [{"resource_type": resource_type, "resource_id": id_, **asdict(r)} for r in rows],
             )
+
+
+_DELETE_INDEX = text(
+    "WITH "
+    + ", ".join(
+        f"d{n} AS (DELETE FROM {table.name} WHERE resource_type = :type AND resource_id = :id)"
+        for n, table in enumerate(SEARCH_TABLES)
+    )
+    + " SELECT 1"
+)
 
 
 async def lock_key(conn: AsyncConnection, key: str) -> None:

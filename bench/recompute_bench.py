@@ -1,0 +1,223 @@
+"""Status engine benchmarks: full recompute of N courses, and the cost of one idle poll.
+
+Seeds courses straight into the store's tables and the IPT projections with COPY (the same
+rows the API would write: a CarePlan per course, ~12 sessions, ~4 PHQ-9 values), then runs
+the real `Recomputer` (one process) until every course is computed, and times `claim_due`
+when all courses are armed in the future and 10 are due.
+Run: `python -m bench.recompute_bench [--courses N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_core.db.embedded import EmbeddedPostgres
+from ipt_core.db.engine import create_engine
+from ipt_core.db.migrate import upgrade
+from ipt_core.ipt import Course, course_to_careplan
+from ipt_core.queue import claim_due, request_recompute
+from ipt_worker.recompute import Recomputer
+
+NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
+_DATA = Path(".bench") / "pg-recompute"
+
+
+def main() -> None:
+    """Seed, recompute everything, measure idle polls."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--courses", type=int, default=100_000)
+    args = parser.parse_args()
+    asyncio.run(_main(args.courses))
+
+
+async def _main(courses: int) -> None:
+    cluster = EmbeddedPostgres(_DATA, throwaway=True)
+    cluster.stop()
+    shutil.rmtree(_DATA, ignore_errors=True)
+    server = cluster.start()
+    engine = create_engine(server.url("postgres"), pool_size=4)
+    try:
+        await upgrade(engine)
+        started = time.perf_counter()
+        await _seed(engine, courses)
+        print(f"seeded {courses} courses in {time.perf_counter() - started:.1f} s")
+        await _full_recompute(engine, courses)
+        await _idle_poll(engine)
+    finally:
+        await engine.dispose()
+        cluster.stop()
+
+
+async def _seed(engine: AsyncEngine, count: int) -> None:
+    resources, courses, sessions, measures = [], [], [], []
+    for n in range(count):
+        course_id, patient = f"c{n}", f"p{n}"
+        start = NOW - timedelta(days=7 * (n % 25) + 1)
+        careplan = course_to_careplan(
+            Course(
+                id=course_id,
+                patient=f"Patient/{patient}",
+                problem_areas=("grief",),
+                start=start,
+                status="active",
+            )
+        )
+        careplan |= {
+            "id": course_id,
+            "meta": {"versionId": "1", "lastUpdated": "2026-01-01T00:00:00Z"},
+        }
+        resources.append(("CarePlan", course_id, 1, NOW, False, orjson.dumps(careplan).decode()))
+        repeat = careplan["activity"][0]["detail"]["scheduledTiming"]["repeat"]
+        courses.append(
+            (
+                course_id,
+                patient,
+                "active",
+                "acute",
+                ["grief"],
+                20,
+                60,
+                orjson.dumps(repeat).decode(),
+                start,
+                False,
+            )
+        )
+        for week in range(n % 13):
+            status = "noshow" if week % 5 == 4 else "fulfilled"
+            sessions.append(
+                (
+                    "Appointment",
+                    f"a{n}-{week}",
+                    patient,
+                    course_id,
+                    "extension",
+                    status,
+                    start + timedelta(weeks=week),
+                    60,
+                    True,
+                )
+            )
+        for k in range(4):
+            measures.append(
+                (
+                    f"o{n}-{k}",
+                    patient,
+                    "44261-6",
+                    "final",
+                    start + timedelta(weeks=3 * k),
+                    max(0, 18 - 3 * k - n % 4),
+                )
+            )
+    async with engine.begin() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        await raw.copy_records_to_table(
+            "resource",
+            records=resources,
+            columns=["resource_type", "id", "version_id", "last_updated", "deleted", "content"],
+        )
+        await raw.copy_records_to_table(
+            "ipt_course",
+            records=courses,
+            columns=[
+                "id",
+                "patient_id",
+                "status",
+                "course_type",
+                "problem_areas",
+                "planned_sessions",
+                "session_minutes",
+                "timing",
+                "period_start",
+                "recurrent",
+            ],
+        )
+        await raw.copy_records_to_table(
+            "ipt_session",
+            records=sessions,
+            columns=[
+                "resource_type",
+                "resource_id",
+                "patient_id",
+                "course_id",
+                "link_reason",
+                "status",
+                "start",
+                "minutes",
+                "is_ipt",
+            ],
+        )
+        await raw.copy_records_to_table(
+            "ipt_measure",
+            records=measures,
+            columns=["observation_id", "patient_id", "code", "status", "effective", "value"],
+        )
+        await request_recompute(conn, [c[0] for c in courses], NOW)
+        await conn.execute(text("ANALYZE"))
+
+
+async def _full_recompute(engine: AsyncEngine, count: int) -> None:
+    recomputer = Recomputer(engine, clock=lambda: NOW, batch_size=500)
+    started = time.perf_counter()
+    done = 0
+    while claimed := await recomputer.run_once():
+        done += claimed
+    elapsed = time.perf_counter() - started
+    print(
+        f"full recompute: {done} courses in {elapsed:.1f} s = {done / elapsed:.0f} courses/s "
+        "(1 worker process, first computation: status + events + CarePlan phase write-back)"
+    )
+
+
+async def _idle_poll(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE recompute_request SET due_at = :later"),
+            {"later": NOW + timedelta(days=30)},
+        )
+        await conn.execute(
+            text(
+                "UPDATE recompute_request SET due_at = :now WHERE course_id IN "
+                "(SELECT course_id FROM recompute_request ORDER BY course_id LIMIT 10)"
+            ),
+            {"now": NOW},
+        )
+        total = await conn.scalar(text("SELECT count(*) FROM recompute_request"))
+        await conn.execute(text("ANALYZE recompute_request"))
+    timings = []
+    for _ in range(200):
+        async with engine.begin() as conn:
+            started = time.perf_counter()
+            claims = await claim_due(conn, worker="bench", now=NOW, lease=timedelta(0), limit=100)
+            timings.append((time.perf_counter() - started) * 1000)
+            await conn.rollback()
+        assert len(claims) == 10
+    async with engine.connect() as conn:
+        plan = await conn.execute(
+            text(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT course_id FROM recompute_request "
+                "WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until < :now) "
+                "ORDER BY due_at LIMIT 100 FOR UPDATE SKIP LOCKED"
+            ),
+            {"now": NOW},
+        )
+        lines = [row[0] for row in plan]
+    print(
+        f"idle poll with {total} queued courses, 10 due: p50 "
+        f"{statistics.median(timings):.2f} ms, p99 {sorted(timings)[197]:.2f} ms"
+    )
+    print("  plan: " + "\n        ".join(lines))
+
+
+if __name__ == "__main__":
+    main()
