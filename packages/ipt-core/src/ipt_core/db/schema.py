@@ -25,6 +25,7 @@ __all__ = [
     "SEARCH_TABLES",
     "course_status",
     "event_sequence",
+    "idempotency_key",
     "outbox",
     "ipt_course",
     "ipt_measure",
@@ -206,6 +207,7 @@ recompute_request = Table(
     Column("claimed_until", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),  # an error type name; never patient data
+    Column("traceparent", Text),  # the trace of the latest write that asked, to continue it
     Index(None, "due_at"),
 )
 
@@ -246,4 +248,21 @@ event_sequence = Table(
     metadata,
     Column("aggregateid", Text, primary_key=True),
     Column("last", BigInteger, nullable=False),
+)
+
+# -- Domain API: replayable responses of writes sent with an `Idempotency-Key` header. --------
+
+# One row per (caller, key), written in the transaction of the write it answers: a retry with
+# the same body gets the stored response, a reuse with another body is refused.
+idempotency_key = Table(
+    "idempotency_key",
+    metadata,
+    Column("scope", Text, nullable=False),  # the caller (token subject) the key belongs to
+    Column("key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),  # sha-256 of method, path and parsed body
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("scope", "key"),
+    Index(None, "created_at"),
 )

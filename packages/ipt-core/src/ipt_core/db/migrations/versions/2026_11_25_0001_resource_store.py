@@ -98,6 +98,7 @@ def upgrade() -> None:
 
     _create_projections()
     _create_status_engine()
+    _create_idempotency_keys()
 
 
 def _create_projections() -> None:
@@ -166,6 +167,7 @@ def _create_status_engine() -> None:
         sa.Column("claimed_until", sa.DateTime(timezone=True)),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text()),
+        sa.Column("traceparent", sa.Text()),
         sa.PrimaryKeyConstraint("course_id", name="pk_recompute_request"),
     )
     op.create_index("ix_recompute_request_due_at", "recompute_request", ["due_at"])
@@ -205,7 +207,22 @@ def _create_status_engine() -> None:
     )
 
 
+def _create_idempotency_keys() -> None:
+    op.create_table(
+        "idempotency_key",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("request_hash", sa.Text(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("response", postgresql.JSONB(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "key", name="pk_idempotency_key"),
+    )
+    op.create_index("ix_idempotency_key_created_at", "idempotency_key", ["created_at"])
+
+
 def downgrade() -> None:
+    op.drop_table("idempotency_key")
     for table in ("event_sequence", "outbox", "course_status", "recompute_request", "ipt_measure", "ipt_session",
                   "ipt_course"):
         op.drop_table(table)
