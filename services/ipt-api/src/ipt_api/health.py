@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-__all__ = ["health_router"]
+__all__ = ["health_router", "prometheus_metrics"]
 
 health_router = APIRouter(tags=["Operations"])
 
@@ -30,3 +30,10 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception:  # any failure means "not ready", never a crash of the probe
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
     return JSONResponse({"status": "ok", "database": "ok"})
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition of the process's metrics (labels are route templates, no ids)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -24,6 +24,11 @@ class ApiSettings(CoreSettings):
     auth_jwks: str | None = None  # URL or file path
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
+    max_bundle_entries: int = Field(default=1000, ge=1)  # per batch or transaction Bundle
+    metrics_enabled: bool = False  # IPT_METRICS_ENABLED: Prometheus metrics at /metrics
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
     run_worker: bool = False  # single-process deployments run the worker loops in the API
 
     @model_validator(mode="after")

@@ -7,7 +7,10 @@ import logging
 import signal
 from datetime import UTC, datetime, timedelta
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from ipt_core.db.provision import open_database
+from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, setup_tracing
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
@@ -18,12 +21,16 @@ __all__ = ["main"]
 
 def main() -> None:
     """Run the worker until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_run(WorkerSettings()))
+    setup_logging()
+    settings = WorkerSettings()
+    provider = setup_tracing("ipt-worker", otlp_endpoint=settings.otel_exporter_otlp_endpoint)
+    setup_metrics(prometheus=False)
+    asyncio.run(_run(settings, provider))
 
 
-async def _run(settings: WorkerSettings) -> None:
+async def _run(settings: WorkerSettings, provider: TracerProvider) -> None:
     database = await open_database(settings)
+    instrument_engine(database.engine, provider)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,11 +31,13 @@ from ipt_core.status import DEFAULT_RULES, StatusRules, compute_status
 from ipt_core.status._facts import CourseFacts
 from ipt_core.status.loader import load_facts
 from ipt_core.status.serialize import status_json
+from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.status_events import event_count, status_events
 
 __all__ = ["Recomputer"]
 
 _log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("ipt_worker.recompute")
 Clock = Callable[[], datetime]
 
 
@@ -66,6 +69,14 @@ class Recomputer:
         return len(claims)
 
     async def _recompute(self, claim: Claim, facts: CourseFacts | None, now: datetime) -> None:
+        # The span continues the trace of the write that asked for this recompute.
+        context = context_from_traceparent(claim.traceparent)
+        with _tracer.start_as_current_span("recompute course", context=context):
+            await self._recompute_in_span(claim, facts, now)
+
+    async def _recompute_in_span(
+        self, claim: Claim, facts: CourseFacts | None, now: datetime
+    ) -> None:
         try:
             async with self.engine.begin() as conn:
                 if await self._still_ours(conn, claim):

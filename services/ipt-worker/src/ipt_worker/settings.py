@@ -15,3 +15,6 @@ class WorkerSettings(CoreSettings):
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)  # idle wait between claims
     batch_size: int = Field(default=100, ge=1, le=10_000)
     lease_s: float = Field(default=60, ge=5)  # a killed worker's courses return after this
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )

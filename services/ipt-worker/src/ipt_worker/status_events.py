@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ipt_core.events import cloud_event
+from ipt_core.telemetry import current_traceparent
 
 __all__ = ["event_count", "status_events"]
 
@@ -48,6 +49,7 @@ def status_events(
         "previous_phase": (previous or {}).get("phase"),
         "previous_engagement": (previous or {}).get("engagement"),
     }
+    traceparent = current_traceparent()  # the recompute span, child of the causing write
     return [
         cloud_event(
             type_=type_,
@@ -55,6 +57,7 @@ def status_events(
             partition_key=course_id,
             sequence=first_sequence + offset,
             time=now,
+            traceparent=traceparent,
             data=changed
             if type_ == "ipt.course.status.changed"
             else {

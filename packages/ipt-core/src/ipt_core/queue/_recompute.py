@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.telemetry import current_traceparent
+
 __all__ = ["Claim", "claim_due", "finish", "request_recompute", "retry_later"]
 
 _MAX_BACKOFF = timedelta(minutes=10)
@@ -31,6 +33,7 @@ class Claim:
     course_id: str
     generation: int
     attempts: int
+    traceparent: str | None = None  # the trace of the latest write that asked
 
 
 async def request_recompute(
@@ -42,13 +45,14 @@ async def request_recompute(
         return
     await conn.execute(
         text(
-            "INSERT INTO recompute_request (course_id, due_at, generation, attempts) "
-            "SELECT id, :due_at, 1, 0 FROM unnest(CAST(:ids AS text[])) AS id "
+            "INSERT INTO recompute_request (course_id, due_at, generation, attempts, traceparent) "
+            "SELECT id, :due_at, 1, 0, :traceparent FROM unnest(CAST(:ids AS text[])) AS id "
             "ON CONFLICT (course_id) DO UPDATE SET "
             "due_at = LEAST(recompute_request.due_at, EXCLUDED.due_at), "
-            "generation = recompute_request.generation + 1"
+            "generation = recompute_request.generation + 1, "
+            "traceparent = coalesce(EXCLUDED.traceparent, recompute_request.traceparent)"
         ),
-        {"ids": ids, "due_at": due_at},
+        {"ids": ids, "due_at": due_at, "traceparent": current_traceparent()},
     )
 
 
@@ -64,11 +68,11 @@ async def claim_due(
             "      WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until < :now) "
             "      ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) AS due "
             "WHERE r.course_id = due.course_id "
-            "RETURNING r.course_id, r.generation, r.attempts"
+            "RETURNING r.course_id, r.generation, r.attempts, r.traceparent"
         ),
         {"worker": worker, "now": now, "until": now + lease, "limit": limit},
     )
-    return [Claim(row.course_id, row.generation, row.attempts) for row in rows]
+    return [Claim(row.course_id, row.generation, row.attempts, row.traceparent) for row in rows]
 
 
 async def finish(
@@ -78,7 +82,8 @@ async def finish(
     await conn.execute(
         text(
             "UPDATE recompute_request SET claimed_by = NULL, claimed_until = NULL, "
-            "attempts = 0, last_error = NULL, "
+            "attempts = 0, last_error = NULL, traceparent = CASE WHEN generation = :generation "
+            "THEN NULL ELSE traceparent END, "
             "due_at = CASE WHEN generation = :generation THEN CAST(:next_due AS timestamptz) "
             "ELSE CAST(:now AS timestamptz) END "
             "WHERE course_id = :course_id"

@@ -1,0 +1,138 @@
+"""OpenTelemetry for every process: traces, metrics, and JSON logs that carry trace ids.
+
+Exporters follow the standard `OTEL_*` variables (OTLP over HTTP when
+`OTEL_EXPORTER_OTLP_ENDPOINT` is set). Nothing about a patient may reach a span, a metric
+label or a log line: URLs and queries are replaced by route templates before export, SQL
+spans carry statements with placeholders only, and request bodies are never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "context_from_traceparent",
+    "current_traceparent",
+    "instrument_engine",
+    "scrub_server_span",
+    "setup_logging",
+    "setup_metrics",
+    "setup_tracing",
+]
+
+_URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.query", "url.path")
+
+
+def setup_tracing(
+    service_name: str, *, otlp_endpoint: str | None, extra: SpanProcessor | None = None
+) -> TracerProvider:
+    """Install the process's tracer provider (OTLP export when an endpoint is configured).
+
+    `extra` adds a processor, e.g. an in-memory exporter's in tests.
+    """
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if extra is not None:
+        provider.add_span_processor(extra)
+    trace.set_tracer_provider(provider)
+    HTTPXClientInstrumentor().instrument(
+        tracer_provider=provider, request_hook=_scrub_outbound, async_request_hook=_scrub_async
+    )
+    return provider
+
+
+def instrument_engine(engine: AsyncEngine, provider: TracerProvider | None = None) -> None:
+    """Trace every database call of `engine` (statements with placeholders, no values)."""
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, tracer_provider=provider, enable_commenter=False
+    )
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, to carry into queues and events."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_from_traceparent(traceparent: str | None) -> Context | None:
+    """The context to continue a trace that a queued request or event carried."""
+    if not traceparent:
+        return None
+    return propagate.extract({"traceparent": traceparent})
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log JSON lines to stderr, each with the trace and span ids of the current span."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(_TraceIds())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _TraceIds(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = f"{context.trace_id:032x}"
+            record.span_id = f"{context.span_id:016x}"
+        return True
+
+
+def _scrub_outbound(span: Any, request: Any) -> None:
+    # Outbound URLs (EHR searches) carry patient ids in paths and queries: keep the host only.
+    if span is None or not span.is_recording():
+        return
+    url = request.url
+    host = f"{url.scheme.decode() if isinstance(url.scheme, bytes) else url.scheme}://" + (
+        url.host.decode() if isinstance(url.host, bytes) else str(url.host))
+    for name in _URL_ATTRIBUTES:
+        span.set_attribute(name, host)
+
+
+async def _scrub_async(span: Any, request: Any) -> None:
+    _scrub_outbound(span, request)
+
+
+def scrub_server_span(span: Any, scope: Mapping[str, Any]) -> None:
+    """Replace an incoming request's URL attributes by its route template.
+
+    The FastAPI instrumentation names the span `METHOD /route/{template}` before routing, so
+    the template is taken from the name; ids and query strings never reach the exporter.
+    """
+    if span is None or not span.is_recording():
+        return
+    template = str(getattr(span, "name", "")).split(" ", 1)[-1] or "unmatched"
+    for name in _URL_ATTRIBUTES:
+        span.set_attribute(name, template)
+
+
+def setup_metrics(*, prometheus: bool) -> None:
+    """Install the meter provider; with `prometheus`, metrics are served at /metrics."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    readers: list[Any] = []
+    if prometheus:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        readers.append(PrometheusMetricReader())
+    metrics.set_meter_provider(MeterProvider(metric_readers=readers))
