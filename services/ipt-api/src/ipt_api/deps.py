@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
 def get_settings(request: Request) -> ApiSettings:
     """The settings the app was created with."""
     settings: ApiSettings = request.app.state.settings
@@ -39,6 +42,11 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     client never reads a response whose write could still fail to commit.
     """
     engine: AsyncEngine = request.app.state.database.engine
+    if request.method in _SAFE_METHODS:
+        # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
+        async with engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return
     async with engine.begin() as conn:
         yield conn
 
