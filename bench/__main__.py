@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-_BENCHMARKS = ("bench.store_bench",)
+_BENCHMARKS = ("bench.store_bench", "bench.search_bench", "bench.recompute_bench")
 
 for name in _BENCHMARKS:
     print(f"\n=== {name} ===", flush=True)

@@ -13,6 +13,7 @@ from typing import Literal
 from ipt_core.ipt.codes import APPOINTMENT_BASED_ON_EXTENSION, ENCOUNTER_BASED_ON_EXTENSION
 
 __all__ = [
+    "COMMON_PARAMS",
     "REGISTRY",
     "ResourceDefinition",
     "SearchParam",
@@ -194,6 +195,25 @@ _PARAMS: dict[str, tuple[SearchParam, ...]] = {
 
 REGISTRY: Mapping[str, ResourceDefinition] = {
     name: ResourceDefinition(name, {p.name: p for p in params}) for name, params in _PARAMS.items()
+}
+
+
+# Parameters of every type, answered from the `resource` table rather than the index tables.
+COMMON_PARAMS: Mapping[str, SearchParam] = {
+    "_id": SearchParam(
+        "_id",
+        "token",
+        ("Resource.id",),
+        "Logical id of this resource",
+        definition="http://hl7.org/fhir/SearchParameter/Resource-id",
+    ),
+    "_lastUpdated": SearchParam(
+        "_lastUpdated",
+        "date",
+        ("Resource.meta.lastUpdated",),
+        "When the resource version last changed",
+        definition="http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+    ),
 }
 
 

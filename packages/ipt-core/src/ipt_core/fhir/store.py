@@ -34,9 +34,17 @@ from ipt_core.fhir.model import Change, StoredResource, WriteResult, format_inst
 from ipt_core.fhir.registry import ResourceDefinition, definition_of
 from ipt_core.fhir.validation import check_resource
 
-__all__ = ["Clock", "ResourceStore", "WriteListener", "definition_or_404"]
+__all__ = [
+    "Clock",
+    "ResourceChange",
+    "ResourceStore",
+    "WriteListener",
+    "definition_or_404",
+    "with_meta",
+]
 
 Clock = Callable[[], datetime]
+ResourceChange = Callable[[dict[str, Any]], dict[str, Any]]  # e.g. a JSON Patch, applied
 
 
 class WriteListener(Protocol):
@@ -100,12 +108,18 @@ class ResourceStore:
     # -- writes ------------------------------------------------------------------------------
 
     async def create(
-        self, resource_type: str, resource: dict[str, Any], *, if_none_exist: str | None = None
+        self,
+        resource_type: str,
+        resource: dict[str, Any],
+        *,
+        if_none_exist: str | None = None,
+        new_id: str | None = None,
     ) -> WriteResult:
         """Create `resource` with a new server id (a client id is ignored, as R4 says).
 
         With `if_none_exist` (the `If-None-Exist` criteria), an existing single match is
-        returned instead, several matches are a 412.
+        returned instead, several matches are a 412. `new_id` is the id the server chose
+        beforehand (a transaction assigns ids before writing, to resolve `urn:uuid:`s).
         """
         definition = self._checked(resource, resource_type)
         if if_none_exist is not None:
@@ -114,7 +128,7 @@ class ResourceStore:
                 return WriteResult(
                     await self.read(definition.type, existing), created=False, changed=False
                 )
-        return await self._write(definition, str(uuid.uuid4()), resource, None, "create")
+        return await self._write(definition, new_id or str(uuid.uuid4()), resource, None, "create")
 
     async def update(
         self, resource_type: str, id_: str, resource: dict[str, Any], *, if_match: int | None = None
@@ -177,6 +191,60 @@ class ResourceStore:
         await self._tell(Change("delete", stored, None, previous))
         return stored
 
+    async def patch(
+        self,
+        resource_type: str,
+        id_: str,
+        change: ResourceChange,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        """Apply `change` to the current version under its row lock and write the result.
+
+        Concurrent patches of one resource queue on the lock, so none is lost; the result is
+        validated like any update. Raises ResourceNotFound / ResourceGone / PreconditionFailed.
+        """
+        definition = definition_or_404(resource_type)
+        previous = await rows.lock_for_update(self.conn, resource_type, id_)
+        if previous is None:
+            raise ResourceNotFound(f"{resource_type}/{id_} is not known")
+        if previous.deleted:
+            raise ResourceGone(f"{resource_type}/{id_} was deleted", expression=())
+        _check_version(previous, if_match)
+        patched = change(orjson.loads(previous.content or "{}"))
+        if patched.get("id") != id_:
+            raise InvalidRequest(
+                "A patch must not change or remove the resource's id",
+                expression=(f"{resource_type}.id",),
+            )
+        self._checked(patched, resource_type)
+        return await self._write(definition, id_, patched, previous, "update")
+
+    async def conditional_patch(
+        self,
+        resource_type: str,
+        criteria: str,
+        change: ResourceChange,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        """Patch the one resource matching `criteria`; none matching is a 404."""
+        match = await self.locked_match(resource_type, criteria)
+        if match is None:
+            raise ResourceNotFound(f"No {resource_type} matches the criteria")
+        return await self.patch(resource_type, match, change, if_match=if_match)
+
+    async def locked_match(self, resource_type: str, criteria: str) -> str | None:
+        """Return the id of the one resource matching `criteria` (None when none does).
+
+        Holds, until the transaction ends, the lock conditional writes with the same
+        criteria take, so the answer stays true for this transaction's writes.
+
+        Raises:
+            MultipleMatches: when several resources match.
+        """
+        return await self._locked_match(definition_or_404(resource_type), criteria)
+
     async def conditional_delete(self, resource_type: str, criteria: str) -> StoredResource | None:
         """Delete the one resource matching `criteria`; none matching is not an error."""
         definition = definition_or_404(resource_type)
@@ -214,7 +282,7 @@ class ResourceStore:
     ) -> WriteResult:
         version_id = 1 if previous is None else previous.version_id + 1
         now = self.clock()
-        body = _with_meta(resource, id_, version_id, now)
+        body = with_meta(resource, id_, version_id, now)
         stored = StoredResource(
             definition.type,
             id_,
@@ -232,7 +300,13 @@ class ResourceStore:
             await rows.update_current(self.conn, stored)
         created = previous is None or previous.deleted
         await rows.insert_version(self.conn, stored, "POST" if created else "PUT")
-        await rows.replace_index(self.conn, definition.type, id_, index_entries(definition, body))
+        await rows.replace_index(
+            self.conn,
+            definition.type,
+            id_,
+            index_entries(definition, body),
+            had_index=previous is not None and not previous.deleted,
+        )
         await self._tell(Change("create" if created else "update", stored, body, previous))
         return WriteResult(stored, created=created)
 
@@ -260,9 +334,8 @@ def _check_version(previous: StoredResource | None, if_match: int | None) -> Non
         )
 
 
-def _with_meta(
-    resource: dict[str, Any], id_: str, version_id: int, now: datetime
-) -> dict[str, Any]:
+def with_meta(resource: dict[str, Any], id_: str, version_id: int, now: datetime) -> dict[str, Any]:
+    """Return `resource` as stored: its id, and meta with `versionId` and `lastUpdated`."""
     # resourceType, id and meta first: readers of raw JSON look there.
     client_meta = resource.get("meta", {})
     meta = {**client_meta, "versionId": str(version_id), "lastUpdated": format_instant(now)}

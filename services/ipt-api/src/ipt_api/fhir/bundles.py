@@ -7,10 +7,14 @@ from typing import Any
 
 import orjson
 
+from ipt_api.outcomes import operation_outcome
+from ipt_core.fhir.errors import Issue
 from ipt_core.fhir.history import HistoryEntry
-from ipt_core.fhir.model import format_instant
+from ipt_core.fhir.model import StoredResource, format_instant
 
-__all__ = ["history_bundle"]
+__all__ = ["Links", "history_bundle", "searchset_bundle"]
+
+Links = dict[str, str | None]  # relation (self, next, previous) -> absolute URL
 
 _STATUS_OF_METHOD = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}
 
@@ -44,3 +48,37 @@ def _history_entry(entry: HistoryEntry, base: str) -> dict[str, Any]:
         "lastModified": format_instant(stored.last_updated),
     }
     return rendered
+
+
+def searchset_bundle(
+    *,
+    base: str,
+    links: Links,
+    matches: Sequence[tuple[StoredResource, str]],
+    included: Sequence[tuple[StoredResource, str]] = (),
+    total: int | None = None,
+    issues: Sequence[Issue] = (),
+) -> dict[str, Any]:
+    """Build a `searchset` Bundle; each `(stored, content)` pair is spliced in as raw JSON.
+
+    `content` is the stored JSON, or its `_summary`/`_elements` subset.
+    """
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items() if url]
+    entries = [_search_entry(stored, content, base, "match") for stored, content in matches]
+    entries += [_search_entry(stored, content, base, "include") for stored, content in included]
+    if issues:
+        entries.append({"resource": operation_outcome(issues), "search": {"mode": "outcome"}})
+    if entries:  # FHIR JSON has no empty arrays
+        bundle["entry"] = entries
+    return bundle
+
+
+def _search_entry(stored: StoredResource, content: str, base: str, mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{stored.resource_type}/{stored.id}",
+        "resource": orjson.Fragment(content),
+        "search": {"mode": mode},
+    }

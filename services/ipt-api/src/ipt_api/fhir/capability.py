@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ipt_api.fhir.capability_search import SYSTEM_INTERACTIONS, search_capabilities
+from ipt_api.fhir.conformance import conformance_capabilities
 from ipt_core.fhir.registry import REGISTRY, ResourceDefinition
 
 __all__ = ["SOFTWARE_VERSION", "capability_statement"]
 
 SOFTWARE_VERSION = "0.1.0"
 _RELEASE_DATE = "2026-11-25"
-_INSTANCE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance")
-_TYPE_INTERACTIONS = ("create", "history-type")
+_INSTANCE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance")
+_TYPE_INTERACTIONS = ("create", "search-type", "history-type")
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -34,8 +36,11 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "resource": [_resource(definition) for definition in REGISTRY.values()],
-                "interaction": [{"code": "history-system"}],
+                "resource": [
+                    *(_resource(definition) for definition in REGISTRY.values()),
+                    *conformance_capabilities(),
+                ],
+                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
             }
         ],
     }
@@ -52,4 +57,5 @@ def _resource(definition: ResourceDefinition) -> dict[str, Any]:
         "conditionalCreate": True,
         "conditionalUpdate": True,
         "conditionalDelete": "single",
+        **search_capabilities(definition),
     }

@@ -13,27 +13,30 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
+from ipt_api.fhir.access import authorize
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.bundles import history_bundle
 from ipt_api.fhir.capability import capability_statement
 from ipt_api.fhir.media import check_accept, check_content_type
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_link
+from ipt_api.fhir.patch import patch_routes
 from ipt_api.fhir.preconditions import if_match_version, not_modified
 from ipt_api.fhir.responses import FhirResponse, json_response, stored_response, write_response
+from ipt_api.fhir.search import search_routes
+from ipt_api.fhir.transaction import bundle_route
+from ipt_api.fhir.validate_op import validate_route
 from ipt_api.outcomes import operation_outcome
-from ipt_api.principal import Principal
 from ipt_core.fhir._dates import parse_instant
 from ipt_core.fhir.errors import (
     InvalidRequest,
     Issue,
     MethodNotAllowed,
-    NotAuthorized,
     ResourceNotFound,
 )
 from ipt_core.fhir.history import history_page
 from ipt_core.fhir.registry import REGISTRY
 
-__all__ = ["fhir_router"]
+__all__ = ["authorize", "fhir_router"]
 
 _MAX_COUNT = 1000
 _DEFAULT_COUNT = 50
@@ -58,6 +61,16 @@ def fhir_router() -> APIRouter:
         tags=["FHIR"],
         summary="CapabilityStatement of this server",
     )
+    for path in ("", "/"):  # clients post Bundles to the base with and without the slash
+        router.add_api_route(
+            path,
+            bundle_route,
+            methods=["POST"],
+            tags=["FHIR"],
+            summary="Process a batch or transaction Bundle",
+            include_in_schema=path == "",
+            openapi_extra=_RESOURCE_BODY,
+        )
     router.add_api_route(
         "/_history",
         system_history,
@@ -102,12 +115,6 @@ async def unknown_type(request: Request, resource_type: str) -> Response:
     raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
 
 
-def authorize(principal: Principal, resource_type: str, interaction: str) -> None:
-    """Refuse (403) an interaction the caller's scopes do not grant."""
-    if not principal.may(resource_type, interaction):
-        raise NotAuthorized(f"The token's scopes do not allow {interaction} on {resource_type}")
-
-
 def _add_type_routes(router: APIRouter, resource_type: str) -> None:
     def add(path: str, route: Route, method: str, summary: str, **extra: Any) -> None:
         router.add_api_route(
@@ -122,6 +129,11 @@ def _add_type_routes(router: APIRouter, resource_type: str) -> None:
         )
 
     interactions = _TypeInteractions(resource_type)
+    search, search_post = search_routes(resource_type)
+    patch, conditional_patch = patch_routes(resource_type)
+    add("", search, "GET", f"Search {resource_type}s (parameters in the query)")
+    add("/_search", search_post, "POST", f"Search {resource_type}s (parameters in a form body)")
+    add("/$validate", validate_route(resource_type), "POST", f"Validate a {resource_type}")
     add("", interactions.create, "POST", f"Create a {resource_type}", openapi_extra=_RESOURCE_BODY)
     add(
         "",
@@ -146,6 +158,8 @@ def _add_type_routes(router: APIRouter, resource_type: str) -> None:
         openapi_extra=_RESOURCE_BODY,
     )
     add("/{id}", interactions.delete, "DELETE", f"Delete a {resource_type}")
+    add("/{id}", patch, "PATCH", f"Patch a {resource_type} with a JSON Patch")
+    add("", conditional_patch, "PATCH", f"Patch the {resource_type} matching the criteria")
     add("/{id}/_history", interactions.instance_history, "GET", f"History of one {resource_type}")
     add("/{id}/_history/{vid}", interactions.vread, "GET", f"Read a version of a {resource_type}")
 

@@ -1,0 +1,58 @@
+"""FHIR search: parameters from the registry, evaluated in SQL over the search index.
+
+    parse_search(type, params)   -> SearchQuery   (typed: clauses, sort, paging, includes)
+    run_search(conn, query, pos) -> SearchPage    (matches, includes, total, next/previous)
+    position_to_json / position_from_json          (page tokens; tampering is a 400)
+    subset_content                                  (_summary / _elements)
+    matching_ids(conn, query, limit)                (ids only: conditional interactions)
+
+Semantics and their limits are listed in the package's modules: `_parse` (parameters and
+modifiers), `_values` (prefixes, precision), `_conditions` (SQL), `_sort` and `_page`
+(keyset paging stable under concurrent writes), `_include`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.db.schema import resource
+from ipt_core.fhir.search._elements import subset_content
+from ipt_core.fhir.search._include import MAX_INCLUDED, revinclude_statement
+from ipt_core.fhir.search._model import Include, SearchQuery, SortKey
+from ipt_core.fhir.search._page import Position, matching, page_statement, plan_per_search
+from ipt_core.fhir.search._parse import IGNORED_PARAMS, parse_search, search_param
+from ipt_core.fhir.search._position import position_from_json, position_to_json
+from ipt_core.fhir.search._results import DEFAULT_COUNT, MAX_COUNT
+from ipt_core.fhir.search._search import SearchPage, run_search
+from ipt_core.fhir.search._sort import SortPlan, sort_plan
+
+__all__ = [
+    "DEFAULT_COUNT",
+    "IGNORED_PARAMS",
+    "MAX_COUNT",
+    "MAX_INCLUDED",
+    "Include",
+    "Position",
+    "SearchPage",
+    "SearchQuery",
+    "SortKey",
+    "SortPlan",
+    "matching_ids",
+    "page_statement",
+    "parse_search",
+    "position_from_json",
+    "position_to_json",
+    "revinclude_statement",
+    "run_search",
+    "search_param",
+    "sort_plan",
+    "subset_content",
+]
+
+
+async def matching_ids(conn: AsyncConnection, query: SearchQuery, limit: int) -> list[str]:
+    """Return up to `limit` ids of current resources matching `query`'s criteria."""
+    await plan_per_search(conn)
+    statement = select(resource.c.id).where(*matching(query)).limit(limit)
+    return [row.id for row in await conn.execute(statement)]

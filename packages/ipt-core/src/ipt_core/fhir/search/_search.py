@@ -1,0 +1,56 @@
+"""Running a parsed search: the page of matches, its neighbours, the total, the includes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.fhir.errors import Issue
+from ipt_core.fhir.model import StoredResource
+from ipt_core.fhir.search._include import included_resources
+from ipt_core.fhir.search._model import SearchQuery
+from ipt_core.fhir.search._page import Position, count_matches, page_rows, plan_per_search
+from ipt_core.fhir.search._sort import sort_plan
+
+__all__ = ["SearchPage", "run_search"]
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """A page of results: matches in order, included resources, and the neighbour pages."""
+
+    matches: list[StoredResource]
+    included: list[StoredResource]
+    total: int | None
+    next: Position | None
+    previous: Position | None
+    issues: tuple[Issue, ...]
+
+
+async def run_search(
+    conn: AsyncConnection, query: SearchQuery, position: Position | None = None
+) -> SearchPage:
+    """Return the page of `query` at `position` (the first page when None)."""
+    await plan_per_search(conn)
+    total = await count_matches(conn, query) if query.total or query.counts_only else None
+    if query.counts_only:
+        return SearchPage([], [], total, None, None, query.issues)
+    plan = sort_plan(query)
+    found = await page_rows(conn, query, plan, position)
+    rows = found.rows[: query.count]
+    more = len(found.rows) > query.count
+    backward = position is not None and position.backward
+    if backward:
+        rows.reverse()
+    matches = [stored for stored, _ in rows]
+    first = Position(found.snapshot, rows[0][1], backward=True) if rows else None
+    last = Position(found.snapshot, rows[-1][1]) if rows else None
+    if backward:
+        previous, following = (first if more else None), last
+    else:
+        previous, following = (first if position is not None else None), (last if more else None)
+    included, include_issues = await included_resources(conn, query, matches)
+    return SearchPage(
+        matches, included, total, following, previous, (*query.issues, *include_issues)
+    )

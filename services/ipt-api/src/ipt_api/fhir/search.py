@@ -1,0 +1,139 @@
+"""Search routes: `GET /fhir/{type}` and `POST /fhir/{type}/_search`, and searchset Bundles.
+
+The search itself is ipt_core.fhir.search; this module reads the parameters (query string, or
+form body for POST), honours `Prefer: handling=strict`, turns page tokens into positions and
+back, and renders the Bundle with absolute `self`/`next`/`previous` links.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
+from ipt_api.fhir.access import authorize
+from ipt_api.fhir.body import read_limited
+from ipt_api.fhir.bundles import Links, searchset_bundle
+from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_url
+from ipt_api.fhir.responses import json_response
+from ipt_core.fhir.errors import UnsupportedMediaType
+from ipt_core.fhir.search import Position as PagePosition
+from ipt_core.fhir.search import (
+    SearchQuery,
+    parse_search,
+    position_from_json,
+    position_to_json,
+    run_search,
+    sort_plan,
+    subset_content,
+)
+
+__all__ = ["prefers_strict", "search_routes", "searchset"]
+
+_FORM = "application/x-www-form-urlencoded"
+_POSITION_KEYS = frozenset({"s", "k", "b"})
+Route = Callable[..., Awaitable[Response]]
+
+
+def search_routes(resource_type: str) -> tuple[Route, Route]:
+    """Return the GET and POST `_search` routes of `resource_type`."""
+
+    async def search(
+        request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
+    ) -> Response:
+        authorize(principal, resource_type, "search")
+        params = request.query_params.multi_items()
+        bundle = await searchset(
+            store.conn, resource_type, params, base=base, strict=prefers_strict(request)
+        )
+        return json_response(bundle)
+
+    async def search_post(
+        request: Request,
+        store: StoreDep,
+        principal: PrincipalDep,
+        base: FhirBaseDep,
+        settings: SettingsDep,
+    ) -> Response:
+        authorize(principal, resource_type, "search")
+        params = [*request.query_params.multi_items(), *await _form(request, settings)]
+        bundle = await searchset(
+            store.conn, resource_type, params, base=base, strict=prefers_strict(request)
+        )
+        return json_response(bundle)
+
+    return search, search_post
+
+
+async def searchset(
+    conn: AsyncConnection,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    base: str,
+    strict: bool,
+) -> dict[str, Any]:
+    """Run the search `params` describe and return its page as a `searchset` Bundle."""
+    criteria = [(k, v) for k, v in params if k != PAGE_PARAM]
+    token = next((v for k, v in reversed(params) if k == PAGE_PARAM), None)
+    query = parse_search(resource_type, criteria, strict=strict)
+    position = _position(query, token) if token else None
+    page = await run_search(conn, query, position)
+    url = f"{base}/{resource_type}"
+    links: Links = {
+        "self": page_url(url, criteria, token),
+        "next": _link(url, criteria, query, page.next),
+        "previous": _link(url, criteria, query, page.previous),
+    }
+    return searchset_bundle(
+        base=base,
+        links=links,
+        matches=[(m, _content(query, m.content)) for m in page.matches],
+        included=[(i, _content(query, i.content)) for i in page.included],
+        total=page.total,
+        issues=page.issues,
+    )
+
+
+def prefers_strict(request: Request) -> bool:
+    """Whether the client asked for `Prefer: handling=strict` (unknown parameters are 400)."""
+    prefer = request.headers.get("prefer", "")
+    return any(part.strip() == "handling=strict" for part in prefer.replace(";", ",").split(","))
+
+
+def _position(query: SearchQuery, token: str) -> PagePosition:
+    data = decode_cursor(token, keys=_POSITION_KEYS, bound_to=_binding(query))
+    return position_from_json(sort_plan(query), data)
+
+
+def _link(
+    url: str, criteria: list[tuple[str, str]], query: SearchQuery, position: PagePosition | None
+) -> str | None:
+    if position is None:
+        return None
+    return page_url(
+        url, criteria, encode_cursor(position_to_json(position), bound_to=_binding(query))
+    )
+
+
+def _binding(query: SearchQuery) -> str:
+    # A token belongs to one search: its type, criteria and order (not _count or _elements).
+    return query.resource_type + "?" + "&".join(f"{k}={v}" for k, v in query.signature)
+
+
+def _content(query: SearchQuery, content: str | None) -> str:
+    return subset_content(content or "{}", query.resource_type, query.summary, query.elements)
+
+
+async def _form(request: Request, settings: SettingsDep) -> list[tuple[str, str]]:
+    raw = await read_limited(request, settings.max_body_bytes)
+    if not raw.strip():
+        return []
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != _FORM:
+        raise UnsupportedMediaType(f"POST _search takes a form body ({_FORM})")
+    return parse_qsl(raw.decode(), keep_blank_values=True)

@@ -1,0 +1,184 @@
+"""Batch and transaction Bundles at `POST /fhir` (also `/fhir/` and `/fhir/?`).
+
+Transaction: all entries in the request's one database transaction, in the spec's order
+(DELETE, POST, PUT/PATCH, GET); the first failure raises, so the request's unit of work
+rolls everything back and the client gets that entry's OperationOutcome. Before anything is
+written, conditional creates and conditional updates are resolved (holding the locks that
+keep the answer true) and ids are assigned, so `urn:uuid:` references — and conditional
+references such as `Patient?identifier=…` — are rewritten to `Type/id` in every entry.
+
+Batch: entries are independent; each runs in its own savepoint, in Bundle order, and a
+failure becomes that entry's response (status and OperationOutcome) while the others stand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import Request, Response
+
+from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
+from ipt_api.fhir.body import read_json_object
+from ipt_api.fhir.bundle_entries import BundleEntry, carry_out, parse_entry, status_line
+from ipt_api.fhir.media import check_content_type
+from ipt_api.fhir.responses import json_response
+from ipt_api.outcomes import operation_outcome
+from ipt_api.principal import Principal
+from ipt_core.fhir.errors import (
+    FhirError,
+    InvalidRequest,
+    Issue,
+    PayloadTooLarge,
+    PreconditionFailed,
+)
+from ipt_core.fhir.store import ResourceStore
+
+__all__ = ["bundle_route"]
+
+_log = logging.getLogger(__name__)
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+async def bundle_route(
+    request: Request,
+    store: StoreDep,
+    principal: PrincipalDep,
+    base: FhirBaseDep,
+    settings: SettingsDep,
+) -> Response:
+    """Process a batch or transaction Bundle and answer with its response Bundle."""
+    check_content_type(request)
+    bundle = await read_json_object(
+        request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+    kind = bundle.get("type")
+    if bundle.get("resourceType") != "Bundle" or kind not in {"batch", "transaction"}:
+        raise InvalidRequest("POST to the base takes a Bundle of type batch or transaction")
+    raw_entries = bundle.get("entry", [])
+    if not isinstance(raw_entries, list):
+        raise InvalidRequest("Bundle.entry must be an array", expression=("Bundle.entry",))
+    if len(raw_entries) > settings.max_bundle_entries:
+        raise PayloadTooLarge(
+            f"The Bundle has {len(raw_entries)} entries; this server takes at most "
+            f"{settings.max_bundle_entries} per batch or transaction: split it"
+        )
+    if kind == "transaction":
+        entries = [parse_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
+        responses = await _transaction(entries, store, principal, base)
+    else:
+        responses = await _batch(raw_entries, store, principal, base)
+    answer: dict[str, Any] = {"resourceType": "Bundle", "type": f"{kind}-response"}
+    if responses:
+        answer["entry"] = responses
+    return json_response(answer)
+
+
+async def _transaction(
+    entries: list[BundleEntry], store: ResourceStore, principal: Principal, base: str
+) -> list[dict[str, Any]]:
+    targets = await _settle_ids(entries, store)
+    for entry in entries:
+        if entry.resource is not None:
+            try:
+                entry.resource = await _rewritten(entry.resource, targets, store)
+            except FhirError as error:
+                raise _in_entry(error, entry) from None
+    responses: dict[int, dict[str, Any]] = {}
+    for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+        try:
+            responses[entry.index] = await carry_out(entry, store, principal, base)
+        except FhirError as error:
+            raise _in_entry(error, entry) from None
+    return [responses[i] for i in range(len(entries))]
+
+
+async def _batch(
+    raw_entries: list[Any], store: ResourceStore, principal: Principal, base: str
+) -> list[dict[str, Any]]:
+    responses = []
+    for index, raw in enumerate(raw_entries):
+        try:
+            async with store.conn.begin_nested():
+                entry = parse_entry(index, raw, base)
+                responses.append(await carry_out(entry, store, principal, base))
+        except FhirError as error:
+            responses.append(_failed(error.status, error.issues))
+        except Exception:
+            # One entry's unexpected failure must not take the batch's other entries with it.
+            _log.exception("batch entry %d failed unexpectedly", index)
+            issue = Issue("exception", "The server failed to process this entry; it is logged")
+            responses.append(_failed(500, (issue,)))
+    return responses
+
+
+async def _settle_ids(entries: list[BundleEntry], store: ResourceStore) -> dict[str, str]:
+    """Resolve conditional creates/updates and assign new ids; map each fullUrl to `Type/id`."""
+    targets: dict[str, str] = {}
+    for entry in entries:
+        t = entry.resource_type
+        try:
+            if entry.method == "POST":
+                found = None
+                if entry.if_none_exist:
+                    found = await store.locked_match(t, entry.if_none_exist)
+                entry.new_id = None if found else str(uuid.uuid4())
+                entry.existing_id = found
+            elif entry.method == "PUT" and entry.id is None and entry.query:
+                entry.existing_id = await store.locked_match(t, entry.query)
+                if entry.existing_id is None:
+                    body_id = (entry.resource or {}).get("id")
+                    entry.new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
+        except FhirError as error:
+            raise _in_entry(error, entry) from None
+        settled = entry.id or entry.existing_id or entry.new_id
+        if entry.full_url and settled and entry.method in {"POST", "PUT"}:
+            targets[entry.full_url] = f"{t}/{settled}"
+    return targets
+
+
+async def _rewritten(node: Any, targets: dict[str, str], store: ResourceStore) -> Any:
+    if isinstance(node, list):
+        return [await _rewritten(item, targets, store) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copy = {key: await _rewritten(value, targets, store) for key, value in node.items()}
+    reference = copy.get("reference")
+    if isinstance(reference, str):
+        copy["reference"] = await _resolved(reference, targets, store)
+    return copy
+
+
+async def _resolved(reference: str, targets: dict[str, str], store: ResourceStore) -> str:
+    if reference in targets:
+        return targets[reference]
+    if reference.startswith("urn:uuid:"):
+        raise InvalidRequest(f"{reference} is not the fullUrl of any entry of the transaction")
+    type_, question, criteria = reference.partition("?")
+    if question and "/" not in type_:  # a conditional reference, e.g. Patient?identifier=x|1
+        found = await store.locked_match(type_, criteria)
+        if found is None:
+            raise PreconditionFailed(f"No {type_} matches the conditional reference {reference}")
+        return f"{type_}/{found}"
+    return reference
+
+
+def _in_entry(error: FhirError, entry: BundleEntry) -> FhirError:
+    where = f"Bundle.entry[{entry.index}]"
+    issues = tuple(
+        Issue(
+            i.code,
+            f"{where} ({entry.method} {entry.resource_type}): {i.diagnostics}",
+            (where, *i.expression),
+            i.severity,
+        )
+        for i in error.issues
+    )
+    located = type(error).__new__(type(error))
+    FhirError.__init__(located, issues[0].diagnostics, issues=issues)
+    return located
+
+
+def _failed(status: int, issues: tuple[Issue, ...]) -> dict[str, Any]:
+    return {"response": {"status": status_line(status), "outcome": operation_outcome(issues)}}

@@ -1,0 +1,75 @@
+"""`POST /fhir/{type}/$validate`: would this resource be accepted? Stores nothing.
+
+The body is the resource, or a Parameters resource with a `resource` parameter (and an
+optional `mode` of create or update). The answer is an OperationOutcome with 200 whether or
+not the resource is valid, as the operation's definition says; a request the operation
+cannot understand (no resource, wrong type, bad JSON) is a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request, Response
+
+from ipt_api.deps import PrincipalDep, SettingsDep
+from ipt_api.fhir.access import authorize
+from ipt_api.fhir.body import read_json_object
+from ipt_api.fhir.media import check_content_type
+from ipt_api.fhir.responses import json_response
+from ipt_api.outcomes import operation_outcome
+from ipt_core.fhir.errors import InvalidRequest, InvalidResource, Issue
+from ipt_core.fhir.validation import check_resource
+
+__all__ = ["validate_issues", "validate_route"]
+
+_MODES = frozenset({"create", "update"})
+Route = Callable[..., Awaitable[Response]]
+
+
+def validate_route(resource_type: str) -> Route:
+    """Return the `$validate` route of `resource_type`."""
+
+    async def validate(
+        request: Request, principal: PrincipalDep, settings: SettingsDep
+    ) -> Response:
+        authorize(principal, resource_type, "read")
+        check_content_type(request)
+        body = await read_json_object(
+            request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
+        )
+        issues = validate_issues(resource_type, _resource_of(body))
+        return json_response(operation_outcome(issues))
+
+    return validate
+
+
+def validate_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue]:
+    """Return the problems of `resource` as a `resource_type`, or one informational issue."""
+    if resource.get("resourceType") != resource_type:
+        raise InvalidRequest(
+            f"$validate on {resource_type} was given a {resource.get('resourceType')!r}",
+            expression=("resourceType",),
+        )
+    try:
+        check_resource(resource)
+    except InvalidResource as invalid:
+        return list(invalid.issues)
+    return [Issue("informational", "No issues found", severity="information")]
+
+
+def _resource_of(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("resourceType") != "Parameters":
+        return body
+    parameters = body.get("parameter", [])
+    if not isinstance(parameters, list):
+        raise InvalidRequest("Parameters.parameter must be an array")
+    named = {p.get("name"): p for p in parameters if isinstance(p, dict)}
+    mode = named.get("mode", {}).get("valueCode")
+    if mode is not None and mode not in _MODES:
+        raise InvalidRequest(f"$validate mode {mode!r} is not supported here (create, update)")
+    resource = named.get("resource", {}).get("resource")
+    if not isinstance(resource, dict):
+        raise InvalidRequest("$validate needs a 'resource' parameter holding the resource")
+    return resource
