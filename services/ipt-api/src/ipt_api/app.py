@@ -9,17 +9,25 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 
 from ipt_api.auth import TokenVerifier
+from ipt_api.courses import courses_router
 from ipt_api.errors import install_error_handlers
+from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
+from ipt_api.fhir.conformance import conformance_router
 from ipt_api.fhir.interactions import fhir_router
-from ipt_api.health import health_router
+from ipt_api.health import health_router, prometheus_metrics
 from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
+from ipt_api.webhooks.router import webhooks_router
 from ipt_api.worker import embedded_worker
 from ipt_core.db.provision import Database, open_database
 from ipt_core.fhir.store import WriteListener
+from ipt_core.telemetry import scrub_server_span
+from ipt_worker.listeners import default_listeners
 
 __all__ = ["create_app"]
 
@@ -28,6 +36,8 @@ Courses of Interpersonal Psychotherapy (IPT) kept as FHIR R4 resources.
 
 * **FHIR R4 REST** at `/fhir` (`application/fhir+json`; `application/json` accepted).
   Every error is an OperationOutcome.
+* **IPT domain API** at `/ipt/v1` (plain JSON): enrol a course from an intake outline,
+  record sessions with their PHQ-9, manage and read courses. Errors are OperationOutcomes.
 """
 
 
@@ -37,14 +47,17 @@ def create_app(
     database: Database | None = None,
     write_listeners: Sequence[WriteListener] = (),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Create the application.
 
     Args:
         settings: defaults to the environment's settings.
         database: an already-open database (tests share one); else one is opened at start.
-        write_listeners: extra listeners run inside every resource write's transaction.
+        write_listeners: extra listeners run inside every resource write's transaction,
+            after the default ones (the IPT projections).
         clock: the time source of the resource store (injectable for tests).
+        tracer_provider: where request spans go; defaults to the process's provider.
     """
     settings = settings or ApiSettings()
 
@@ -67,7 +80,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.write_listeners = tuple(write_listeners)
+    app.state.write_listeners = (*default_listeners(), *write_listeners)
     app.state.clock = clock
     app.state.token_verifier = (
         TokenVerifier(
@@ -77,9 +90,21 @@ def create_app(
         else None
     )
     install_error_handlers(app)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        server_request_hook=scrub_server_span,
+        excluded_urls="healthz,readyz,metrics",
+    )
+    if settings.metrics_enabled:
+        app.add_route("/metrics", prometheus_metrics, include_in_schema=False)
     app.include_router(health_router)
     app.include_router(status_router)
+    app.include_router(courses_router)
+    app.include_router(events_router)
+    app.include_router(webhooks_router)
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
+    app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(fhir_router())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

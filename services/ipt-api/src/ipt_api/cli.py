@@ -15,12 +15,15 @@ import uvicorn
 from sqlalchemy import text
 
 from ipt_api.app import create_app
+from ipt_api.demo import has_ipt_courses, seed_demo
+from ipt_api.events.cli import events_cli
 from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
 from ipt_core.queue import request_recompute
+from ipt_core.telemetry import setup_logging, setup_metrics, setup_tracing
 from ipt_worker.listeners import default_listeners
 from ipt_worker.recompute import Recomputer
 
@@ -30,7 +33,10 @@ __all__ = ["main"]
 @click.group()
 def main() -> None:
     """IPT Care Service: courses of Interpersonal Psychotherapy in FHIR R4."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging()
+
+
+main.add_command(events_cli)
 
 
 @main.command()
@@ -38,6 +44,8 @@ def run() -> None:
     """Run everything for local use: database (embedded unless DATABASE_URL), migrations, API."""
     settings = ApiSettings()
     url, embedded = asyncio.run(_prepare_database(settings))
+    if created := asyncio.run(_seed_demo_data(url, only_when_empty=True)):
+        click.echo(f"empty database: wrote the demo caseload ({created} courses)")
     # One command, both processes' work: the worker loops run inside the API process.
     settings = settings.model_copy(update={"database_url": url, "run_worker": True})
     base = f"http://{settings.api_host}:{settings.api_port}"
@@ -73,6 +81,26 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     asyncio.run(_prepare_database(_core_settings()))
     click.echo("database is up to date")
+
+
+@main.command("seed-demo")
+def seed_demo_command() -> None:
+    """Write the demo caseload: a dozen synthetic patients, a course in every phase."""
+    url, _ = asyncio.run(_prepare_database(_core_settings()))
+    created = asyncio.run(_seed_demo_data(url, only_when_empty=False))
+    click.echo(f"wrote the demo caseload: {created} courses" if created else "demo data exists")
+
+
+async def _seed_demo_data(url: str, *, only_when_empty: bool) -> int:
+    engine = create_engine(url, pool_size=2)
+    try:
+        if only_when_empty:
+            async with engine.connect() as conn:
+                if await has_ipt_courses(conn):
+                    return 0
+        return await seed_demo(engine)
+    finally:
+        await engine.dispose()
 
 
 @main.command()
@@ -122,6 +150,8 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def _serve(settings: ApiSettings) -> None:
+    setup_tracing("ipt-api", otlp_endpoint=settings.otel_exporter_otlp_endpoint)
+    setup_metrics(prometheus=settings.metrics_enabled)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,
@@ -129,6 +159,7 @@ def _serve(settings: ApiSettings) -> None:
         access_log=False,  # URLs can carry patient identifiers; requests are logged by route
         proxy_headers=True,
         log_level="info",
+        log_config=None,  # keep the JSON logging set up by `main`
     )
     uvicorn.Server(config).run()
 

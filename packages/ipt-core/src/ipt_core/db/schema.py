@@ -10,14 +10,17 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
+    Sequence,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -25,13 +28,14 @@ __all__ = [
     "SEARCH_TABLES",
     "course_status",
     "event_sequence",
+    "feed_position",
     "idempotency_key",
-    "outbox",
     "ipt_course",
     "ipt_measure",
     "ipt_session",
-    "recompute_request",
     "metadata",
+    "outbox",
+    "recompute_request",
     "resource",
     "resource_version",
     "search_date",
@@ -39,6 +43,8 @@ __all__ = [
     "search_reference",
     "search_string",
     "search_token",
+    "webhook_delivery",
+    "webhook_endpoint",
 ]
 
 metadata = MetaData(
@@ -93,7 +99,8 @@ def _index_table(name: str, *columns: Column[object], lookup: tuple[str, ...]) -
         Column("param", Text, nullable=False),
         *columns,
         Index(None, "resource_type", "resource_id"),
-        Index(None, "resource_type", "param", *lookup),
+        # Covers resource_id: search's EXISTS probes are index-only (migration 0002).
+        Index(None, "resource_type", "param", *lookup, postgresql_include=["resource_id"]),
     )
 
 
@@ -238,9 +245,17 @@ outbox = Table(
     Column("traceparent", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
+    # The relay's publication order, the ordered feed's cursor. Not `seq`: `seq` is taken at
+    # insert, so a later `seq` can commit first; one relay numbering what it has seen cannot.
+    Column("feed_position", BigInteger),
     Index(None, "aggregateid", "seq"),
     Index(None, "created_at"),
+    Index(None, "feed_position", unique=True),
+    Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
 )
+
+# Numbers `outbox.feed_position`; only the relay leader draws from it.
+feed_position = Sequence("outbox_feed_position", metadata=metadata)
 
 # The last event sequence number of each aggregate (per-course ordering survives retention).
 event_sequence = Table(
@@ -248,6 +263,57 @@ event_sequence = Table(
     metadata,
     Column("aggregateid", Text, primary_key=True),
     Column("last", BigInteger, nullable=False),
+)
+
+# Webhook subscriptions (`/ipt/v1/webhooks`). The secret signs deliveries (Standard Webhooks);
+# it is shown once, at creation.
+webhook_endpoint = Table(
+    "webhook_endpoint",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),  # whsec_<base64 key>
+    Column("event_types", ARRAY(Text), nullable=False),  # empty: every type
+    Column("therapist_ref", Text),  # only events of this therapist's courses
+    Column("organization_ref", Text),  # only events of this organization's courses
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", Text),  # gone (the receiver answered 410) | failing
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per (endpoint, event): the relay fans each outbox event out to the endpoints that
+# want it; the delivery loop sends the oldest pending row of each (endpoint, partition key).
+webhook_delivery = Table(
+    "webhook_delivery",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column(
+        "endpoint_id",
+        Text,
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_seq", BigInteger, nullable=False),  # outbox.seq: the envelope sent
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("partition_key", Text, nullable=False),  # the course id: order is kept per key
+    Column("status", Text, nullable=False),  # pending | delivered
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),  # timeout | connect | http-<status>; never a response body
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Index(None, "endpoint_id", "partition_key", "id"),
+    Index(None, "endpoint_id", "id"),
+    Index(None, "event_seq"),
+    Index(
+        "ix_webhook_delivery_pending",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
 )
 
 # -- Domain API: replayable responses of writes sent with an `Idempotency-Key` header. --------

@@ -66,7 +66,7 @@ def _facts(
         active = [m for m in followers if m.status in ("active", "unknown")]
         if active:
             latest = max(active, key=lambda m: (m.period_start or _EPOCH, m.id))
-            related = _own_facts(latest, sessions, phq9)
+            related = _own_facts(courses[latest.id], sessions, phq9)
     return replace(
         _own_facts(row, sessions, phq9), related=related, has_maintenance_course=has_maintenance
     )

@@ -99,6 +99,7 @@ def upgrade() -> None:
     _create_projections()
     _create_status_engine()
     _create_idempotency_keys()
+    _create_webhooks()
 
 
 def _create_projections() -> None:
@@ -194,11 +195,18 @@ def _create_status_engine() -> None:
         sa.Column("traceparent", sa.Text()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("feed_position", sa.BigInteger()),
         sa.PrimaryKeyConstraint("seq", name="pk_outbox"),
         sa.UniqueConstraint("id", name="uq_outbox_id"),
     )
     op.create_index("ix_outbox_aggregateid_seq", "outbox", ["aggregateid", "seq"])
     op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
+    op.create_index("ix_outbox_feed_position", "outbox", ["feed_position"], unique=True)
+    op.create_index(
+        "ix_outbox_unpublished", "outbox", ["seq"], postgresql_where=sa.text("published_at IS NULL")
+    )
+    # Owned by the column, so TRUNCATE … RESTART IDENTITY restarts it too.
+    op.execute("CREATE SEQUENCE outbox_feed_position OWNED BY outbox.feed_position")
     op.create_table(
         "event_sequence",
         sa.Column("aggregateid", sa.Text(), nullable=False),
@@ -221,7 +229,63 @@ def _create_idempotency_keys() -> None:
     op.create_index("ix_idempotency_key_created_at", "idempotency_key", ["created_at"])
 
 
+def _create_webhooks() -> None:
+    op.create_table(
+        "webhook_endpoint",
+        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("secret", sa.Text(), nullable=False),
+        sa.Column("event_types", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.Column("therapist_ref", sa.Text()),
+        sa.Column("organization_ref", sa.Text()),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("disabled_reason", sa.Text()),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_webhook_endpoint"),
+    )
+    op.create_table(
+        "webhook_delivery",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("endpoint_id", sa.Text(), nullable=False),
+        sa.Column("event_seq", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=False),
+        sa.Column("event_type", sa.Text(), nullable=False),
+        sa.Column("partition_key", sa.Text(), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+        sa.Column("last_status_code", sa.Integer()),
+        sa.Column("last_error", sa.Text()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True)),
+        sa.PrimaryKeyConstraint("id", name="pk_webhook_delivery"),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["webhook_endpoint.id"],
+            name="fk_webhook_delivery_endpoint_id_webhook_endpoint",
+            ondelete="CASCADE",
+        ),
+    )
+    op.create_index(
+        "ix_webhook_delivery_endpoint_id_partition_key_id",
+        "webhook_delivery",
+        ["endpoint_id", "partition_key", "id"],
+    )
+    op.create_index("ix_webhook_delivery_endpoint_id_id", "webhook_delivery", ["endpoint_id", "id"])
+    op.create_index("ix_webhook_delivery_event_seq", "webhook_delivery", ["event_seq"])
+    op.create_index(
+        "ix_webhook_delivery_pending",
+        "webhook_delivery",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("webhook_delivery")
+    op.drop_table("webhook_endpoint")
     op.drop_table("idempotency_key")
     for table in ("event_sequence", "outbox", "course_status", "recompute_request", "ipt_measure", "ipt_session",
                   "ipt_course"):

@@ -1,0 +1,30 @@
+"""IPT projections: course, session and measure rows kept in the write's own transaction.
+
+- `IptProjections`: the FHIR store's write listener (IPT rules, rows, recompute requests).
+- `check_ipt_rules`: the IPT rules on a resource about to be written (a 422 when broken).
+- Pure parts, usable without a database: `course_row`, `session_facts`, `measure_row`
+  (rows of one resource), `decide_link` (the linking rules of CLINICAL.md §3) and
+  `is_status_writeback` (the status engine's echo, which never triggers a recompute).
+"""
+
+from ipt_core.ipt.projections._linking import (
+    CourseWindow,
+    Link,
+    decide_link,
+)
+from ipt_core.ipt.projections._listener import IptProjections, check_ipt_rules
+from ipt_core.ipt.projections._rows import SessionFacts, course_row, measure_row, session_facts
+from ipt_core.ipt.projections._writebacks import is_status_writeback
+
+__all__ = [
+    "CourseWindow",
+    "IptProjections",
+    "Link",
+    "SessionFacts",
+    "check_ipt_rules",
+    "course_row",
+    "decide_link",
+    "is_status_writeback",
+    "measure_row",
+    "session_facts",
+]

@@ -1,0 +1,36 @@
+"""The measure projection: one `ipt_measure` row per PHQ-9 total or item-9 Observation.
+
+PHQ-9 values belong to courses by patient and time only (CLINICAL.md §4), so a change to a
+patient's values concerns every course of that patient (the window is the status engine's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.ipt.projections import _repository as repo
+from ipt_core.ipt.projections._rows import measure_row
+
+__all__ = ["project_measure"]
+
+
+async def project_measure(
+    conn: AsyncConnection, observation_id: str, observation: dict[str, Any] | None
+) -> set[str]:
+    """Bring an Observation's measure row up to date; return the courses it concerns.
+
+    Args:
+        conn: the write's connection.
+        observation_id: the Observation id.
+        observation: its current content; None when it was deleted.
+    """
+    old_patient = await repo.measure_patient(conn, observation_id)
+    row = measure_row(observation) if observation is not None else None
+    if row is not None:
+        await repo.upsert(conn, "ipt_measure", row)
+    elif old_patient is not None:
+        await repo.delete_measure(conn, observation_id)
+    patients = {old_patient, row["patient_id"] if row is not None else None}
+    return await repo.course_ids_of_patients(conn, (p for p in patients if p))

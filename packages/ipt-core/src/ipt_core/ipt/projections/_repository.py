@@ -1,0 +1,168 @@
+"""All SQL of the IPT projections: the ipt_course, ipt_session and ipt_measure rows.
+
+Resources are read straight from the store's `resource` table (current, not deleted): the
+projections run inside the store's write, after the resource row is written, so they see
+the transaction's own writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.db.schema import ipt_course, ipt_measure, ipt_session, resource, search_reference
+from ipt_core.ipt.projections._linking import CourseWindow
+
+__all__ = [
+    "course_ids_of_patients",
+    "course_row",
+    "course_windows",
+    "courses_referencing",
+    "delete_course",
+    "delete_measure",
+    "delete_session",
+    "encounters_of_appointment",
+    "maintenance_course_ids",
+    "measure_patient",
+    "read_resource",
+    "read_resources",
+    "session_row",
+    "upsert",
+]
+
+
+async def read_resource(
+    conn: AsyncConnection, resource_type: str, id_: str
+) -> dict[str, Any] | None:
+    """The current content of a resource, or None when it is unknown or deleted."""
+    found = await read_resources(conn, resource_type, [id_])
+    return found.get(id_)
+
+
+async def read_resources(
+    conn: AsyncConnection, resource_type: str, ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The current content of the resources of one type that exist, by id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(resource.c.id, resource.c.content).where(
+            resource.c.resource_type == resource_type,
+            resource.c.id.in_(wanted),
+            resource.c.deleted.is_(False),
+        )
+    )
+    return {row.id: orjson.loads(row.content) for row in rows if row.content}
+
+
+async def upsert(conn: AsyncConnection, table_name: str, row: dict[str, Any]) -> None:
+    """Insert a projection row, or replace the one with the same primary key."""
+    table = _TABLES[table_name]
+    keys = [column.name for column in table.primary_key.columns]
+    statement = insert(table).values(row)
+    changes = {name: statement.excluded[name] for name in row if name not in keys}
+    await conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
+async def course_row(conn: AsyncConnection, course_id: str) -> Any:
+    """The `ipt_course` row of a course, or None."""
+    query = select(ipt_course).where(ipt_course.c.id == course_id)
+    return (await conn.execute(query)).first()
+
+
+async def delete_course(conn: AsyncConnection, course_id: str) -> None:
+    """Remove a course's row."""
+    await conn.execute(delete(ipt_course).where(ipt_course.c.id == course_id))
+
+
+async def course_windows(conn: AsyncConnection, patient_id: str) -> list[CourseWindow]:
+    """Every IPT course of a patient, as the linking rules see it."""
+    rows = await conn.execute(
+        select(
+            ipt_course.c.id, ipt_course.c.status, ipt_course.c.period_start, ipt_course.c.period_end
+        ).where(ipt_course.c.patient_id == patient_id)
+    )
+    return [CourseWindow(r.id, r.status, r.period_start, r.period_end) for r in rows]
+
+
+async def course_ids_of_patients(conn: AsyncConnection, patient_ids: Iterable[str]) -> set[str]:
+    """The ids of every IPT course of the patients."""
+    wanted = sorted(set(patient_ids))
+    if not wanted:
+        return set()
+    rows = await conn.execute(select(ipt_course.c.id).where(ipt_course.c.patient_id.in_(wanted)))
+    return {row.id for row in rows}
+
+
+async def maintenance_course_ids(conn: AsyncConnection, course_ids: Iterable[str]) -> set[str]:
+    """The ids of the courses `basedOn` any of `course_ids` (maintenance courses)."""
+    wanted = sorted(set(course_ids))
+    if not wanted:
+        return set()
+    rows = await conn.execute(select(ipt_course.c.id).where(ipt_course.c.based_on.in_(wanted)))
+    return {row.id for row in rows}
+
+
+async def courses_referencing(
+    conn: AsyncConnection, param: str, target_type: str, target_id: str
+) -> list[str]:
+    """The IPT courses whose CarePlan search parameter `param` points at the target.
+
+    Reads the store's own search index (written with the CarePlan), e.g. `condition` for
+    `CarePlan.addresses` and `goal` for `CarePlan.goal`.
+    """
+    r = search_reference
+    rows = await conn.execute(
+        select(ipt_course.c.id)
+        .join(r, r.c.resource_id == ipt_course.c.id)
+        .where(
+            r.c.resource_type == "CarePlan",
+            r.c.param == param,
+            r.c.target_type == target_type,
+            r.c.target_id == target_id,
+        )
+        .distinct()
+    )
+    return sorted(row.id for row in rows)
+
+
+async def session_row(conn: AsyncConnection, resource_type: str, resource_id: str) -> Any:
+    """The `ipt_session` row of an Encounter or Appointment, or None."""
+    s = ipt_session
+    query = select(s).where(s.c.resource_type == resource_type, s.c.resource_id == resource_id)
+    return (await conn.execute(query)).first()
+
+
+async def delete_session(conn: AsyncConnection, resource_type: str, resource_id: str) -> None:
+    """Remove a session's row."""
+    s = ipt_session
+    await conn.execute(
+        delete(s).where(s.c.resource_type == resource_type, s.c.resource_id == resource_id)
+    )
+
+
+async def encounters_of_appointment(conn: AsyncConnection, appointment_id: str) -> Sequence[Any]:
+    """The session rows of Encounters that reference an Appointment (the same session)."""
+    s = ipt_session
+    query = select(s).where(s.c.resource_type == "Encounter", s.c.appointment_id == appointment_id)
+    return list(await conn.execute(query))
+
+
+async def measure_patient(conn: AsyncConnection, observation_id: str) -> str | None:
+    """The patient of an Observation's measure row, or None when it has none."""
+    query = select(ipt_measure.c.patient_id).where(ipt_measure.c.observation_id == observation_id)
+    return (await conn.execute(query)).scalar()
+
+
+async def delete_measure(conn: AsyncConnection, observation_id: str) -> None:
+    """Remove an Observation's measure row."""
+    await conn.execute(delete(ipt_measure).where(ipt_measure.c.observation_id == observation_id))
+
+
+_TABLES = {table.name: table for table in (ipt_course, ipt_session, ipt_measure)}

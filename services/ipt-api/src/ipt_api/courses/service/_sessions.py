@@ -1,0 +1,129 @@
+"""Recording a session: Encounter or Appointment, PHQ-9 and note, and the course's link to it.
+
+An attended session is an Encounter (`finished`); a no-show or a cancelled session is an
+Appointment (`noshow`, `cancelled`), as CLINICAL.md §3 maps them. The session carries the
+explicit course link (rule 1) and the course lists it in `outcomeReference` (rule 2), all in
+the request's one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ipt_api.courses.schemas import SessionRequest
+from ipt_api.courses.service._course_io import load_course, require_status, save_course
+from ipt_core.fhir.errors import BusinessRuleViolated
+from ipt_core.fhir.store import ResourceStore
+from ipt_core.ipt import (
+    Course,
+    Phq9,
+    Session,
+    phq9_to_observation,
+    session_to_appointment,
+    session_to_encounter,
+)
+from ipt_core.ipt._fhir import concept, narrative, reference
+from ipt_core.ipt._time import format_instant
+from ipt_core.ipt.codes import LOINC, PROGRESS_NOTE
+
+__all__ = ["record_session"]
+
+PROGRESS_NOTE_DISPLAY: Final = "Mental health Note"
+
+
+async def record_session(
+    store: ResourceStore, course_id: str, request: SessionRequest
+) -> tuple[str, list[str]]:
+    """Record a session of an active course.
+
+    Returns:
+        The session's reference (`Encounter/…` or `Appointment/…`) and every resource written.
+
+    Raises:
+        CourseStateConflict: when the course is not active (e.g. completed or a draft).
+        BusinessRuleViolated: when the session is before the course start or in the future,
+            or a PHQ-9 comes with a session that did not take place.
+    """
+    stored = await load_course(store, course_id)
+    course = stored.course
+    require_status(course, {"active"}, "record a session")
+    _check_session(course, request, store)
+    session = Session(
+        patient=course.patient,
+        start=request.start,
+        minutes=request.minutes,
+        outcome=request.outcome,
+        mode=request.mode,
+        course_id=course.id,
+        therapist=course.therapist,
+    )
+    session_ref = await _write_session(store, session, request.notes)
+    written = [session_ref]
+    encounter_id = session_ref.split("/")[1] if session_ref.startswith("Encounter/") else None
+    if request.phq9 is not None:
+        phq9 = Phq9(
+            patient=course.patient,
+            total=request.phq9.total,
+            item9=request.phq9.item9,
+            effective=request.start,
+            encounter_id=encounter_id,
+            goal_id=course.symptom_goal_id,
+        )
+        created = await store.create("Observation", phq9_to_observation(phq9))
+        written.append(f"Observation/{created.stored.id}")
+    if request.notes is not None and encounter_id is not None:
+        note = _progress_note(course, encounter_id, request)
+        created = await store.create("Observation", note)
+        written.append(f"Observation/{created.stored.id}")
+    listed = course.model_copy(
+        update={"session_references": (*course.session_references, session_ref)}
+    )
+    await save_course(store, stored, listed)
+    return session_ref, [*written, f"CarePlan/{course.id}"]
+
+
+def _check_session(course: Course, request: SessionRequest, store: ResourceStore) -> None:
+    if request.start < course.start:
+        raise BusinessRuleViolated(
+            f"The session is before the course starts ({format_instant(course.start)})",
+            expression=("start",),
+        )
+    if request.start > store.clock():
+        raise BusinessRuleViolated(
+            "A session is recorded once it has taken place: its start is in the future",
+            expression=("start",),
+        )
+    if request.phq9 is not None and request.outcome != "attended":
+        raise BusinessRuleViolated(
+            f"A PHQ-9 is taken at an attended session, not a {request.outcome} one",
+            expression=("phq9",),
+        )
+
+
+async def _write_session(store: ResourceStore, session: Session, notes: str | None) -> str:
+    if session.outcome == "attended":
+        created = await store.create("Encounter", session_to_encounter(session))
+        return f"Encounter/{created.stored.id}"
+    appointment = session_to_appointment(session)
+    if notes is not None:
+        appointment["comment"] = notes  # an Appointment carries its own free-text comment
+    created = await store.create("Appointment", appointment)
+    return f"Appointment/{created.stored.id}"
+
+
+def _progress_note(course: Course, encounter_id: str, request: SessionRequest) -> dict[str, Any]:
+    """The session's notes as a mental health progress note (LOINC 34904-3) Observation.
+
+    R4 Encounter has no note element; an Observation keeps the text with its Encounter.
+    """
+    assert request.notes is not None
+    return {
+        "resourceType": "Observation",
+        "text": narrative("Mental health progress note", [("Note", request.notes)]),
+        "status": "final",
+        "code": {**concept(LOINC, PROGRESS_NOTE, PROGRESS_NOTE_DISPLAY)},
+        "subject": reference(course.patient),
+        "encounter": reference(f"Encounter/{encounter_id}"),
+        "effectiveDateTime": format_instant(request.start),
+        "valueString": request.notes,
+    }
