@@ -29,7 +29,7 @@ from ipt_core.ipt import course_phase, goal_achievement, with_course_phase, with
 from ipt_core.queue import Claim, claim_due, finish, retry_later
 from ipt_core.status import DEFAULT_RULES, StatusRules, compute_status
 from ipt_core.status._facts import CourseFacts
-from ipt_core.status.loader import load_facts
+from ipt_core.status.loader import UnreadableCourse, load_facts
 from ipt_core.status.serialize import status_json
 from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.status_events import event_count, status_events
@@ -68,15 +68,22 @@ class Recomputer:
             await self._recompute(claim, facts.get(claim.course_id), now)
         return len(claims)
 
-    async def _recompute(self, claim: Claim, facts: CourseFacts | None, now: datetime) -> None:
+    async def _recompute(
+        self, claim: Claim, facts: CourseFacts | UnreadableCourse | None, now: datetime
+    ) -> None:
         # The span continues the trace of the write that asked for this recompute.
         context = context_from_traceparent(claim.traceparent)
         with _tracer.start_as_current_span("recompute course", context=context):
             await self._recompute_in_span(claim, facts, now)
 
     async def _recompute_in_span(
-        self, claim: Claim, facts: CourseFacts | None, now: datetime
+        self, claim: Claim, facts: CourseFacts | UnreadableCourse | None, now: datetime
     ) -> None:
+        if isinstance(facts, UnreadableCourse):
+            _log.warning("a course's facts cannot be read: %s", facts.error)
+            async with self.engine.begin() as conn:
+                await retry_later(conn, claim, error=facts.error, now=now)
+            return
         try:
             async with self.engine.begin() as conn:
                 if await self._still_ours(conn, claim):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,15 +22,27 @@ from ipt_core.status._calendar import cadence_from_timing
 from ipt_core.status._facts import CourseFacts, Phq9Fact, SessionFact
 from ipt_core.status._sessions import resolve_session
 
-__all__ = ["CourseRow", "load_facts"]
+__all__ = ["CourseRow", "UnreadableCourse", "load_facts"]
 
 _COUNTED_PHQ9 = ("final", "amended", "corrected")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CourseRow = Any  # a row of ipt_course joined with its CarePlan content
 
 
-async def load_facts(conn: AsyncConnection, course_ids: Sequence[str]) -> dict[str, CourseFacts]:
-    """Return the facts of each course that is (still) an IPT course, by course id."""
+@dataclass(frozen=True)
+class UnreadableCourse:
+    """A course whose stored data no status rule can read (e.g. a corrupt projection row)."""
+
+    error: str  # the error type's name: never the message, which could carry patient data
+
+
+async def load_facts(
+    conn: AsyncConnection, course_ids: Sequence[str]
+) -> dict[str, CourseFacts | UnreadableCourse]:
+    """Return the facts of each course that is (still) an IPT course, by course id.
+
+    One unreadable course is reported as such and does not stop the others.
+    """
     courses = await _courses(conn, course_ids)
     related_ids = {c.based_on for c in courses.values() if c.based_on}
     maintenance = await _maintenance_of(conn, list(courses))
@@ -38,12 +50,15 @@ async def load_facts(conn: AsyncConnection, course_ids: Sequence[str]) -> dict[s
     courses |= await _courses(conn, list(related_ids - set(courses)))
     sessions = await _sessions(conn, list(courses))
     phq9 = await _phq9(conn, {c.patient_id for c in courses.values()})
-    facts: dict[str, CourseFacts] = {}
+    facts: dict[str, CourseFacts | UnreadableCourse] = {}
     for course_id in course_ids:
         row = courses.get(course_id)
         if row is None or row.status == "entered-in-error":
             continue
-        facts[course_id] = _facts(row, courses, maintenance, sessions, phq9)
+        try:
+            facts[course_id] = _facts(row, courses, maintenance, sessions, phq9)
+        except (ValueError, TypeError, KeyError) as error:
+            facts[course_id] = UnreadableCourse(type(error).__name__)
     return facts
 
 

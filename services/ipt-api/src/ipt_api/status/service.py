@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.fhir.errors import ResourceNotFound
+from ipt_core.fhir.errors import BusinessRuleViolated, ResourceNotFound
 from ipt_core.fhir.model import format_instant
 from ipt_core.status import compute_status
-from ipt_core.status.loader import load_facts
+from ipt_core.status.loader import UnreadableCourse, load_facts
 from ipt_core.status.serialize import status_json
 
 __all__ = ["course_status"]
@@ -47,5 +47,7 @@ async def course_status(
     facts = (await load_facts(conn, [course_id])).get(course_id)
     if facts is None:
         raise ResourceNotFound(f"No IPT course {course_id!r}")
+    if isinstance(facts, UnreadableCourse):
+        raise BusinessRuleViolated(f"The course's stored data cannot be evaluated ({facts.error})")
     fresh = status_json(compute_status(facts, as_of or now))
     return {**fresh, "version": None, "computed_at": None}

@@ -25,7 +25,7 @@ from ipt_api.courses.responses import (
 from ipt_api.courses.service._course_io import load_course
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Phase
-from ipt_core.status import compute_status
+from ipt_core.status import CourseFacts, compute_status
 from ipt_core.status.loader import load_facts
 
 __all__ = ["course_summaries", "course_view", "session_views"]
@@ -104,7 +104,11 @@ async def fresh_phases(
 ) -> dict[str, str]:
     """The phase of each course computed now from its facts (courses in error have none)."""
     facts = await load_facts(conn, list(course_ids)) if course_ids else {}
-    return {course_id: compute_status(found, now).phase for course_id, found in facts.items()}
+    return {
+        course_id: compute_status(found, now).phase
+        for course_id, found in facts.items()
+        if isinstance(found, CourseFacts)  # an unreadable course shows no phase
+    }
 
 
 def session_views(rows: Sequence[Any], course_id: str, now: datetime) -> list[SessionView]:

@@ -1,0 +1,159 @@
+"""The status engine end to end: FHIR writes -> recompute requests -> stored status and events.
+
+Runs the real `Recomputer` against real PostgreSQL with the app's settable clock, so
+time-driven transitions are tested by moving the clock, not by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_worker.listeners import default_listeners
+from ipt_worker.loop import run_recompute_loop
+from ipt_worker.recompute import Recomputer
+from tests.integration.ipt_helpers import (
+    Clock,
+    clock,
+    enrol,
+    enrolment,
+    fhir_read,
+    ipt,
+    patient,
+    record,
+    rows,
+)
+
+__all__ = ["clock", "ipt"]
+
+
+def recomputer(db: AsyncEngine, clock: Clock, **options: Any) -> Recomputer:
+    return Recomputer(db, clock=clock, listeners=default_listeners(), **options)
+
+
+async def drain(worker: Recomputer) -> int:
+    total = 0
+    while claimed := await worker.run_once():
+        total += claimed
+    return total
+
+
+async def stored_status(db: AsyncEngine, course_id: str) -> Any:
+    found = await rows(db, "course_status", "course_id = :id", id=course_id)
+    return found[0] if found else None
+
+
+async def worked_example_course(client: httpx.AsyncClient) -> str:
+    course_id = await enrol(client, enrolment(await patient(client)))
+    for day in ("2026-01-05", "2026-01-12", "2026-01-19"):
+        await record(client, course_id, start=f"{day}T09:00:00Z")
+    return course_id
+
+
+async def test_a_recorded_session_is_reflected_in_the_stored_status(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    course_id = await worked_example_course(ipt)
+    worker = recomputer(db, clock)
+    assert await drain(worker) >= 1
+    before = await stored_status(db, course_id)
+    assert before.status["sessions_attended"] == 3
+    assert before.status["phase"] == "middle"
+
+    await record(ipt, course_id, start="2026-01-26T09:00:00Z")
+    assert await drain(worker) == 1
+    after = await stored_status(db, course_id)
+    assert after.status["sessions_attended"] == 4
+    assert after.version == before.version + 1
+    served = (await ipt.get(f"/ipt/v1/courses/{course_id}/status")).json()
+    assert served["sessions_attended"] == 4
+    assert served["version"] == after.version
+
+
+async def test_the_loop_picks_up_a_write_without_being_asked(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    course_id = await worked_example_course(ipt)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        run_recompute_loop(recomputer(db, clock), stop, poll_interval_s=0.05)
+    )
+    try:
+        for _ in range(200):  # the loop polls every 50 ms; give it plenty of rounds
+            status = await stored_status(db, course_id)
+            if status is not None and status.status["sessions_attended"] == 3:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the loop never stored the course's status")
+    finally:
+        stop.set()
+        await loop
+
+
+async def test_a_course_becomes_overdue_when_time_passes(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    # Sessions attended weekly through 2026-02-23; next due 2026-03-02T09:00 (+3 d grace).
+    course_id = await enrol(ipt, enrolment(await patient(ipt)))
+    for week in range(8):
+        day = 5 + 7 * week
+        start = f"2026-01-{day:02d}" if day <= 31 else f"2026-02-{day - 31:02d}"
+        await record(ipt, course_id, start=f"{start}T09:00:00Z")
+    worker = recomputer(db, clock)
+    await drain(worker)
+    status = await stored_status(db, course_id)
+    assert status.status["engagement"] == "on-track"
+    assert status.next_transition_at.isoformat() == "2026-03-05T09:00:00.000001+00:00"
+
+    clock.now = status.next_transition_at - timedelta(microseconds=1)
+    assert await worker.run_once() == 0  # nothing is due before the transition instant
+    clock.now = status.next_transition_at
+    assert await worker.run_once() == 1
+    overdue = await stored_status(db, course_id)
+    assert overdue.status["engagement"] == "overdue"
+    types = [r.type for r in await rows(db, "outbox", "aggregateid = :id ORDER BY seq",
+                                        id=course_id)]
+    assert types[-2:] == ["ipt.course.status.changed", "ipt.course.engagement.changed"]
+
+
+async def test_write_backs_reach_the_fhir_resources_without_requeueing(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    course_id = await worked_example_course(ipt)
+    worker = recomputer(db, clock)
+    await drain(worker)
+    careplan = await fhir_read(ipt, f"CarePlan/{course_id}")
+    phases = [e["valueCoding"]["code"] for e in careplan.get("extension", [])
+              if e["url"].endswith("/ipt-phase")]
+    assert phases == ["middle"]
+    goal_id = (await rows(db, "ipt_course", "id = :id", id=course_id))[0].symptom_goal_id
+    goal = await fhir_read(ipt, f"Goal/{goal_id}")
+    assert goal["achievementStatus"]["coding"][0]["code"] == "in-progress"
+    history = (await ipt.get(f"/fhir/CarePlan/{course_id}/_history")).json()
+    assert len(history["entry"]) >= 2  # the phase write-back is a version of its own
+    due = await rows(db, "recompute_request", "course_id = :id AND due_at <= :now",
+                     id=course_id, now=clock.now)
+    assert due == []  # writing the phase back did not ask for another recompute
+
+
+async def test_a_failing_course_backs_off_without_blocking_others(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    healthy = await worked_example_course(ipt)
+    broken = await worked_example_course(ipt)
+    async with db.begin() as conn:  # a projection row no rule can read: planned count -1
+        await conn.execute(text("UPDATE ipt_course SET timing = '{\"count\": -1}' "
+                                "WHERE id = :id"), {"id": broken})
+    worker = recomputer(db, clock)
+    await drain(worker)
+    assert await stored_status(db, healthy) is not None
+    assert await stored_status(db, broken) is None
+    (request,) = await rows(db, "recompute_request", "course_id = :id", id=broken)
+    assert request.last_error == "ValueError"
+    assert request.due_at > clock.now  # backed off, not hot-looping
