@@ -1,0 +1,116 @@
+"""Worker processes sharing one database: each change computed exactly once, even across a
+SIGKILL in the middle of a batch (the killed worker's leases expire and another takes over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+
+__all__ = ["clock", "ipt"]
+
+LEASE_S = 5
+
+
+@contextmanager
+def worker_process(database_url: str, *, batch_size: int) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url.replace("+asyncpg", ""),
+        "IPT_POLL_INTERVAL_S": "0.05",
+        "IPT_BATCH_SIZE": str(batch_size),
+        "IPT_LEASE_S": str(LEASE_S),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ipt_worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+
+
+async def courses(client: httpx.AsyncClient, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        course_id = await enrol(client, enrolment(await patient(client)))
+        await record(client, course_id, start="2026-01-05T09:00:00Z")
+        ids.append(course_id)
+    return ids
+
+
+async def scalar(db: AsyncEngine, sql: str) -> int:
+    async with db.connect() as conn:
+        return int(await conn.scalar(text(sql)) or 0)
+
+
+async def wait_until(db: AsyncEngine, sql: str, predicate: object, timeout_s: float) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await scalar(db, sql)
+        if predicate(value):  # type: ignore[operator]
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting; last value {value}")
+        await asyncio.sleep(0.05)
+
+
+async def status_changes_per_course(db: AsyncEngine) -> Counter[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT aggregateid FROM outbox WHERE type = 'ipt.course.status.changed'")
+        )
+        return Counter(row.aggregateid for row in rows)
+
+
+async def test_two_workers_compute_each_change_exactly_once(
+    ipt: httpx.AsyncClient, db: AsyncEngine, database_url: str
+) -> None:
+    ids = await courses(ipt, 24)
+    with worker_process(database_url, batch_size=4), worker_process(database_url, batch_size=4):
+        await wait_until(db, "SELECT count(*) FROM course_status", lambda n: n == len(ids), 60)
+        await wait_until(
+            db,
+            "SELECT count(*) FROM recompute_request WHERE claimed_by IS NOT NULL",
+            lambda n: n == 0,
+            30,
+        )
+    assert await status_changes_per_course(db) == Counter(dict.fromkeys(ids, 1))
+    assert await scalar(db, "SELECT max(version) FROM course_status") == 1
+
+
+async def test_a_worker_killed_mid_batch_loses_nothing(
+    ipt: httpx.AsyncClient, db: AsyncEngine, database_url: str
+) -> None:
+    ids = await courses(ipt, 40)
+    with worker_process(database_url, batch_size=40) as doomed:
+        # Kill it once it holds the whole batch and has stored part of it.
+        await wait_until(db, "SELECT count(*) FROM course_status", lambda n: n >= 1, 60)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    stored_before = await scalar(db, "SELECT count(*) FROM course_status")
+    leased = await scalar(db, "SELECT count(*) FROM recompute_request WHERE claimed_by IS NOT NULL")
+    assert stored_before < len(ids), "the worker finished before it could be killed"
+    assert leased > 0  # the dead worker's leases are still held
+    with worker_process(database_url, batch_size=40):
+        await wait_until(
+            db, "SELECT count(*) FROM course_status", lambda n: n == len(ids), LEASE_S + 60
+        )
+    assert await status_changes_per_course(db) == Counter(dict.fromkeys(ids, 1))
