@@ -8,6 +8,7 @@ import traceback
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from ipt_api.fhir.responses import json_response
@@ -18,6 +19,7 @@ __all__ = ["install_error_handlers"]
 
 _log = logging.getLogger(__name__)
 
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 _HTTP_CODES = {
     400: "invalid",
     401: "login",
@@ -39,6 +41,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _transient_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -66,6 +69,16 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
         for problem in error.errors()
     ]
     return json_response(operation_outcome(issues), 400)
+
+
+async def _transient_error(request: Request, error: DBAPIError) -> Response:
+    # A deadlock or serialization failure is resolved by retrying: say so, it is no crash.
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate not in _TRANSIENT_SQLSTATES:
+        return await _unexpected_error(request, error)
+    _log.warning("transient database conflict (%s) on %s", sqlstate, request.method)
+    issue = Issue("transient", "A concurrent change conflicted with this request; retry it")
+    return json_response(operation_outcome([issue]), 503, **{"Retry-After": "1"})
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

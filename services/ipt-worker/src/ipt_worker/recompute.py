@@ -99,6 +99,13 @@ class Recomputer:
                 await retry_later(conn, claim, error=type(error).__name__, now=now)
 
     async def _still_ours(self, conn: AsyncConnection, claim: Claim) -> bool:
+        # Lock order matches every writer's: the CarePlan first, then its recompute request.
+        # (A domain write locks the CarePlan and then requests a recompute; taking the two in
+        # the other order here could deadlock with it.)
+        await conn.execute(
+            text("SELECT 1 FROM resource WHERE resource_type = 'CarePlan' AND id = :id FOR UPDATE"),
+            {"id": claim.course_id},
+        )
         # Holding the request row until commit: a worker whose lease ran out cannot also store.
         owner = await conn.scalar(
             text("SELECT claimed_by FROM recompute_request WHERE course_id = :id FOR UPDATE"),

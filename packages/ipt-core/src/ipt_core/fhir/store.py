@@ -75,10 +75,17 @@ class ResourceStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def read(self, resource_type: str, id_: str) -> StoredResource:
-        """Return the current version. Raises ResourceNotFound, or ResourceGone if deleted."""
+    async def read(
+        self, resource_type: str, id_: str, *, for_update: bool = False
+    ) -> StoredResource:
+        """Return the current version. Raises ResourceNotFound, or ResourceGone if deleted.
+
+        With `for_update`, other writers of the resource wait until this transaction ends:
+        read-modify-write use cases then never fail on a version that changed meanwhile.
+        """
         definition_or_404(resource_type)
-        stored = await rows.current(self.conn, resource_type, id_)
+        fetch = rows.lock_for_update if for_update else rows.current
+        stored = await fetch(self.conn, resource_type, id_)
         if stored is None:
             raise ResourceNotFound(f"{resource_type}/{id_} is not known")
         if stored.deleted:

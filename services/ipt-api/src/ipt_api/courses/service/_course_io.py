@@ -52,14 +52,19 @@ class StoredCourse:
     course: Course
 
 
-async def load_course(store: ResourceStore, course_id: str) -> StoredCourse:
-    """Read an IPT course and its Goals.
+async def load_course(
+    store: ResourceStore, course_id: str, *, for_update: bool = False
+) -> StoredCourse:
+    """Read an IPT course and its Goals (locking the CarePlan when about to change it).
+
+    Locking matters: the status engine writes the phase back to the CarePlan at any time, and
+    without the lock a clinician's change could fail on that version bump with a 412.
 
     Raises:
         ResourceNotFound: when there is no IPT course with that id (or it is in error).
         BusinessRuleViolated: when the stored CarePlan does not read as a course.
     """
-    stored = await store.read("CarePlan", course_id)
+    stored = await store.read("CarePlan", course_id, for_update=for_update)
     careplan: dict[str, Any] = orjson.loads(stored.content or "{}")
     if not is_ipt_course(careplan) or careplan.get("status") == "entered-in-error":
         raise ResourceNotFound(f"No IPT course {course_id!r}")

@@ -28,14 +28,14 @@ _OPEN = frozenset({"draft", "active", "on-hold"})
 
 async def activate(store: ResourceStore, course_id: str) -> None:
     """Patient and therapist agreed the outline: the draft course becomes active."""
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     require_status(stored.course, {"draft"}, "activate the course")
     await save_course(store, stored, stored.course.model_copy(update={"status": "active"}))
 
 
 async def hold(store: ResourceStore, course_id: str, reason: str | None) -> None:
     """Pause an active course."""
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     require_status(stored.course, {"active"}, "put the course on hold")
     note = f"Course put on hold: {reason}" if reason else None
     await save_course(
@@ -45,7 +45,7 @@ async def hold(store: ResourceStore, course_id: str, reason: str | None) -> None
 
 async def resume(store: ResourceStore, course_id: str) -> None:
     """Resume a course on hold."""
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     require_status(stored.course, {"on-hold"}, "resume the course")
     await save_course(store, stored, stored.course.model_copy(update={"status": "active"}))
 
@@ -62,7 +62,7 @@ async def stop(store: ResourceStore, course_id: str, reason: str) -> None:
 
 async def add_practice(store: ResourceStore, course_id: str, request: PracticeRequest) -> int:
     """Assign a social practice activity; return its number (from 1)."""
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     require_status(stored.course, _OPEN, "assign practice")
     assignment = PracticeAssignment(description=request.description, status=request.status)
     practice = (*stored.course.practice_assignments, assignment)
@@ -80,7 +80,7 @@ async def update_practice(
     Raises:
         ResourceNotFound: when the course has no such assignment.
     """
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     require_status(stored.course, _OPEN, "update practice")
     practice = list(stored.course.practice_assignments)
     if not 1 <= number <= len(practice):
@@ -94,7 +94,7 @@ async def update_practice(
 async def _close(
     store: ResourceStore, course_id: str, status: str, action: str, *, note: str | None
 ) -> None:
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     allowed = {"active", "on-hold"} if status == "completed" else _OPEN
     require_status(stored.course, allowed, action)
     end = store.clock()

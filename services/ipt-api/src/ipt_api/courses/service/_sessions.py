@@ -44,7 +44,7 @@ async def record_session(
         BusinessRuleViolated: when the session is before the course start or in the future,
             or a PHQ-9 comes with a session that did not take place.
     """
-    stored = await load_course(store, course_id)
+    stored = await load_course(store, course_id, for_update=True)
     course = stored.course
     require_status(course, {"active"}, "record a session")
     _check_session(course, request, store)
