@@ -1,0 +1,94 @@
+"""One trace from a FHIR write through the worker's recompute to the events it emits, and no
+patient data in any span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.app import create_app
+from ipt_core.db.provision import Database
+from ipt_worker.listeners import default_listeners
+from ipt_worker.recompute import Recomputer
+from tests.integration.ipt_helpers import Clock, clock, enrol, enrolment, patient, record, rows
+from tests.support.api import api_settings
+
+__all__ = ["clock"]
+
+_EXPORTER = InMemorySpanExporter()
+_PROVIDER = TracerProvider()
+_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+@pytest.fixture(scope="module")
+def spans() -> InMemorySpanExporter:
+    """Spans of this module's tests (the process-wide provider can be set only once)."""
+    trace.set_tracer_provider(_PROVIDER)
+    return _EXPORTER
+
+
+@pytest.fixture
+async def traced(
+    db: AsyncEngine, clock: Clock, spans: InMemorySpanExporter
+) -> AsyncIterator[httpx.AsyncClient]:
+    spans.clear()
+    app = create_app(api_settings(), database=Database(db), clock=clock, tracer_provider=_PROVIDER)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_a_write_and_its_recompute_share_one_trace(
+    traced: httpx.AsyncClient, db: AsyncEngine, clock: Clock, spans: InMemorySpanExporter
+) -> None:
+    course_id = await enrol(traced, enrolment(await patient(traced)))
+    worker = Recomputer(db, clock=clock, listeners=default_listeners())
+    while await worker.run_once():
+        pass
+    spans.clear()
+    already = len(await rows(db, "outbox"))
+
+    await record(traced, course_id, start="2026-01-12T09:00:00Z")
+    (request,) = [
+        s
+        for s in spans.get_finished_spans()
+        if s.name == "POST /ipt/v1/courses/{course_id}/sessions"
+    ]
+    trace_id = request.context.trace_id
+    assert await worker.run_once() == 1
+    (recompute,) = [s for s in spans.get_finished_spans() if s.name == "recompute course"]
+    assert recompute.context.trace_id == trace_id
+    events = await rows(db, "outbox", "TRUE ORDER BY seq")
+    from_recompute = [e for e in events[already:] if e.type.startswith("ipt.")]
+    assert from_recompute  # the session changed the status
+    assert all(e.traceparent.split("-")[1] == f"{trace_id:032x}" for e in from_recompute)
+
+
+async def test_spans_carry_route_templates_not_identifiers(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    mrn = "MRN-SECRET-4711"
+    created = await traced.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}]},
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    patient_id = created.json()["id"]
+    await traced.get(f"/fhir/Patient/{patient_id}")
+    await traced.get(f"/fhir/Patient?identifier=urn:mrn|{mrn}")
+    exported = spans.get_finished_spans()
+    assert {s.name for s in exported} >= {"GET /fhir/Patient/{id}", "POST /fhir/Patient"}
+    for span in exported:
+        rendered = f"{span.name} {dict(span.attributes or {})}"
+        assert mrn not in rendered
+        assert patient_id not in rendered
