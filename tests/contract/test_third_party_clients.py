@@ -85,6 +85,6 @@ def test_fhirpy_create_read_update_conditional_update_delete(live_server: str) -
     assert updated.id == patient_id
     assert updated["gender"] == "other"
 
-    fetched.delete()
+    fetched.delete()  # type: ignore[no-untyped-call]
     with pytest.raises(ResourceNotFound):
         fhir.reference("Patient", patient_id).to_resource()

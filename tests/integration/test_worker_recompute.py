@@ -117,8 +117,9 @@ async def test_a_course_becomes_overdue_when_time_passes(
     assert await worker.run_once() == 1
     overdue = await stored_status(db, course_id)
     assert overdue.status["engagement"] == "overdue"
-    types = [r.type for r in await rows(db, "outbox", "aggregateid = :id ORDER BY seq",
-                                        id=course_id)]
+    types = [
+        r.type for r in await rows(db, "outbox", "aggregateid = :id ORDER BY seq", id=course_id)
+    ]
     assert types[-2:] == ["ipt.course.status.changed", "ipt.course.engagement.changed"]
 
 
@@ -129,16 +130,20 @@ async def test_write_backs_reach_the_fhir_resources_without_requeueing(
     worker = recomputer(db, clock)
     await drain(worker)
     careplan = await fhir_read(ipt, f"CarePlan/{course_id}")
-    phases = [e["valueCoding"]["code"] for e in careplan.get("extension", [])
-              if e["url"].endswith("/ipt-phase")]
+    phases = [
+        e["valueCoding"]["code"]
+        for e in careplan.get("extension", [])
+        if e["url"].endswith("/ipt-phase")
+    ]
     assert phases == ["middle"]
     goal_id = (await rows(db, "ipt_course", "id = :id", id=course_id))[0].symptom_goal_id
     goal = await fhir_read(ipt, f"Goal/{goal_id}")
     assert goal["achievementStatus"]["coding"][0]["code"] == "in-progress"
     history = (await ipt.get(f"/fhir/CarePlan/{course_id}/_history")).json()
     assert len(history["entry"]) >= 2  # the phase write-back is a version of its own
-    due = await rows(db, "recompute_request", "course_id = :id AND due_at <= :now",
-                     id=course_id, now=clock.now)
+    due = await rows(
+        db, "recompute_request", "course_id = :id AND due_at <= :now", id=course_id, now=clock.now
+    )
     assert due == []  # writing the phase back did not ask for another recompute
 
 
@@ -148,8 +153,9 @@ async def test_a_failing_course_backs_off_without_blocking_others(
     healthy = await worked_example_course(ipt)
     broken = await worked_example_course(ipt)
     async with db.begin() as conn:  # a projection row no rule can read: planned count -1
-        await conn.execute(text("UPDATE ipt_course SET timing = '{\"count\": -1}' "
-                                "WHERE id = :id"), {"id": broken})
+        await conn.execute(
+            text("UPDATE ipt_course SET timing = '{\"count\": -1}' WHERE id = :id"), {"id": broken}
+        )
     worker = recomputer(db, clock)
     await drain(worker)
     assert await stored_status(db, healthy) is not None

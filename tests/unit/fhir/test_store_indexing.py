@@ -33,8 +33,11 @@ def utc(*parts: int) -> datetime:
         ("2026-01-05", utc(2026, 1, 5), utc(2026, 1, 5, 23, 59, 59, 999999)),
         ("2026-01-05T09:00:00Z", utc(2026, 1, 5, 9), utc(2026, 1, 5, 9, 0, 0, 999999)),
         ("2026-01-05T10:00:00+01:00", utc(2026, 1, 5, 9), utc(2026, 1, 5, 9, 0, 0, 999999)),
-        ("2026-01-05T09:00:00.5Z", utc(2026, 1, 5, 9, 0, 0, 500000),
-         utc(2026, 1, 5, 9, 0, 0, 500000)),
+        (
+            "2026-01-05T09:00:00.5Z",
+            utc(2026, 1, 5, 9, 0, 0, 500000),
+            utc(2026, 1, 5, 9, 0, 0, 500000),
+        ),
     ],
 )
 def test_date_ranges(value: str, low: datetime, high: datetime) -> None:
@@ -53,8 +56,10 @@ def test_bad_dates_are_refused(value: str) -> None:
         ("Patient/123", Target("Patient", "123")),
         ("http://ehr.example/fhir/Patient/123", Target("Patient", "123")),
         ("Patient/123/_history/2", Target("Patient", "123", "2")),
-        ("urn:uuid:8e7b2a0c-1f3e-4f1b-9a53-0c3d3a1c2b11",
-         Target(None, "urn:uuid:8e7b2a0c-1f3e-4f1b-9a53-0c3d3a1c2b11")),
+        (
+            "urn:uuid:8e7b2a0c-1f3e-4f1b-9a53-0c3d3a1c2b11",
+            Target(None, "urn:uuid:8e7b2a0c-1f3e-4f1b-9a53-0c3d3a1c2b11"),
+        ),
     ],
 )
 def test_references(reference: str, target: Target) -> None:
@@ -70,14 +75,20 @@ def test_encounter_index_entries() -> None:
         "resourceType": "Encounter",
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
-        "type": [{"coding": [{"system": "http://snomed.info/sct", "code": "443730003"}],
-                  "text": "IPT session"}],
+        "type": [
+            {
+                "coding": [{"system": "http://snomed.info/sct", "code": "443730003"}],
+                "text": "IPT session",
+            }
+        ],
         "subject": {"reference": "Patient/p1"},
         "period": {"start": "2026-01-05T09:00:00Z"},
-        "extension": [{
-            "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn",
-            "valueReference": {"reference": "CarePlan/c1"},
-        }],
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.basedOn",
+                "valueReference": {"reference": "CarePlan/c1"},
+            }
+        ],
     }
     entries = index_entries(REGISTRY["Encounter"], encounter)
     tokens = set(entries["search_token"])
@@ -91,13 +102,23 @@ def test_encounter_index_entries() -> None:
         ReferenceEntry("careplan", "CarePlan", "c1"),
     }
     (date,) = entries["search_date"]
-    assert date == DateEntry("date", utc(2026, 1, 5, 9), datetime.max.replace(
-        year=9999, month=12, day=30, hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC))
+    assert date == DateEntry(
+        "date",
+        utc(2026, 1, 5, 9),
+        datetime.max.replace(
+            year=9999, month=12, day=30, hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC
+        ),
+    )
 
 
 def test_patient_reference_param_skips_other_targets() -> None:
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                   "subject": {"reference": "Group/g1"}, "valueInteger": 9}
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Group/g1"},
+        "valueInteger": 9,
+    }
     entries = index_entries(REGISTRY["Observation"], observation)
     assert ReferenceEntry("subject", "Group", "g1") in entries["search_reference"]
     assert all(e.param != "patient" for e in entries["search_reference"])

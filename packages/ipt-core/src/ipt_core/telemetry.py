@@ -103,7 +103,8 @@ def _scrub_outbound(span: Any, request: Any) -> None:
         return
     url = request.url
     host = f"{url.scheme.decode() if isinstance(url.scheme, bytes) else url.scheme}://" + (
-        url.host.decode() if isinstance(url.host, bytes) else str(url.host))
+        url.host.decode() if isinstance(url.host, bytes) else str(url.host)
+    )
     for name in _URL_ATTRIBUTES:
         span.set_attribute(name, host)
 
