@@ -23,23 +23,14 @@ from pydantic import (
     model_validator,
 )
 
+from ipt_core.ipt.codes import Phase as Phase  # re-exported
+
 ProblemArea = Literal["grief", "role-transition", "role-dispute", "interpersonal-deficits"]
 CourseType = Literal["acute", "maintenance"]
 CourseStatus = Literal[
     "draft", "active", "on-hold", "completed", "revoked", "entered-in-error", "unknown"
 ]
 Cadence = Literal["weekly", "monthly"]
-Phase = Literal[
-    "intake",
-    "initial",
-    "middle",
-    "termination",
-    "acute-complete",
-    "maintenance",
-    "completed",
-    "stopped",
-    "on-hold",
-]
 SessionOutcome = Literal["attended", "no-show", "cancelled", "booked"]
 SessionMode = Literal["in-person", "virtual"]
 PracticeStatus = Literal["not-started", "in-progress", "completed", "cancelled"]

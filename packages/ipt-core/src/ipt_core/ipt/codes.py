@@ -1,6 +1,6 @@
 """Code systems and codes of the IPT model (CLINICAL.md §2), named once for the whole project."""
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 CANONICAL_BASE: Final = "http://fhir.ipt-care.org"
 
@@ -42,9 +42,10 @@ SURVEY: Final = "survey"
 IN_PERSON: Final = "AMB"
 VIRTUAL: Final = "VR"
 
-PROBLEM_AREAS: Final = ("grief", "role-transition", "role-dispute", "interpersonal-deficits")
-COURSE_TYPES: Final = ("acute", "maintenance")
-PHASES: Final = (
+ProblemArea = Literal["grief", "role-transition", "role-dispute", "interpersonal-deficits"]
+CourseType = Literal["acute", "maintenance"]
+# The `ipt-phase` CodeSystem: the domain model and the status engine share this one list.
+Phase = Literal[
     "intake",
     "initial",
     "middle",
@@ -54,4 +55,8 @@ PHASES: Final = (
     "completed",
     "stopped",
     "on-hold",
-)
+]
+
+PROBLEM_AREAS: Final = get_args(ProblemArea)
+COURSE_TYPES: Final = get_args(CourseType)
+PHASES: Final = get_args(Phase)

@@ -6,19 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from ipt_core.ipt.codes import Phase as Phase  # re-exported
+
 from ._facts import CourseType
 
-Phase = Literal[
-    "intake",
-    "initial",
-    "middle",
-    "termination",
-    "acute-complete",
-    "maintenance",
-    "completed",
-    "stopped",
-    "on-hold",
-]
 Engagement = Literal["on-track", "overdue", "at-risk", "lapsed"]
 Severity = Literal["minimal", "mild", "moderate", "moderately-severe", "severe"]
 GoalStatus = Literal["in-progress", "achieved", "improving", "worsening", "no-change"]
