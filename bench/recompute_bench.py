@@ -52,8 +52,13 @@ async def _main(courses: int) -> None:
         started = time.perf_counter()
         await _seed(engine, courses)
         print(f"seeded {courses} courses in {time.perf_counter() - started:.1f} s")
-        await _full_recompute(engine, courses)
+        await _full_recompute(engine, courses, "first computation: status + events + write-backs")
+        async with engine.begin() as conn:  # as after a rule change: `ipt recompute --all`
+            ids = list(await conn.scalars(text("SELECT id FROM ipt_course")))
+            await request_recompute(conn, ids, NOW)
+        await _full_recompute(engine, courses, "recompute --all, nothing changed")
         await _idle_poll(engine)
+        await _idle_poll(engine, extra_queued=100_000)
     finally:
         await engine.dispose()
         cluster.stop()
@@ -166,7 +171,7 @@ async def _seed(engine: AsyncEngine, count: int) -> None:
         await conn.execute(text("ANALYZE"))
 
 
-async def _full_recompute(engine: AsyncEngine, count: int) -> None:
+async def _full_recompute(engine: AsyncEngine, count: int, label: str) -> None:
     recomputer = Recomputer(engine, clock=lambda: NOW, batch_size=500)
     started = time.perf_counter()
     done = 0
@@ -175,12 +180,20 @@ async def _full_recompute(engine: AsyncEngine, count: int) -> None:
     elapsed = time.perf_counter() - started
     print(
         f"full recompute: {done} courses in {elapsed:.1f} s = {done / elapsed:.0f} courses/s "
-        "(1 worker process, first computation: status + events + CarePlan phase write-back)"
+        f"(1 worker process; {label})"
     )
 
 
-async def _idle_poll(engine: AsyncEngine) -> None:
+async def _idle_poll(engine: AsyncEngine, extra_queued: int = 0) -> None:
     async with engine.begin() as conn:
+        if extra_queued:  # requests of other courses, all armed in the future
+            await conn.execute(
+                text(
+                    "INSERT INTO recompute_request (course_id, due_at, generation, attempts) "
+                    "SELECT 'x' || n, :later, 1, 0 FROM generate_series(1, :n) AS n"
+                ),
+                {"later": NOW + timedelta(days=30), "n": extra_queued},
+            )
         await conn.execute(
             text("UPDATE recompute_request SET due_at = :later"),
             {"later": NOW + timedelta(days=30)},
