@@ -26,7 +26,7 @@ __all__ = [
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     """The settings the app was created with."""
     settings: ApiSettings = request.app.state.settings
     return settings
@@ -54,7 +54,7 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
 
-def get_store(request: Request, conn: ConnectionDep) -> ResourceStore:
+async def get_store(request: Request, conn: ConnectionDep) -> ResourceStore:
     """The resource store bound to this request's transaction and the app's listeners."""
     listeners: tuple[WriteListener, ...] = request.app.state.write_listeners
     return ResourceStore(conn, listeners=listeners, clock=request.app.state.clock)
@@ -81,7 +81,7 @@ async def get_principal(request: Request, settings: SettingsDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_fhir_base(request: Request, settings: SettingsDep) -> str:
+async def get_fhir_base(request: Request, settings: SettingsDep) -> str:
     """The absolute FHIR base URL: the configured public one, else the one the client used."""
     return settings.fhir_base(str(request.base_url))
 

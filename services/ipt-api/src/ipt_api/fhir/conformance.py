@@ -13,7 +13,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Depends, Request, Response
 
 from ipt_api.deps import FhirBaseDep
-from ipt_api.fhir.media import check_accept
+from ipt_api.fhir.media import require_fhir_accept
 from ipt_api.fhir.responses import FhirResponse, json_response
 from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.ipt import conformance_resource, conformance_resources
@@ -32,7 +32,9 @@ _WRITE_METHODS: Final = ["POST", "PUT", "DELETE", "PATCH"]
 def conformance_router() -> APIRouter:
     """Build the routes: read and list each conformance type; refuse writes with a 405."""
     router = APIRouter(
-        prefix="/fhir", dependencies=[Depends(check_accept)], default_response_class=FhirResponse
+        prefix="/fhir",
+        dependencies=[Depends(require_fhir_accept)],
+        default_response_class=FhirResponse,
     )
     for resource_type in CONFORMANCE_TYPES:
         router.add_api_route(

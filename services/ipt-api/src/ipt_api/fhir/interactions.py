@@ -17,7 +17,7 @@ from ipt_api.fhir.access import authorize
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.bundles import history_bundle
 from ipt_api.fhir.capability import capability_statement
-from ipt_api.fhir.media import check_accept, check_content_type
+from ipt_api.fhir.media import check_content_type, require_fhir_accept
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_link
 from ipt_api.fhir.patch import patch_routes
 from ipt_api.fhir.preconditions import if_match_version, not_modified
@@ -52,7 +52,9 @@ Route = Callable[..., Awaitable[Response]]
 def fhir_router() -> APIRouter:
     """Build the /fhir router: metadata, system history, each type's interactions."""
     router = APIRouter(
-        prefix="/fhir", dependencies=[Depends(check_accept)], default_response_class=FhirResponse
+        prefix="/fhir",
+        dependencies=[Depends(require_fhir_accept)],
+        default_response_class=FhirResponse,
     )
     router.add_api_route(
         "/metadata",

@@ -6,7 +6,7 @@ from fastapi import Request
 
 from ipt_core.fhir.errors import NotAcceptable, UnsupportedMediaType
 
-__all__ = ["FHIR_JSON", "check_accept", "check_content_type"]
+__all__ = ["FHIR_JSON", "check_accept", "check_content_type", "require_fhir_accept"]
 
 FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
@@ -31,6 +31,11 @@ def check_accept(request: Request) -> None:
     offered = {_media_type(part) for part in accept.split(",")}
     if not offered & (_JSON_TYPES | _ANY):
         raise NotAcceptable(f"Cannot produce {accept!r}; this server speaks {FHIR_JSON}")
+
+
+async def require_fhir_accept(request: Request) -> None:
+    """Router dependency: `check_accept` as a coroutine (sync dependencies cost a thread hop)."""
+    check_accept(request)
 
 
 def check_content_type(request: Request, *, allowed: frozenset[str] = _JSON_TYPES) -> None:
