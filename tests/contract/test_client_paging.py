@@ -1,4 +1,5 @@
-"""fhirpy and fhirclient page through 250 Encounters over HTTP and get each exactly once.
+"""fhirpy, fhirclient and Medplum's client page through 250 Encounters over HTTP and get each
+exactly once.
 
 fhirclient reads /metadata strictly and refuses relative `next` links; fhirpy refuses links
 outside the base it was given and counts with `_count=0&_totalMethod=count`.
@@ -6,7 +7,11 @@ outside the base it was given and counts with `_count=0&_totalMethod=count`.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import orjson
@@ -59,4 +64,33 @@ def test_fhirclient_pages_to_the_end(live_server: str, encounters: set[str]) -> 
     smart.server.get_capability()  # strict parse of the CapabilityStatement
     search = Encounter.where(struct={"_count": "20", "_sort": "_lastUpdated"})
     found = [resource.id for resource in search.perform_resources_iter(smart.server)]
+    assert Counter(found) == Counter(encounters)
+
+
+_MEDPLUM = "@medplum/core@4.5.2"  # 5.x needs Node 22; this machine has Node 20
+_NODE_PROJECT = Path(__file__).parents[2] / ".cache" / "medplum-client"
+
+
+def _medplum_installed() -> Path:
+    """Install Medplum's client from the npm registry once into .cache/ (gitignored)."""
+    if not (_NODE_PROJECT / "node_modules" / "@medplum" / "core").exists():
+        _NODE_PROJECT.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", _MEDPLUM],
+            cwd=_NODE_PROJECT,
+            check=True,
+            timeout=300,
+        )
+    script = _NODE_PROJECT / "medplum_paging.mjs"
+    shutil.copyfile(Path(__file__).with_name("medplum_paging.mjs"), script)
+    return script
+
+
+def test_medplum_client_pages_to_the_end(live_server: str, encounters: set[str]) -> None:
+    script = _medplum_installed()
+    root = live_server.removesuffix("/fhir") + "/"
+    result = subprocess.run(
+        ["node", str(script), root], capture_output=True, text=True, check=True, timeout=120
+    )
+    found = json.loads(result.stdout)
     assert Counter(found) == Counter(encounters)
