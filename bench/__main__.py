@@ -3,7 +3,12 @@
 import importlib
 import sys
 
-_BENCHMARKS = ("bench.store_bench", "bench.search_bench", "bench.recompute_bench")
+_BENCHMARKS = (
+    "bench.store_bench",
+    "bench.search_bench",
+    "bench.recompute_bench",
+    "bench.events_bench",
+)
 
 for name in _BENCHMARKS:
     print(f"\n=== {name} ===", flush=True)

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
+from ipt_worker.relay import build_relay
+from ipt_worker.settings import WorkerSettings
 
 __all__ = ["EmbeddedWorker", "embedded_worker"]
 
 
 @dataclass
 class EmbeddedWorker:
-    """A running recompute loop and the means to stop it."""
+    """The running recompute and relay loops, and the means to stop them."""
 
     task: asyncio.Task[None]
     stop_event: asyncio.Event
@@ -30,10 +33,23 @@ class EmbeddedWorker:
 
 
 def embedded_worker(
-    engine: AsyncEngine, clock: Callable[[], datetime], *, poll_interval_s: float = 0.5
+    engine: AsyncEngine,
+    clock: Callable[[], datetime],
+    *,
+    poll_interval_s: float = 0.5,
+    settings: WorkerSettings | None = None,
 ) -> EmbeddedWorker:
-    """Start the recompute loop as a background task of the running event loop."""
+    """Start the recompute loop and the event relay as a background task of the event loop.
+
+    The relay's publishers and timings come from `settings` (default: the worker's
+    environment variables, read now, as `ipt-worker` would read them).
+    """
     stop = asyncio.Event()
     recomputer = Recomputer(engine, clock=clock, listeners=default_listeners())
-    loop = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
-    return EmbeddedWorker(asyncio.create_task(loop), stop)
+    relay = build_relay(engine, settings or WorkerSettings(), clock)
+    recompute = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
+    return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop))), stop)
+
+
+async def _together(*loops: Coroutine[Any, Any, None]) -> None:
+    await asyncio.gather(*loops)

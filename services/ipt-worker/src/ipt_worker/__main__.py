@@ -1,4 +1,4 @@
-"""`ipt-worker`: the status engine's recompute loop (relay and EHR sync come next)."""
+"""`ipt-worker`: the status engine's recompute loop and the event relay (EHR sync next)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, 
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
+from ipt_worker.relay import build_relay
 from ipt_worker.settings import WorkerSettings
 
 __all__ = ["main"]
@@ -42,9 +43,13 @@ async def _run(settings: WorkerSettings, provider: TracerProvider) -> None:
         batch_size=settings.batch_size,
         lease=timedelta(seconds=settings.lease_s),
     )
+    relay = build_relay(database.engine, settings, lambda: datetime.now(UTC))
     logging.getLogger(__name__).info("worker %s started", recomputer.worker_id)
     try:
-        await run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s)
+        await asyncio.gather(
+            run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s),
+            relay.run(stop),
+        )
     finally:
         await database.close()
 

@@ -8,7 +8,11 @@ __all__ = ["default_listeners"]
 
 
 def default_listeners() -> tuple[WriteListener, ...]:
-    """The IPT projections, so the worker's write-backs keep projections consistent."""
+    """The IPT projections, then the outbox's `fhir.resource.changed` event of each write.
+
+    Projections come first: an IPT rule they refuse aborts the write before an event exists.
+    """
+    from ipt_core.events import OutboxListener
     from ipt_core.ipt.projections import IptProjections
 
-    return (IptProjections(),)
+    return (IptProjections(), OutboxListener())

@@ -306,12 +306,16 @@ webhook_delivery = Table(
     Column("last_error", Text),  # timeout | connect | http-<status>; never a response body
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True)),
-    Index(None, "endpoint_id", "partition_key", "id"),
-    Index(None, "endpoint_id", "id"),
+    Index(None, "endpoint_id", "id"),  # the delivery log
     Index(None, "event_seq"),
+    # Only pending rows: the delivery loop walks them oldest first, and finds the head of
+    # each (endpoint, partition key) queue without reading what was delivered long ago.
+    Index("ix_webhook_delivery_pending", "id", postgresql_where=text("status = 'pending'")),
     Index(
-        "ix_webhook_delivery_pending",
-        "next_attempt_at",
+        "ix_webhook_delivery_queue",
+        "endpoint_id",
+        "partition_key",
+        "id",
         postgresql_where=text("status = 'pending'"),
     ),
 )

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import outbox
 
-__all__ = ["append_events", "next_sequence"]
+__all__ = ["OUTBOX_CHANNEL", "append_events", "next_sequence"]
+
+# LISTEN/NOTIFY channel that wakes the relay. PostgreSQL delivers a notification only when
+# the transaction commits, and folds identical ones of a transaction into one.
+OUTBOX_CHANNEL: Final = "ipt_outbox"
 
 
 async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1) -> int:
@@ -52,3 +56,4 @@ async def append_events(
             for event in events
         ],
     )
+    await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})

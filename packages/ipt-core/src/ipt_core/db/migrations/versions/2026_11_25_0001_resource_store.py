@@ -268,17 +268,18 @@ def _create_webhooks() -> None:
             ondelete="CASCADE",
         ),
     )
-    op.create_index(
-        "ix_webhook_delivery_endpoint_id_partition_key_id",
-        "webhook_delivery",
-        ["endpoint_id", "partition_key", "id"],
-    )
     op.create_index("ix_webhook_delivery_endpoint_id_id", "webhook_delivery", ["endpoint_id", "id"])
     op.create_index("ix_webhook_delivery_event_seq", "webhook_delivery", ["event_seq"])
     op.create_index(
         "ix_webhook_delivery_pending",
         "webhook_delivery",
-        ["next_attempt_at"],
+        ["id"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_webhook_delivery_queue",
+        "webhook_delivery",
+        ["endpoint_id", "partition_key", "id"],
         postgresql_where=sa.text("status = 'pending'"),
     )
 

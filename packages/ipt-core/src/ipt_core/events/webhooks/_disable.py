@@ -1,0 +1,43 @@
+"""Turning an endpoint off from the delivery loop, with the event that tells about it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.events._envelope import cloud_event
+from ipt_core.events._outbox import append_events, next_sequence
+from ipt_core.events._types import ENDPOINT_DISABLED
+
+__all__ = ["disable_endpoint"]
+
+
+async def disable_endpoint(
+    conn: AsyncConnection, endpoint_id: str, reason: str, now: datetime
+) -> bool:
+    """Disable an enabled endpoint and append `ipt.webhook.endpoint.disabled`; False if off.
+
+    Its pending deliveries stay queued: re-enabling it sends them, in order.
+    """
+    failures = await conn.scalar(
+        text(
+            "UPDATE webhook_endpoint SET enabled = false, disabled_reason = :reason "
+            "WHERE id = :id AND enabled RETURNING consecutive_failures"
+        ),
+        {"id": endpoint_id, "reason": reason},
+    )
+    if failures is None:
+        return False
+    key = f"WebhookEndpoint/{endpoint_id}"
+    event = cloud_event(
+        type_=ENDPOINT_DISABLED,
+        subject=key,
+        partition_key=key,
+        sequence=await next_sequence(conn, key),
+        time=now,
+        data={"endpoint_id": endpoint_id, "reason": reason, "consecutive_failures": failures},
+    )
+    await append_events(conn, "WebhookEndpoint", [event], now)
+    return True

@@ -1,0 +1,140 @@
+"""HTTP routes of the ordered feed: a page (with long-poll) and a Server-Sent Events stream.
+
+The cursor is the feed position the relay gives each event as it publishes it: resuming
+after the last position seen never skips an event, even one whose transaction committed late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, Final
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.deps import PrincipalDep
+from ipt_api.principal import Principal
+from ipt_core.events import FeedEntry, read_feed
+from ipt_core.fhir.errors import InvalidRequest, NotAuthorized
+
+__all__ = ["events_router"]
+
+events_router = APIRouter(prefix="/ipt/v1", tags=["Events"])
+_POLL_S: Final = 0.25  # how often a waiting reader looks for new events
+_KEEPALIVE_S: Final = 15.0  # an SSE comment line keeps idle proxies from closing the stream
+Types = Annotated[
+    str | None,
+    Query(description="Comma-separated event types to return (default: all)"),
+]
+
+
+class EventPage(BaseModel):
+    """A page of the feed: CloudEvent envelopes, oldest first, and the cursor to go on from."""
+
+    events: list[dict[str, Any]]
+    next_after: int = Field(description="Pass as `after` to read on")
+
+
+@events_router.get("/events", summary="Events after a feed position (long-poll with `wait`)")
+async def read_events(
+    request: Request,
+    principal: PrincipalDep,
+    after: Annotated[int, Query(ge=0, description="The last feed position already seen")] = 0,
+    types: Types = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    wait: Annotated[
+        float, Query(ge=0, le=30, description="Seconds to wait for events when none are there")
+    ] = 0,
+) -> EventPage:
+    """Return published events after `after`; with `wait`, hold the request until one comes."""
+    _authorize(principal)
+    type_list = _split(types)
+    deadline = time.monotonic() + wait
+    while True:
+        entries = await _page(_engine(request), after, type_list, limit)
+        remaining = deadline - time.monotonic()
+        if entries or remaining <= 0:
+            break
+        await asyncio.sleep(min(_POLL_S, remaining))
+    return EventPage(
+        events=[entry.envelope for entry in entries],
+        next_after=entries[-1].position if entries else after,
+    )
+
+
+@events_router.get(
+    "/events/stream",
+    summary="Events as Server-Sent Events; resumes from Last-Event-ID",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    request: Request,
+    principal: PrincipalDep,
+    after: Annotated[int, Query(ge=0, description="Start after this feed position")] = 0,
+    types: Types = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Stream events as they are published; each SSE `id` is the event's feed position."""
+    _authorize(principal)
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise InvalidRequest("Last-Event-ID must be a feed position (a number)")
+        after = int(last_event_id)
+    return StreamingResponse(
+        _server_sent_events(request, after, _split(types)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _server_sent_events(
+    request: Request, after: int, types: Sequence[str]
+) -> AsyncIterator[str]:
+    yield "retry: 1000\n\n"
+    quiet_since = time.monotonic()
+    while not await request.is_disconnected():
+        entries = await _page(_engine(request), after, types, 100)
+        for entry in entries:
+            yield _sse_message(entry)
+            after = entry.position
+        if entries:
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since >= _KEEPALIVE_S:
+            yield ": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(_POLL_S)
+
+
+def _sse_message(entry: FeedEntry) -> str:
+    data = orjson.dumps(entry.envelope).decode()
+    return f"id: {entry.position}\nevent: {entry.envelope['type']}\ndata: {data}\n\n"
+
+
+async def _page(
+    engine: AsyncEngine, after: int, types: Sequence[str], limit: int
+) -> list[FeedEntry]:
+    # A short connection per look: a waiting reader holds no connection or transaction.
+    async with engine.connect() as conn:
+        return await read_feed(conn, after=after, types=types, limit=limit)
+
+
+def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.database.engine
+    return engine
+
+
+def _split(types: str | None) -> list[str]:
+    return [name.strip() for name in (types or "").split(",") if name.strip()]
+
+
+def _authorize(principal: Principal) -> None:
+    # Events carry course statuses and resource ids: readers need CarePlan search access.
+    if not principal.may("CarePlan", "search"):
+        raise NotAuthorized("The token's scopes do not allow reading events (CarePlan search)")

@@ -1,0 +1,1 @@
+"""Webhook subscriptions at `/ipt/v1/webhooks`: create, list, enable, delete, delivery log."""

@@ -1,0 +1,197 @@
+"""`EventRelay`: publishes the outbox, in order, from one leader at a time.
+
+Leadership is a session-level advisory lock held by one dedicated connection. A standby
+retries the lock every `standby_retry_s`; when the leader's process dies or its connection
+drops, PostgreSQL ends the session and frees the lock, and a standby leads within seconds. The
+leader does all its work on that connection, so a leader that lost it can publish nothing more.
+
+The leader is woken by `NOTIFY` from `append_events` (on commit) and polls as a fallback. Each
+batch — lock the oldest unpublished rows, hand them to every publisher, stamp them published
+with feed positions — is one transaction: a crash before commit republishes the batch
+(at-least-once; publishers dedupe by event id). The leader also runs the webhook delivery
+loop and, periodically, retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ipt_core.events import (
+    OUTBOX_CHANNEL,
+    OutboxEvent,
+    delete_expired_events,
+    mark_published,
+    unpublished,
+)
+from ipt_worker.publishers import Publisher, WebhookDeliverer
+
+__all__ = ["LEADER_LOCK", "EventRelay", "RelayTiming"]
+
+_log = logging.getLogger(__name__)
+LEADER_LOCK: Final = int.from_bytes(
+    hashlib.sha256(b"ipt-care-service:event-relay").digest()[:8], "big", signed=True
+)
+_RETENTION_CHUNK: Final = 5000
+
+
+@dataclass(frozen=True)
+class RelayTiming:
+    """Batch size, waits and retention of the relay (from the worker's settings)."""
+
+    batch_size: int = 500
+    poll_interval_s: float = 1.0
+    standby_retry_s: float = 1.0
+    reconnect_s: float = 1.0
+    retention: timedelta = timedelta(days=30)
+    retention_interval_s: float = 3600.0
+
+
+class PublisherFailed(Exception):
+    """A publisher refused a batch; the batch is rolled back and tried again later."""
+
+
+class EventRelay:
+    """Runs as leader or standby until stopped; safe to run in every worker replica."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publishers: Sequence[Publisher],
+        *,
+        clock: Callable[[], datetime],
+        timing: RelayTiming = RelayTiming(),
+        deliverer: WebhookDeliverer | None = None,
+    ) -> None:
+        """Relay from `engine`'s database to `publishers`; `deliverer` runs while leading."""
+        self.engine = engine
+        self.publishers = tuple(publishers)
+        self.clock = clock
+        self.timing = timing
+        self.deliverer = deliverer
+        self.is_leader = False
+        self.published = 0  # events published by this relay (benchmarks, tests)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Lead or stand by until `stop` is set, reconnecting after database failures."""
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except Exception as error:  # the database restarts, the connection drops
+                _log.warning("event relay: %s; reconnecting", type(error).__name__)
+                await _wait(stop, None, self.timing.reconnect_s)
+
+    async def publish_batch(self, conn: AsyncConnection) -> int:
+        """Publish the oldest unpublished events (one transaction); return how many."""
+        async with conn.begin():
+            events = await unpublished(conn, self.timing.batch_size)
+            if not events:
+                return 0
+            await self._publish(conn, events)
+            await mark_published(conn, events, self.clock())
+        self.published += len(events)
+        if self.deliverer is not None:
+            self.deliverer.wake.set()
+        return len(events)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        async with self.engine.connect() as conn:
+            try:
+                if await self._acquire(conn, stop):
+                    await self._lead(conn, stop)
+            finally:
+                self.is_leader = False
+                # Closing (not pooling) the connection ends the session and frees the lock.
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+
+    async def _acquire(self, conn: AsyncConnection, stop: asyncio.Event) -> bool:
+        while not stop.is_set():
+            locked = await conn.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK}
+            )
+            await conn.commit()
+            if locked:
+                return True
+            await _wait(stop, None, self.timing.standby_retry_s)
+        return False
+
+    async def _lead(self, conn: AsyncConnection, stop: asyncio.Event) -> None:
+        self.is_leader = True
+        _log.info("event relay: leading")
+        wake = asyncio.Event()
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        await driver.add_listener(OUTBOX_CHANNEL, lambda *_: wake.set())
+        delivery_stop = asyncio.Event()
+        delivery = (
+            asyncio.create_task(self.deliverer.run(delivery_stop)) if self.deliverer else None
+        )
+        try:
+            await self._publish_until_stopped(conn, stop, wake, delivery)
+        finally:
+            delivery_stop.set()
+            if delivery is not None:
+                await asyncio.gather(delivery, return_exceptions=True)
+            for publisher in self.publishers:
+                with contextlib.suppress(Exception):
+                    await publisher.close()
+
+    async def _publish_until_stopped(
+        self,
+        conn: AsyncConnection,
+        stop: asyncio.Event,
+        wake: asyncio.Event,
+        delivery: asyncio.Task[None] | None,
+    ) -> None:
+        next_cleanup = time.monotonic()
+        while not stop.is_set():
+            if delivery is not None and delivery.done():
+                delivery.result()  # the delivery loop died: re-raise, lead afresh
+            wake.clear()
+            try:
+                count = await self.publish_batch(conn)
+            except PublisherFailed as failure:
+                _log.warning("event relay: %s; retrying the batch", failure)
+                await _wait(stop, None, self.timing.reconnect_s)
+                continue
+            if time.monotonic() >= next_cleanup:
+                await self._clean(conn)
+                next_cleanup = time.monotonic() + self.timing.retention_interval_s
+            if count < self.timing.batch_size:
+                await _wait(stop, wake, self.timing.poll_interval_s)
+
+    async def _publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
+        for publisher in self.publishers:
+            try:
+                await publisher.publish(conn, events)
+            except Exception as error:
+                raise PublisherFailed(f"{publisher.name}: {type(error).__name__}") from error
+
+    async def _clean(self, conn: AsyncConnection) -> None:
+        cutoff = self.clock() - self.timing.retention
+        for _ in range(20):  # bounded, so publishing is not held up for long
+            async with conn.begin():
+                deleted = await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK)
+            if deleted < _RETENTION_CHUNK:
+                return
+
+
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Sleep up to `seconds`, returning early when `stop` (or `wake`) is set."""
+    events = [stop] if wake is None else [stop, wake]
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,276 @@
+"""Helpers of the event tests: a real webhook receiver, event seeding, relay runners.
+
+The receiver is a real HTTP server on 127.0.0.1 (the standard library's, in a thread) that
+checks every signature with the `standardwebhooks` library, not with the service's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from ipt_core.events import append_events, cloud_event, next_sequence, webhooks
+from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
+from ipt_worker.relay import EventRelay, RelayTiming
+
+__all__ = [
+    "Receipt",
+    "Reply",
+    "WebhookReceiver",
+    "append_course_events",
+    "assert_in_order_per_course",
+    "fast_policy",
+    "fast_timing",
+    "free_port",
+    "running",
+    "subscribe",
+    "wait_for",
+    "webhook_relay",
+]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How the receiver answers one request."""
+
+    status: int = 204
+    delay_s: float = 0.0  # wait before answering (to make the sender time out)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One request the receiver got."""
+
+    envelope: dict[str, Any]
+    headers: dict[str, str]
+    signature_ok: bool
+    status: int
+    at: float  # time.monotonic()
+
+
+# Given the envelope and how many times this event id arrived (1 for the first), the reply.
+Plan = Callable[[dict[str, Any], int], Reply]
+
+
+class WebhookReceiver:
+    """A dashboard's webhook endpoint: records requests, answers as `plan` says."""
+
+    def __init__(self) -> None:
+        """Pick a port; `start()` listens on it (again after `stop()`)."""
+        self.port = free_port()
+        self.secret = ""
+        self.plan: Plan = lambda envelope, attempt: Reply()
+        self.receipts: list[Receipt] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL to subscribe."""
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> None:
+        """Listen (on the same port every time)."""
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = server
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until `start()`."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """Envelopes answered with 2xx, in arrival order."""
+        with self._lock:
+            return [r.envelope for r in self.receipts if 200 <= r.status < 300]
+
+    def accepted_ids(self) -> set[str]:
+        """Ids of the events answered with 2xx."""
+        return {envelope["id"] for envelope in self.accepted()}
+
+    def record(self, envelope: dict[str, Any], headers: dict[str, str], body: bytes) -> Reply:
+        """Check the signature, count the attempt, and decide the reply."""
+        try:
+            Webhook(self.secret).verify(body, headers)
+            signature_ok = True
+        except WebhookVerificationError:
+            signature_ok = False
+        with self._lock:
+            attempt = 1 + sum(r.envelope["id"] == envelope["id"] for r in self.receipts)
+            reply = self.plan(envelope, attempt)
+            receipt = Receipt(envelope, headers, signature_ok, reply.status, time.monotonic())
+            self.receipts.append(receipt)
+        return reply
+
+
+def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            reply = receiver.record(orjson.loads(body), headers, body)
+            time.sleep(reply.delay_s)
+            with contextlib.suppress(OSError):  # the sender may have given up waiting
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def fast_timing(**overrides: Any) -> RelayTiming:
+    """Relay timings for tests: short waits everywhere."""
+    values: dict[str, Any] = {
+        "batch_size": 100,
+        "poll_interval_s": 0.2,
+        "standby_retry_s": 0.1,
+        "reconnect_s": 0.1,
+    }
+    return RelayTiming(**(values | overrides))
+
+
+def fast_policy(**overrides: Any) -> DeliveryPolicy:
+    """Delivery policy for tests: quick retries, no disabling unless asked."""
+    values: dict[str, Any] = {
+        "timeout_s": 2.0,
+        "concurrency": 8,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.4,
+        "max_failures": 10_000,
+        "poll_interval_s": 0.1,
+    }
+    return DeliveryPolicy(**(values | overrides))
+
+
+def webhook_relay(
+    engine: AsyncEngine,
+    policy: DeliveryPolicy | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> EventRelay:
+    """A relay that fans out to webhook endpoints and runs the delivery loop."""
+    deliverer = WebhookDeliverer(
+        engine, clock=_now, policy=policy or fast_policy(), transport=transport
+    )
+    return EventRelay(
+        engine, [WebhookFanOut(_now)], clock=_now, timing=fast_timing(), deliverer=deliverer
+    )
+
+
+async def subscribe(
+    engine: AsyncEngine,
+    receiver: WebhookReceiver,
+    *,
+    event_types: Sequence[str] = (),
+    **filters: str,
+) -> str:
+    """Create an endpoint for `receiver` (which learns the secret); return its id."""
+    async with engine.begin() as conn:
+        endpoint, secret = await webhooks.create_endpoint(
+            conn,
+            url=receiver.url,
+            event_types=event_types,
+            therapist_ref=filters.get("therapist"),
+            organization_ref=filters.get("organization"),
+            now=_now(),
+        )
+    receiver.secret = secret
+    return endpoint.id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.asynccontextmanager
+async def running(relay: EventRelay) -> AsyncIterator[EventRelay]:
+    """Run `relay` in a task for the duration of the block."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        yield relay
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def append_course_events(
+    db: AsyncEngine,
+    courses: Sequence[str],
+    per_course: int,
+    *,
+    type_: str = "ipt.course.status.changed",
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Append `per_course` events for each course, interleaved, one transaction per round."""
+    now = now or datetime.now(UTC)
+    appended: list[dict[str, Any]] = []
+    for round_ in range(per_course):
+        async with db.begin() as conn:
+            for course in courses:
+                event = cloud_event(
+                    type_=type_,
+                    subject=f"CarePlan/{course}",
+                    partition_key=course,
+                    sequence=await next_sequence(conn, course),
+                    time=now,
+                    data={"course_id": course, "round": round_},
+                )
+                await append_events(conn, "CarePlan", [event], now)
+                appended.append(event)
+    return appended
+
+
+async def wait_for(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float = 5.0, what: str = ""
+) -> None:
+    """Poll `condition` every 20 ms until it holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = condition()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or 'the condition'}")
+        await asyncio.sleep(0.02)
+
+
+def assert_in_order_per_course(envelopes: Iterable[dict[str, Any]]) -> None:
+    """Per partition key, sequences never go back (a retried duplicate may repeat one)."""
+    by_course: dict[str, list[int]] = defaultdict(list)
+    for envelope in envelopes:
+        by_course[envelope["partitionkey"]].append(int(envelope["sequence"]))
+    for course, sequences in by_course.items():
+        assert sequences == sorted(sequences), f"{course} out of order: {sequences}"

@@ -1,0 +1,139 @@
+"""The outbox: `fhir.resource.changed` per FHIR write, NOTIFY on commit, retention."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_core.events import (
+    OUTBOX_CHANNEL,
+    OutboxListener,
+    delete_expired_events,
+    mark_published,
+    unpublished,
+)
+from ipt_core.events.webhooks import create_endpoint, fan_out
+from ipt_core.fhir.store import ResourceStore
+from ipt_core.ipt import Course, course_to_careplan
+from ipt_worker.listeners import default_listeners
+from tests.integration.events_support import append_course_events
+
+NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
+PATIENT = {"resourceType": "Patient", "name": [{"family": "Secretname"}], "gender": "female"}
+
+
+async def outbox_rows(db: AsyncEngine) -> list[Any]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT aggregatetype, aggregateid, type, payload FROM outbox ORDER BY seq")
+        )
+        return list(rows)
+
+
+async def test_every_write_emits_resource_changed_without_content(db: AsyncEngine) -> None:
+    async with db.begin() as conn:
+        store = ResourceStore(conn, listeners=[OutboxListener()], clock=lambda: NOW)
+        created = await store.create("Patient", PATIENT)
+        patient_id = created.stored.id
+        await store.update("Patient", patient_id, {**PATIENT, "id": patient_id, "gender": "male"})
+        await store.delete("Patient", patient_id)
+    rows = await outbox_rows(db)
+    assert [row.payload["data"] for row in rows] == [
+        {"type": "Patient", "id": patient_id, "versionId": str(n), "action": action}
+        for n, action in ((1, "create"), (2, "update"), (3, "delete"))
+    ]
+    first = rows[0].payload
+    assert first["type"] == "fhir.resource.changed"
+    assert first["subject"] == f"Patient/{patient_id}"
+    assert first["partitionkey"] == f"Patient/{patient_id}"
+    assert [int(row.payload["sequence"]) for row in rows] == [1, 2, 3]
+    assert {row.aggregatetype for row in rows} == {"Patient"}
+    assert b"Secretname" not in orjson.dumps([row.payload for row in rows])
+
+
+async def test_an_ipt_careplan_is_partitioned_by_its_course(db: AsyncEngine) -> None:
+    course = Course(
+        id="c1", patient="Patient/p1", problem_areas=("grief",), start=NOW, status="active"
+    )
+    careplan = course_to_careplan(course)
+    plain = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+             "subject": {"reference": "Patient/p1"}}  # fmt: skip
+    async with db.begin() as conn:
+        store = ResourceStore(conn, listeners=[OutboxListener()], clock=lambda: NOW)
+        ipt = await store.create("CarePlan", careplan)
+        other = await store.create("CarePlan", plain)
+        await store.delete("CarePlan", ipt.stored.id)  # content gone: the old version decides
+    keys = [row.aggregateid for row in await outbox_rows(db)]
+    assert keys == [ipt.stored.id, f"CarePlan/{other.stored.id}", ipt.stored.id]
+
+
+async def test_a_rolled_back_write_leaves_no_event(db: AsyncEngine) -> None:
+    class Refuse:
+        async def resource_written(self, conn: Any, change: Any) -> None:
+            raise RuntimeError("refused")
+
+    try:
+        async with db.begin() as conn:
+            store = ResourceStore(conn, listeners=[OutboxListener(), Refuse()])
+            await store.create("Patient", PATIENT)
+    except RuntimeError:
+        pass
+    assert await outbox_rows(db) == []
+
+
+def test_every_process_registers_the_outbox_after_the_projections() -> None:
+    names = [type(listener).__name__ for listener in default_listeners()]
+    assert names == ["IptProjections", "OutboxListener"]
+
+
+async def test_the_relay_is_notified_on_commit_only(db: AsyncEngine) -> None:
+    received: asyncio.Queue[str] = asyncio.Queue()
+    async with db.connect() as listener:
+        driver: Any = (await listener.get_raw_connection()).driver_connection
+
+        def on_notify(*args: Any) -> None:
+            received.put_nowait(args[2])
+
+        await driver.add_listener(OUTBOX_CHANNEL, on_notify)
+        async with db.begin() as conn:
+            store = ResourceStore(conn, listeners=[OutboxListener()])
+            await store.create("Patient", PATIENT)
+            await store.create("Patient", PATIENT)
+            await asyncio.sleep(0.1)
+            assert received.empty()
+        await asyncio.wait_for(received.get(), timeout=2)
+        await asyncio.sleep(0.1)
+        assert received.empty()  # one notification per transaction
+        await driver.remove_listener(OUTBOX_CHANNEL, on_notify)
+
+
+async def test_retention_keeps_unpublished_events_and_pending_deliveries(db: AsyncEngine) -> None:
+    old, recent = NOW - timedelta(days=40), NOW - timedelta(days=1)
+    await append_course_events(db, ["c-old"], 3, now=old)
+    await append_course_events(db, ["c-recent"], 1, now=recent)
+    async with db.begin() as conn:
+        endpoint, _ = await create_endpoint(
+            conn, url="http://127.0.0.1:9/", event_types=[], therapist_ref=None,
+            organization_ref=None, now=old,
+        )  # fmt: skip
+        events = await unpublished(conn, 100)
+        published, waiting = events[:2], events[2:]
+        await mark_published(conn, published, old)
+        await fan_out(conn, [published[1].seq], old)  # still pending: must stay
+        await conn.execute(text("UPDATE webhook_endpoint SET enabled = false"))
+    async with db.begin() as conn:
+        deleted = await delete_expired_events(conn, NOW - timedelta(days=30), chunk=100)
+    assert deleted == 1
+    async with db.connect() as conn:
+        left = set(await conn.scalars(text("SELECT seq FROM outbox")))
+        counter = await conn.scalar(
+            text("SELECT last FROM event_sequence WHERE aggregateid = 'c-old'")
+        )
+    assert left == {published[1].seq, *(event.seq for event in waiting)}
+    assert counter == 3  # sequences go on increasing after retention
+    assert endpoint.enabled

@@ -1,0 +1,257 @@
+"""Webhook delivery to a real HTTP receiver: signatures, ordering per course, faults.
+
+Every fault ends the same way: once the receiver recovers, every event has arrived, each
+course's events in order, every signature valid (checked by `standardwebhooks`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_core.events.webhooks import set_enabled
+from tests.integration.events_support import (
+    Reply,
+    WebhookReceiver,
+    append_course_events,
+    assert_in_order_per_course,
+    fast_policy,
+    running,
+    subscribe,
+    wait_for,
+    webhook_relay,
+)
+
+COURSES = ("course-a", "course-b", "course-c")
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_events_arrive_signed_as_structured_cloudevents_in_order(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    await subscribe(db, receiver)
+    async with running(webhook_relay(db)):
+        sent = await append_course_events(db, COURSES, 5)
+        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+    assert all(receipt.signature_ok for receipt in receiver.receipts)
+    first = receiver.receipts[0]
+    assert first.headers["content-type"] == "application/cloudevents+json"
+    assert first.headers["webhook-id"] == first.envelope["id"]
+    assert first.envelope["specversion"] == "1.0"
+    assert len(receiver.receipts) == len(sent)  # no fault, no duplicate
+    assert_in_order_per_course(receiver.accepted())
+
+
+async def test_types_and_therapist_filters_choose_the_events(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO ipt_course (id, patient_id, therapist_ref, status, course_type, "
+                "problem_areas, recurrent) VALUES "
+                "('course-a', 'p1', 'Practitioner/t1', 'active', 'acute', '{grief}', false), "
+                "('course-b', 'p2', 'Practitioner/t2', 'active', 'acute', '{grief}', false)"
+            )
+        )
+    await subscribe(
+        db, receiver, event_types=["ipt.course.phase.changed"], therapist="Practitioner/t1"
+    )
+    async with running(webhook_relay(db)):
+        await append_course_events(db, ["course-a", "course-b"], 2)
+        wanted = await append_course_events(
+            db, ["course-a", "course-b"], 2, type_="ipt.course.phase.changed"
+        )
+        expected = {e["id"] for e in wanted if e["partitionkey"] == "course-a"}
+        await wait_for(lambda: receiver.accepted_ids() == expected)
+    assert {e["type"] for e in receiver.accepted()} == {"ipt.course.phase.changed"}
+
+
+def _fail_course_a_three_times(envelope: dict[str, Any], attempt: int) -> Reply:
+    return Reply(500) if envelope["partitionkey"] == "course-a" and attempt <= 3 else Reply()
+
+
+async def test_a_failing_event_holds_back_its_course_only(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    receiver.plan = _fail_course_a_three_times
+    await subscribe(db, receiver)
+    async with running(webhook_relay(db)):
+        sent = await append_course_events(db, COURSES, 4)
+        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+    accepted = receiver.accepted()
+    assert_in_order_per_course(accepted)
+    # course-b and course-c went on while course-a's first event was being retried.
+    first_a = next(i for i, e in enumerate(accepted) if e["partitionkey"] == "course-a")
+    assert first_a > 0
+    assert sum(r.status == 500 for r in receiver.receipts) == 4 * 3
+    # No event of course-a was attempted before the one ahead of it was accepted.
+    attempts_a = [
+        int(r.envelope["sequence"])
+        for r in receiver.receipts
+        if r.envelope["partitionkey"] == "course-a"
+    ]
+    assert attempts_a == sorted(attempts_a)
+    assert len(attempts_a) == 4 * 4
+
+
+FAULTS = {
+    "500s": lambda envelope, attempt: Reply(500) if attempt <= 2 else Reply(),
+    "503 with Retry-After": lambda envelope, attempt: (
+        Reply(503, headers={"Retry-After": "1"}) if attempt == 1 else Reply()
+    ),
+    "timeouts": lambda envelope, attempt: Reply(delay_s=0.6) if attempt == 1 else Reply(),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_every_event_arrives_once_the_receiver_recovers(
+    db: AsyncEngine, receiver: WebhookReceiver, fault: str
+) -> None:
+    receiver.plan = FAULTS[fault]
+    await subscribe(db, receiver)
+    async with running(webhook_relay(db, fast_policy(timeout_s=0.3))):
+        sent = await append_course_events(db, COURSES, 3)
+        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent}, within=8)
+    assert_in_order_per_course(receiver.accepted())
+    assert all(receipt.signature_ok for receipt in receiver.receipts)
+
+
+async def test_retry_after_is_honoured(db: AsyncEngine, receiver: WebhookReceiver) -> None:
+    receiver.plan = lambda envelope, attempt: (
+        Reply(429, headers={"Retry-After": "1"}) if attempt == 1 else Reply()
+    )
+    await subscribe(db, receiver)
+    async with running(webhook_relay(db)):
+        (event,) = await append_course_events(db, ["course-a"], 1)
+        await wait_for(lambda: receiver.accepted_ids() == {event["id"]})
+    refused, accepted = receiver.receipts
+    assert refused.status == 429
+    assert accepted.at - refused.at >= 0.95  # not before the receiver asked (backoff: 0.05 s)
+
+
+async def test_a_receiver_down_for_a_while_gets_everything_in_order(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    await subscribe(db, receiver)
+    receiver.stop()
+    async with running(webhook_relay(db)):
+        sent = await append_course_events(db, COURSES, 4)
+        await wait_for(lambda: _attempts(db, minimum=3), what="failed attempts")
+        receiver.start()
+        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent}, within=8)
+    assert_in_order_per_course(receiver.accepted())
+    async with db.connect() as conn:
+        retried = await conn.scalar(text("SELECT max(attempts) FROM webhook_delivery"))
+    assert retried > 1
+
+
+async def _attempts(db: AsyncEngine, *, minimum: int) -> bool:
+    async with db.connect() as conn:
+        attempts = await conn.scalar(
+            text("SELECT coalesce(sum(attempts), 0) FROM webhook_delivery")
+        )
+    return int(attempts) >= minimum
+
+
+async def test_410_disables_the_endpoint_and_says_so(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    receiver.plan = lambda envelope, attempt: Reply(410)
+    endpoint_id = await subscribe(db, receiver)
+    async with running(webhook_relay(db)):
+        await append_course_events(db, ["course-a"], 2)
+        await wait_for(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
+    assert len(receiver.receipts) == 1  # nothing more after the 410
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT enabled, disabled_reason FROM webhook_endpoint WHERE id = :id"),
+                {"id": endpoint_id},
+            )
+        ).one()
+        pending = await conn.scalar(
+            text("SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")
+        )
+    assert (row.enabled, row.disabled_reason) == (False, "gone")
+    assert pending == 2  # kept: enabling the endpoint again sends them
+
+
+async def test_consecutive_failures_disable_the_endpoint(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    receiver.plan = lambda envelope, attempt: Reply(500)
+    endpoint_id = await subscribe(db, receiver)
+    async with running(webhook_relay(db, fast_policy(max_failures=4))):
+        await append_course_events(db, ["course-a"], 2)  # one queue: attempts one by one
+        await wait_for(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
+    assert len(receiver.receipts) == 4
+    async with db.connect() as conn:
+        payload = await conn.scalar(
+            text("SELECT payload FROM outbox WHERE type = 'ipt.webhook.endpoint.disabled'")
+        )
+    assert payload["data"] == {
+        "endpoint_id": endpoint_id,
+        "reason": "failing",
+        "consecutive_failures": 4,
+    }
+
+
+async def _disabled_event(db: AsyncEngine, endpoint_id: str) -> bool:
+    async with db.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT count(*) FROM outbox WHERE type = 'ipt.webhook.endpoint.disabled'")
+        )
+    return bool(found)
+
+
+async def test_enabling_again_sends_what_waited(db: AsyncEngine, receiver: WebhookReceiver) -> None:
+    gone_until = time.monotonic() + 0.5
+    receiver.plan = lambda envelope, attempt: (
+        Reply(410) if time.monotonic() < gone_until else Reply()
+    )
+    endpoint_id = await subscribe(db, receiver)
+    async with running(webhook_relay(db)):
+        sent = await append_course_events(db, COURSES, 2)
+        await wait_for(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
+        await wait_for(lambda: time.monotonic() >= gone_until)
+        async with db.begin() as conn:
+            await set_enabled(conn, endpoint_id, True, datetime.now(UTC))
+        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+    assert_in_order_per_course(receiver.accepted())
+
+
+async def test_a_connection_broken_mid_response_is_retried(db: AsyncEngine) -> None:
+    # A reset in the middle of a response cannot be produced on demand by a real server.
+    requests: list[httpx.Request] = []
+
+    def broken_once(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if len(requests) == 1:
+            raise httpx.RemoteProtocolError("peer closed connection mid-body", request=request)
+        return httpx.Response(200)
+
+    receiver = WebhookReceiver()  # not started: only its URL and secret are used
+    await subscribe(db, receiver)
+    async with running(webhook_relay(db, transport=httpx.MockTransport(broken_once))):
+        (event,) = await append_course_events(db, ["course-a"], 1)
+        await wait_for(lambda: _attempts(db, minimum=2))
+        await wait_for(lambda: len(requests) == 2)
+    assert [r.headers["webhook-id"] for r in requests] == [event["id"], event["id"]]
+    async with db.connect() as conn:
+        row = (await conn.execute(text("SELECT status, attempts FROM webhook_delivery"))).one()
+    assert (row.status, row.attempts) == ("delivered", 2)
