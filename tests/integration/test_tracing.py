@@ -1,10 +1,10 @@
-"""One trace from a FHIR write through the worker's recompute to the events it emits, and no
-patient data in any span.
+"""One trace from a FHIR write through the worker's recompute and the event relay to the
+webhook request, and no patient data in any span.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -19,6 +19,13 @@ from ipt_api.app import create_app
 from ipt_core.db.provision import Database
 from ipt_worker.listeners import default_listeners
 from ipt_worker.recompute import Recomputer
+from tests.integration.events_support import (
+    WebhookReceiver,
+    running,
+    subscribe,
+    wait_for,
+    webhook_relay,
+)
 from tests.integration.ipt_helpers import Clock, clock, enrol, enrolment, patient, record, rows
 from tests.support.api import api_settings
 
@@ -48,8 +55,20 @@ async def traced(
             yield http
 
 
-async def test_a_write_and_its_recompute_share_one_trace(
-    traced: httpx.AsyncClient, db: AsyncEngine, clock: Clock, spans: InMemorySpanExporter
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_one_trace_from_write_to_webhook(
+    traced: httpx.AsyncClient,
+    db: AsyncEngine,
+    clock: Clock,
+    spans: InMemorySpanExporter,
+    receiver: WebhookReceiver,
 ) -> None:
     course_id = await enrol(traced, enrolment(await patient(traced)))
     worker = Recomputer(db, clock=clock, listeners=default_listeners())
@@ -72,6 +91,15 @@ async def test_a_write_and_its_recompute_share_one_trace(
     from_recompute = [e for e in events[already:] if e.type.startswith("ipt.")]
     assert from_recompute  # the session changed the status
     assert all(e.traceparent.split("-")[1] == f"{trace_id:032x}" for e in from_recompute)
+
+    await subscribe(db, receiver, event_types=["ipt.course.status.changed"])
+    wanted = {e.id for e in from_recompute if e.type == "ipt.course.status.changed"}
+    async with running(webhook_relay(db)):
+        await wait_for(lambda: wanted <= receiver.accepted_ids(), what="the webhook")
+    (delivered,) = [r for r in receiver.receipts if r.envelope["id"] in wanted]
+    assert delivered.headers["traceparent"].split("-")[1] == f"{trace_id:032x}"
+    deliveries = [s for s in spans.get_finished_spans() if s.name == "webhook delivery"]
+    assert any(d.context.trace_id == trace_id for d in deliveries)
 
 
 async def test_spans_carry_route_templates_not_identifiers(

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import orjson
+from opentelemetry import propagate, trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.events.webhooks import (
@@ -29,11 +30,13 @@ from ipt_core.events.webhooks import (
     record_success,
     signature_headers,
 )
+from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.publishers._backoff import DeliveryPolicy, retry_after_s, retry_delay_s
 
 __all__ = ["WebhookDeliverer"]
 
 _log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("ipt_worker.webhooks")
 # httpx logs every request's full URL at INFO; an endpoint's URL may carry credentials.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 _USER_AGENT = "ipt-care-service-webhooks/1"
@@ -176,6 +179,23 @@ class WebhookDeliverer:
                 delivery.secret, str(delivery.envelope["id"]), int(now.timestamp()), body
             ),
         }
+        # The delivery continues the trace of the write that caused the event (traceparent).
+        context = context_from_traceparent(delivery.envelope.get("traceparent"))
+        with _tracer.start_as_current_span(
+            "webhook delivery", context=context, kind=trace.SpanKind.PRODUCER
+        ) as span:
+            span.set_attribute("cloudevents.event_type", str(delivery.envelope.get("type")))
+            propagate.inject(headers)
+            return await self._send(client, delivery, body, headers, now)
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        delivery: DueDelivery,
+        body: bytes,
+        headers: dict[str, str],
+        now: datetime,
+    ) -> tuple[int | None, str | None, float | None]:
         try:
             response = await client.post(delivery.url, content=body, headers=headers)
         except httpx.TimeoutException:

@@ -73,7 +73,7 @@ class NatsPublisher:
             self.subject(event.type),
             orjson.dumps(event.envelope),
             stream=self.stream,
-            headers={"Nats-Msg-Id": event.id, "Content-Type": "application/cloudevents+json"},
+            headers=_headers(event),
         )
 
     async def _connected(self) -> JetStreamContext:
@@ -101,3 +101,12 @@ class NatsPublisher:
 
 async def _log_error(error: Exception) -> None:
     _log.warning("NATS connection error: %s", type(error).__name__)
+
+
+def _headers(event: OutboxEvent) -> dict[str, str]:
+    # Nats-Msg-Id lets JetStream drop a re-published duplicate; traceparent continues the trace.
+    headers = {"Nats-Msg-Id": event.id, "Content-Type": "application/cloudevents+json"}
+    traceparent = event.envelope.get("traceparent")
+    if traceparent:
+        headers["traceparent"] = str(traceparent)
+    return headers
