@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,6 +39,10 @@ __all__ = ["Recomputer"]
 
 _log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("ipt_worker.recompute")
+_meter = metrics.get_meter("ipt_worker.recompute")
+_durations = _meter.create_histogram(
+    "ipt.recompute.duration", unit="s", description="Time to compute and store one course"
+)
 Clock = Callable[[], datetime]
 
 
@@ -73,8 +78,10 @@ class Recomputer:
     ) -> None:
         # The span continues the trace of the write that asked for this recompute.
         context = context_from_traceparent(claim.traceparent)
+        started = time.perf_counter()
         with _tracer.start_as_current_span("recompute course", context=context):
             await self._recompute_in_span(claim, facts, now)
+        _durations.record(time.perf_counter() - started)
 
     async def _recompute_in_span(
         self, claim: Claim, facts: CourseFacts | UnreadableCourse | None, now: datetime

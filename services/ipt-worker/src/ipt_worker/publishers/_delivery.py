@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import orjson
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.events.webhooks import (
@@ -37,6 +37,10 @@ __all__ = ["WebhookDeliverer"]
 
 _log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("ipt_worker.webhooks")
+# Labels are outcome classes only: never a URL, an endpoint or a course.
+_outcomes = metrics.get_meter("ipt_worker.webhooks").create_counter(
+    "ipt.webhook.deliveries", description="Webhook delivery attempts by outcome"
+)
 # httpx logs every request's full URL at INFO; an endpoint's URL may carry credentials.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 _USER_AGENT = "ipt-care-service-webhooks/1"
@@ -149,6 +153,7 @@ class WebhookDeliverer:
     ) -> DueDelivery | None:
         """Send one delivery and record it; after a success, return its queue's next due one."""
         status, error, retry_after = await self._post(client, delivery, self.clock())
+        _outcomes.add(1, {"outcome": "delivered" if error is None else error.split("-")[0]})
         finished = self.clock()
         try:
             if error is None:
