@@ -27,27 +27,24 @@ _COMMON: Mapping[str, tuple[str, ...]] = {
     "identifier.use": _IDENTIFIER_USE,
 }
 
+# Bindings of the person resources (names, contacts, addresses).
+_PERSON: Mapping[str, tuple[str, ...]] = {
+    **_COMMON,
+    "gender": _GENDER,
+    "name.use": _NAME_USE,
+    "telecom.system": _CONTACT_SYSTEM,
+    "telecom.use": _CONTACT_USE,
+    "address.use": _ADDRESS_USE,
+    "address.type": _ADDRESS_TYPE,
+}
+
 REQUIRED_CODES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "Patient": {
-        **_COMMON,
-        "gender": _GENDER,
-        "name.use": _NAME_USE,
-        "telecom.system": _CONTACT_SYSTEM,
-        "telecom.use": _CONTACT_USE,
-        "address.use": _ADDRESS_USE,
-        "address.type": _ADDRESS_TYPE,
+        **_PERSON,
         "contact.gender": _GENDER,
         "link.type": ("replaced-by", "replaces", "refer", "seealso"),
     },
-    "Practitioner": {
-        **_COMMON,
-        "gender": _GENDER,
-        "name.use": _NAME_USE,
-        "telecom.system": _CONTACT_SYSTEM,
-        "telecom.use": _CONTACT_USE,
-        "address.use": _ADDRESS_USE,
-        "address.type": _ADDRESS_TYPE,
-    },
+    "Practitioner": _PERSON,
     "Condition": {**_COMMON},
     "CarePlan": {
         **_COMMON,
