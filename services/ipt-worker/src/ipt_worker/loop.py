@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+
+from opentelemetry import metrics
+from sqlalchemy import text
 
 from ipt_worker.recompute import Recomputer
 
@@ -17,7 +21,11 @@ async def run_recompute_loop(
     recomputer: Recomputer, stop: asyncio.Event, *, poll_interval_s: float
 ) -> None:
     """Compute due courses until `stop` is set; idle polls cost one index probe each."""
+    next_depth_report = 0.0
     while not stop.is_set():
+        if time.monotonic() >= next_depth_report:
+            await _report_queue_depth(recomputer)
+            next_depth_report = time.monotonic() + _DEPTH_REPORT_INTERVAL_S
         try:
             claimed = await recomputer.run_once()
         except Exception as error:  # the database may be restarting: retry, do not die
@@ -26,3 +34,28 @@ async def run_recompute_loop(
         if claimed == 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=poll_interval_s)
+
+
+_DEPTH_REPORT_INTERVAL_S = 15.0
+_meter = metrics.get_meter("ipt_worker.recompute")
+_queued = _meter.create_gauge("ipt.recompute.queue", description="Courses with a request")
+_due = _meter.create_gauge("ipt.recompute.queue.due", description="Requests due now")
+
+
+async def _report_queue_depth(recomputer: Recomputer) -> None:
+    try:
+        async with recomputer.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) AS queued, count(*) FILTER (WHERE due_at <= :now) AS due "
+                        "FROM recompute_request"
+                    ),
+                    {"now": recomputer.clock()},
+                )
+            ).one()
+    except Exception as error:  # a metric must never stop the loop
+        _log.warning("queue depth: %s", type(error).__name__)
+        return
+    _queued.set(row.queued)
+    _due.set(row.due)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from opentelemetry import metrics
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -176,6 +177,10 @@ class EventRelay:
                 await publisher.publish(conn, events)
             except Exception as error:
                 raise PublisherFailed(f"{publisher.name}: {type(error).__name__}") from error
+        published = self.clock()
+        for event in events:  # lag: from the change that caused the event to its publication
+            happened = datetime.fromisoformat(str(event.envelope["time"]))
+            _lag.record(max((published - happened).total_seconds(), 0.0))
 
     async def _clean(self, conn: AsyncConnection) -> None:
         cutoff = self.clock() - self.timing.retention
@@ -184,6 +189,11 @@ class EventRelay:
                 deleted = await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK)
             if deleted < _RETENTION_CHUNK:
                 return
+
+
+_lag = metrics.get_meter("ipt_worker.relay").create_histogram(
+    "ipt.relay.lag", unit="s", description="From an event's change to its publication"
+)
 
 
 async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
