@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -20,6 +18,7 @@ from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
 from ipt_api.fhir.interactions import fhir_router
 from ipt_api.health import health_router, prometheus_metrics
+from ipt_api.openapi import openapi_document
 from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
@@ -106,21 +105,5 @@ def create_app(
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(fhir_router())
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        schema.setdefault("components", {}).setdefault("schemas", {})["Resource"] = {
-            "type": "object",
-            "description": "A FHIR R4 resource in JSON",
-            "required": ["resourceType"],
-            "properties": {"resourceType": {"type": "string"}},
-            "additionalProperties": True,
-        }
-        app.openapi_schema = schema
-    return app.openapi_schema
