@@ -14,6 +14,7 @@ failure becomes that entry's response (status and OperationOutcome) while the ot
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from typing import Any
 
@@ -105,9 +106,15 @@ async def _batch(
                 responses.append(await carry_out(entry, store, principal, base))
         except FhirError as error:
             responses.append(_failed(error.status, error.issues))
-        except Exception:
+        except Exception as failure:
             # One entry's unexpected failure must not take the batch's other entries with it.
-            _log.exception("batch entry %d failed unexpectedly", index)
+            # Type and stack only: exception messages can carry patient data.
+            _log.error(
+                "batch entry %d failed unexpectedly: %s\n%s",
+                index,
+                type(failure).__name__,
+                "".join(traceback.format_tb(failure.__traceback__)),
+            )
             issue = Issue("exception", "The server failed to process this entry; it is logged")
             responses.append(_failed(500, (issue,)))
     return responses
