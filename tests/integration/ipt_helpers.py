@@ -1,6 +1,6 @@
 """Fixtures and helpers of the IPT course tests: an app on a settable clock, FHIR bodies, rows.
 
-The clock starts at the "now" of the CLINICAL.md §5 worked example, 2026-03-04T12:00Z, so the
+The clock starts at the "now" of the docs/status-rules.md worked example, 2026-03-04T12:00Z, so the
 example's sessions are in the past and its status is the one the example gives.
 """
 

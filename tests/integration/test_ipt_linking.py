@@ -1,4 +1,4 @@
-"""Session linking (CLINICAL.md §3) and the projections' upkeep, through the FHIR API.
+"""Session linking (docs/fhir-mapping.md) and the projections' upkeep, through the FHIR API.
 
 Auto-links are decided when the session is written and kept by course writes; explicit links
 (extension, outcomeReference) win; sessions in error or deleted leave the projection; the

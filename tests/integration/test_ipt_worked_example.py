@@ -1,6 +1,6 @@
-"""The CLINICAL.md §5 worked example, entered through /ipt/v1 and as raw FHIR, is one course.
+"""The worked example of docs/status-rules.md, through /ipt/v1 and as raw FHIR, is one course.
 
-The raw FHIR course links its sessions by each of the three rules of §3: the `basedOn`
+The raw FHIR course links its sessions by each of the three linking rules: the `basedOn`
 extension, the CarePlan's `outcomeReference`, and auto-linking by type and period. Both
 paths must give the same projections and the example's status.
 """

@@ -13,7 +13,7 @@ FHIR = {"Content-Type": "application/fhir+json"}
 MRN = "urn:test:mrn"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 LOINC = "http://loinc.org"
-IPT_COURSE = [  # an IPT course (CLINICAL.md §3): sessions may link to it
+IPT_COURSE = [  # an IPT course (docs/fhir-mapping.md): sessions may link to it
     {"coding": [{"system": codes.SNOMED, "code": codes.IPT_THERAPY}]},
     {"coding": [{"system": codes.COURSE_TYPE_SYSTEM, "code": "acute"}]},
     {"coding": [{"system": codes.PROBLEM_AREA_SYSTEM, "code": "grief"}]},

@@ -1,4 +1,4 @@
-"""Course <-> CarePlan + Goals (CLINICAL.md §3): round trip, shape, readers, narrative."""
+"""Course <-> CarePlan + Goals (docs/fhir-mapping.md): round trip, shape, readers, narrative."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_every_course_resource_is_valid_r4(course: Course, valid_r4: FhirCheck) 
         valid_r4(resource)
 
 
-def test_enrolled_course_maps_to_the_careplan_of_clinical_md() -> None:
+def test_enrolled_course_maps_to_the_documented_careplan() -> None:
     careplan = course_to_careplan(enrolled())
 
     assert careplan["status"] == "draft"
@@ -204,7 +204,7 @@ def test_outline_rejects_what_ipt_does_not_allow(changes: dict[str, Any], proble
         outline(**changes)
 
 
-def test_outline_defaults_follow_clinical_md() -> None:
+def test_outline_defaults_follow_the_ipt_model() -> None:
     acute = outline()
     maintenance = outline(course_type="maintenance", based_on="cp-0")
 

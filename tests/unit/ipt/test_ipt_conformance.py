@@ -58,9 +58,7 @@ def test_ids_are_stable_and_unique() -> None:
         (ACTIVITY_SYSTEM, (SOCIAL_PRACTICE,)),
     ],
 )
-def test_code_system_holds_exactly_the_codes_of_clinical_md(
-    url: str, codes: tuple[str, ...]
-) -> None:
+def test_code_system_holds_exactly_the_documented_codes(url: str, codes: tuple[str, ...]) -> None:
     code_system = next(r for r in conformance_resources() if r.get("url") == url)
 
     assert code_system["content"] == "complete"

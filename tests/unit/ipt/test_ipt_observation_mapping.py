@@ -1,4 +1,4 @@
-"""PHQ-9 <-> Observation and treated conditions -> Condition (CLINICAL.md §2, §3)."""
+"""PHQ-9 <-> Observation and treated conditions -> Condition (docs/fhir-mapping.md)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_every_phq9_observation_is_valid_r4(phq9: Phq9, valid_r4: FhirCheck) -> 
     valid_r4(phq9_to_observation(phq9))
 
 
-def test_phq9_observation_follows_clinical_md() -> None:
+def test_phq9_observation_follows_the_mapping() -> None:
     effective = datetime(2026, 2, 2, 9, tzinfo=UTC)
     phq9 = Phq9(patient="Patient/p1", total=12, item9=1, effective=effective, goal_id="g-1")
 

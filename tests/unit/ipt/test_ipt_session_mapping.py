@@ -1,4 +1,4 @@
-"""Session <-> Encounter / Appointment (CLINICAL.md §3): round trip, CPT, course link."""
+"""Session <-> Encounter / Appointment (docs/fhir-mapping.md): round trip, CPT, course link."""
 
 from __future__ import annotations
 

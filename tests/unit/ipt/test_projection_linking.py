@@ -1,4 +1,4 @@
-"""The session linking rules of CLINICAL.md §3 as a pure decision (`decide_link`)."""
+"""The session linking rules of docs/fhir-mapping.md as a pure decision (`decide_link`)."""
 
 from __future__ import annotations
 

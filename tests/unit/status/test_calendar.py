@@ -1,4 +1,4 @@
-"""Calendar-month arithmetic and cadence from FHIR timing (CLINICAL.md §5)."""
+"""Calendar-month arithmetic and cadence from FHIR timing (docs/status-rules.md#cadence)."""
 
 from __future__ import annotations
 

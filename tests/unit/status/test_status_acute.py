@@ -1,4 +1,4 @@
-"""Worked examples of acute courses (CLINICAL.md §5), each computed by hand from the rules."""
+"""Worked examples of acute courses (docs/status-rules.md), each computed by hand from the rules."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ _LETTERS: dict[str, SessionOutcome] = {
 
 
 def at(text: str) -> datetime:
-    """An ISO 8601 UTC instant; a date alone means 00:00 UTC of that day (CLINICAL.md §3)."""
+    """An ISO 8601 UTC instant; a date alone means 00:00 UTC (docs/fhir-mapping.md#times)."""
     return datetime.fromisoformat(text if "T" in text else f"{text}T00:00Z")
 
 
@@ -62,7 +62,7 @@ def picked(facts: CourseFacts, now: datetime, names: dict[str, object]) -> dict[
     return {name: getattr(status, name) for name in names}
 
 
-def test_worked_example_of_clinical_md() -> None:
+def test_worked_example_of_the_status_rules() -> None:
     facts = acute(
         planned_count=20,
         sessions=weekly("aaaaaaaan"),

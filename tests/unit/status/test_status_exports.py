@@ -1,4 +1,7 @@
-"""The public API of `ipt_core.status` is exactly its `__all__`, and its codes match §2."""
+"""The public API of `ipt_core.status` is exactly its `__all__`; its codes are those of the docs.
+
+The phases are the `ipt-phase` CodeSystem of docs/ipt-model.md#codes.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def test_phases_are_the_ipt_phase_code_system() -> None:
     assert get_args(Phase) == codes.PHASES
 
 
-def test_status_fields_are_named_as_in_clinical_md() -> None:
+def test_status_fields_are_named_as_documented() -> None:
     assert list(CourseStatus.__dataclass_fields__) == [
         "course_type",
         "planned_sessions",

@@ -1,4 +1,4 @@
-"""Maintenance courses and acute courses followed by one (CLINICAL.md §4-§5), computed by hand.
+"""Maintenance courses and acute courses followed by one (docs/status-rules.md), computed by hand.
 
 The acute course below ran four weekly sessions, the last on Sat 2026-01-31 09:00Z, so a monthly
 maintenance course with nothing attended yet is due on 2026-02-28 09:00Z (Jan 31 + 1 calendar

@@ -1,4 +1,4 @@
-"""PHQ-9 rules of CLINICAL.md §4-§5, with expected values computed by hand."""
+"""PHQ-9 rules of docs/status-rules.md, with expected values computed by hand."""
 
 from __future__ import annotations
 

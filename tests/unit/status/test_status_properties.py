@@ -1,4 +1,4 @@
-"""Properties of the course status function (CLINICAL.md §5), checked with hypothesis."""
+"""Properties of the course status function (docs/status-rules.md), checked with hypothesis."""
 
 from __future__ import annotations
 

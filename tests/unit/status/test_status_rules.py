@@ -1,4 +1,4 @@
-"""The thresholds default to the CLINICAL.md §5 table and every one of them is honoured."""
+"""The thresholds default to the docs/status-rules.md settings and every one of them is honoured."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ DAY = timedelta(days=1)
 START = datetime.fromisoformat("2026-01-05T09:00:00Z")
 
 
-def test_defaults_are_the_clinical_md_table() -> None:
+def test_defaults_are_the_documented_settings() -> None:
     assert DEFAULT_RULES.acute == CourseTypeRules(Cadence.of_days(7), 3 * DAY, 7 * DAY, 23 * DAY)
     assert DEFAULT_RULES.maintenance == CourseTypeRules(
         Cadence.of_months(1), 7 * DAY, 14 * DAY, 30 * DAY

@@ -1,4 +1,4 @@
-"""Resolving Encounters and Appointments into sessions (CLINICAL.md §3-§4), and input checks."""
+"""Resolving Encounters and Appointments into sessions (docs/fhir-mapping.md), and input checks."""
 
 from __future__ import annotations
 

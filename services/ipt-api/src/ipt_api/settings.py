@@ -13,7 +13,7 @@ __all__ = ["ApiSettings"]
 
 
 class ApiSettings(CoreSettings):
-    """Everything the API reads from its environment (DESIGN.md, configuration contract)."""
+    """Everything the API reads from its environment (README.md, Configuration)."""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -2,7 +2,7 @@
 
 Each claimed course is stored in its own transaction, so one failing course backs off alone
 and never blocks the others. What is stored for a course, in that one transaction:
-`course_status` (version bumped when a §5 field changed), the status events in the outbox,
+`course_status` (version bumped when a status field changed), the status events in the outbox,
 the symptom Goal's `achievementStatus` and the CarePlan's phase extension (written through the
 FHIR store, so their history shows the change), and the course's next wake-up time.
 """

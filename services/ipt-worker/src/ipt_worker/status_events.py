@@ -1,4 +1,4 @@
-"""Which events a status change emits (DESIGN.md, Events), as CloudEvent envelopes."""
+"""Which events a status change emits, as CloudEvent envelopes (docs/architecture.md)."""
 
 from __future__ import annotations
 

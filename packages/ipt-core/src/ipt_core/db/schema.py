@@ -177,7 +177,7 @@ ipt_session = Table(
     Column("status", Text, nullable=False),  # the resource's own status
     Column("start", DateTime(timezone=True)),
     Column("minutes", Integer),
-    Column("appointment_id", Text),  # an Encounter's Appointment: the same session (§3)
+    Column("appointment_id", Text),  # an Encounter's Appointment: the same session
     Column("is_ipt", Boolean, nullable=False),  # type/serviceType names IPT (auto-link rule)
     PrimaryKeyConstraint("resource_type", "resource_id"),
     Index(None, "course_id"),
@@ -224,7 +224,7 @@ course_status = Table(
     Column("course_id", Text, primary_key=True),
     Column("version", BigInteger, nullable=False),
     Column("computed_at", DateTime(timezone=True), nullable=False),
-    Column("status", JSONB, nullable=False),  # every field of CLINICAL.md §5
+    Column("status", JSONB, nullable=False),  # every field of docs/status-rules.md
     Column("phase", Text, nullable=False),
     Column("engagement", Text),
     Column("next_transition_at", DateTime(timezone=True)),

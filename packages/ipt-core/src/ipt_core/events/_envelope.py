@@ -1,4 +1,7 @@
-"""CloudEvents 1.0 envelopes (structured JSON mode), as DESIGN.md's Events section specifies."""
+"""CloudEvents 1.0 envelopes (structured JSON mode).
+
+See docs/architecture.md#events-outbox-and-relay for the attributes and their guarantees.
+"""
 
 from __future__ import annotations
 

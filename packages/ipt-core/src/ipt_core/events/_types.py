@@ -1,4 +1,4 @@
-"""The event types of DESIGN.md's Events section, and the ones this service adds."""
+"""The event types dashboards can receive (docs/architecture.md#events-outbox-and-relay)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """FHIR date, dateTime and instant values as UTC ranges [low, high] (inclusive, 1 µs ticks).
 
 A value stands for the whole span of its precision: `2026` covers the year, `2026-01-05`
-the day. A date or dateTime without a zone is taken as UTC (CLINICAL.md §3, Times).
+the day. A date or dateTime without a zone is taken as UTC (docs/fhir-mapping.md#times).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 - Domain model (`TreatmentOutline`, `Course`, `Session`, `Phq9`, ...): frozen pydantic models.
 - Mapping: course <-> CarePlan + Goals, session <-> Encounter / Appointment, PHQ-9 <->
-  Observation, treated condition -> Condition (CLINICAL.md §3).
+  Observation, treated condition -> Condition (docs/fhir-mapping.md).
 - Readers of any stored CarePlan: `is_ipt_course`, `course_type`, `planned_sessions`, ...
 - Rules on FHIR writes: `rule_violations` returns `RuleViolation`s (a 422 when not empty).
 - Conformance resources served read-only: `conformance_resources`.

@@ -1,4 +1,4 @@
-"""A course of IPT as a FHIR CarePlan, and back (CLINICAL.md §3, Course → CarePlan).
+"""A course of IPT as a FHIR CarePlan, and back (docs/fhir-mapping.md#course-as-careplan).
 
 The CarePlan holds the outline and progress of the course; its Goals (`_goal.py`) hold
 the goals' text. Reading a course back needs both, so `course_from_fhir` takes the Goals.
@@ -279,7 +279,7 @@ def _practice_assignments(careplan: dict[str, Any]) -> list[PracticeAssignment]:
             description=detail.get("description") or display_of(ACTIVITY_CONCEPTS, SOCIAL_PRACTICE),
             status=_PRACTICE_STATUS[detail.get("status")],
         )
-        # `entered-in-error` (or no status) is no assignment (CLINICAL.md §4).
+        # `entered-in-error` (or no status) is no assignment (docs/fhir-mapping.md#what-counts).
         for detail in details
         if detail.get("status") in _PRACTICE_STATUS
     ]

@@ -1,4 +1,4 @@
-"""What a stored CarePlan says about its IPT course (CLINICAL.md §3).
+"""What a stored CarePlan says about its IPT course (docs/fhir-mapping.md#course-as-careplan).
 
 These readers take any CarePlan, including one an EHR wrote, and never raise on
 unexpected content: what is malformed reads as absent.

@@ -1,4 +1,4 @@
-"""Conditions IPT treats as FHIR Condition resources (CLINICAL.md §2, §3 Conditions).
+"""Conditions IPT treats as FHIR Condition resources (docs/fhir-mapping.md#conditions).
 
 A Condition carries its ICD-10-CM code and, where one exists, the SNOMED CT concept, as two
 codings of one CodeableConcept, so EHRs that know either system can read it.
@@ -19,7 +19,7 @@ RECURRENT_DEPRESSION_PREFIX: Final = "F33"
 
 
 class TreatedCondition(NamedTuple):
-    """A condition of the CLINICAL.md §2 table: its name and SNOMED CT concept, if any."""
+    """A treated condition (docs/ipt-model.md#conditions-treated): name and SNOMED CT concept."""
 
     name: str
     snomed: str | None = None
@@ -54,7 +54,7 @@ _TREATED: Final[dict[str, TreatedCondition]] = {
 
 
 def treated_condition(icd10cm: str) -> TreatedCondition | None:
-    """The §2 condition an ICD-10-CM code belongs to (`F33.1` → recurrent MDD), or None."""
+    """The treated condition an ICD-10-CM code belongs to (`F33.1` → recurrent MDD), or None."""
     prefixes = [prefix for prefix in _TREATED if icd10cm.startswith(prefix)]
     return _TREATED[max(prefixes, key=len)] if prefixes else None
 
@@ -66,7 +66,7 @@ def condition_resource(
 
     Args:
         patient: the patient's reference, e.g. `Patient/123`.
-        icd10cm: the ICD-10-CM code, e.g. `F33.1`; a code outside the §2 table is kept
+        icd10cm: the ICD-10-CM code, e.g. `F33.1`; a code outside the conditions table is kept
             as the only coding.
         condition_id: the id of the Condition, when it is known already.
     """

@@ -1,8 +1,9 @@
 """The read-only conformance resources of the IPT model, served under `/fhir` (issue 4, item 5).
 
-The four CodeSystems of CLINICAL.md §2, the profile of an IPT course CarePlan, the phase
-extension and the `careplan` search parameter of Encounter and Appointment. They are
-built from the same tables the mappings use, so a code or display is defined once.
+The four CodeSystems of docs/ipt-model.md#the-projects-own-code-systems, the profile of an IPT
+course CarePlan, the phase extension and the `careplan` search parameter of Encounter and
+Appointment. They are built from the same tables the mappings use, so a code or display is
+defined once.
 """
 
 from __future__ import annotations

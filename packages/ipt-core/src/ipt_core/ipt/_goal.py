@@ -1,4 +1,4 @@
-"""Goals of a course as FHIR Goal resources (CLINICAL.md §3, Goals → Goal).
+"""Goals of a course as FHIR Goal resources (docs/fhir-mapping.md#goals).
 
 A course has one symptom goal, remission measured by the PHQ-9 total, and interpersonal
 goals, each under one problem area.

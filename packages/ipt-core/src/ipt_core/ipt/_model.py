@@ -1,4 +1,4 @@
-"""The IPT domain model in the domain's words: outline, course, session, PHQ-9 (CLINICAL.md §1).
+"""The IPT domain model in the domain's words: outline, course, session, PHQ-9 (docs/ipt-model.md).
 
 References to resources whose type varies or that the domain names as a person (patient,
 therapist, condition, session) are relative FHIR references (`Patient/123`); links to our

@@ -1,4 +1,4 @@
-"""A PHQ-9 score as a FHIR Observation, and back (CLINICAL.md §3, PHQ-9 → Observation).
+"""A PHQ-9 score as a FHIR Observation, and back (docs/fhir-mapping.md#phq-9-as-observation).
 
 The total is `valueInteger` (LOINC 44261-6); item 9, thoughts of self-harm, is a component
 (LOINC 44260-8). Senders may use an integer-valued `valueQuantity` instead; both read alike.

@@ -1,4 +1,4 @@
-"""A session of IPT as a FHIR Encounter or Appointment, and back (CLINICAL.md §3).
+"""A session of IPT as a FHIR Encounter or Appointment, and back (docs/fhir-mapping.md).
 
 An attended session is an Encounter (`finished`); a booked, missed or cancelled one is an
 Appointment. Both carry the explicit course link, the R5 `basedOn` cross-version
@@ -188,7 +188,9 @@ def session_from_appointment(appointment: dict[str, Any]) -> Session:
 
 
 def session_course_link(resource: dict[str, Any]) -> str | None:
-    """The course id of a session's explicit link (CLINICAL.md §3, rule 1), or None.
+    """The course id of a session's explicit link (linking rule 1), or None.
+
+    The rules are in docs/fhir-mapping.md#linking-sessions-to-courses.
 
     Reads the `basedOn` cross-version extension of an Encounter or Appointment.
     """

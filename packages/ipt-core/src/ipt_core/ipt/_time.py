@@ -1,4 +1,4 @@
-"""FHIR date and dateTime strings as UTC instants (CLINICAL.md §3, Times)."""
+"""FHIR date and dateTime strings as UTC instants (docs/fhir-mapping.md#times)."""
 
 from __future__ import annotations
 

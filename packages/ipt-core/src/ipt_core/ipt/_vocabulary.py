@@ -1,4 +1,4 @@
-"""Displays and definitions of the project's own codes (CLINICAL.md §1 and §2).
+"""Displays and definitions of the project's own codes (docs/ipt-model.md).
 
 One table per code system; the CodeSystem resources and every coding the mappings write
 take their displays from here, so a display is never spelled twice.

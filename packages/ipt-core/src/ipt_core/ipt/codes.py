@@ -1,4 +1,4 @@
-"""Code systems and codes of the IPT model (CLINICAL.md §2), named once for the whole project."""
+"""Code systems and codes of the IPT model (docs/ipt-model.md#codes), named once for the project."""
 
 from typing import Final, Literal, get_args
 

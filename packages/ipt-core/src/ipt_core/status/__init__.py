@@ -1,10 +1,10 @@
-"""Course status: the pure function of CLINICAL.md §5 and the facts it reads.
+"""Course status: the pure function of docs/status-rules.md and the facts it reads.
 
-`compute_status(facts, now)` gives a `CourseStatus` with every §5 field and the instant
+`compute_status(facts, now)` gives a `CourseStatus` with every status field and the instant
 (`next_transition_at`) at which the status next changes by time alone. `resolve_session` turns
-an Encounter and/or Appointment into one `SessionFact` (§3); `cadence_from_timing` turns a
+an Encounter and/or Appointment into one `SessionFact`; `cadence_from_timing` turns a
 CarePlan activity timing into a `Cadence`. `StatusRules` holds every threshold, defaulting to
-the §5 table (`DEFAULT_RULES`).
+the settings table of docs/status-rules.md (`DEFAULT_RULES`).
 """
 
 from ._calendar import Cadence, add_months, cadence_from_timing

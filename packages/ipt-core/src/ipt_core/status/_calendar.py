@@ -1,4 +1,4 @@
-"""UTC instants, calendar months and session cadence (CLINICAL.md §5 "Times").
+"""UTC instants, calendar months and session cadence (docs/status-rules.md#time-and-calendar).
 
 Every status rule runs on UTC instants. A day is 24 h; "+ 1 calendar month" keeps the time of
 day and the day of month, clamped to the month's last day (Jan 31 → Feb 28, or Feb 29 in a leap

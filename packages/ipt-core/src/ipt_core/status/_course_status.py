@@ -1,4 +1,4 @@
-"""The computed status of a course: the fields of CLINICAL.md §5, named exactly as there."""
+"""The computed status of a course: the fields of docs/status-rules.md, named exactly as there."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ GoalStatus = Literal["in-progress", "achieved", "improving", "worsening", "no-ch
 
 @dataclass(frozen=True, slots=True)
 class CourseStatus:
-    """A course's status at one instant (§5); booleans are never None.
+    """A course's status at one instant; booleans are never None.
 
     `next_transition_at` is the earliest instant after `now` at which some other field differs
     with time alone (None when no field ever will); the worker re-evaluates the course then.

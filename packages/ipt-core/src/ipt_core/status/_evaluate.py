@@ -1,4 +1,4 @@
-"""The field rules of CLINICAL.md §5 at one instant (everything but `next_transition_at`)."""
+"""The field rules of docs/status-rules.md at one instant (all but `next_transition_at`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _PRACTICE_NOT_COUNTED: Final = frozenset({"cancelled", "entered-in-error"})
 
 
 def evaluate(facts: CourseFacts, now: datetime, rules: StatusRules) -> CourseStatus:
-    """Compute every §5 field of `facts` at `now`; `next_transition_at` is left None."""
+    """Compute every status field of `facts` at `now`; `next_transition_at` is left None."""
     tally = tally_sessions(facts.sessions, now)
     attended = len(tally.attended)
     planned = planned_sessions(facts, rules)
@@ -71,7 +71,7 @@ def planned_sessions(facts: CourseFacts, rules: StatusRules) -> int | None:
 def course_phase(
     facts: CourseFacts, attended: int, planned: int | None, rules: StatusRules
 ) -> Phase:
-    """The phase (§5) from the CarePlan status and, for an active acute course, the counts."""
+    """The phase from the CarePlan status and, for an active acute course, the counts."""
     if facts.status == "draft":
         return "intake"
     if facts.status == "on-hold":
@@ -86,8 +86,8 @@ def course_phase(
 
 
 def _acute_phase(session_number: int, planned: int, rules: StatusRules) -> Phase:
-    # k ≥ N is checked first: for any N ≥ I it is the same as §5's order, and for a (clinically
-    # invalid) N < I it says the planned sessions are done rather than "initial".
+    # k ≥ N is checked first: for any N ≥ I it is the same as the table's order, and for a
+    # (clinically invalid) N < I it says the planned sessions are done rather than "initial".
     if session_number > planned:
         return "acute-complete"
     if session_number <= rules.initial_sessions:
@@ -113,7 +113,7 @@ def last_attended_at(facts: CourseFacts, now: datetime) -> datetime | None:
 def next_session_due(
     course: CourseFacts, now: datetime, rules: StatusRules, acute: CourseFacts | None = None
 ) -> datetime | None:
-    """When a course that expects another session next has it due (§5 `next_session_due`).
+    """When a course that expects another session next has it due (`next_session_due`).
 
     Args:
         course: The course, assumed active and in a phase that expects another session.

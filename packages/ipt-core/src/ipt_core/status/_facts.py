@@ -1,8 +1,8 @@
-"""The facts the status function reads (CLINICAL.md §5 "Inputs"), as frozen values.
+"""The facts the status function reads (docs/status-rules.md#inputs), as frozen values.
 
-A loader turns FHIR resources into these: sessions already resolved to one outcome each (§3, see
+A loader turns FHIR resources into these: sessions already resolved to one outcome each (see
 `resolve_session`), PHQ-9 totals with their item 9 already chosen (a component wins over a
-separate Observation), and the CarePlan fields as stored now. The *as of* rule (§4) is not the
+separate Observation), and the CarePlan fields as stored now. The *as of* rule is not the
 loader's job: facts may lie after `now`, and `compute_status` decides what counts at that instant.
 """
 
@@ -25,7 +25,7 @@ ITEM9_MAX: Final = 3
 
 @dataclass(frozen=True, slots=True)
 class SessionFact:
-    """One IPT session of a course with its deciding outcome (§3, §4).
+    """One IPT session of a course with its deciding outcome.
 
     Attributes:
         id: Resource id used to break ties between sessions at the same time.

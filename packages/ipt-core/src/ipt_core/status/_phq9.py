@@ -1,4 +1,4 @@
-"""PHQ-9 values of a course and what they say (CLINICAL.md §4 "PHQ-9 of a course", §5).
+"""PHQ-9 values of a course and what they say (docs/status-rules.md#phq-9-outcomes).
 
 A course's values lie in the closed window [course start - 14 days, min(now, course end)]. A
 maintenance course's values are the baseline of its acute course followed by the values in its
@@ -41,7 +41,7 @@ class Phq9Summary:
 
 
 def summarize_phq9(course: CourseFacts, now: datetime, rules: Phq9Rules) -> Phq9Summary:
-    """The baseline, latest and number of PHQ-9 values of `course` as of `now` (§4)."""
+    """The baseline, latest and number of PHQ-9 values of `course` as of `now`."""
     own = _in_window(course, now, rules)
     acute = course.related if course.course_type == "maintenance" else None
     acute_values = _in_window(acute, now, rules) if acute is not None else []
@@ -65,7 +65,7 @@ def _in_window(course: CourseFacts, now: datetime, rules: Phq9Rules) -> list[Phq
 
 
 def severity(score: int) -> Severity:
-    """The PHQ-9 severity band of a total score (§5)."""
+    """The PHQ-9 severity band of a total score."""
     return next(band for upper, band in _SEVERITY_BANDS if score <= upper)
 
 
@@ -86,7 +86,7 @@ def is_remission(summary: Phq9Summary, rules: Phq9Rules) -> bool:
 
 
 def goal_status(summary: Phq9Summary, rules: Phq9Rules) -> GoalStatus:
-    """The symptom Goal's `achievementStatus` (§5): the first branch that holds."""
+    """The symptom Goal's `achievementStatus`: the first branch that holds."""
     baseline, latest = _pair(summary)
     if baseline is None or latest is None:
         return "in-progress"

@@ -1,4 +1,4 @@
-"""Which sessions count, and as what (CLINICAL.md §3 "Session", §4).
+"""Which sessions count, and as what (docs/fhir-mapping.md#what-counts).
 
 An Encounter whose `appointment` references an Appointment is the same session as that
 Appointment: a `finished` or `cancelled` Encounter decides; with any other Encounter status the
@@ -48,7 +48,7 @@ def resolve_session(
         appointment_start: `Appointment.start`.
 
     Returns:
-        The session with its deciding outcome (statuses §4 does not name, such as a `planned`
+        The session with its deciding outcome (statuses the rules do not name, such as a `planned`
         Encounter alone or a `proposed` Appointment, give outcome `none`); None when nothing
         counts: only `entered-in-error` resources, or no time to place the session at.
     """
@@ -74,7 +74,7 @@ def _deciding_outcome(
 
 
 def session_order(session: SessionFact) -> tuple[datetime, str]:
-    """Sort key of §4: sessions are ordered by time, ties by resource id."""
+    """Sort key: sessions are ordered by time, ties by resource id."""
     return session.time, session.id
 
 
@@ -105,7 +105,7 @@ class SessionTally:
 
 
 def tally_sessions(sessions: tuple[SessionFact, ...], now: datetime) -> SessionTally:
-    """Count a course's sessions as of `now` (§4)."""
+    """Count a course's sessions as of `now`."""
     past = sorted((s for s in sessions if s.time <= now), key=session_order)
     seen = [s.outcome for s in past if s.outcome in ("attended", "no-show")]
     bookings = (s.time for s in sessions if s.outcome == "booked" and s.time > now)

@@ -1,4 +1,4 @@
-"""The configurable thresholds of the status rules, defaulting to CLINICAL.md §5.
+"""The configurable thresholds of the status rules (docs/status-rules.md#settings).
 
 | setting | acute | maintenance |
 |---|---|---|
@@ -8,7 +8,7 @@
 | `lapsed_after` | 23 days | 30 days |
 | initial / termination sessions (I / T) | 3 / 3 | — |
 
-plus the fixed numbers the §3-§5 prose names: 20 planned sessions for an acute course without a
+plus the other numbers the rules name: 20 planned sessions for an acute course without a
 count, the PHQ-9 window opening 14 days before the course start, the ±7-day maintenance window,
 and the PHQ-9 response, remission and goal thresholds.
 """
@@ -43,7 +43,7 @@ class CourseTypeRules:
 
 @dataclass(frozen=True, slots=True)
 class Phq9Rules:
-    """PHQ-9 window and outcome thresholds (§4, §5).
+    """PHQ-9 window and outcome thresholds.
 
     Attributes:
         lookback: The course window opens this long before the course start.

@@ -1,4 +1,4 @@
-"""The course status function: one pure function of facts and `now` (CLINICAL.md §5)."""
+"""The course status function: one pure function of facts and `now` (docs/status-rules.md)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ def compute_status(
     Args:
         facts: The course, its sessions, PHQ-9 values and related course.
         now: The instant to compute at; must be timezone-aware.
-        rules: The thresholds; defaults to CLINICAL.md §5.
+        rules: The thresholds; defaults to docs/status-rules.md#settings.
 
     Returns:
-        Every §5 field, plus `next_transition_at`: the earliest instant after `now` at which
+        Every status field, plus `next_transition_at`: the earliest instant after `now` at which
         some field differs with time alone, or None when none ever will.
 
     Raises:

@@ -1,4 +1,4 @@
-"""When a course's status next changes with time alone (CLINICAL.md §5 `next_transition_at`).
+"""When a course's status next changes with time alone (docs/status-rules.md#next_transition_at).
 
 Between two facts, a status depends on time only through thresholds measured from
 `next_session_due` (grace, at-risk, lapsed) and `maintenance_next_due` (the ±7-day maintenance

@@ -159,7 +159,7 @@ async def _maintenance_of(
 async def _sessions(
     conn: AsyncConnection, course_ids: Sequence[str]
 ) -> dict[str, tuple[SessionFact, ...]]:
-    """Sessions per course, an Encounter merged with the Appointment it references (§3)."""
+    """Sessions per course, an Encounter merged with the Appointment it references."""
     if not course_ids:
         return {}
     rows = list(

@@ -1,4 +1,4 @@
-"""A course status as JSON: field names exactly as CLINICAL.md §5, instants in UTC."""
+"""A course status as JSON: field names exactly as docs/status-rules.md, instants in UTC."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ class CourseView(_View):
     patient: str
     therapist: str | None
     status: CourseStatus
-    phase: Phase | None = Field(description="The status engine's phase (CLINICAL.md §5)")
+    phase: Phase | None = Field(description="The status engine's phase (docs/status-rules.md)")
     course_type: CourseType
     problem_areas: list[ProblemArea]
     planned_sessions: int | None

@@ -103,7 +103,7 @@ class BaselinePhq9(Phq9Input):
 
 
 class EnrolmentRequest(_Body):
-    """The treatment outline agreed at intake (CLINICAL.md §1)."""
+    """The treatment outline agreed at intake (docs/ipt-model.md)."""
 
     model_config = ConfigDict(
         json_schema_extra={

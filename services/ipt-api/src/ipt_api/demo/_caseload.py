@@ -1,8 +1,8 @@
 """The demo caseload: a dozen synthetic patients, one course story each (no real data).
 
 Every name is invented. Each story is told relative to "now", so the caseload always looks
-current: one course in every phase, the four problem areas, several conditions of CLINICAL.md
-§2, no-shows, a maintenance course and PHQ-9 trajectories.
+current: one course in every phase, the four problem areas, several of the conditions in
+docs/ipt-model.md, no-shows, a maintenance course and PHQ-9 trajectories.
 
 An attendance pattern has one letter per weekly (or, in maintenance, monthly) slot from the
 course start: `A` attended, `N` no-show, `C` cancelled, `-` nothing recorded.

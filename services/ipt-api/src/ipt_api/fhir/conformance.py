@@ -1,6 +1,6 @@
 """The IPT conformance resources, read-only under /fhir (issue 4, item 5).
 
-The CodeSystems of CLINICAL.md §2, the course profile, the phase extension and the
+The CodeSystems of docs/ipt-model.md, the course profile, the phase extension and the
 `careplan` SearchParameters are built in code (`ipt_core.ipt.conformance_resources`), not
 stored: they change with a release, never through the API. Like the CapabilityStatement they
 describe the server and hold no patient data, so reading them needs no token.

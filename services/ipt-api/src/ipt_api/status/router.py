@@ -32,7 +32,9 @@ AsOf = Annotated[
 ]
 
 
-@status_router.get("/courses/{course_id}/status", summary="A course's status (CLINICAL.md §5)")
+@status_router.get(
+    "/courses/{course_id}/status", summary="A course's status (docs/status-rules.md)"
+)
 async def read_status(
     course_id: str,
     conn: ConnectionDep,

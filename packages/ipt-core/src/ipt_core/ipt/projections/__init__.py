@@ -3,7 +3,7 @@
 - `IptProjections`: the FHIR store's write listener (IPT rules, rows, recompute requests).
 - `check_ipt_rules`: the IPT rules on a resource about to be written (a 422 when broken).
 - Pure parts, usable without a database: `course_row`, `session_facts`, `measure_row`
-  (rows of one resource), `decide_link` (the linking rules of CLINICAL.md §3) and
+  (rows of one resource), `decide_link` (the linking rules of docs/fhir-mapping.md) and
   `is_status_writeback` (the status engine's echo, which never triggers a recompute).
 """
 

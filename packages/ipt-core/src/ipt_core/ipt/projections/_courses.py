@@ -2,7 +2,7 @@
 
 A course write also changes which sessions it lists in `activity.outcomeReference` (linking
 rule 2): those sessions are linked again. Auto-links are never moved by a course write
-(CLINICAL.md §3), so completing a course keeps its sessions.
+(docs/fhir-mapping.md#linking-sessions-to-courses), so completing a course keeps its sessions.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Which course a session belongs to: the three linking rules of CLINICAL.md §3, in order.
+"""Which course a session belongs to: the three linking rules, in order.
+
+They are described in docs/fhir-mapping.md#linking-sessions-to-courses.
 
 1. `extension`: the session's `basedOn` cross-version extension names the course;
 2. `outcome-reference`: a course of the same patient lists the session in
@@ -83,8 +85,9 @@ def auto_linked_course(courses: Sequence[CourseWindow], start: datetime | None) 
 def listing_course(listing: Sequence[CourseWindow]) -> str | None:
     """Of the courses listing a session in `outcomeReference`, the one started last.
 
-    CLINICAL.md is silent on a session listed by several courses; the latest course is the
-    one a clinician would be recording in now, and the choice is deterministic (ties by id).
+    The rules leave a session listed by several courses open (docs/clinical-choices.md, 21);
+    the latest course is the one a clinician would be recording in now, and the choice is
+    deterministic (ties by id).
     """
     if not listing:
         return None

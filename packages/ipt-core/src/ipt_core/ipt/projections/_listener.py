@@ -1,6 +1,6 @@
 """`IptProjections`: the store's write listener that keeps IPT rows and the recompute queue.
 
-Runs inside every resource write's transaction (DESIGN.md, data flow), so the projection rows
+Runs inside every resource write's transaction (docs/architecture.md#write-path), so the rows
 and recompute requests commit or roll back with the resource. For each write it:
 
 1. ignores the status engine's own write-backs (phase extension, goal achievement);

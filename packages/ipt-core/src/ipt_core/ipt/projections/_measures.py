@@ -1,7 +1,8 @@
 """The measure projection: one `ipt_measure` row per PHQ-9 total or item-9 Observation.
 
-PHQ-9 values belong to courses by patient and time only (CLINICAL.md §4), so a change to a
-patient's values concerns every course of that patient (the window is the status engine's).
+PHQ-9 values belong to courses by patient and time only (docs/fhir-mapping.md, "PHQ-9 of a
+course"), so a change to a patient's values concerns every course of that patient (the window
+is the status engine's).
 """
 
 from __future__ import annotations

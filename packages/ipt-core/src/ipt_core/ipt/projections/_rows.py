@@ -1,4 +1,4 @@
-"""Projection rows read from one resource: pure functions of its FHIR JSON (CLINICAL.md §3).
+"""Projection rows read from one resource: pure functions of its FHIR JSON (docs/fhir-mapping.md).
 
 These readers take whatever an EHR sent and never raise: what is malformed reads as absent,
 and a resource that cannot be placed (no Patient, no time, no score) gives no row at all.
@@ -136,7 +136,7 @@ def measure_row(observation: dict[str, Any]) -> dict[str, Any] | None:
     """The `ipt_measure` row of a PHQ-9 total or item-9 Observation, else None.
 
     An Observation in error, without a Patient, an effective time or a valid score has
-    no row: it can never count (CLINICAL.md §4).
+    no row: it can never count (docs/fhir-mapping.md#what-counts).
     """
     status = observation.get("status")
     if status == ENTERED_IN_ERROR or not isinstance(observation.get("id"), str):

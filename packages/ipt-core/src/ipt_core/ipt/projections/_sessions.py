@@ -1,5 +1,6 @@
 """The session projection: one `ipt_session` row per Encounter or Appointment that is, or may
-become, an IPT session, linked to its course by the rules of CLINICAL.md §3 (`_linking`).
+become, an IPT session, linked to its course by the rules of
+docs/fhir-mapping.md#linking-sessions-to-courses (`_linking`).
 
 A row is kept for a session that names IPT, is linked to a course, or is an Encounter of an
 Appointment (the same session: the status engine's loader merges the two). Deleting it or
@@ -105,7 +106,7 @@ async def _listing_courses(
 
 
 async def _appointment_start(conn: AsyncConnection, facts: SessionFacts) -> Any:
-    # An Encounter without a period is placed at its Appointment's start (§3).
+    # An Encounter without a period is placed at its Appointment's start (merged sessions).
     if facts.appointment_id is None:
         return None
     appointment = await repo.session_row(conn, "Appointment", facts.appointment_id)

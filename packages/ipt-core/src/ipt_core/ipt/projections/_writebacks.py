@@ -1,7 +1,8 @@
 """Recognising the status engine's own write-backs, which must never trigger a recompute.
 
-The status engine writes two derived values back into FHIR (CLINICAL.md §3): the CarePlan's
-`ipt-phase` extension and the symptom Goal's `achievementStatus`. A write whose only change
+The status engine writes two derived values back into FHIR (docs/fhir-mapping.md, "Derived
+values written back"): the CarePlan's `ipt-phase` extension and the symptom Goal's
+`achievementStatus`. A write whose only change
 is one of those is its own echo: recomputing on it would loop forever.
 """
 

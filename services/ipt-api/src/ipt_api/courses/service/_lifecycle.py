@@ -1,8 +1,8 @@
 """A course's life after enrolment: activate, hold, resume, complete, stop; practice.
 
 CarePlan status moves `draft` → `active` ⇄ `on-hold` → `completed` | `revoked` (stopped);
-completing or stopping sets `period.end` (CLINICAL.md §3). A status that does not allow the
-change is a 409.
+completing or stopping sets `period.end` (docs/fhir-mapping.md#course-as-careplan). A status
+that does not allow the change is a 409.
 """
 
 from __future__ import annotations

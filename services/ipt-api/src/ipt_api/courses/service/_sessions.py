@@ -1,7 +1,7 @@
 """Recording a session: Encounter or Appointment, PHQ-9 and note, and the course's link to it.
 
 An attended session is an Encounter (`finished`); a no-show or a cancelled session is an
-Appointment (`noshow`, `cancelled`), as CLINICAL.md §3 maps them. The session carries the
+Appointment (`noshow`, `cancelled`), as docs/fhir-mapping.md maps them. The session carries the
 explicit course link (rule 1) and the course lists it in `outcomeReference` (rule 2), all in
 the request's one transaction.
 """

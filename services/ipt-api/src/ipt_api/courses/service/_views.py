@@ -1,9 +1,10 @@
 """Reading courses for clinic apps: one course with its sessions, or a filtered list.
 
 Sessions come from the session projection, an Encounter merged with the Appointment it
-references (CLINICAL.md §3); attended sessions up to now are numbered 1, 2, 3 … in time
-order, ties by id (§4). The phase is the status engine's: computed fresh for one course,
-the stored one in lists (fresh only for courses the engine has not computed yet).
+references (docs/fhir-mapping.md#merged-sessions); attended sessions up to now are numbered
+1, 2, 3 … in time order, ties by id (docs/fhir-mapping.md#ordering-and-numbering). The phase
+is the status engine's: computed fresh for one course, the stored one in lists (fresh only for
+courses the engine has not computed yet).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def _session(encounter: Any, appointment: Any) -> SessionView:
 
 
 def _course_of(encounter: Any, appointment: Any) -> str | None:
-    """The Encounter's course when it has one, else the Appointment's (§3)."""
+    """The Encounter's course when it has one, else the Appointment's (merged sessions)."""
     if encounter is not None and encounter.course_id:
         return str(encounter.course_id)
     return str(appointment.course_id) if appointment is not None and appointment.course_id else None
