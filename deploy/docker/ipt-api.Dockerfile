@@ -69,4 +69,7 @@ USER 10001:10001
 EXPOSE 8000
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["uvicorn", "ipt_api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# No access log: request lines carry URLs, and URLs carry patient identifiers. The factory
+# also turns it off and sets up the JSON logging itself, so overriding the command is safe.
+CMD ["uvicorn", "ipt_api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+     "--no-access-log", "--no-server-header"]

@@ -24,10 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ipt_core.events import append_events, cloud_event, next_sequence, webhooks
+from ipt_core.net import DestinationPolicy
+from ipt_core.sealing import Keyring
 from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
 from ipt_worker.relay import EventRelay, RelayTiming
+from tests.support.api import TEST_SECRETS_KEYS
 
 __all__ = [
+    "LOOPBACK_ALLOWED",
+    "TEST_KEYRING",
     "Receipt",
     "Reply",
     "WebhookReceiver",
@@ -173,14 +178,28 @@ def fast_policy(**overrides: Any) -> DeliveryPolicy:
     return DeliveryPolicy(**(values | overrides))
 
 
+# The test receivers listen on loopback, which the SSRF guard refuses unless allowed.
+LOOPBACK_ALLOWED = ("127.0.0.1",)
+TEST_KEYRING = Keyring.parse(TEST_SECRETS_KEYS)
+
+
 def webhook_relay(
     engine: AsyncEngine,
     policy: DeliveryPolicy | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    allow: Sequence[str] = LOOPBACK_ALLOWED,
 ) -> EventRelay:
-    """A relay that fans out to webhook endpoints and runs the delivery loop."""
+    """A relay that fans out to webhook endpoints and runs the delivery loop.
+
+    Deliveries go through the SSRF guard with `allow` as IPT_OUTBOUND_ALLOW.
+    """
     deliverer = WebhookDeliverer(
-        engine, clock=_now, policy=policy or fast_policy(), transport=transport
+        engine,
+        clock=_now,
+        policy=policy or fast_policy(),
+        transport=transport,
+        destinations=DestinationPolicy.parse(allow),
+        keyring=TEST_KEYRING,
     )
     return EventRelay(
         engine, [WebhookFanOut(_now)], clock=_now, timing=fast_timing(), deliverer=deliverer
@@ -203,6 +222,7 @@ async def subscribe(
             therapist_ref=filters.get("therapist"),
             organization_ref=filters.get("organization"),
             now=_now(),
+            keyring=TEST_KEYRING,
         )
     receiver.secret = secret
     return endpoint.id

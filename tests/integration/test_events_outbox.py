@@ -21,7 +21,7 @@ from ipt_core.events.webhooks import create_endpoint, fan_out
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Course, course_to_careplan
 from ipt_worker.listeners import default_listeners
-from tests.integration.events_support import append_course_events
+from tests.integration.events_support import TEST_KEYRING, append_course_events
 
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Secretname"}], "gender": "female"}
@@ -119,7 +119,7 @@ async def test_retention_keeps_unpublished_events_and_pending_deliveries(db: Asy
     async with db.begin() as conn:
         endpoint, _ = await create_endpoint(
             conn, url="http://127.0.0.1:9/", event_types=[], therapist_ref=None,
-            organization_ref=None, now=old,
+            organization_ref=None, now=old, keyring=TEST_KEYRING,
         )  # fmt: skip
         events = await unpublished(conn, 100)
         published, waiting = events[:2], events[2:]

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_api.app import create_app
+from ipt_core.db.provision import Database
 from tests.integration.events_support import (
+    LOOPBACK_ALLOWED,
     WebhookReceiver,
     append_course_events,
     running,
     wait_for,
     webhook_relay,
 )
+from tests.support.api import api_settings
 
 URL = "https://dashboards.example/hooks"
+
+
+@pytest.fixture
+async def app(db: AsyncEngine) -> AsyncIterator[FastAPI]:
+    """The app with the test receivers' loopback address on IPT_OUTBOUND_ALLOW."""
+    application = create_app(api_settings(outbound_allow=LOOPBACK_ALLOWED), database=Database(db))
+    async with LifespanManager(application):
+        yield application
 
 
 async def test_the_secret_is_returned_once(client: httpx.AsyncClient) -> None:

@@ -19,10 +19,17 @@ from ipt_api.settings import ApiSettings
 from ipt_core.db.provision import Database
 from tests.support.fhir_validator import FhirBodyChecker
 
+# Seals webhook secrets in tests (IPT_SECRETS_KEYS): a fixed key used nowhere else.
+TEST_SECRETS_KEYS = "test1:" + "A" * 43 + "="
+
 
 def api_settings(**overrides: object) -> ApiSettings:
     """Settings for tests: authentication disabled on loopback, no environment involved."""
-    values: dict[str, object] = {"auth_mode": "disabled", "api_host": "127.0.0.1"}
+    values: dict[str, object] = {
+        "auth_mode": "disabled",
+        "api_host": "127.0.0.1",
+        "secrets_keys": TEST_SECRETS_KEYS,
+    }
     values.update(overrides)
     return ApiSettings.model_validate(values)
 

@@ -5,9 +5,13 @@ Each process (API, worker, command line) has exactly one settings class that ext
 """
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, PostgresDsn
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PostgresDsn, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ipt_core.net.destinations import DestinationPolicy
+from ipt_core.sealing import Keyring
 
 __all__ = ["CoreSettings"]
 
@@ -19,12 +23,56 @@ class CoreSettings(BaseSettings):
         database_url: `DATABASE_URL`; when unset, an embedded PostgreSQL is started.
         data_dir: `IPT_DATA_DIR`; holds the embedded PostgreSQL's data directory.
         database_pool_size: connections each process keeps open.
+        outbound_allow: `IPT_OUTBOUND_ALLOW`, comma-separated CIDRs and host names that
+            webhook and EHR destinations may resolve to although they are not public
+            (on-premise receivers); everything else internal is refused.
+        secrets_keys: `IPT_SECRETS_KEYS`, comma-separated `key-id:base64 32-byte key`; the
+            first encrypts new secrets (webhook secrets, EHR credentials), all decrypt.
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="IPT_", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix="IPT_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,  # inputs include keys and database passwords
     )
 
     database_url: PostgresDsn | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Path("var")
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    secrets_keys: SecretStr | None = None
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        DestinationPolicy.parse(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        """Where outbound requests (webhooks, EHRs) may go."""
+        return DestinationPolicy.parse(self.outbound_allow)
+
+    @field_validator("secrets_keys")
+    @classmethod
+    def _valid_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            Keyring.parse(value.get_secret_value())  # raises ValueError, never echoing keys
+            return value
+        return None
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keys that seal secrets at rest; None when IPT_SECRETS_KEYS is not set."""
+        if self.secrets_keys is None:
+            return None
+        return Keyring.parse(self.secrets_keys.get_secret_value())

@@ -8,8 +8,6 @@ spans carry statements with placeholders only, and request bodies are never reco
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,10 +18,12 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.logs import setup_logging
+
 __all__ = [
+    "configure_process",
     "context_from_traceparent",
     "current_traceparent",
     "instrument_engine",
@@ -57,6 +57,23 @@ def setup_tracing(
     return provider
 
 
+_configured: set[str] = set()
+
+
+def configure_process(service_name: str, *, otlp_endpoint: str | None, prometheus: bool) -> None:
+    """Logging, tracing and metrics of a server process, once, however it was started.
+
+    `uvicorn ipt_api.app:create_app --factory` (the container) and `ipt serve` both end here,
+    so both log the same way and export the same spans. Calling it again does nothing.
+    """
+    setup_logging()
+    if service_name in _configured:
+        return
+    _configured.add(service_name)
+    setup_tracing(service_name, otlp_endpoint=otlp_endpoint)
+    setup_metrics(prometheus=prometheus)
+
+
 def instrument_engine(engine: AsyncEngine, provider: TracerProvider | None = None) -> None:
     """Trace every database call of `engine` (statements with placeholders, no values)."""
     SQLAlchemyInstrumentor().instrument(
@@ -76,25 +93,6 @@ def context_from_traceparent(traceparent: str | None) -> Context | None:
     if not traceparent:
         return None
     return propagate.extract({"traceparent": traceparent})
-
-
-def setup_logging(level: str = "INFO") -> None:
-    """Log JSON lines to stderr, each with the trace and span ids of the current span."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(_TraceIds())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-class _TraceIds(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            record.trace_id = f"{context.trace_id:032x}"
-            record.span_id = f"{context.span_id:016x}"
-        return True
 
 
 def _scrub_outbound(span: Any, request: Any) -> None:

@@ -25,7 +25,7 @@ from ipt_api.webhooks.router import webhooks_router
 from ipt_api.worker import embedded_worker
 from ipt_core.db.provision import Database, open_database
 from ipt_core.fhir.store import WriteListener
-from ipt_core.telemetry import scrub_server_span
+from ipt_core.telemetry import configure_process, scrub_server_span, setup_logging
 from ipt_worker.listeners import default_listeners
 
 __all__ = ["create_app"]
@@ -51,14 +51,24 @@ def create_app(
     """Create the application.
 
     Args:
-        settings: defaults to the environment's settings.
+        settings: defaults to the environment's settings; then the process's logging,
+            tracing and metrics are set up too (the app was started as a factory).
         database: an already-open database (tests share one); else one is opened at start.
         write_listeners: extra listeners run inside every resource write's transaction,
             after the default ones (the IPT projections).
         clock: the time source of the resource store (injectable for tests).
         tracer_provider: where request spans go; defaults to the process's provider.
     """
-    settings = settings or ApiSettings()
+    setup_logging()  # idempotent: JSON lines, no access log, however the app is started
+    if settings is None:
+        # Started by a server as a factory (`uvicorn ipt_api.app:create_app --factory`, the
+        # container's command): the process's telemetry is set up here, from the environment.
+        settings = ApiSettings()
+        configure_process(
+            "ipt-api",
+            otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+            prometheus=settings.metrics_enabled,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +93,9 @@ def create_app(
     app.state.clock = clock
     app.state.token_verifier = (
         TokenVerifier(
-            issuer=settings.auth_issuer, audience=settings.auth_audience, jwks=settings.auth_jwks
+            issuer=settings.auth_issuer,
+            audience=settings.token_audience or "",
+            jwks=settings.auth_jwks,
         )
         if settings.auth_issuer and settings.auth_jwks
         else None

@@ -3,6 +3,10 @@
 The API is a resource server: it never issues tokens for production, it only verifies the
 signature (RS256/RS384/ES256/ES384), issuer, audience and expiry, and turns the granted SMART
 scopes (v1 `patient/CarePlan.read`, v2 `system/CarePlan.rs`) into a `Principal`.
+
+Every bad token is a 401 (never a 500): the header's `alg` must suit the key its `kid` names
+(an ES256 token naming an RSA key is refused before any cryptography runs), `aud`, `iss`,
+`exp` and `sub` are required, and `scope` must be a string (or `scp` a list of strings).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +24,16 @@ import jwt
 from ipt_api.principal import Principal
 from ipt_core.fhir.errors import FhirError
 
-__all__ = ["NotAuthenticated", "TokenVerifier"]
+__all__ = ["NotAuthenticated", "TokenVerifier", "VerifiedToken"]
 
-_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
+_ALGORITHMS = frozenset({"RS256", "RS384", "ES256", "ES384"})
+# Which token algorithms a key can verify, by key type (and curve): never across families.
+_KEY_ALGORITHMS: dict[tuple[str, str | None], frozenset[str]] = {
+    ("RSA", None): frozenset({"RS256", "RS384"}),
+    ("EC", "P-256"): frozenset({"ES256"}),
+    ("EC", "P-384"): frozenset({"ES384"}),
+}
+_REQUIRED_CLAIMS = ["exp", "sub", "iss", "aud"]
 _REFRESH_AFTER_S = 300.0
 _MIN_REFRESH_GAP_S = 30.0  # an unknown key id triggers at most one refresh per gap
 
@@ -32,38 +44,69 @@ class NotAuthenticated(FhirError):
     status, code = 401, "login"
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """A valid token: who it stands for, and when it stops being valid (epoch seconds)."""
+
+    principal: Principal
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class _Key:
+    key: Any
+    algorithms: frozenset[str]
+
+
 class TokenVerifier:
     """Verifies access tokens against the issuer's keys, fetched and cached by key id."""
 
-    def __init__(self, *, issuer: str, audience: str | None, jwks: str) -> None:
-        """Configure the verifier; `jwks` is an https URL or a file path of a JWK Set."""
+    def __init__(self, *, issuer: str, audience: str, jwks: str) -> None:
+        """Configure the verifier; `jwks` is an https URL or a file path of a JWK Set.
+
+        `audience` is required: a token without it, or issued for another API, is refused.
+        """
+        if not audience:
+            raise ValueError("a token audience is required")
         self.issuer = issuer
         self.audience = audience
         self.jwks_source = jwks
-        self._keys: dict[str, Any] = {}
+        self._keys: dict[str, _Key] = {}
         self._fetched_at = 0.0
 
     async def verify(self, token: str) -> Principal:
         """Return the principal of a valid token; raise NotAuthenticated otherwise."""
+        return (await self.authenticate(token)).principal
+
+    async def authenticate(self, token: str) -> VerifiedToken:
+        """Return the principal and expiry of a valid token; raise NotAuthenticated otherwise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise NotAuthenticated("The bearer token is not a JWT") from None
-        key = await self._key(str(header.get("kid", "")))
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in _ALGORITHMS:
+            raise NotAuthenticated("The bearer token's algorithm is not accepted")
+        kid = header.get("kid", "")
+        key = await self._key(kid if isinstance(kid, str) else "")
+        if algorithm not in key.algorithms:
+            raise NotAuthenticated("The bearer token's algorithm does not match its key")
         try:
             claims = jwt.decode(
                 token,
-                key,
-                algorithms=_ALGORITHMS,
+                key.key,
+                algorithms=[algorithm],
                 issuer=self.issuer,
                 audience=self.audience,
-                options={"verify_aud": self.audience is not None, "require": ["exp", "sub"]},
+                options={"require": _REQUIRED_CLAIMS},
             )
         except jwt.PyJWTError as error:
             raise NotAuthenticated(f"The bearer token is not valid: {error}") from None
-        return _principal(claims)
+        except (TypeError, ValueError):  # a key or claim of the wrong shape: still a bad token
+            raise NotAuthenticated("The bearer token is not valid") from None
+        return VerifiedToken(_principal(claims), float(claims["exp"]))
 
-    async def _key(self, kid: str) -> Any:
+    async def _key(self, kid: str) -> _Key:
         stale = time.monotonic() - self._fetched_at
         if (kid not in self._keys and stale > _MIN_REFRESH_GAP_S) or stale > _REFRESH_AFTER_S:
             await self._refresh()
@@ -75,8 +118,14 @@ class TokenVerifier:
 
     async def _refresh(self) -> None:
         document = await self._load()
-        keys = jwt.PyJWKSet.from_dict(document).keys
-        self._keys = {str(key.key_id or ""): key.key for key in keys}
+        keys: dict[str, _Key] = {}
+        for data in document.get("keys", []):
+            try:
+                jwk = jwt.PyJWK.from_dict(data)
+            except (jwt.PyJWTError, TypeError, ValueError, AttributeError):
+                continue  # a key this service cannot use (another type, a bad encoding)
+            keys[str(jwk.key_id or "")] = _usable(jwk, data)
+        self._keys = keys
         self._fetched_at = time.monotonic()
 
     async def _load(self) -> dict[str, Any]:
@@ -91,12 +140,36 @@ class TokenVerifier:
         return loaded
 
 
+def _usable(jwk: jwt.PyJWK, data: dict[str, Any]) -> _Key:
+    """The key and the token algorithms it may verify (its own `alg` when the JWK names one)."""
+    curve = data.get("crv") if jwk.key_type == "EC" else None
+    allowed = _KEY_ALGORITHMS.get((str(jwk.key_type), curve), frozenset())
+    named = data.get("alg")
+    if isinstance(named, str):
+        allowed &= {named}
+    return _Key(jwk.key, allowed)
+
+
 def _principal(claims: dict[str, Any]) -> Principal:
-    raw = claims.get("scope", claims.get("scp", ""))
-    scopes = raw.split() if isinstance(raw, str) else [str(s) for s in raw]
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise NotAuthenticated("The bearer token's sub claim is not a string")
     patient = claims.get("patient")
-    return Principal(
-        subject=str(claims["sub"]),
-        scopes=frozenset(scopes),
-        patient=str(patient) if patient else None,
-    )
+    if patient is not None and not isinstance(patient, str):
+        raise NotAuthenticated("The bearer token's patient claim is not a string")
+    return Principal(subject=subject, scopes=_scopes(claims), patient=patient or None)
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    """SMART `scope` (space-separated string) or `scp` (list of strings); anything else is bad."""
+    if "scope" in claims:
+        raw = claims["scope"]
+        if not isinstance(raw, str):
+            raise NotAuthenticated("The bearer token's scope claim is not a string")
+        return frozenset(raw.split())
+    raw = claims.get("scp", [])
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if not isinstance(raw, list) or not all(isinstance(scope, str) for scope in raw):
+        raise NotAuthenticated("The bearer token's scp claim is not a list of strings")
+    return frozenset(raw)

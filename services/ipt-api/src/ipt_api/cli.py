@@ -23,7 +23,7 @@ from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
 from ipt_core.queue import request_recompute
-from ipt_core.telemetry import setup_logging, setup_metrics, setup_tracing
+from ipt_core.telemetry import configure_process, setup_logging
 from ipt_worker.listeners import default_listeners
 from ipt_worker.recompute import Recomputer
 
@@ -150,8 +150,11 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def _serve(settings: ApiSettings) -> None:
-    setup_tracing("ipt-api", otlp_endpoint=settings.otel_exporter_otlp_endpoint)
-    setup_metrics(prometheus=settings.metrics_enabled)
+    configure_process(
+        "ipt-api",
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        prometheus=settings.metrics_enabled,
+    )
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -11,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ipt_api.auth import NotAuthenticated, TokenVerifier
 from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
-from ipt_core.fhir.errors import NotAuthorized
+from ipt_core.fhir.errors import FhirError, NotAuthorized
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
+    "AuthenticationMisconfigured",
     "ConnectionDep",
     "FhirBaseDep",
     "PrincipalDep",
@@ -23,7 +26,14 @@ __all__ = [
 ]
 
 
+_log = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class AuthenticationMisconfigured(FhirError):
+    """Authentication is disabled on a socket that other machines can reach."""
+
+    status, code = 503, "security"
 
 
 async def get_settings(request: Request) -> ApiSettings:
@@ -64,14 +74,21 @@ StoreDep = Annotated[ResourceStore, Depends(get_store)]
 
 
 async def get_principal(request: Request, settings: SettingsDep) -> Principal:
-    """The caller. With authentication disabled (local development) everything is allowed."""
+    """The caller. With authentication disabled (local development) everything is allowed.
+
+    The token's expiry is kept in `request.state.token_expires_at` (long-lived responses such
+    as the event stream end with it).
+    """
     if settings.auth_mode == "disabled":
+        _refuse_unless_loopback(request)
         return DEVELOPMENT_PRINCIPAL
     verifier: TokenVerifier = request.app.state.token_verifier
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("A bearer token is required")
-    principal = await verifier.verify(token.strip())
+    verified = await verifier.authenticate(token.strip())
+    request.state.token_expires_at = verified.expires_at
+    principal = verified.principal
     if principal.patient is not None or any(s.startswith("patient/") for s in principal.scopes):
         # Patient-compartment filtering is not implemented yet: refuse rather than over-share.
         raise NotAuthorized("patient/ scopes are not supported yet; use system/ or user/ scopes")
@@ -87,3 +104,26 @@ async def get_fhir_base(request: Request, settings: SettingsDep) -> str:
 
 
 FhirBaseDep = Annotated[str, Depends(get_fhir_base)]
+
+
+def _refuse_unless_loopback(request: Request) -> None:
+    """Serve unauthenticated requests only on a loopback socket, whatever the settings said.
+
+    The settings check IPT_API_HOST, but a server started as a factory
+    (`uvicorn … --host 0.0.0.0`) binds what its command line says: the address the
+    connection actually arrived on (the ASGI `server`) is what counts. Host names appear only
+    with in-process test transports, never from a network server, which reports addresses.
+    """
+    server = request.scope.get("server")
+    if server is None:
+        address = None  # a Unix socket: a proxy may forward anyone through it
+    else:
+        try:
+            address = ipaddress.ip_address(str(server[0]).strip("[]"))
+        except ValueError:
+            return  # an in-process transport (tests) names a host: there is no socket at all
+    if address is None or not address.is_loopback:
+        _log.error("authentication is disabled but the API is reachable off loopback: refused")
+        raise AuthenticationMisconfigured(
+            "Authentication is disabled, which is allowed only on a loopback address"
+        )

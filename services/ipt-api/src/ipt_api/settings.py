@@ -9,7 +9,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 
 from ipt_core.settings import CoreSettings
 
-__all__ = ["ApiSettings"]
+__all__ = ["ApiSettings", "is_loopback"]
 
 
 class ApiSettings(CoreSettings):
@@ -20,6 +20,7 @@ class ApiSettings(CoreSettings):
     public_base_url: AnyHttpUrl | None = None  # absolute links; default: from the request
     auth_mode: Literal["jwt", "disabled"] = "jwt"
     auth_issuer: str | None = None
+    # The `aud` every token must carry; default: the public FHIR base (IPT_PUBLIC_BASE_URL/fhir).
     auth_audience: str | None = None
     auth_jwks: str | None = None  # URL or file path
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -41,12 +42,32 @@ class ApiSettings(CoreSettings):
             )
         if self.auth_mode == "jwt" and not (self.auth_issuer and self.auth_jwks):
             raise ValueError("IPT_AUTH_MODE=jwt needs IPT_AUTH_ISSUER and IPT_AUTH_JWKS")
+        if self.auth_mode == "jwt" and self.token_audience is None:
+            # Without an audience, tokens issued for any other API of the issuer would pass.
+            raise ValueError(
+                "IPT_AUTH_MODE=jwt needs IPT_AUTH_AUDIENCE or IPT_PUBLIC_BASE_URL "
+                "(tokens must be issued for this service: aud = <public base>/fhir)"
+            )
         return self
+
+    @property
+    def token_audience(self) -> str | None:
+        """The `aud` tokens must carry: IPT_AUTH_AUDIENCE, else `<IPT_PUBLIC_BASE_URL>/fhir`."""
+        if self.auth_audience:
+            return self.auth_audience
+        if self.public_base_url is not None:
+            return str(self.public_base_url).rstrip("/") + "/fhir"
+        return None
 
     def fhir_base(self, request_base: str) -> str:
         """Return the absolute base URL of the FHIR API, e.g. `https://host/fhir`."""
         base = str(self.public_base_url) if self.public_base_url else request_base
         return base.rstrip("/") + "/fhir"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is loopback only."""
+    return _is_loopback(host.strip("[]"))
 
 
 def _is_loopback(host: str) -> bool:

@@ -86,19 +86,29 @@ async def stream_events(
         if not last_event_id.strip().isdigit():
             raise InvalidRequest("Last-Event-ID must be a feed position (a number)")
         after = int(last_event_id)
+    expires_at: float | None = getattr(request.state, "token_expires_at", None)
     return StreamingResponse(
-        _server_sent_events(request, after, _split(types)),
+        _server_sent_events(request, after, _split(types), expires_at),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _server_sent_events(
-    request: Request, after: int, types: Sequence[str]
+    request: Request, after: int, types: Sequence[str], expires_at: float | None
 ) -> AsyncIterator[str]:
+    """The stream; it ends when the bearer token expires (`expires_at`, epoch seconds).
+
+    A token is checked once, when the request arrives: a stream that outlived it would keep
+    sending to someone who may no longer read them. The client reconnects with a fresh token
+    and `Last-Event-ID`, and misses nothing.
+    """
     yield "retry: 1000\n\n"
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
+        if expires_at is not None and time.time() >= expires_at:
+            yield 'event: token-expired\ndata: {"reason": "the bearer token expired"}\n\n'
+            return
         entries = await _page(_engine(request), after, types, 100)
         for entry in entries:
             yield _sse_message(entry)
@@ -109,7 +119,8 @@ async def _server_sent_events(
         if time.monotonic() - quiet_since >= _KEEPALIVE_S:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
-        await asyncio.sleep(_POLL_S)
+        wait = _POLL_S if expires_at is None else min(_POLL_S, max(expires_at - time.time(), 0))
+        await asyncio.sleep(wait)
 
 
 def _sse_message(entry: FeedEntry) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ipt_api.deps import ConnectionDep, PrincipalDep
+from ipt_api.deps import ConnectionDep, PrincipalDep, SettingsDep
 from ipt_api.principal import Principal
 from ipt_api.webhooks.schemas import (
     DeliveryList,
@@ -22,25 +22,50 @@ from ipt_api.webhooks.schemas import (
     WebhookView,
 )
 from ipt_core.events import webhooks
-from ipt_core.fhir.errors import NotAuthorized, ResourceNotFound
+from ipt_core.fhir.errors import BusinessRuleViolated, FhirError, NotAuthorized, ResourceNotFound
+from ipt_core.net import DestinationRefused, check_destination
 
-__all__ = ["webhooks_router"]
+__all__ = ["SecretsNotConfigured", "webhooks_router"]
 
 _OUTCOME = {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/Resource"}}}
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: {"description": "Malformed request (OperationOutcome)", "content": _OUTCOME},
     403: {"description": "The token's scopes do not allow it", "content": _OUTCOME},
     404: {"description": "No such webhook or delivery", "content": _OUTCOME},
+    422: {"description": "The URL is not an allowed destination", "content": _OUTCOME},
 }
+
+
+class SecretsNotConfigured(FhirError):
+    """The service has no key to seal secrets with (IPT_SECRETS_KEYS)."""
+
+    status, code = 503, "exception"
+
+
 webhooks_router = APIRouter(prefix="/ipt/v1/webhooks", tags=["Webhooks"], responses=_ERRORS)
 
 
 @webhooks_router.post("", status_code=201, summary="Subscribe a URL to events")
 async def create_webhook(
-    body: WebhookCreate, conn: ConnectionDep, principal: PrincipalDep, request: Request
+    body: WebhookCreate,
+    conn: ConnectionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> WebhookCreated:
-    """Create an enabled endpoint; the response holds its signing secret, shown only now."""
+    """Create an enabled endpoint; the response holds its signing secret, shown only now.
+
+    The URL must not point into the hospital's network unless IPT_OUTBOUND_ALLOW lists it
+    (422): see README, Security.
+    """
     _authorize(principal, "create")
+    keyring = settings.keyring
+    if keyring is None:
+        raise SecretsNotConfigured("Webhooks need IPT_SECRETS_KEYS to store their secrets")
+    try:
+        await check_destination(str(body.url), settings.destination_policy)
+    except DestinationRefused as refused:
+        raise BusinessRuleViolated(str(refused)) from None
     endpoint, secret = await webhooks.create_endpoint(
         conn,
         url=str(body.url),
@@ -48,6 +73,7 @@ async def create_webhook(
         therapist_ref=body.therapist,
         organization_ref=body.organization,
         now=_now(request),
+        keyring=keyring,
     )
     return WebhookCreated(**WebhookView.of(endpoint).model_dump(), secret=secret)
 

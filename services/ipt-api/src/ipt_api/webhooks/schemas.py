@@ -8,6 +8,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from ipt_core.events import EVENT_TYPES
 from ipt_core.events.webhooks import DeliveryRecord, Endpoint
+from ipt_core.net import redact_userinfo
 
 __all__ = [
     "DeliveryList",
@@ -76,7 +77,7 @@ class WebhookView(BaseModel):
         """The view of a stored endpoint."""
         return cls(
             id=endpoint.id,
-            url=endpoint.url,
+            url=redact_userinfo(endpoint.url),  # legacy rows may carry credentials
             event_types=list(endpoint.event_types),
             therapist=endpoint.therapist_ref,
             organization=endpoint.organization_ref,
@@ -105,7 +106,9 @@ class DeliveryView(BaseModel):
     next_attempt_at: datetime
     last_attempt_at: datetime | None
     last_status_code: int | None
-    last_error: str | None = Field(description="timeout | connect | http-<status>")
+    last_error: str | None = Field(
+        description="timeout | connect | refused (not an allowed destination) | http-<status>"
+    )
     created_at: datetime
     delivered_at: datetime | None
 

@@ -5,6 +5,10 @@ Webhooks headers; `webhook-id` is the event id, so a receiver dedupes retries by
 delivers; 410 disables the endpoint; anything else (or a timeout, or no connection) is retried
 with backoff, and after `max_failures` consecutive failures the endpoint is disabled. Either
 way the endpoint's pending deliveries stay queued until it is enabled again.
+
+Every connection goes through the SSRF guard (`ipt_core.net`): a destination that resolves
+to an internal address not on `IPT_OUTBOUND_ALLOW` is refused before any connection is
+tried and logged as `refused`, whatever is (or is not) listening there.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from ipt_core.events.webhooks import (
     due_deliveries,
     record_failure,
     record_success,
+    secret_context,
     signature_headers,
 )
+from ipt_core.net import DestinationPolicy, DestinationRefused, GuardedTransport
+from ipt_core.sealing import Keyring, SecretsUnavailable
 from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.publishers._backoff import DeliveryPolicy, retry_after_s, retry_delay_s
 
@@ -58,12 +65,20 @@ class WebhookDeliverer:
         policy: DeliveryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        destinations: DestinationPolicy | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
-        """Deliver through `transport` (tests: `httpx.MockTransport`), default: the network."""
+        """Deliver through `transport` (tests: `httpx.MockTransport`), default: the network,
+        guarded by `destinations` (default: public addresses only); `keyring` opens the
+        endpoints' sealed secrets (IPT_SECRETS_KEYS)."""
+        self.keyring = keyring
         self.engine = engine
         self.clock = clock
         self.policy = policy or DeliveryPolicy()
-        self.transport = transport
+        self.transport = transport or GuardedTransport(
+            destinations or DestinationPolicy(),
+            limits=httpx.Limits(max_keepalive_connections=self.policy.concurrency),
+        )
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()  # set by the relay after it queued deliveries
         self._next_retry: datetime | None = None
@@ -76,7 +91,7 @@ class WebhookDeliverer:
             transport=self.transport,
             timeout=self.policy.timeout_s,
             follow_redirects=False,  # a redirect would re-send the signed event elsewhere
-            limits=httpx.Limits(max_keepalive_connections=self.policy.concurrency),
+            trust_env=False,  # an environment proxy would connect around the SSRF guard
         ) as client:
             try:
                 while not stop.is_set():
@@ -177,12 +192,16 @@ class WebhookDeliverer:
     ) -> tuple[int | None, str | None, float | None]:
         """Send one attempt; return (status, error, Retry-After seconds)."""
         body = orjson.dumps(delivery.envelope)
+        try:
+            secret = self._open_secret(delivery)
+        except SecretsUnavailable:
+            # Not sent unsigned: retried once the key is configured (see README, Security).
+            _log.error("webhook endpoint %s: its secret does not open", delivery.endpoint_id)
+            return None, "secret-unavailable", None
         headers = {
             "content-type": "application/cloudevents+json",
             "user-agent": _USER_AGENT,
-            **signature_headers(
-                delivery.secret, str(delivery.envelope["id"]), int(now.timestamp()), body
-            ),
+            **signature_headers(secret, str(delivery.envelope["id"]), int(now.timestamp()), body),
         }
         # The delivery continues the trace of the write that caused the event (traceparent).
         context = context_from_traceparent(delivery.envelope.get("traceparent"))
@@ -192,6 +211,12 @@ class WebhookDeliverer:
             span.set_attribute("cloudevents.event_type", str(delivery.envelope.get("type")))
             propagate.inject(headers)
             return await self._send(client, delivery, body, headers, now)
+
+    def _open_secret(self, delivery: DueDelivery) -> str:
+        context = secret_context(delivery.endpoint_id)
+        if self.keyring is None:
+            return Keyring(()).open(delivery.secret, context=context)  # legacy plain only
+        return self.keyring.open(delivery.secret, context=context)
 
     async def _send(
         self,
@@ -203,6 +228,8 @@ class WebhookDeliverer:
     ) -> tuple[int | None, str | None, float | None]:
         try:
             response = await client.post(delivery.url, content=body, headers=headers)
+        except DestinationRefused:
+            return None, "refused", None  # before connecting: nothing learnt about the port
         except httpx.TimeoutException:
             return None, "timeout", None
         except httpx.TransportError:

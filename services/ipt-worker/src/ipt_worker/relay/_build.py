@@ -32,7 +32,13 @@ def build_relay(
             publishers.append(LogPublisher())
         elif name == "webhooks":
             publishers.append(WebhookFanOut(clock))
-            deliverer = WebhookDeliverer(engine, clock=clock, policy=delivery_policy(settings))
+            deliverer = WebhookDeliverer(
+                engine,
+                clock=clock,
+                policy=delivery_policy(settings),
+                destinations=settings.destination_policy,
+                keyring=settings.keyring,
+            )
         else:
             publishers.append(NatsPublisher(settings.nats_url, settings.nats_stream))
     return EventRelay(

@@ -5,7 +5,9 @@
 - Deliveries: `fan_out` (relay), `due_deliveries` / `record_success` / `record_failure`
   (delivery loop),
   `deliveries_of` / `redeliver` (API), `queue_replay` (`ipt events replay`).
-- Signing: `new_secret`, `signature_headers`.
+- Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
+  `secret_context` is what a secret is bound to, `reseal_secrets` seals legacy rows and
+  rotates keys.
 """
 
 from ipt_core.events.webhooks._deliveries import (
@@ -27,6 +29,8 @@ from ipt_core.events.webhooks._endpoints import (
     delete_endpoint,
     endpoint,
     endpoints,
+    reseal_secrets,
+    secret_context,
     set_enabled,
 )
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
@@ -49,6 +53,8 @@ __all__ = [
     "record_failure",
     "record_success",
     "redeliver",
+    "reseal_secrets",
+    "secret_context",
     "set_enabled",
     "signature_headers",
 ]

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events.webhooks._signing import new_secret
+from ipt_core.sealing import Keyring
 
 __all__ = [
     "Endpoint",
@@ -19,6 +20,8 @@ __all__ = [
     "delete_endpoint",
     "endpoint",
     "endpoints",
+    "reseal_secrets",
+    "secret_context",
     "set_enabled",
 ]
 
@@ -51,9 +54,14 @@ async def create_endpoint(
     therapist_ref: str | None,
     organization_ref: str | None,
     now: datetime,
+    keyring: Keyring,
 ) -> tuple[Endpoint, str]:
-    """Store a new, enabled endpoint; return it and its secret (the only time it is shown)."""
+    """Store a new, enabled endpoint; return it and its secret (the only time it is shown).
+
+    The secret is stored sealed with the keyring's current key, never in plain text.
+    """
     secret = new_secret()
+    endpoint_id = str(uuid.uuid4())
     row = (
         await conn.execute(
             text(
@@ -63,9 +71,9 @@ async def create_endpoint(
                 f"RETURNING {_COLUMNS}"
             ),
             {
-                "id": str(uuid.uuid4()),
+                "id": endpoint_id,
                 "url": url,
-                "secret": secret,
+                "secret": keyring.seal(secret, context=secret_context(endpoint_id)),
                 "types": sorted(set(event_types)),
                 "therapist": therapist_ref,
                 "organization": organization_ref,
@@ -125,6 +133,34 @@ async def set_enabled(
             {"id": endpoint_id, "now": now},
         )
     return None if row is None else _endpoint(row)
+
+
+def secret_context(endpoint_id: str) -> str:
+    """What an endpoint's sealed secret is bound to: that endpoint's row."""
+    return f"webhook_endpoint.secret:{endpoint_id}"
+
+
+async def reseal_secrets(conn: AsyncConnection, keyring: Keyring) -> int:
+    """Seal every plain secret, and re-seal those of older keys with the current one.
+
+    Returns how many rows changed. Rows are locked one statement at a time, so running it
+    while the service runs is safe; a secret whose key is missing raises SecretsUnavailable.
+    """
+    rows = await conn.execute(
+        text("SELECT id, secret FROM webhook_endpoint ORDER BY id FOR UPDATE")
+    )
+    changed = 0
+    for row in rows.all():
+        if not keyring.needs_reseal(row.secret):
+            continue
+        context = secret_context(row.id)
+        plain = keyring.open(row.secret, context=context)
+        await conn.execute(
+            text("UPDATE webhook_endpoint SET secret = :secret WHERE id = :id"),
+            {"id": row.id, "secret": keyring.seal(plain, context=context)},
+        )
+        changed += 1
+    return changed
 
 
 def _endpoint(row: Any) -> Endpoint:
