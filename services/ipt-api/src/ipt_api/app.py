@@ -17,6 +17,7 @@ from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
 from ipt_api.fhir.interactions import fhir_router
+from ipt_api.fhir.smart import smart_router
 from ipt_api.health import health_router, prometheus_metrics
 from ipt_api.openapi import openapi_document
 from ipt_api.settings import ApiSettings
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
+    app.include_router(smart_router)  # before the FHIR catch-all routes
     app.include_router(fhir_router())
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app

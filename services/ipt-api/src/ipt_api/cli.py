@@ -16,13 +16,16 @@ from sqlalchemy import text
 
 from ipt_api.app import create_app
 from ipt_api.demo import has_ipt_courses, seed_demo
+from ipt_api.devauth import DevAuth, dev_environment, mint_dev_token
 from ipt_api.events.cli import events_cli
 from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
+from ipt_core.events.webhooks import reseal_secrets
 from ipt_core.queue import request_recompute
+from ipt_core.sealing import Keyring, new_key
 from ipt_core.telemetry import configure_process, setup_logging
 from ipt_worker.listeners import default_listeners
 from ipt_worker.recompute import Recomputer
@@ -56,6 +59,10 @@ def run() -> None:
     )
     if settings.auth_mode == "disabled":
         logging.getLogger("ipt").warning("authentication is DISABLED (local development only)")
+    elif settings.loopback_only:
+        click.echo(
+            "Authentication is on: TOKEN=$(.tools/bin/uv run ipt dev-token --scope 'system/*.*')"
+        )
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; turning them into
     # exceptions lets the `finally` below stop the database this command started.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -78,9 +85,80 @@ def serve() -> None:
 
 @main.command()
 def migrate() -> None:
-    """Bring the database schema up to date."""
-    asyncio.run(_prepare_database(_core_settings()))
+    """Bring the database schema up to date (and seal plain secrets when keys are set)."""
+    settings = _core_settings()
+    url, _ = asyncio.run(_prepare_database(settings))
     click.echo("database is up to date")
+    if settings.keyring is not None:
+        changed = asyncio.run(_reseal(url, settings.keyring))
+        click.echo(f"secrets sealed with key {settings.keyring.current_kid}: {changed} changed")
+
+
+@main.group("secrets")
+def secrets_cli() -> None:
+    """Secrets at rest (IPT_SECRETS_KEYS): new keys, re-sealing after a rotation."""
+
+
+@secrets_cli.command("new-key")
+@click.argument("key_id")
+def secrets_new_key(key_id: str) -> None:
+    """Print a new IPT_SECRETS_KEYS entry `KEY_ID:base64`; put it first to rotate."""
+    click.echo(new_key(key_id))
+
+
+@secrets_cli.command("reseal")
+def secrets_reseal() -> None:
+    """Seal plain secrets and re-seal old keys' with the first key of IPT_SECRETS_KEYS."""
+    settings = _core_settings()
+    if settings.keyring is None:
+        raise click.ClickException("IPT_SECRETS_KEYS is not set")
+    url, _ = asyncio.run(_prepare_database(settings))
+    changed = asyncio.run(_reseal(url, settings.keyring))
+    click.echo(f"secrets sealed with key {settings.keyring.current_kid}: {changed} changed")
+
+
+async def _reseal(url: str, keyring: Keyring) -> int:
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            return await reseal_secrets(conn, keyring)
+    finally:
+        await engine.dispose()
+
+
+@main.command("dev-env")
+def dev_env() -> None:
+    """Print shell settings for local runs with authentication on (`eval "$(ipt dev-env)"`)."""
+    settings = _core_settings()
+    click.echo(dev_environment(_dev_auth(settings), _dev_audience(settings)))
+
+
+@main.command("dev-token")
+@click.option("--scope", required=True, help="SMART scopes, e.g. 'system/*.cruds' or 'user/*.rs'")
+@click.option("--patient", default=None, help="The token's patient claim (patient/ scopes)")
+@click.option("--subject", default="dev-user", show_default=True, help="The token's sub")
+@click.option("--expires-in", default=3600, show_default=True, help="Seconds until it expires")
+def dev_token(scope: str, patient: str | None, subject: str, expires_in: int) -> None:
+    """Mint a token with the local dev key (what `make run` accepts); local use only."""
+    settings = _core_settings()
+    token = mint_dev_token(
+        _dev_auth(settings),
+        scope=scope,
+        audience=_dev_audience(settings),
+        patient=patient,
+        subject=subject,
+        expires_in_s=expires_in,
+    )
+    click.echo(token)
+
+
+def _dev_auth(settings: ApiSettings) -> DevAuth:
+    return DevAuth(settings.data_dir / "dev-auth")
+
+
+def _dev_audience(settings: ApiSettings) -> str:
+    # The audience the dev-run API expects: its own FHIR base on loopback.
+    return settings.token_audience or f"http://127.0.0.1:{settings.api_port}/fhir"
 
 
 @main.command("seed-demo")

@@ -79,8 +79,9 @@ async def get_principal(request: Request, settings: SettingsDep) -> Principal:
     The token's expiry is kept in `request.state.token_expires_at` (long-lived responses such
     as the event stream end with it).
     """
-    if settings.auth_mode == "disabled":
+    if settings.loopback_only:
         _refuse_unless_loopback(request)
+    if settings.auth_mode == "disabled":
         return DEVELOPMENT_PRINCIPAL
     verifier: TokenVerifier = request.app.state.token_verifier
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -123,7 +124,8 @@ def _refuse_unless_loopback(request: Request) -> None:
         except ValueError:
             return  # an in-process transport (tests) names a host: there is no socket at all
     if address is None or not address.is_loopback:
-        _log.error("authentication is disabled but the API is reachable off loopback: refused")
+        _log.error("development authentication on a socket off loopback: refused")
         raise AuthenticationMisconfigured(
-            "Authentication is disabled, which is allowed only on a loopback address"
+            "Authentication is disabled or uses the dev key, "
+            "which is allowed only on a loopback address"
         )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from ipt_core.settings import CoreSettings
 
-__all__ = ["ApiSettings", "is_loopback"]
+__all__ = ["DEV_ISSUER", "ApiSettings", "is_loopback"]
+
+# The issuer of `ipt dev-token` tokens (src/ipt_api/devauth.py): accepted on loopback only.
+DEV_ISSUER = "urn:ipt:dev-issuer"
 
 
 class ApiSettings(CoreSettings):
@@ -23,6 +27,10 @@ class ApiSettings(CoreSettings):
     # The `aud` every token must carry; default: the public FHIR base (IPT_PUBLIC_BASE_URL/fhir).
     auth_audience: str | None = None
     auth_jwks: str | None = None  # URL or file path
+    # SMART discovery (/.well-known/smart-configuration, CapabilityStatement security):
+    auth_token_endpoint: str | None = None  # the identity provider's token endpoint
+    auth_authorization_endpoint: str | None = None  # for user-facing (launch) apps
+    auth_capabilities: Annotated[tuple[str, ...], NoDecode] = ()  # default: from the above
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
     max_bundle_entries: int = Field(default=1000, ge=1)  # per batch or transaction Bundle
@@ -32,6 +40,13 @@ class ApiSettings(CoreSettings):
     )
     run_worker: bool = False  # single-process deployments run the worker loops in the API
 
+    @field_validator("auth_capabilities", mode="before")
+    @classmethod
+    def _split_capabilities(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_auth(self) -> ApiSettings:
         # Without authentication the API must not be reachable from other machines.
@@ -39,6 +54,11 @@ class ApiSettings(CoreSettings):
             raise ValueError(
                 "IPT_AUTH_MODE=disabled is for local development only: "
                 "set IPT_API_HOST to a loopback address (127.0.0.1 or ::1)"
+            )
+        if self.auth_issuer == DEV_ISSUER and not _is_loopback(self.api_host):
+            raise ValueError(
+                "the dev token issuer (ipt dev-token) is for local development only: "
+                "set IPT_API_HOST to a loopback address"
             )
         if self.auth_mode == "jwt" and not (self.auth_issuer and self.auth_jwks):
             raise ValueError("IPT_AUTH_MODE=jwt needs IPT_AUTH_ISSUER and IPT_AUTH_JWKS")
@@ -49,6 +69,11 @@ class ApiSettings(CoreSettings):
                 "(tokens must be issued for this service: aud = <public base>/fhir)"
             )
         return self
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether requests must arrive on a loopback socket (no or dev-only authentication)."""
+        return self.auth_mode == "disabled" or self.auth_issuer == DEV_ISSUER
 
     @property
     def token_audience(self) -> str | None:

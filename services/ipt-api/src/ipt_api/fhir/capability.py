@@ -16,9 +16,13 @@ _INSTANCE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history
 _TYPE_INTERACTIONS = ("create", "search-type", "history-type")
 
 
-def capability_statement(base: str) -> dict[str, Any]:
-    """Describe exactly the interactions this server supports, at `base`."""
-    return {
+def capability_statement(base: str, security: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Describe exactly the interactions this server supports, at `base`.
+
+    `security` is `rest.security` (SMART on FHIR, see ipt_api/fhir/smart.py), when tokens
+    are required.
+    """
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "id": "ipt-care-service",
         "url": f"{base}/metadata",
@@ -44,6 +48,9 @@ def capability_statement(base: str) -> dict[str, Any]:
             }
         ],
     }
+    if security is not None:
+        statement["rest"][0]["security"] = security
+    return statement
 
 
 def _resource(definition: ResourceDefinition) -> dict[str, Any]:

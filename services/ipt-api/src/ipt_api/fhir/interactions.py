@@ -23,6 +23,7 @@ from ipt_api.fhir.patch import patch_routes
 from ipt_api.fhir.preconditions import if_match_version, not_modified
 from ipt_api.fhir.responses import FhirResponse, json_response, stored_response, write_response
 from ipt_api.fhir.search import search_routes
+from ipt_api.fhir.smart import capability_security
 from ipt_api.fhir.transaction import bundle_route
 from ipt_api.fhir.validate_op import validate_route
 from ipt_api.outcomes import operation_outcome
@@ -97,9 +98,9 @@ def fhir_router() -> APIRouter:
     return router
 
 
-async def metadata(base: FhirBaseDep) -> Response:
+async def metadata(base: FhirBaseDep, settings: SettingsDep) -> Response:
     """Return the CapabilityStatement (no authentication needed, as SMART requires)."""
-    return json_response(capability_statement(base))
+    return json_response(capability_statement(base, capability_security(settings)))
 
 
 async def system_history(
