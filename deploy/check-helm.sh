@@ -30,6 +30,7 @@ required=(
   --set database.url=postgresql://ipt:secret@db.example.org:5432/ipt
   --set auth.issuer=https://idp.example.org/realms/fhir
   --set auth.jwks=https://idp.example.org/realms/fhir/certs
+  --set publicBaseUrl=https://ipt.example.org
 )
 production=(-f "$chart/ci/production-values.yaml")
 # The branches neither value set takes: chart-managed webhook and EHR secrets, NodePort, an
@@ -114,6 +115,9 @@ refuses "refuses a missing database" "an external PostgreSQL is required" \
   --set auth.issuer=https://idp.example.org --set auth.jwks=https://idp.example.org/certs
 refuses "refuses a missing identity provider" "auth.issuer is required" \
   --set database.url=postgresql://ipt@db.example.org/ipt
+refuses "refuses an install where tokens for any API would pass" "auth.audience is required" \
+  --set database.url=postgresql://ipt@db.example.org/ipt \
+  --set auth.issuer=https://idp.example.org --set auth.jwks=https://idp.example.org/certs
 refuses "refuses a string where an integer belongs" "api.replicaCount: Invalid type. Expected: integer" \
   "${required[@]}" --set api.replicaCount=notanumber
 refuses "refuses auth.mode=disabled" "auth.mode must be one of the following" \

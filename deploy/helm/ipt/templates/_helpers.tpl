@@ -130,6 +130,7 @@ ConfigMap, which every install renders.
 {{- end }}
 {{- $_ := required "\n\nipt: auth.issuer is required: the SMART on FHIR identity provider's issuer URL (IPT_AUTH_ISSUER)." .Values.auth.issuer }}
 {{- $_ = required "\n\nipt: auth.jwks is required: the URL of the identity provider's JSON Web Key Set (IPT_AUTH_JWKS)." .Values.auth.jwks }}
+{{- $_ = required "\n\nipt: auth.audience is required when publicBaseUrl is empty (and no ingress host gives it): tokens must be issued for this service (IPT_AUTH_AUDIENCE), and an empty audience would accept tokens issued for any API." (include "ipt.auth.audience" .) }}
 {{- if .Values.nats.enabled }}
 {{- $_ = required "\n\nipt: nats.url is required when nats.enabled is true (IPT_NATS_URL)." .Values.nats.url }}
 {{- end }}
@@ -164,8 +165,17 @@ settings override extraEnv entries of the same name. */}}
 {{- end }}
 {{- $_ = set $config "IPT_AUTH_MODE" .Values.auth.mode }}
 {{- $_ = set $config "IPT_AUTH_ISSUER" .Values.auth.issuer }}
-{{- with .Values.auth.audience }}
+{{- with include "ipt.auth.audience" . }}
 {{- $_ = set $config "IPT_AUTH_AUDIENCE" . }}
+{{- end }}
+{{- with .Values.auth.tokenEndpoint }}
+{{- $_ = set $config "IPT_AUTH_TOKEN_ENDPOINT" . }}
+{{- end }}
+{{- with .Values.auth.authorizationEndpoint }}
+{{- $_ = set $config "IPT_AUTH_AUTHORIZATION_ENDPOINT" . }}
+{{- end }}
+{{- with .Values.outbound.allow }}
+{{- $_ = set $config "IPT_OUTBOUND_ALLOW" (join "," .) }}
 {{- end }}
 {{- $_ = set $config "IPT_AUTH_JWKS" .Values.auth.jwks }}
 {{- $_ = set $config "IPT_DATABASE_POOL_SIZE" (toString .Values.database.poolSize) }}
@@ -178,6 +188,27 @@ settings override extraEnv entries of the same name. */}}
 {{- $_ = set $config "OTEL_EXPORTER_OTLP_PROTOCOL" .Values.otel.protocol }}
 {{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The audience tokens must carry: auth.audience, else <publicBaseUrl>/fhir. */}}
+{{- define "ipt.auth.audience" -}}
+{{- $base := include "ipt.publicBaseUrl" . }}
+{{- if .Values.auth.audience }}
+{{- .Values.auth.audience }}
+{{- else if $base }}
+{{- printf "%s/fhir" $base }}
+{{- end }}
+{{- end }}
+
+{{/* IPT_SECRETS_KEYS as an EnvVar (keys sealing webhook secrets at rest); nothing when unset. */}}
+{{- define "ipt.env.secretsKeys" -}}
+{{- if or .Values.webhooks.existingSecret .Values.webhooks.signingKey -}}
+- name: IPT_SECRETS_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "ipt.fullname" .) .Values.webhooks.existingSecret }}
+      key: {{ ternary .Values.webhooks.existingSecretKey "webhook-secret-key" (not (empty .Values.webhooks.existingSecret)) }}
+{{- end }}
 {{- end }}
 
 {{/* Secret and key holding DATABASE_URL: the existing Secret, or the chart's. */}}
