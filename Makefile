@@ -28,7 +28,9 @@ $(UV):
 install: .venv/.installed ## Install everything (uv, Python packages) from the lock file
 
 run: install ## Run the service locally: embedded PostgreSQL, migrations, API and worker
-	IPT_AUTH_MODE=$${IPT_AUTH_MODE:-disabled} $(RUN) ipt run
+	@# Authentication on with a local dev key (`ipt dev-token` mints tokens for it); settings
+	@# already in the environment win, e.g. IPT_AUTH_MODE=disabled.
+	eval "$$($(RUN) ipt dev-env)" && $(RUN) ipt run
 
 test: install ## Run the whole test suite against real PostgreSQL (embedded, or TEST_DATABASE_URL)
 	$(RUN) pytest

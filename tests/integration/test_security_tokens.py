@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
+from ipt_api.devauth import DevAuth, dev_environment, mint_dev_token
 from ipt_api.settings import DEV_ISSUER
 from ipt_core.db.provision import Database
 from tests.support.api import api_settings
@@ -237,3 +238,30 @@ def test_the_dev_issuer_is_refused_off_loopback(jwks_file: Path) -> None:
             auth_audience=AUDIENCE,
             api_host="0.0.0.0",
         )
+
+
+async def test_dev_tokens_work_against_the_dev_key(db: AsyncEngine, tmp_path: Path) -> None:
+    # What `make run` + `ipt dev-token` do: the README's curl walk-through depends on it.
+    auth = DevAuth(tmp_path / "dev-auth")
+    audience = "http://127.0.0.1:8000/fhir"
+    environment = dev_environment(auth, audience)
+    assert f"IPT_AUTH_ISSUER:={DEV_ISSUER}" in environment
+    assert "IPT_SECRETS_KEYS:=dev1:" in environment
+    settings = api_settings(
+        auth_mode="jwt", auth_issuer=DEV_ISSUER, auth_jwks=str(auth.jwks), auth_audience=audience
+    )
+    token = mint_dev_token(auth, scope="system/*.*", audience=audience)
+    read_only = mint_dev_token(auth, scope="system/*.rs", audience=audience)
+    async for client in _client(create_app(settings, database=Database(db))):
+        created = await client.post(
+            "/fhir/Patient",
+            json={"resourceType": "Patient"},
+            headers={**_bearer(token), "Content-Type": "application/fhir+json"},
+        )
+        assert created.status_code == 201
+        refused = await client.post(
+            "/fhir/Patient",
+            json={"resourceType": "Patient"},
+            headers={**_bearer(read_only), "Content-Type": "application/fhir+json"},
+        )
+        assert refused.status_code == 403

@@ -66,7 +66,8 @@ async def test_legacy_userinfo_urls_are_redacted_in_listings(
             therapist_ref=None, organization_ref=None, now=_now(), keyring=TEST_KEYRING,
         )  # fmt: skip
     listing = await client.get("/ipt/v1/webhooks")
-    assert "hunter2" not in listing.text and "robot" not in listing.text
+    assert "hunter2" not in listing.text
+    assert "robot" not in listing.text
     assert listing.json()[0]["url"] == "https://dashboards.example/hooks"
 
 
@@ -77,7 +78,8 @@ async def test_secrets_are_sealed_at_rest(db: AsyncEngine, client: httpx.AsyncCl
     async with db.connect() as conn:
         stored = await conn.scalar(text("SELECT secret FROM webhook_endpoint"))
     assert created["secret"].startswith("whsec_")
-    assert created["secret"] not in stored and is_sealed(stored)
+    assert created["secret"] not in stored
+    assert is_sealed(stored)
     context = webhooks.secret_context(created["id"])
     assert TEST_KEYRING.open(stored, context=context) == created["secret"]
     with pytest.raises(Exception, match="does not open"):
