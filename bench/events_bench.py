@@ -37,12 +37,17 @@ from ipt_core.db.migrate import upgrade
 from ipt_core.events import append_events, cloud_event
 from ipt_core.events.webhooks import create_endpoint
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.net import DestinationPolicy
+from ipt_core.sealing import Keyring, new_key
 from ipt_worker.listeners import default_listeners
 from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
 from ipt_worker.relay import EventRelay, RelayTiming
 
 _DATA = Path(".bench") / "pg-events"
 _PATIENT = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-01"}
+
+_SECRETS_KEYS = new_key("bench")  # seals the receiver's secret for this run only
+_KEYRING = Keyring.parse(_SECRETS_KEYS)
 
 
 def main() -> None:
@@ -86,6 +91,7 @@ async def _subscribe(engine: AsyncEngine, url: str) -> None:
             therapist_ref=None,
             organization_ref=None,
             now=datetime.now(UTC),
+            keyring=_KEYRING,
         )
 
 
@@ -130,6 +136,8 @@ def _start_worker(url: str) -> subprocess.Popen[bytes]:
         **os.environ,
         "DATABASE_URL": url,
         "IPT_EVENT_PUBLISHERS": "webhooks",
+        "IPT_OUTBOUND_ALLOW": "127.0.0.1",  # the local receiver
+        "IPT_SECRETS_KEYS": _SECRETS_KEYS,
         "IPT_WEBHOOK_CONCURRENCY": "8",
     }
     return subprocess.Popen(
@@ -175,7 +183,13 @@ async def _throughput(engine: AsyncEngine, receiver: Connection, backlog: int) -
         [WebhookFanOut(_now)],
         clock=_now,
         timing=RelayTiming(batch_size=500),
-        deliverer=WebhookDeliverer(engine, clock=_now, policy=policy),
+        deliverer=WebhookDeliverer(
+            engine,
+            clock=_now,
+            policy=policy,
+            destinations=DestinationPolicy.parse(["127.0.0.1"]),  # the local receiver
+            keyring=_KEYRING,
+        ),
     )
     stop = asyncio.Event()
     started = time.perf_counter()

@@ -38,7 +38,7 @@ production=(-f "$chart/ci/production-values.yaml")
 # migrations switched off.
 options=(
   "${required[@]}"
-  --set webhooks.signingKey=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+  --set webhooks.signingKey=k1:MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=
   --set ehr.credentials.IPT_EHR_DEMO_BEARER_TOKEN=demo-token
   --set api.service.type=NodePort --set api.service.nodePort=30080
   --set serviceAccount.create=false --set serviceAccount.name=ipt-existing

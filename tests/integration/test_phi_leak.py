@@ -2,10 +2,11 @@
 
 The API runs as a separate process, the way the container starts it (`uvicorn
 ipt_api.app:create_app --factory`, without `--no-access-log`: the factory must turn the
-access log off by itself) and the way `ipt serve` does, with JSON logs captured and spans
-exported over OTLP/HTTP to a small local receiver. A demo flow with a distinctive patient
-(name, MRN, birth date), searches by identifier and name, and errors (400, 401, 404, 409,
-412, 422) must leave none of those strings in either.
+access log off by itself), the way `ipt serve` does and the way `ipt run` does (worker loops
+in the API process), with JSON logs captured and spans exported over OTLP/HTTP to a small
+local receiver. A demo flow with a distinctive patient (names, MRN, birth date, a note),
+searches by identifier and name, and errors (400, 401, 404, 409, 412, 422) must leave none
+of those strings in either.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _demo_flow(base: str, token: str) -> set[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", ["container", "serve"])
+@pytest.mark.parametrize("shape", ["container", "serve", "run"])
 def test_no_patient_data_in_logs_or_spans(
     db: AsyncEngine,
     database_url: str,
