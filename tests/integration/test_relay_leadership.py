@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_worker.relay import LEADER_LOCK, EventRelay
 from tests.integration.events_support import (
+    LOOPBACK_ALLOWED,
     Reply,
     WebhookReceiver,
     append_course_events,
@@ -31,6 +32,7 @@ from tests.integration.events_support import (
     subscribe,
     wait_for,
 )
+from tests.support.api import TEST_SECRETS_KEYS
 
 COURSES = tuple(f"course-{n}" for n in range(6))
 
@@ -131,6 +133,8 @@ def start_workers(database_url: str, logs: list[Path]) -> subprocess.Popen[bytes
         **os.environ,
         "DATABASE_URL": database_url,
         "IPT_EVENT_PUBLISHERS": "webhooks",
+        "IPT_OUTBOUND_ALLOW": ",".join(LOOPBACK_ALLOWED),  # the receiver listens on loopback
+        "IPT_SECRETS_KEYS": TEST_SECRETS_KEYS,  # opens the secret `subscribe` sealed
         "IPT_RELAY_BATCH_SIZE": "20",
         "IPT_RELAY_POLL_INTERVAL_S": "0.2",
         "IPT_RELAY_STANDBY_RETRY_S": "0.1",
