@@ -11,7 +11,7 @@ It runs however a process starts (`ipt run`, `ipt serve`, `uvicorn ipt_api.app:c
   request data (a value that failed a constraint, a URL), so they are never written;
 - keeps `httpx` at WARNING (it logs every request's full URL at INFO).
 
-See docs/architecture.md (observability) for what may appear in logs.
+README.md, "Security", says what may appear in logs.
 """
 
 from __future__ import annotations

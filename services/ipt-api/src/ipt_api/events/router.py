@@ -54,6 +54,9 @@ async def read_events(
     """Return published events after `after`; with `wait`, hold the request until one comes."""
     _authorize(principal)
     type_list = _split(types)
+    expires_at: float | None = getattr(request.state, "token_expires_at", None)
+    if expires_at is not None:  # a held request answers by the time its token expires
+        wait = max(min(wait, expires_at - time.time()), 0)
     deadline = time.monotonic() + wait
     while True:
         entries = await _page(_engine(request), after, type_list, limit)
