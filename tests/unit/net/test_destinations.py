@@ -104,6 +104,7 @@ def listener() -> Iterator[tuple[int, list[object]]]:
             except TimeoutError:
                 continue
             accepted.append(conn)
+            _read_request(conn)  # closing with unread bytes would reset the connection
             conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
             conn.close()
 
@@ -113,6 +114,27 @@ def listener() -> Iterator[tuple[int, list[object]]]:
     stop.set()
     thread.join()
     server.close()
+
+
+def _read_request(conn: socket.socket) -> None:
+    conn.settimeout(2)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+         if line.lower().startswith(b"content-length:")),
+        0,
+    )  # fmt: skip
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "2130706433", "127.1"])

@@ -232,11 +232,12 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         """Connect only where `policy` allows; TLS verified with `ssl_context` (default CAs)."""
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        super().__init__(limits=limits, http2=http2, trust_env=False)
+        context = ssl_context or httpx.create_ssl_context()  # loading CAs is slow: once
+        super().__init__(verify=context, limits=limits, http2=http2, trust_env=False)
         # The pool is rebuilt with the guarded network backend (httpx takes no backend
         # argument); tests/unit/net checks that every connection still goes through it.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
