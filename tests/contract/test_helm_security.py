@@ -65,3 +65,12 @@ def test_api_runs_without_access_log_and_both_get_the_secrets_keys() -> None:
     config = _find(docs, "ConfigMap", "ipt")["data"]
     assert config["IPT_OUTBOUND_ALLOW"] == "10.40.0.0/16,dashboards.hospital.local"
     assert config["IPT_AUTH_AUDIENCE"] == "api://ipt"
+
+
+def test_migrations_reseal_with_keys_from_an_existing_secret() -> None:
+    docs = render(
+        "--set", "auth.audience=api://ipt",
+        "--set", "webhooks.existingSecret=ipt-webhooks",
+    )  # fmt: skip
+    job = _find(docs, "Job", "-migrations")
+    assert _env(job)["IPT_SECRETS_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "ipt-webhooks"
