@@ -265,3 +265,19 @@ async def test_dev_tokens_work_against_the_dev_key(db: AsyncEngine, tmp_path: Pa
             headers={**_bearer(read_only), "Content-Type": "application/fhir+json"},
         )
         assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("content", [None, "not json", '["a list"]', '{"keys": 5}'])
+async def test_an_unloadable_jwks_is_a_503_not_a_crash(
+    db: AsyncEngine, tmp_path: Path, sign: Sign, content: str | None
+) -> None:
+    jwks = tmp_path / "missing.json"
+    if content is not None:
+        jwks.write_text(content)
+    settings = api_settings(
+        auth_mode="jwt", auth_issuer=ISSUER, auth_jwks=str(jwks), public_base_url=PUBLIC_BASE
+    )
+    async for client in _client(create_app(settings, database=Database(db))):
+        response = await client.get("/fhir/Patient/x", headers=_bearer(sign()))
+        assert response.status_code == 503
+        assert response.json()["issue"][0]["code"] == "transient"

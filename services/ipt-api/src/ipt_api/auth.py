@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,9 @@ import jwt
 from ipt_api.principal import Principal
 from ipt_core.fhir.errors import FhirError
 
-__all__ = ["NotAuthenticated", "TokenVerifier", "VerifiedToken"]
+__all__ = ["KeysUnavailable", "NotAuthenticated", "TokenVerifier", "VerifiedToken"]
 
+_log = logging.getLogger(__name__)
 _ALGORITHMS = frozenset({"RS256", "RS384", "ES256", "ES384"})
 # Which token algorithms a key can verify, by key type (and curve): never across families.
 _KEY_ALGORITHMS: dict[tuple[str, str | None], frozenset[str]] = {
@@ -56,6 +58,12 @@ class VerifiedToken:
 class _Key:
     key: Any
     algorithms: frozenset[str]
+
+
+class KeysUnavailable(FhirError):
+    """The issuer's keys cannot be loaded (identity provider unreachable or its JWKS broken)."""
+
+    status, code = 503, "transient"
 
 
 class TokenVerifier:
@@ -117,9 +125,20 @@ class TokenVerifier:
         return self._keys[kid]
 
     async def _refresh(self) -> None:
-        document = await self._load()
+        try:
+            document = await self._load()
+            entries = document.get("keys", [])
+            if not isinstance(entries, list):
+                raise ValueError("keys is not a list")
+        except (httpx.HTTPError, OSError, ValueError, AttributeError) as error:
+            if self._keys:  # keep verifying with the keys already known; try again later
+                self._fetched_at = time.monotonic()
+                _log.warning("JWKS refresh failed (%s); keeping the known keys", _kind(error))
+                return
+            _log.error("JWKS cannot be loaded (%s)", _kind(error))
+            raise KeysUnavailable("The identity provider's keys cannot be loaded; retry") from None
         keys: dict[str, _Key] = {}
-        for data in document.get("keys", []):
+        for data in entries:
             try:
                 jwk = jwt.PyJWK.from_dict(data)
             except (jwt.PyJWTError, TypeError, ValueError, AttributeError):
@@ -138,6 +157,10 @@ class TokenVerifier:
         text = await asyncio.to_thread(Path(self.jwks_source).read_text)
         loaded: dict[str, Any] = json.loads(text)
         return loaded
+
+
+def _kind(error: Exception) -> str:
+    return type(error).__name__
 
 
 def _usable(jwk: jwt.PyJWK, data: dict[str, Any]) -> _Key:
