@@ -177,6 +177,7 @@ async def _full_recompute(engine: AsyncEngine, count: int, label: str) -> None:
     done = 0
     while claimed := await recomputer.run_once():
         done += claimed
+    await recomputer.close()
     elapsed = time.perf_counter() - started
     print(
         f"full recompute: {done} courses in {elapsed:.1f} s = {done / elapsed:.0f} courses/s "

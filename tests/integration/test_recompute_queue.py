@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_core.queue import claim_due, finish, request_recompute, retry_later
+from ipt_core.queue import WorkerLiveness, claim_due, finish, request_recompute, retry_later
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -30,14 +30,34 @@ async def test_requests_coalesce_and_keep_the_earliest_due_time(db: AsyncEngine)
 async def test_a_claimed_course_is_not_claimed_twice_until_its_lease_ends(db: AsyncEngine) -> None:
     async with db.begin() as conn:
         await request_recompute(conn, ["c1", "c2"], T0)
+    alive = WorkerLiveness(db, "a")
+    await alive.ensure()
+    try:
+        async with db.begin() as conn:
+            first = await claim_due(conn, worker="a", now=T0, lease=LEASE, limit=10)
+        async with db.begin() as conn:
+            second = await claim_due(conn, worker="b", now=T0, lease=LEASE, limit=10)
+        assert sorted(c.course_id for c in first) == ["c1", "c2"]
+        assert second == []
+        async with db.begin() as conn:  # "a" is alive but hung: after the lease, "b" takes over
+            late = await claim_due(conn, worker="b", now=T0 + LEASE * 2, lease=LEASE, limit=10)
+        assert sorted(c.course_id for c in late) == ["c1", "c2"]
+    finally:
+        await alive.close()
+
+
+async def test_the_leases_of_a_dead_worker_are_taken_over_at_once(db: AsyncEngine) -> None:
     async with db.begin() as conn:
-        first = await claim_due(conn, worker="a", now=T0, lease=LEASE, limit=10)
+        await request_recompute(conn, ["c1", "c2"], T0)
+    doomed = WorkerLiveness(db, "a")
+    await doomed.ensure()
     async with db.begin() as conn:
-        second = await claim_due(conn, worker="b", now=T0, lease=LEASE, limit=10)
-    assert sorted(c.course_id for c in first) == ["c1", "c2"]
-    assert second == []
-    async with db.begin() as conn:  # worker "a" died: after the lease, "b" takes over
-        taken_over = await claim_due(conn, worker="b", now=T0 + LEASE * 2, lease=LEASE, limit=10)
+        assert len(await claim_due(conn, worker="a", now=T0, lease=LEASE, limit=10)) == 2
+    async with db.begin() as conn:
+        assert await claim_due(conn, worker="b", now=T0, lease=LEASE, limit=10) == []
+    await doomed.close()  # its session ends, as when the process is killed
+    async with db.begin() as conn:  # well within the lease
+        taken_over = await claim_due(conn, worker="b", now=T0, lease=LEASE, limit=10)
     assert sorted(c.course_id for c in taken_over) == ["c1", "c2"]
 
 

@@ -85,6 +85,7 @@ async def test_one_trace_from_write_to_webhook(
     ]
     trace_id = request.context.trace_id
     assert await worker.run_once() == 1
+    await worker.close()
     (recompute,) = [s for s in spans.get_finished_spans() if s.name == "recompute course"]
     assert recompute.context.trace_id == trace_id
     events = await rows(db, "outbox", "TRUE ORDER BY seq")

@@ -7,10 +7,12 @@ time-driven transitions are tested by moving the clock, not by waiting.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,8 +34,20 @@ from tests.integration.ipt_helpers import (
 __all__ = ["clock", "ipt"]
 
 
+_started: list[Recomputer] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_recomputers() -> AsyncIterator[None]:
+    yield
+    while _started:  # each holds its liveness lock on a connection of its own
+        await _started.pop().close()
+
+
 def recomputer(db: AsyncEngine, clock: Clock, **options: Any) -> Recomputer:
-    return Recomputer(db, clock=clock, listeners=default_listeners(), **options)
+    worker = Recomputer(db, clock=clock, listeners=default_listeners(), **options)
+    _started.append(worker)
+    return worker
 
 
 async def drain(worker: Recomputer) -> int:

@@ -219,6 +219,7 @@ async def _recompute_all(settings: ApiSettings, batch_size: int) -> None:
             while claimed := await recomputer.run_once():
                 progress.update(claimed)
             progress.update(len(ids))
+        await recomputer.close()
     finally:
         await engine.dispose()
 

@@ -11,9 +11,11 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_api.auth import NotAuthenticated, TokenVerifier
+from ipt_api.errors import outage_log
 from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
-from ipt_core.fhir.errors import FhirError, NotAuthorized
+from ipt_core.db.faults import database_fault
+from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, NotAuthorized
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
@@ -49,16 +51,33 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """One transaction per request: committed when the route returns, rolled back on error.
 
     `scope="function"` below makes the commit happen before the response is sent, so a
-    client never reads a response whose write could still fail to commit.
+    client never reads a response whose write could still fail to commit. When the connection
+    is lost during COMMIT nobody knows whether the write was stored: the client is told so
+    (`CommitOutcomeUnknown`), to check before it retries.
     """
     engine: AsyncEngine = request.app.state.database.engine
     if request.method in _SAFE_METHODS:
         # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
         async with engine.connect() as conn:
+            outage_log(request).recovered()
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
         return
-    async with engine.begin() as conn:
-        yield conn
+    committing = False
+    try:
+        async with engine.begin() as conn:
+            outage_log(request).recovered()
+            yield conn
+            committing = True  # the route returned: leaving the block commits
+    except Exception as error:
+        fault = database_fault(error) if committing else None
+        if fault is not None and fault.connection_lost:
+            raise CommitOutcomeUnknown(
+                "The database connection was lost while this write was being committed: it "
+                "may or may not have been stored. Read the resource (or search by its "
+                "identifier) before retrying, or retry with the same conditional create or "
+                "Idempotency-Key"
+            ) from error
+        raise
 
 
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]

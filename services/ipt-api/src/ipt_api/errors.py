@@ -1,25 +1,48 @@
-"""Every error as an OperationOutcome with the right status, never a bare 500 with internals."""
+"""Every error as an OperationOutcome with the right status, never a bare 500 with internals.
+
+Database trouble (a restart, a failover, overload, a statement timeout) is an expected
+condition: it answers 503 with `Retry-After`, and is logged once per outage, not per request
+(`ipt_core.db.faults`). A write whose COMMIT lost its connection answers 503 saying the write
+may have been stored (`CommitOutcomeUnknown`, raised by `ipt_api.deps`).
+"""
 
 from __future__ import annotations
 
 import logging
 import traceback
 
+import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from ipt_api.fhir.responses import json_response
 from ipt_api.outcomes import operation_outcome
-from ipt_core.fhir.errors import FhirError, Issue
+from ipt_core.db.faults import DatabaseFault, FaultKind, OutageLog, database_fault
+from ipt_core.fhir.errors import FhirError, Issue, ServiceUnavailable
 
-__all__ = ["install_error_handlers"]
+__all__ = ["database_unavailable", "install_error_handlers", "outage_log"]
 
 _log = logging.getLogger(__name__)
 
-_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+# Where database trouble can surface: SQLAlchemy's wrappers, the driver's own exceptions (at
+# connect), and the socket's. Each is checked by `database_fault`; anything else is a bug.
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.DBAPIError,
+    sqlalchemy.exc.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+_UNAVAILABLE: dict[FaultKind, tuple[str, int]] = {  # message, Retry-After seconds
+    "unavailable": ("The database is unavailable (restarting or unreachable)", 2),
+    "overloaded": ("The database is overloaded (no connection is free)", 2),
+    "read-only": ("The database is read-only (a failover is in progress)", 5),
+    "timeout": ("The database did not answer in time (statement timeout)", 5),
+    "conflict": ("A concurrent change conflicted with this request", 1),
+}
 _HTTP_CODES = {
     400: "invalid",
     401: "login",
@@ -41,12 +64,35 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(DBAPIError, _transient_error)  # type: ignore[arg-type]
+    for database_error in _DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+def outage_log(request: Request) -> OutageLog:
+    """The app's log of database outages (one line when one starts, one when it ends)."""
+    log: OutageLog | None = getattr(request.app.state, "database_outage", None)
+    if log is None:
+        log = request.app.state.database_outage = OutageLog(_log, "database")
+    return log
+
+
+def database_unavailable(fault: DatabaseFault) -> ServiceUnavailable:
+    """The 503 a client gets for `fault`: nothing was changed, retry after the delay."""
+    message, retry_after_s = _UNAVAILABLE[fault.kind]
+    return ServiceUnavailable(
+        f"{message}; nothing was changed: retry after the Retry-After delay",
+        retry_after_s=retry_after_s,
+    )
 
 
 async def _fhir_error(request: Request, error: FhirError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, ServiceUnavailable):
+        fault = database_fault(error.__cause__) if error.__cause__ else None
+        outage_log(request).failed(fault or type(error).__name__)
     return json_response(operation_outcome(error.issues), error.status, **headers)
 
 
@@ -71,14 +117,17 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     return json_response(operation_outcome(issues), 400)
 
 
-async def _transient_error(request: Request, error: DBAPIError) -> Response:
-    # A deadlock or serialization failure is resolved by retrying: say so, it is no crash.
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate not in _TRANSIENT_SQLSTATES:
+async def _database_error(request: Request, error: Exception) -> Response:
+    fault = database_fault(error)
+    if fault is None:
         return await _unexpected_error(request, error)
-    _log.warning("transient database conflict (%s) on %s", sqlstate, request.method)
-    issue = Issue("transient", "A concurrent change conflicted with this request; retry it")
-    return json_response(operation_outcome([issue]), 503, **{"Retry-After": "1"})
+    if fault.kind == "conflict":  # a deadlock or serialization failure: retrying resolves it
+        _log.warning("transient database conflict (%s) on %s", fault.sqlstate, request.method)
+    else:
+        outage_log(request).failed(fault)
+    unavailable = database_unavailable(fault)
+    headers = {"Retry-After": str(unavailable.retry_after_s)}
+    return json_response(operation_outcome(unavailable.issues), unavailable.status, **headers)
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

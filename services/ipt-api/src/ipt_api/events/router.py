@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.deps import PrincipalDep
+from ipt_api.errors import outage_log
 from ipt_api.principal import Principal
+from ipt_core.db.faults import database_fault
 from ipt_core.events import FeedEntry, read_feed
 from ipt_core.fhir.errors import InvalidRequest, NotAuthorized
 
@@ -26,6 +28,7 @@ __all__ = ["events_router"]
 
 events_router = APIRouter(prefix="/ipt/v1", tags=["Events"])
 _POLL_S: Final = 0.25  # how often a waiting reader looks for new events
+_OUTAGE_WAIT_S: Final = 5.0  # longest wait between looks while the database is down
 _KEEPALIVE_S: Final = 15.0  # an SSE comment line keeps idle proxies from closing the stream
 Types = Annotated[
     str | None,
@@ -108,11 +111,25 @@ async def _server_sent_events(
     """
     yield "retry: 1000\n\n"
     quiet_since = time.monotonic()
+    failures = 0
     while not await request.is_disconnected():
         if expires_at is not None and time.time() >= expires_at:
             yield 'event: token-expired\ndata: {"reason": "the bearer token expired"}\n\n'
             return
-        entries = await _page(_engine(request), after, types, 100)
+        try:
+            entries = await _page(_engine(request), after, types, 100)
+        except Exception as error:
+            fault = database_fault(error)
+            if fault is None:
+                raise
+            # The stream stays open through a database outage and resumes where it was.
+            outage_log(request).failed(fault)
+            failures += 1
+            await asyncio.sleep(min(_POLL_S * 2**failures, _OUTAGE_WAIT_S))
+            continue
+        if failures:
+            outage_log(request).recovered()
+            failures = 0
         for entry in entries:
             yield _sse_message(entry)
             after = entry.position

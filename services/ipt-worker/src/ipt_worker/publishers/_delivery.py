@@ -25,6 +25,7 @@ import orjson
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.db.faults import OutageLog, database_fault
 from ipt_core.events.webhooks import (
     Attempt,
     DueDelivery,
@@ -83,6 +84,7 @@ class WebhookDeliverer:
         self.wake = asyncio.Event()  # set by the relay after it queued deliveries
         self._next_retry: datetime | None = None
         self._ended: set[Partition] = set()  # chains that ended during the current query
+        self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; attempts still in flight then are abandoned (retried)."""
@@ -115,8 +117,9 @@ class WebhookDeliverer:
             async with self.engine.connect() as conn:
                 due = await due_deliveries(conn, self.clock(), limit=free + len(chains))
         except Exception as error:  # the database may be restarting: try again shortly
-            _log.warning("webhook delivery: %s; retrying", type(error).__name__)
+            self._outage.failed(database_fault(error) or type(error).__name__)
             return
+        self._outage.recovered()
         for delivery in due:
             partition = (delivery.endpoint_id, delivery.partition_key)
             if partition in self._ended:
@@ -183,7 +186,7 @@ class WebhookDeliverer:
             )
             await self._failed(attempt, finished)
         except Exception as failure:  # not recorded: the delivery is attempted again
-            _log.warning("webhook delivery: recording failed: %s", type(failure).__name__)
+            self._outage.failed(database_fault(failure) or type(failure).__name__)
             await asyncio.sleep(self.policy.poll_interval_s)  # the database may be down
         return None
 

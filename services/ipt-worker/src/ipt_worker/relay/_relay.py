@@ -35,6 +35,7 @@ from ipt_core.events import (
     mark_published,
     unpublished,
 )
+from ipt_worker.outage import Reconnection
 from ipt_worker.publishers import Publisher, WebhookDeliverer
 
 __all__ = ["LEADER_LOCK", "EventRelay", "RelayTiming"]
@@ -82,15 +83,18 @@ class EventRelay:
         self.deliverer = deliverer
         self.is_leader = False
         self.published = 0  # events published by this relay (benchmarks, tests)
+        self._database = Reconnection(_log, "database (event relay)", initial_s=timing.reconnect_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Lead or stand by until `stop` is set, reconnecting after database failures."""
+        """Lead or stand by until `stop` is set, reconnecting (with backoff) after failures.
+
+        Each new session takes the lock and `LISTEN`s afresh; an outage is logged once.
+        """
         while not stop.is_set():
             try:
                 await self._session(stop)
             except Exception as error:  # the database restarts, the connection drops
-                _log.warning("event relay: %s; reconnecting", type(error).__name__)
-                await _wait(stop, None, self.timing.reconnect_s)
+                await self._database.failed(error, stop)
 
     async def publish_batch(self, conn: AsyncConnection) -> int:
         """Publish the oldest unpublished events (one transaction); return how many."""
@@ -122,6 +126,7 @@ class EventRelay:
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK}
             )
             await conn.commit()
+            self._database.succeeded()
             if locked:
                 return True
             await _wait(stop, None, self.timing.standby_retry_s)

@@ -1,0 +1,142 @@
+"""Database trouble told apart from bugs: what a failure means, and one log line per outage.
+
+Every process meets the same failures when PostgreSQL restarts, fails over or is overloaded:
+a refused connection, a connection dropped mid-statement, `admin_shutdown`, `too many
+connections`, a read-only standby, a statement timeout. They are expected conditions, to be
+retried, never crashes. `database_fault` recognises them wherever they surface (raw `OSError`
+at connect, asyncpg exceptions, or SQLAlchemy's wrappers) by walking the exception chain;
+`OutageLog` turns a stream of such failures into one line when the outage starts and one when
+it ends (see docs/architecture.md, "When something goes wrong").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import sqlalchemy.exc
+
+__all__ = ["DatabaseFault", "FaultKind", "OutageLog", "database_fault"]
+
+FaultKind = Literal["unavailable", "overloaded", "read-only", "timeout", "conflict"]
+
+# SQLSTATE -> kind. Class 08 (connection exception) is matched by its prefix below.
+_SQLSTATES: Final[dict[str, FaultKind]] = {
+    "57P01": "unavailable",  # admin_shutdown: the server is stopping or the session was ended
+    "57P02": "unavailable",  # crash_shutdown
+    "57P03": "unavailable",  # cannot_connect_now: starting up or in recovery
+    "57P05": "unavailable",  # idle_session_timeout
+    "53300": "overloaded",  # too_many_connections
+    "53400": "overloaded",  # configuration_limit_exceeded
+    "53200": "overloaded",  # out_of_memory
+    "53100": "overloaded",  # disk_full
+    "25006": "read-only",  # read_only_sql_transaction: a standby after failover
+    "57014": "timeout",  # query_canceled: statement_timeout (or a cancel request)
+    "40001": "conflict",  # serialization_failure
+    "40P01": "conflict",  # deadlock_detected
+}
+_MAX_CHAIN: Final = 12
+
+
+@dataclass(frozen=True)
+class DatabaseFault:
+    """A failure caused by the database's state, not by the request or a bug.
+
+    Attributes:
+        kind: what the client and the operator are told.
+        sqlstate: the server's code, when the server sent one.
+        connection_lost: the connection broke (the statement's fate may be unknown).
+    """
+
+    kind: FaultKind
+    sqlstate: str | None = None
+    connection_lost: bool = False
+
+    def describe(self) -> str:
+        """A log-safe summary: the kind and code only, never a message (it may quote data)."""
+        return f"{self.kind}{f' sqlstate={self.sqlstate}' if self.sqlstate else ''}" + (
+            " connection lost" if self.connection_lost else ""
+        )
+
+
+def database_fault(error: BaseException) -> DatabaseFault | None:
+    """Return what `error` says about the database, or None when it is not database trouble."""
+    lost = isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+    for link in _chain(error):
+        sqlstate = getattr(link, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            if sqlstate.startswith("08"):
+                return DatabaseFault("unavailable", sqlstate, connection_lost=True)
+            if sqlstate in _SQLSTATES:
+                return DatabaseFault(_SQLSTATES[sqlstate], sqlstate, connection_lost=lost)
+        if isinstance(link, sqlalchemy.exc.TimeoutError):  # no pooled connection came free
+            return DatabaseFault("overloaded")
+        if isinstance(link, OSError | ConnectionError) or _is_closed_connection(link):
+            return DatabaseFault("unavailable", connection_lost=True)
+    return DatabaseFault("unavailable", connection_lost=True) if lost else None
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """`error`, the driver error it wraps, and their causes, most specific last."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen and len(seen) < _MAX_CHAIN:
+        seen.append(current)
+        wrapped = getattr(current, "orig", None)
+        current = (
+            wrapped
+            if isinstance(wrapped, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return seen
+
+
+def _is_closed_connection(error: BaseException) -> bool:
+    # asyncpg's InterfaceError "connection is closed" and ConnectionDoesNotExistError carry no
+    # SQLSTATE; their class names are the stable part (the driver is imported lazily).
+    return type(error).__name__ in {"ConnectionDoesNotExistError", "InternalClientError"} or (
+        type(error).__name__ == "InterfaceError" and "closed" in str(error)
+    )
+
+
+class OutageLog:
+    """Logs one warning when a dependency starts failing and one line when it works again.
+
+    Failures in between are counted, not logged: an outage of a minute under load must not
+    write thousands of identical lines (or fill the disk of the node it runs on).
+    """
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        """Log through `logger`, naming the dependency `what` (e.g. "database")."""
+        self._logger = logger
+        self._what = what
+        self._since: float | None = None
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        """Whether an outage is in progress."""
+        return self._since is not None
+
+    def failed(self, fault: DatabaseFault | str) -> None:
+        """Count a failure; only the first of an outage is logged."""
+        self._failures += 1
+        if self._since is not None:
+            return
+        self._since = time.monotonic()
+        detail = fault.describe() if isinstance(fault, DatabaseFault) else fault
+        self._logger.warning("%s unavailable (%s); retrying", self._what, detail)
+
+    def recovered(self) -> None:
+        """Note a success; logs the end of the outage, if one was in progress."""
+        if self._since is None:
+            return
+        self._logger.warning(
+            "%s available again after %.1f s (%d failures during the outage)",
+            self._what,
+            time.monotonic() - self._since,
+            self._failures,
+        )
+        self._since, self._failures = None, 0
