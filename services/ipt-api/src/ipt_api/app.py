@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from ipt_api.auth import TokenVerifier
 from ipt_api.courses import courses_router
+from ipt_api.docs import install_docs
 from ipt_api.errors import install_error_handlers
 from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
@@ -88,6 +89,8 @@ def create_app(
         version=SOFTWARE_VERSION,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by `install_docs`, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.write_listeners = (*default_listeners(), *write_listeners)
@@ -102,6 +105,7 @@ def create_app(
         else None
     )
     install_error_handlers(app)
+    install_docs(app)
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=tracer_provider,
