@@ -64,8 +64,12 @@ class EmbeddedPostgres:
         self.throwaway = throwaway
         self._user = _SYSTEM_USER if os.geteuid() == 0 else None
 
-    def start(self) -> RunningServer:
-        """Start the server, or return the one already running on this data directory."""
+    def start(self, port: int | None = None) -> RunningServer:
+        """Start the server, or return the one already running on this data directory.
+
+        Args:
+            port: listen here (a restart on the port clients know); default: a free port.
+        """
         running = self.running_port()
         if running is not None:
             _log.info("embedded postgres already running", extra={"port": running})
@@ -73,7 +77,7 @@ class EmbeddedPostgres:
         self._prepare_directory()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
-        port = _free_port()
+        port = port or _free_port()
         self._pg_ctl(
             ["-w", "-t", "60", "-l", str(self.pgdata / "log"), "-o", self._options(port), "start"]
         )

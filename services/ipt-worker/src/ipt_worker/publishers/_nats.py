@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nats
 import orjson
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events import OutboxEvent
+
+if TYPE_CHECKING:  # the client is imported when first used: a worker without NATS starts faster
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
 
 __all__ = ["NatsPublisher"]
 
@@ -80,6 +80,8 @@ class NatsPublisher:
         if self._jetstream is not None and self._client is not None and self._client.is_connected:
             return self._jetstream
         await self.close()
+        import nats
+
         self._client = await nats.connect(
             servers=[self.url],
             connect_timeout=max(1, int(self.timeout_s)),
@@ -94,7 +96,7 @@ class NatsPublisher:
     async def _ensure_stream(self, jetstream: JetStreamContext) -> None:
         try:
             await jetstream.stream_info(self.stream)
-        except NotFoundError:
+        except _not_found():
             await jetstream.add_stream(name=self.stream, subjects=[f"{self.subject_prefix}.>"])
             _log.info("created JetStream stream %s", self.stream)
 
@@ -110,3 +112,9 @@ def _headers(event: OutboxEvent) -> dict[str, str]:
     if traceparent:
         headers["traceparent"] = str(traceparent)
     return headers
+
+
+def _not_found() -> type[Exception]:
+    from nats.js.errors import NotFoundError
+
+    return NotFoundError
