@@ -94,7 +94,10 @@ async def test_a_restart_under_concurrent_writes_answers_503_and_loses_no_write(
             tasks.append(asyncio.create_task(_probe(http, readiness, stop)))
             await asyncio.sleep(1.0)
             outage = await database.outage(down_s=1.0)
-            after = lambda: [w for w in writes if w.started >= outage.back and w.status == 201]  # noqa: E731
+
+            def after() -> list[Write]:
+                return [w for w in writes if w.started >= outage.back and w.status == 201]
+
             await wait_for(lambda: len(after()) >= WRITERS, within=30, what="writes to succeed")
             await wait_for(lambda: readiness[-1] == 200, within=10, what="/readyz to recover")
             stop.set()

@@ -59,7 +59,8 @@ async def _cut_the_leader(db: AsyncEngine) -> int:
         cut = await conn.scalar(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND granted AND objsubid = 1 AND classid::bigint = (CAST(:key AS bigint) >> 32) & 4294967295 "
+                "AND granted AND objsubid = 1 "
+                "AND classid::bigint = (CAST(:key AS bigint) >> 32) & 4294967295 "
                 "AND objid::bigint = CAST(:key AS bigint) & 4294967295 "
                 "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
@@ -67,6 +68,10 @@ async def _cut_the_leader(db: AsyncEngine) -> int:
         )
         await conn.commit()
     return int(cut or 0)
+
+
+def _caught_up(publisher: RecordingPublisher, appended: list[dict[str, Any]]) -> bool:
+    return len(publisher.ids()) == len(appended)
 
 
 async def test_the_relay_resumes_in_order_after_its_connection_is_cut(db: AsyncEngine) -> None:
@@ -77,14 +82,12 @@ async def test_the_relay_resumes_in_order_after_its_connection_is_cut(db: AsyncE
     async with running(relay):
         await wait_for(lambda: relay.is_leader, what="the relay to lead")
         for _ in range(3):
-            appended += await append_course_events(db, COURSES, 3)
-            await wait_for(lambda: len(publisher.ids()) == len(appended), what="publication")
+            appended.extend(await append_course_events(db, COURSES, 3))
+            await wait_for(lambda: _caught_up(publisher, appended), what="publication")
             assert await _cut_the_leader(db) == 1
             cut_at = time.monotonic()
-            appended += await append_course_events(db, COURSES, 2)  # while it reconnects
-            await wait_for(
-                lambda: len(publisher.ids()) == len(appended), within=15, what="resumption"
-            )
+            appended.extend(await append_course_events(db, COURSES, 2))  # while it reconnects
+            await wait_for(lambda: _caught_up(publisher, appended), within=15, what="resumption")
             resumed_after.append(publisher.at[-1] - cut_at)
     FIGURES["relay connection cut x3"] = {
         "events": len(appended),
