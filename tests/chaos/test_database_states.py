@@ -1,0 +1,141 @@
+"""The database in states a failover or overload puts it in, made real on an own database:
+read-only, statements timing out, the connection lost during COMMIT. Each answers 503."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.app import create_app
+from ipt_core.db.provision import Database
+from tests.chaos.support import ChaosDatabase, chaos_database
+from tests.support.api import api_settings
+
+pytestmark = pytest.mark.chaos
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture(scope="module")
+async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChaosDatabase]:
+    async with chaos_database(tmp_path_factory.mktemp("states")) as created:
+        yield created
+
+
+@pytest.fixture
+async def http(database: ChaosDatabase) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(api_settings(), database=Database(database.engine))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def patient() -> dict[str, Any]:
+    value = uuid.uuid4().hex
+    return {"resourceType": "Patient", "identifier": [{"system": "urn:ipt:t", "value": value}]}
+
+
+async def _set(database: ChaosDatabase, setting: str) -> None:
+    """`ALTER DATABASE` for new sessions, and drop the pooled ones so the next request sees it."""
+    name = database.url.rsplit("/", 1)[1]
+    async with database.engine.connect() as conn:
+        await conn.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"))
+        await conn.commit()
+        await conn.execute(text(f'ALTER DATABASE "{name}" {setting}'))
+        await conn.commit()
+    await database.engine.dispose()
+
+
+def assert_unavailable(response: httpx.Response, words: str, retry_after: str) -> str:
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == retry_after
+    (issue,) = response.json()["issue"]
+    assert issue["code"] == "transient"
+    assert words in issue["diagnostics"]
+    return str(issue["diagnostics"])
+
+
+async def test_a_read_only_database_answers_writes_503_and_still_serves_reads(
+    database: ChaosDatabase, http: httpx.AsyncClient
+) -> None:
+    created = await http.post("/fhir/Patient", json=patient(), headers=FHIR)
+    assert created.status_code == 201
+    await _set(database, "SET default_transaction_read_only = on")  # a standby after failover
+    try:
+        refused = await http.post("/fhir/Patient", json=patient(), headers=FHIR)
+        read = await http.get(f"/fhir/Patient/{created.json()['id']}")
+    finally:
+        await _set(database, "RESET default_transaction_read_only")
+    assert_unavailable(refused, "read-only", "5")
+    assert read.status_code == 200
+    assert (await http.post("/fhir/Patient", json=patient(), headers=FHIR)).status_code == 201
+
+
+async def test_a_statement_timeout_answers_503(
+    database: ChaosDatabase, http: httpx.AsyncClient
+) -> None:
+    await _set(database, "SET statement_timeout = '300ms'")
+    try:
+        async with database.engine.connect() as blocker:  # a long maintenance lock
+            await blocker.execute(text("SET statement_timeout = 0"))
+            await blocker.execute(text("LOCK TABLE resource IN ACCESS EXCLUSIVE MODE"))
+            response = await http.get("/fhir/Patient")
+            await blocker.rollback()
+    finally:
+        await _set(database, "RESET statement_timeout")
+    assert_unavailable(response, "did not answer in time", "5")
+
+
+async def test_a_connection_lost_during_commit_says_the_write_may_be_stored(
+    database: ChaosDatabase, http: httpx.AsyncClient
+) -> None:
+    # A deferred trigger makes COMMIT itself take a while; the backend is ended during it.
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON resource "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        )
+    try:
+        write = asyncio.create_task(http.post("/fhir/Patient", json=patient(), headers=FHIR))
+        await _terminate_when_committing(database.engine)
+        response = await write
+    finally:
+        async with database.engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER slow_commit ON resource"))
+            await conn.execute(text("DROP FUNCTION slow_commit()"))
+    diagnostics = assert_unavailable(response, "may or may not have been stored", "5")
+    assert "before retrying" in diagnostics
+
+
+async def _terminate_when_committing(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        for _ in range(200):
+            ended = await conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE query ILIKE 'COMMIT%' AND state = 'active' AND pid <> pg_backend_pid()"
+                )
+            )
+            await conn.commit()
+            if ended:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("no COMMIT to interrupt was seen")
