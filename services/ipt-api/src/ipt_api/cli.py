@@ -242,6 +242,8 @@ def _serve(settings: ApiSettings) -> None:
         proxy_headers=True,
         log_level="info",
         log_config=None,  # keep the JSON logging set up by `main`
+        # After SIGTERM: drain in-flight requests, then end what is left (event streams).
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     uvicorn.Server(config).run()
 

@@ -39,6 +39,7 @@ class ApiSettings(CoreSettings):
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
     run_worker: bool = False  # single-process deployments run the worker loops in the API
+    shutdown_timeout_s: int = Field(default=25, ge=1, le=600)  # drain after SIGTERM (`ipt serve`)
 
     @field_validator("auth_capabilities", mode="before")
     @classmethod
