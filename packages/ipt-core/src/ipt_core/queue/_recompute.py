@@ -63,8 +63,9 @@ async def claim_due(
 ) -> list[Claim]:
     """Lease up to `limit` due requests, oldest first, that no live worker holds.
 
-    A lease counts while it has not run out and its holder's liveness lock is held; pg_locks
-    is read once per claim (a few microseconds), not per row.
+    A lease counts while it has not run out and its holder's liveness lock is held. pg_locks
+    is read once per claim, not per row (measured with 100 leased rows due among 2,100: no
+    difference beyond noise, ~0.5 ms server time either way).
     """
     rows = await conn.execute(
         text(
