@@ -65,6 +65,11 @@ async def test_sigterm_drains_in_flight_requests_then_exits(
     assert code in {0, -signal.SIGTERM}  # uvicorn re-raises the signal once it has drained
 
 
+def _serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-c", "from ipt_api.cli import main; main()", "serve"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def _ready(http: httpx.AsyncClient) -> bool:
     try:
         return (await http.get("/readyz")).status_code == 200
