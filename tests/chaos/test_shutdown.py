@@ -34,10 +34,7 @@ async def test_sigterm_drains_in_flight_requests_then_exits(
         "IPT_API_PORT": str(port),
         "IPT_SHUTDOWN_TIMEOUT_S": str(DRAIN_S),
     }
-    command = [sys.executable, "-c", "from ipt_api.cli import main; main()", "serve"]
-    server = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    server = _serve(env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             await wait_for(lambda: _ready(http), within=60, what="the API to start")
@@ -63,6 +60,11 @@ async def test_sigterm_drains_in_flight_requests_then_exits(
     assert answered.status_code == 200  # the in-flight request was finished, not cut
     assert exited_after < DRAIN_S + 5  # the stream did not hold the process past the drain
     assert code in {0, -signal.SIGTERM}  # uvicorn re-raises the signal once it has drained
+
+
+def _serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-c", "from ipt_api.cli import main; main()", "serve"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
