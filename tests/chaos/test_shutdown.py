@@ -67,11 +67,6 @@ def _serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-c", "from ipt_api.cli import main; main()", "serve"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 async def _ready(http: httpx.AsyncClient) -> bool:
     try:
         return (await http.get("/readyz")).status_code == 200
