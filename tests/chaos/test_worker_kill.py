@@ -26,7 +26,7 @@ __all__ = ["clock", "ipt"]
 
 pytestmark = pytest.mark.chaos
 
-COURSES = 30
+COURSES = 20
 LEASE_S = 60  # the default: a takeover that waited for the lease would take a minute
 
 

@@ -72,7 +72,7 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    outage = OutageLog(logging.getLogger("test.outage"), "database")
+    outage = OutageLog(logging.getLogger("test.outage"), "database", quiet_s=0)
     fault = DatabaseFault("unavailable", connection_lost=True)
     outage.recovered()  # nothing to end
     for _ in range(500):
@@ -86,3 +86,14 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     assert messages[0].startswith("database unavailable (unavailable connection lost)")
     assert "500 failures" in messages[1]
     assert messages[2].startswith("database unavailable")
+
+
+def test_a_flapping_database_is_one_outage(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    outage = OutageLog(logging.getLogger("test.outage"), "database", quiet_s=60)
+    fault = DatabaseFault("unavailable", connection_lost=True)
+    for _ in range(20):  # fails, answers, fails again... within a minute
+        outage.failed(fault)
+        outage.recovered()
+    assert not outage.down
+    assert len(caplog.records) == 2  # the first start and its end

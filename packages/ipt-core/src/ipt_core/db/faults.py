@@ -105,14 +105,19 @@ class OutageLog:
     """Logs one warning when a dependency starts failing and one line when it works again.
 
     Failures in between are counted, not logged: an outage of a minute under load must not
-    write thousands of identical lines (or fill the disk of the node it runs on).
+    write thousands of identical lines (or fill the disk of the node it runs on). A database
+    that flaps (fails, answers, fails again) is one outage for `quiet_s`: its short gaps are
+    not logged again until that long after the last logged start.
     """
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, quiet_s: float = 30.0) -> None:
         """Log through `logger`, naming the dependency `what` (e.g. "database")."""
         self._logger = logger
         self._what = what
+        self._quiet_s = quiet_s
         self._since: float | None = None
+        self._logged_at: float | None = None  # when the last start line was written
+        self._logged = False  # the current outage's start was logged
         self._failures = 0
 
     @property
@@ -125,18 +130,25 @@ class OutageLog:
         self._failures += 1
         if self._since is not None:
             return
-        self._since = time.monotonic()
+        now = time.monotonic()
+        self._since = now
+        self._logged = self._logged_at is None or now - self._logged_at >= self._quiet_s
+        if not self._logged:
+            return  # flapping: the outage logged moments ago covers this one
+        self._logged_at = now
         detail = fault.describe() if isinstance(fault, DatabaseFault) else fault
         self._logger.warning("%s unavailable (%s); retrying", self._what, detail)
 
     def recovered(self) -> None:
-        """Note a success; logs the end of the outage, if one was in progress."""
+        """Note a success; logs the end of the outage, if its start was logged."""
         if self._since is None:
             return
-        self._logger.warning(
-            "%s available again after %.1f s (%d failures during the outage)",
-            self._what,
-            time.monotonic() - self._since,
-            self._failures,
-        )
-        self._since, self._failures = None, 0
+        if self._logged:
+            self._logger.warning(
+                "%s available again after %.1f s (%d failures during the outage)",
+                self._what,
+                time.monotonic() - self._since,
+                self._failures,
+            )
+            self._failures = 0
+        self._since = None
