@@ -6,7 +6,7 @@ connections`, a read-only standby, a statement timeout. They are expected condit
 retried, never crashes. `database_fault` recognises them wherever they surface (raw `OSError`
 at connect, asyncpg exceptions, or SQLAlchemy's wrappers) by walking the exception chain;
 `OutageLog` turns a stream of such failures into one line when the outage starts and one when
-it ends (see docs/architecture.md, "When something goes wrong").
+it ends (docs/architecture.md, "When the database or a process fails").
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ The lock is held by one dedicated connection for the worker's life. When the pro
 worker sees at once that the holder of a lease is gone and takes the lease over
 (`claim_due`), instead of waiting for the lease to run out. A worker that merely lost its
 connection re-takes the lock before it claims again; a lease taken over in between is safe,
-because storing a course re-checks the claim under a row lock (docs/architecture.md).
+because storing a course re-checks the claim under a row lock (docs/architecture.md,
+"When the database or a process fails").
 """
 
 from __future__ import annotations
