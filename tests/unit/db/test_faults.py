@@ -42,6 +42,20 @@ def test_a_refused_connection_is_the_database_being_unavailable() -> None:
     assert fault == DatabaseFault("unavailable", connection_lost=True)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionResetError(104, "Connection reset by peer"),
+        OSError(113, "No route to host"),
+        TimeoutError("connect timed out"),
+    ],
+)
+def test_network_failures_are_the_database_being_unavailable(error: Exception) -> None:
+    fault = database_fault(error)
+    assert fault is not None
+    assert fault.kind == "unavailable"
+
+
 def test_pool_exhaustion_is_overload() -> None:
     fault = database_fault(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
     assert fault is not None
@@ -52,6 +66,7 @@ def test_pool_exhaustion_is_overload() -> None:
     "error",
     [
         ValueError("a bug"),
+        FileNotFoundError(2, "No such file"),  # an OSError, but no outage
         asyncpg.exceptions.UniqueViolationError("duplicate key"),
         wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")),
     ],

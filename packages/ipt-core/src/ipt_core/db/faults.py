@@ -11,7 +11,9 @@ it ends (docs/architecture.md, "When the database or a process fails").
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -38,6 +40,9 @@ _SQLSTATES: Final[dict[str, FaultKind]] = {
     "40P01": "conflict",  # deadlock_detected
 }
 _MAX_CHAIN: Final = 12
+_NETWORK_ERRNOS: Final = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ETIMEDOUT}
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ def database_fault(error: BaseException) -> DatabaseFault | None:
                 return DatabaseFault(_SQLSTATES[sqlstate], sqlstate, connection_lost=lost)
         if isinstance(link, sqlalchemy.exc.TimeoutError):  # no pooled connection came free
             return DatabaseFault("overloaded")
-        if isinstance(link, OSError | ConnectionError) or _is_closed_connection(link):
+        if _is_network_failure(link) or _is_closed_connection(link):
             return DatabaseFault("unavailable", connection_lost=True)
     return DatabaseFault("unavailable", connection_lost=True) if lost else None
 
@@ -91,6 +96,13 @@ def _chain(error: BaseException) -> list[BaseException]:
             else (current.__cause__ or current.__context__)
         )
     return seen
+
+
+def _is_network_failure(error: BaseException) -> bool:
+    # Only the socket's failures: a missing file (also an OSError) is a bug, not an outage.
+    return isinstance(error, ConnectionError | TimeoutError | socket.gaierror) or (
+        isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
+    )
 
 
 def _is_closed_connection(error: BaseException) -> bool:
