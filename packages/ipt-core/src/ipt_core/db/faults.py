@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import sqlalchemy.exc
+from opentelemetry import metrics
 
 __all__ = ["DatabaseFault", "FaultKind", "OutageLog", "database_fault"]
 
@@ -40,6 +41,10 @@ _SQLSTATES: Final[dict[str, FaultKind]] = {
     "40P01": "conflict",  # deadlock_detected
 }
 _MAX_CHAIN: Final = 12
+# Labels: the fault's kind and the process part that met it; never a message or a query.
+_faults = metrics.get_meter("ipt_core.db").create_counter(
+    "ipt.db.faults", description="Database failures met (restarts, overload, timeouts) by kind"
+)
 _NETWORK_ERRNOS: Final = frozenset(
     {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ETIMEDOUT}
 )
@@ -138,8 +143,10 @@ class OutageLog:
         return self._since is not None
 
     def failed(self, fault: DatabaseFault | str) -> None:
-        """Count a failure; only the first of an outage is logged."""
+        """Count a failure (metric `ipt.db.faults`); only the first of an outage is logged."""
         self._failures += 1
+        kind = fault.kind if isinstance(fault, DatabaseFault) else "other"
+        _faults.add(1, {"kind": kind, "where": self._what})
         if self._since is not None:
             return
         now = time.monotonic()
