@@ -138,3 +138,26 @@ async def _terminate_when_committing(engine: AsyncEngine) -> None:
                 return
             await asyncio.sleep(0.02)
     raise AssertionError("no COMMIT to interrupt was seen")
+
+
+async def test_pooled_connections_closed_by_the_server_are_replaced_at_checkout(
+    database: ChaosDatabase, http: httpx.AsyncClient
+) -> None:
+    created = await http.post("/fhir/Patient", json=patient(), headers=FHIR)
+    held = [await database.engine.connect() for _ in range(3)]  # fill the pool
+    for conn in held:
+        await conn.close()
+    name = database.url.rsplit("/", 1)[1]
+    async with database.engine.connect() as conn:
+        ended = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": name},
+        )
+    assert ended and ended >= 2
+    await asyncio.sleep(0.2)  # the sockets' closing reaches asyncpg
+    statuses = [(await http.get(f"/fhir/Patient/{created.json()['id']}")).status_code]
+    statuses += [(await http.get("/fhir/Patient")).status_code for _ in range(4)]
+    assert statuses == [200] * 5  # no request met a dead connection
