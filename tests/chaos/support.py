@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -86,14 +87,23 @@ class ChaosDatabase:
 
 
 @asynccontextmanager
-async def chaos_database(tmp_path: Path) -> AsyncIterator[ChaosDatabase]:
+async def chaos_database() -> AsyncIterator[ChaosDatabase]:
     """An own embedded cluster, or a fresh database on `TEST_DATABASE_URL`'s server."""
+    with tempfile.TemporaryDirectory(prefix="ipt-chaos-", ignore_cleanup_errors=True) as data:
+        async with _chaos_database(Path(data)) as database:
+            yield database
+
+
+@asynccontextmanager
+async def _chaos_database(data: Path) -> AsyncIterator[ChaosDatabase]:
+    # Not under pytest's tmp_path: a concurrent pytest run resets /tmp/pytest-of-<user> to
+    # 0700, and the server's own user (as root) could then no longer reach its data directory.
     configured = os.environ.get("TEST_DATABASE_URL")
     cluster: EmbeddedPostgres | None = None
     if configured:
         server_url, port = asyncpg_url(configured), None
     else:
-        cluster = EmbeddedPostgres(tmp_path / "pg", throwaway=True)
+        cluster = EmbeddedPostgres(data / "pg", throwaway=True)
         running = cluster.start()
         server_url, port = running.url("postgres"), running.port
     name = f"ipt_chaos_{uuid.uuid4().hex[:12]}"

@@ -10,7 +10,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -38,8 +37,8 @@ class Write:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[ChaosDatabase]:
-    async with chaos_database(tmp_path) as created:
+async def database() -> AsyncIterator[ChaosDatabase]:
+    async with chaos_database() as created:
         yield created
 
 

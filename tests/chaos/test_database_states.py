@@ -25,8 +25,8 @@ FHIR = {"Content-Type": "application/fhir+json"}
 
 
 @pytest.fixture(scope="module")
-async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChaosDatabase]:
-    async with chaos_database(tmp_path_factory.mktemp("states")) as created:
+async def database() -> AsyncIterator[ChaosDatabase]:
+    async with chaos_database() as created:
         yield created
 
 
