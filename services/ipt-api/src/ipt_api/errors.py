@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import traceback
 
-import asyncpg  # type: ignore[import-untyped]
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -20,22 +18,19 @@ from starlette.exceptions import HTTPException
 
 from ipt_api.fhir.responses import json_response
 from ipt_api.outcomes import operation_outcome
-from ipt_core.db.faults import DatabaseFault, FaultKind, OutageLog, database_fault
+from ipt_core.db.faults import (
+    DATABASE_ERRORS,
+    DatabaseFault,
+    FaultKind,
+    OutageLog,
+    database_fault,
+)
 from ipt_core.fhir.errors import FhirError, Issue, ServiceUnavailable
 
 __all__ = ["database_unavailable", "install_error_handlers", "outage_log"]
 
 _log = logging.getLogger(__name__)
 
-# Where database trouble can surface: SQLAlchemy's wrappers, the driver's own exceptions (at
-# connect), and the socket's. Each is checked by `database_fault`; anything else is a bug.
-_DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.DBAPIError,
-    sqlalchemy.exc.TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-)
 _UNAVAILABLE: dict[FaultKind, tuple[str, int]] = {  # message, Retry-After seconds
     "unavailable": ("The database is unavailable (restarting or unreachable)", 2),
     "overloaded": ("The database is overloaded (no connection is free)", 2),
@@ -64,7 +59,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    for database_error in _DATABASE_ERRORS:
+    for database_error in DATABASE_ERRORS:  # each checked by `database_fault`
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 

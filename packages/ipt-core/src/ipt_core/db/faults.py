@@ -18,10 +18,21 @@ import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from opentelemetry import metrics
 
-__all__ = ["DatabaseFault", "FaultKind", "OutageLog", "database_fault"]
+__all__ = ["DATABASE_ERRORS", "DatabaseFault", "FaultKind", "OutageLog", "database_fault"]
+
+# Where database trouble can surface: SQLAlchemy's wrappers, the driver's own exceptions (at
+# connect), and the socket's. Handlers catch these and ask `database_fault`; None is a bug.
+DATABASE_ERRORS: Final[tuple[type[Exception], ...]] = (
+    sqlalchemy.exc.DBAPIError,
+    sqlalchemy.exc.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
 
 FaultKind = Literal["unavailable", "overloaded", "read-only", "timeout", "conflict"]
 
@@ -111,8 +122,8 @@ def _is_network_failure(error: BaseException) -> bool:
 
 
 def _is_closed_connection(error: BaseException) -> bool:
-    # asyncpg's InterfaceError "connection is closed" and ConnectionDoesNotExistError carry no
-    # SQLSTATE; their class names are the stable part (the driver is imported lazily).
+    # "connection is closed" carries no SQLSTATE, neither as asyncpg's InterfaceError nor as
+    # SQLAlchemy's adapted copy of it (a different class of the same name).
     return type(error).__name__ in {"ConnectionDoesNotExistError", "InternalClientError"} or (
         type(error).__name__ == "InterfaceError" and "closed" in str(error)
     )
