@@ -12,9 +12,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
+from ipt_core.db.engine import create_engine
 from ipt_core.db.provision import Database
 from tests.chaos.support import ChaosDatabase, chaos_database
 from tests.support.api import api_settings
@@ -161,3 +163,25 @@ async def test_pooled_connections_closed_by_the_server_are_replaced_at_checkout(
     statuses = [(await http.get(f"/fhir/Patient/{created.json()['id']}")).status_code]
     statuses += [(await http.get("/fhir/Patient")).status_code for _ in range(4)]
     assert statuses == [200] * 5  # no request met a dead connection
+
+
+async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None:
+    if database.cluster is None:
+        pytest.skip("needs a server where a new role may log in without a password (embedded)")
+    role = f"ipt_chaos_{uuid.uuid4().hex[:8]}"
+    async with database.engine.connect() as conn:  # a role already at its connection limit
+        await conn.execute(text(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0'))
+        await conn.commit()
+    limited = create_engine(str(make_url(database.url).set(username=role)), pool_size=1)
+    app = create_app(api_settings(), database=Database(limited))
+    try:
+        async with LifespanManager(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                response = await client.get("/fhir/Patient")
+    finally:
+        await limited.dispose()
+        async with database.engine.connect() as conn:
+            await conn.execute(text(f'DROP ROLE "{role}"'))
+            await conn.commit()
+    assert_unavailable(response, "overloaded", "2")
