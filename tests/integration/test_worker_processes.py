@@ -1,5 +1,6 @@
 """Worker processes sharing one database: each change computed exactly once, even across a
-SIGKILL in the middle of a batch (the killed worker's leases expire and another takes over).
+SIGKILL in the middle of a batch (the killed worker's liveness lock dies with it and another
+worker takes its leases over; tests/chaos/test_worker_kill.py times that).
 """
 
 from __future__ import annotations
