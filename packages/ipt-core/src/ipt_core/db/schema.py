@@ -27,6 +27,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "SEARCH_TABLES",
     "course_status",
+    "ehr_endpoint",
+    "ehr_push_item",
+    "ehr_remote",
+    "ehr_watermark",
     "event_sequence",
     "feed_position",
     "idempotency_key",
@@ -335,4 +339,74 @@ idempotency_key = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("scope", "key"),
     Index(None, "created_at"),
+)
+
+# -- EHR sync (docs/ehr-sync.md): endpoints, push queue, remote ids, pull watermarks. ---------
+
+# One row per endpoint of IPT_EHR_ENDPOINTS_FILE, written by every process at start; the write
+# listener enqueues push work for the configured rows whose accepted types hold the resource.
+ehr_endpoint = Table(
+    "ehr_endpoint",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("configured", Boolean, nullable=False),  # false: no longer in the endpoints file
+    Column("push_types", ARRAY(Text), nullable=False),  # from the file
+    Column("accepted_types", ARRAY(Text)),  # of those, what the CapabilityStatement accepts
+    Column("capabilities", JSONB),  # summary of the CapabilityStatement last read
+    Column("capabilities_at", DateTime(timezone=True)),
+    Column("last_push_at", DateTime(timezone=True)),  # last successful push
+    Column("last_pull_at", DateTime(timezone=True)),  # last complete pull pass
+    Column("last_error", Text),  # an error kind (http-503, timeout, …); never patient data
+    Column("last_error_at", DateTime(timezone=True)),
+)
+
+# Push work: one row per (endpoint, kind, resource), coalescing bursts of writes. Workers lease
+# due rows with SKIP LOCKED; a write during a push bumps `generation`, so it is sent again.
+ehr_push_item = Table(
+    "ehr_push_item",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("endpoint", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # resource | course-summary
+    Column("resource_type", Text, nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | dead
+    Column("generation", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),  # for the sync lag
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("last_error", Text),  # an error kind; never patient data
+    Column("operation_outcome", JSONB),  # the EHR's OperationOutcome of a dead letter
+    Column("dead_at", DateTime(timezone=True)),
+    Index(None, "endpoint", "kind", "resource_type", "resource_id", unique=True),
+    Index("ix_ehr_push_item_due", "endpoint", "due_at", postgresql_where=text("status = 'pending'")),
+)
+
+# What each endpoint knows as our resource: its remote id and version (pushed or pulled).
+ehr_remote = Table(
+    "ehr_remote",
+    metadata,
+    Column("endpoint", Text, nullable=False),
+    Column("resource_type", Text, nullable=False),
+    Column("resource_id", Text, nullable=False),  # ours
+    Column("remote_id", Text, nullable=False),
+    Column("remote_version", Text),  # opaque: integers on one EHR, strings on another
+    Column("local_version", Integer),  # our versionId last pushed or pulled
+    Column("direction", Text, nullable=False),  # push | pull | match (a matched Patient)
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("endpoint", "resource_type", "resource_id"),
+    Index(None, "endpoint", "resource_type", "remote_id"),
+)
+
+# Pull watermarks: the greatest remote `meta.lastUpdated` stored, per endpoint, type and patient.
+ehr_watermark = Table(
+    "ehr_watermark",
+    metadata,
+    Column("endpoint", Text, nullable=False),
+    Column("resource_type", Text, nullable=False),
+    Column("patient_id", Text, nullable=False),  # ours
+    Column("watermark", Text, nullable=False),  # the EHR's instant, as it wrote it
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("endpoint", "resource_type", "patient_id"),
 )
