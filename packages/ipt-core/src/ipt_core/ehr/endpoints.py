@@ -135,8 +135,10 @@ def parse_endpoints(
         parsed = _File.model_validate(data)
     except ValidationError as error:
         raise EndpointsFileError(f"{source}: {_describe(error, data)}") from None
-    endpoints = [_with_secrets(endpoint, index, environ, source) for index, endpoint in
-                 enumerate(parsed.endpoints)]
+    endpoints = [
+        _with_secrets(endpoint, index, environ, source)
+        for index, endpoint in enumerate(parsed.endpoints)
+    ]
     _check_unique(endpoints, source)
     return tuple(endpoints)
 

@@ -1,0 +1,93 @@
+"""`EhrPushListener`: queues push work in the same transaction as the write that causes it.
+
+What is pushed (docs/ehr-sync.md): PHQ-9 Observations, the Encounters of IPT sessions, IPT
+course CarePlans and their Goals, and a course summary when a course completes. A resource
+pulled from an EHR is never queued for that EHR (it would echo back).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.ehr.identifiers import pulled_from
+from ipt_core.ehr.repository import enqueue_push
+from ipt_core.ehr.summary import SUMMARY_KIND
+from ipt_core.fhir.model import Change
+from ipt_core.ipt import is_ipt_course
+from ipt_core.ipt.codes import LOINC, PHQ9_ITEM9, PHQ9_TOTAL
+from ipt_core.ipt.projections import _repository as ipt_rows
+
+__all__ = ["RESOURCE_KIND", "EhrPushListener", "course_completed", "is_phq9"]
+
+RESOURCE_KIND: Final = "resource"
+_PUSHABLE: Final = frozenset({"Observation", "Encounter", "CarePlan", "Goal"})
+
+
+class EhrPushListener:
+    """Enqueues `ehr_push_item` rows for the configured EHR endpoints."""
+
+    async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
+        """Queue `change` for every endpoint that takes it (nothing when none is configured)."""
+        resource = change.resource
+        stored = change.stored
+        if resource is None or stored.resource_type not in _PUSHABLE:
+            return
+        if not await _any_endpoint(conn):
+            return
+        if not await _wanted(conn, stored.resource_type, stored.id, resource):
+            return
+        exclude = sorted(pulled_from(resource))
+        await enqueue_push(
+            conn,
+            kind=RESOURCE_KIND,
+            resource_type=stored.resource_type,
+            resource_id=stored.id,
+            push_type=stored.resource_type,
+            now=stored.last_updated,
+            exclude=exclude,
+        )
+        if stored.resource_type == "CarePlan" and course_completed(resource):
+            await enqueue_push(
+                conn,
+                kind=SUMMARY_KIND,
+                resource_type="CarePlan",
+                resource_id=stored.id,
+                push_type="DocumentReference",
+                now=stored.last_updated,
+                exclude=exclude,
+            )
+
+
+def is_phq9(resource: dict[str, Any]) -> bool:
+    """A PHQ-9 total or item-9 Observation."""
+    codings = (resource.get("code") or {}).get("coding") or []
+    return any(
+        c.get("system") == LOINC and c.get("code") in {PHQ9_TOTAL, PHQ9_ITEM9} for c in codings
+    )
+
+
+def course_completed(careplan: dict[str, Any]) -> bool:
+    """An IPT course whose CarePlan is completed."""
+    return careplan.get("status") == "completed" and is_ipt_course(careplan)
+
+
+async def _any_endpoint(conn: AsyncConnection) -> bool:
+    return bool(
+        await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM ehr_endpoint WHERE configured)"))
+    )
+
+
+async def _wanted(
+    conn: AsyncConnection, resource_type: str, id_: str, resource: dict[str, Any]
+) -> bool:
+    if resource_type == "Observation":
+        return is_phq9(resource)
+    if resource_type == "CarePlan":
+        return is_ipt_course(resource)
+    if resource_type == "Encounter":
+        session = await ipt_rows.session_row(conn, "Encounter", id_)
+        return session is not None and session.course_id is not None
+    return bool(await ipt_rows.courses_referencing(conn, "goal", "Goal", id_))
