@@ -88,7 +88,7 @@ async def test_a_rolled_back_write_leaves_no_event(db: AsyncEngine) -> None:
 
 def test_every_process_registers_the_outbox_after_the_projections() -> None:
     names = [type(listener).__name__ for listener in default_listeners()]
-    assert names == ["IptProjections", "OutboxListener"]
+    assert names == ["IptProjections", "EhrPushListener", "OutboxListener"]
 
 
 async def test_the_relay_is_notified_on_commit_only(db: AsyncEngine) -> None:

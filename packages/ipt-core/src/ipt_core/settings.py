@@ -28,6 +28,7 @@ class CoreSettings(BaseSettings):
             (on-premise receivers); everything else internal is refused.
         secrets_keys: `IPT_SECRETS_KEYS`, comma-separated `key-id:base64 32-byte key`; the
             first encrypts new secrets (webhook secrets, EHR credentials), all decrypt.
+        ehr_endpoints_file: `IPT_EHR_ENDPOINTS_FILE`; the EHRs to sync with (docs/ehr-sync.md).
     """
 
     model_config = SettingsConfigDict(
@@ -43,6 +44,7 @@ class CoreSettings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
     secrets_keys: SecretStr | None = None
+    ehr_endpoints_file: Path | None = None
 
     @field_validator("outbound_allow", mode="before")
     @classmethod

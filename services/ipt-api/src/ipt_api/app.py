@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from ipt_api.auth import TokenVerifier
 from ipt_api.courses import courses_router
 from ipt_api.docs import install_docs
+from ipt_api.ehr.router import ehr_router
 from ipt_api.errors import install_error_handlers
 from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
@@ -26,8 +28,10 @@ from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
 from ipt_api.worker import embedded_worker
 from ipt_core.db.provision import Database, open_database
+from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.fhir.store import WriteListener
 from ipt_core.telemetry import configure_process, scrub_server_span, setup_logging
+from ipt_worker.ehr import register_endpoints
 from ipt_worker.listeners import default_listeners
 
 __all__ = ["create_app"]
@@ -49,6 +53,7 @@ def create_app(
     write_listeners: Sequence[WriteListener] = (),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     tracer_provider: TracerProvider | None = None,
+    ehr_endpoints: Sequence[EhrEndpoint] | None = None,
 ) -> FastAPI:
     """Create the application.
 
@@ -60,6 +65,8 @@ def create_app(
             after the default ones (the IPT projections).
         clock: the time source of the resource store (injectable for tests).
         tracer_provider: where request spans go; defaults to the process's provider.
+        ehr_endpoints: the EHR endpoints; default: `IPT_EHR_ENDPOINTS_FILE`, loaded now (a
+            bad file raises EndpointsFileError, naming the entry and field).
     """
     setup_logging()  # idempotent: JSON lines, no access log, however the app is started
     if settings is None:
@@ -71,11 +78,19 @@ def create_app(
             otlp_endpoint=settings.otel_exporter_otlp_endpoint,
             prometheus=settings.metrics_enabled,
         )
+    if ehr_endpoints is None:
+        ehr_endpoints = configured_endpoints(settings.ehr_endpoints_file, os.environ)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = database or await open_database(settings)
-        worker = embedded_worker(app.state.database.engine, clock) if settings.run_worker else None
+        if ehr_endpoints:
+            await register_endpoints(app.state.database.engine, ehr_endpoints)
+        worker = (
+            embedded_worker(app.state.database.engine, clock, ehr_endpoints=ehr_endpoints)
+            if settings.run_worker
+            else None
+        )
         try:
             yield
         finally:
@@ -95,6 +110,7 @@ def create_app(
     app.state.settings = settings
     app.state.write_listeners = (*default_listeners(), *write_listeners)
     app.state.clock = clock
+    app.state.ehr_endpoints = tuple(ehr_endpoints)
     app.state.token_verifier = (
         TokenVerifier(
             issuer=settings.auth_issuer,
@@ -119,6 +135,7 @@ def create_app(
     app.include_router(courses_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)
+    app.include_router(ehr_router)
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(smart_router)  # before the FHIR catch-all routes

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.ehr import EhrEndpoint
+from ipt_worker.ehr import run_ehr_sync, timing_from
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
@@ -38,17 +40,20 @@ def embedded_worker(
     *,
     poll_interval_s: float = 0.5,
     settings: WorkerSettings | None = None,
+    ehr_endpoints: Sequence[EhrEndpoint] = (),
 ) -> EmbeddedWorker:
-    """Start the recompute loop and the event relay as a background task of the event loop.
+    """Start the recompute loop, the event relay and the EHR sync as a background task.
 
     The relay's publishers and timings come from `settings` (default: the worker's
     environment variables, read now, as `ipt-worker` would read them).
     """
+    settings = settings or WorkerSettings()
     stop = asyncio.Event()
     recomputer = Recomputer(engine, clock=clock, listeners=default_listeners())
-    relay = build_relay(engine, settings or WorkerSettings(), clock)
+    relay = build_relay(engine, settings, clock)
     recompute = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
-    return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop))), stop)
+    ehr = run_ehr_sync(engine, ehr_endpoints, default_listeners(), timing_from(settings), stop)
+    return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop), ehr)), stop)
 
 
 async def _together(*loops: Coroutine[Any, Any, None]) -> None:

@@ -1,16 +1,20 @@
-"""`ipt-worker`: the status engine's recompute loop and the event relay (EHR sync next)."""
+"""`ipt-worker`: the status engine's recompute loop, the event relay and the EHR sync."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from ipt_core.db.provision import open_database
+from ipt_core.ehr import EhrEndpoint, EndpointsFileError, configured_endpoints
 from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, setup_tracing
+from ipt_worker.ehr import run_ehr_sync, timing_from
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
@@ -24,12 +28,18 @@ def main() -> None:
     """Run the worker until SIGINT or SIGTERM."""
     setup_logging()
     settings = WorkerSettings()
+    try:  # a bad endpoints file stops the worker here, naming the entry and field
+        endpoints = configured_endpoints(settings.ehr_endpoints_file, os.environ)
+    except EndpointsFileError as error:
+        sys.exit(f"IPT_EHR_ENDPOINTS_FILE: {error}")
     provider = setup_tracing("ipt-worker", otlp_endpoint=settings.otel_exporter_otlp_endpoint)
     setup_metrics(prometheus=False)
-    asyncio.run(_run(settings, provider))
+    asyncio.run(_run(settings, provider, endpoints))
 
 
-async def _run(settings: WorkerSettings, provider: TracerProvider) -> None:
+async def _run(
+    settings: WorkerSettings, provider: TracerProvider, endpoints: tuple[EhrEndpoint, ...]
+) -> None:
     database = await open_database(settings)
     instrument_engine(database.engine, provider)
     stop = asyncio.Event()
@@ -49,6 +59,9 @@ async def _run(settings: WorkerSettings, provider: TracerProvider) -> None:
         await asyncio.gather(
             run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s),
             relay.run(stop),
+            run_ehr_sync(
+                database.engine, endpoints, default_listeners(), timing_from(settings), stop
+            ),
         )
     finally:
         await database.close()

@@ -8,11 +8,13 @@ __all__ = ["default_listeners"]
 
 
 def default_listeners() -> tuple[WriteListener, ...]:
-    """The IPT projections, then the outbox's `fhir.resource.changed` event of each write.
+    """The IPT projections, EHR push work, then the outbox's `fhir.resource.changed` event.
 
-    Projections come first: an IPT rule they refuse aborts the write before an event exists.
+    Projections come first: an IPT rule they refuse aborts the write before an event exists,
+    and the EHR listener reads the session links they write.
     """
+    from ipt_core.ehr import EhrPushListener
     from ipt_core.events import OutboxListener
     from ipt_core.ipt.projections import IptProjections
 
-    return (IptProjections(), OutboxListener())
+    return (IptProjections(), EhrPushListener(), OutboxListener())

@@ -42,6 +42,17 @@ class WorkerSettings(CoreSettings):
     webhook_max_failures: int = Field(default=50, ge=1)  # consecutive, then disabled
     webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
 
+    # -- EHR sync (docs/ehr-sync.md); the endpoints come from IPT_EHR_ENDPOINTS_FILE ----------
+    ehr_timeout_s: float = Field(default=15, gt=0, le=300)
+    ehr_attempts: int = Field(default=4, ge=1, le=20)  # per request, then the item waits
+    ehr_backoff_initial_s: float = Field(default=1, gt=0)
+    ehr_backoff_max_s: float = Field(default=300, gt=0)
+    ehr_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # idle wait of the push loop
+    ehr_batch_size: int = Field(default=50, ge=1, le=1000)
+    ehr_lease_s: float = Field(default=120, ge=1)
+    ehr_capabilities_refresh_s: float = Field(default=3600, gt=0)
+    ehr_page_size: int = Field(default=100, ge=1, le=1000)
+
     @field_validator("event_publishers", mode="before")
     @classmethod
     def _split_publishers(cls, value: object) -> object:

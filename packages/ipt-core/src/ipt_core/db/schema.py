@@ -380,7 +380,9 @@ ehr_push_item = Table(
     Column("operation_outcome", JSONB),  # the EHR's OperationOutcome of a dead letter
     Column("dead_at", DateTime(timezone=True)),
     Index(None, "endpoint", "kind", "resource_type", "resource_id", unique=True),
-    Index("ix_ehr_push_item_due", "endpoint", "due_at", postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_ehr_push_item_due", "endpoint", "due_at", postgresql_where=text("status = 'pending'")
+    ),
 )
 
 # What each endpoint knows as our resource: its remote id and version (pushed or pulled).

@@ -11,7 +11,12 @@ The loops that use these live in `ipt_worker.ehr`.
 """
 
 from ipt_core.ehr.capabilities import Capabilities, parse_capabilities
-from ipt_core.ehr.endpoints import EhrEndpoint, EndpointsFileError, load_endpoints
+from ipt_core.ehr.endpoints import (
+    EhrEndpoint,
+    EndpointsFileError,
+    configured_endpoints,
+    load_endpoints,
+)
 from ipt_core.ehr.identifiers import SYNC_SOURCE, ehr_identifier_system
 from ipt_core.ehr.listener import EhrPushListener
 from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
@@ -23,6 +28,7 @@ __all__ = [
     "EhrPushListener",
     "EndpointsFileError",
     "RemoteEhr",
+    "configured_endpoints",
     "ehr_http_client",
     "ehr_identifier_system",
     "load_endpoints",

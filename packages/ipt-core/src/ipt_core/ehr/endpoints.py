@@ -22,6 +22,7 @@ __all__ = [
     "EndpointsFileError",
     "NoAuth",
     "SmartBackendAuth",
+    "configured_endpoints",
     "load_endpoints",
     "parse_endpoints",
 ]
@@ -201,3 +202,8 @@ def _check_unique(endpoints: Sequence[EhrEndpoint], source: str) -> None:
                 "the name is used by an earlier entry"
             )
         seen.add(endpoint.name)
+
+
+def configured_endpoints(path: Path | None, environ: Mapping[str, str]) -> tuple[EhrEndpoint, ...]:
+    """The endpoints of `IPT_EHR_ENDPOINTS_FILE` (none when it is not set)."""
+    return () if path is None else load_endpoints(path, environ)

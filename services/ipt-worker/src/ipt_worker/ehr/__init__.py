@@ -3,7 +3,7 @@
 The domain (endpoints, capabilities, remote API, mappings, SQL) is in `ipt_core.ehr`.
 """
 
-from ipt_worker.ehr.context import EhrTiming, EndpointSync
+from ipt_worker.ehr.context import EhrTiming, EndpointSync, timing_from
 from ipt_worker.ehr.loop import open_endpoint, register_endpoints, run_ehr_sync, run_endpoint
 from ipt_worker.ehr.pull import PullCounts, pull_once
 from ipt_worker.ehr.push import push_due, push_item
@@ -19,4 +19,5 @@ __all__ = [
     "register_endpoints",
     "run_ehr_sync",
     "run_endpoint",
+    "timing_from",
 ]

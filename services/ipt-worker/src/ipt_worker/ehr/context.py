@@ -16,8 +16,9 @@ from ipt_core.ehr.errors import RemoteUnavailable
 from ipt_core.ehr.remote import RemoteEhr
 from ipt_core.fhir.store import WriteListener
 from ipt_worker.publishers import DeliveryPolicy, retry_after_s, retry_delay_s
+from ipt_worker.settings import WorkerSettings
 
-__all__ = ["EhrTiming", "EndpointSync", "backoff"]
+__all__ = ["EhrTiming", "EndpointSync", "backoff", "timing_from"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,18 @@ class EndpointSync:
             self.capabilities_read_at is None
             or monotonic_now - self.capabilities_read_at >= self.timing.capabilities_refresh_s
         )
+
+
+def timing_from(settings: WorkerSettings) -> EhrTiming:
+    """The sync timings of the worker's settings (`IPT_EHR_*`)."""
+    return EhrTiming(
+        timeout_s=settings.ehr_timeout_s,
+        attempts=settings.ehr_attempts,
+        backoff_initial_s=settings.ehr_backoff_initial_s,
+        backoff_max_s=settings.ehr_backoff_max_s,
+        poll_interval_s=settings.ehr_poll_interval_s,
+        batch_size=settings.ehr_batch_size,
+        lease_s=settings.ehr_lease_s,
+        capabilities_refresh_s=settings.ehr_capabilities_refresh_s,
+        page_size=settings.ehr_page_size,
+    )
