@@ -31,7 +31,7 @@ import httpx
 __all__ = ["SEKMET_BIN", "Sekmet", "SekmetNotInstalledError", "running_sekmet"]
 
 SEKMET_BIN = Path(__file__).resolve().parents[2] / ".tools" / "sekmet" / "bin" / "sekmet"
-_START_TIMEOUT_S = 20.0
+_START_TIMEOUT_S = 90.0  # it imports a lot; a loaded machine is slow
 
 
 class SekmetNotInstalledError(RuntimeError):

@@ -23,6 +23,12 @@ class TypeCapability:
     search_params: frozenset[str] = frozenset()
 
     @property
+    def finds_by_identifier(self) -> bool:
+        """Whether `identifier` can be searched on (assumed when no parameter is declared)."""
+        declared = self.search_params - {"_id", "_lastUpdated"}
+        return not declared or "identifier" in self.search_params
+
+    @property
     def writable(self) -> bool:
         """Whether resources of this type can be created (or created by update)."""
         return bool({"create", "update"} & self.interactions)
@@ -43,7 +49,19 @@ class Capabilities:
         """Conditional update (PUT Type?identifier=…) is offered for `resource_type`."""
         capability = self.types.get(resource_type)
         return bool(
-            capability and capability.conditional_update and "update" in capability.interactions
+            capability
+            and capability.conditional_update
+            and "update" in capability.interactions
+            and capability.finds_by_identifier
+        )
+
+    def finds_by_identifier(self, resource_type: str) -> bool:
+        """Whether our copy can be found by our sync identifier (search on `identifier`)."""
+        capability = self.types.get(resource_type)
+        return bool(
+            capability
+            and "search-type" in capability.interactions
+            and capability.finds_by_identifier
         )
 
     def summary(self) -> dict[str, Any]:

@@ -7,7 +7,9 @@ For each item (docs/ehr-sync.md):
 - a resource we pushed before is updated with `If-Match` its remote version; a 409/412 is
   resolved by re-reading the EHR's version and applying our fields again; otherwise the EHR
   is written by conditional update on our sync identifier where it offers it, else searched
-  by that identifier and then updated or created, so a retried push never duplicates;
+  by that identifier and then updated or created, so a retried push never duplicates (an
+  EHR that cannot search a type by identifier gets a plain create: only the remembered
+  remote id guards against a second copy there, see docs/ehr-sync.md);
 - network errors, timeouts, 429 and 502/503/504 are retried with backoff (Retry-After
   obeyed), then the item is rescheduled; a 4xx refusal becomes a dead letter with the
   EHR's OperationOutcome; an unmatched patient too (shown to the user, never guessed).
@@ -32,7 +34,7 @@ from ipt_core.ehr.errors import (
     RemoteRejected,
     RemoteUnavailable,
 )
-from ipt_core.ehr.identifiers import SYNC_SOURCE
+from ipt_core.ehr.identifiers import SYNC_SOURCE, pulled_from
 from ipt_core.ehr.listener import RESOURCE_KIND
 from ipt_core.ehr.push_mapping import local_references, outgoing_resource
 from ipt_core.ehr.repository import PushItem, RemoteRef
@@ -158,6 +160,8 @@ async def _push(sync: EndpointSync, item: PushItem) -> tuple[RemoteRef | None, i
     async with sync.engine.connect() as conn:
         if item.kind == RESOURCE_KIND:
             resource, version = await _local(conn, type_, id_)
+            if sync.name in pulled_from(resource):
+                raise _Skip  # the EHR's own resource: never pushed back
             known = await repo.remote_of(conn, sync.name, type_, id_)
             if known is not None and known.direction == "push" and known.local_version == version:
                 return None, version
@@ -200,6 +204,10 @@ async def _send(
     criteria = {"identifier": f"{SYNC_SOURCE}|{type_}/{id_}"}
     if sync.capabilities is not None and sync.capabilities.uses_conditional_update(type_):
         remote_id, version = await sync.remote.conditional_update(type_, criteria, body)
+        return RemoteRef(remote_id, version, None, "push")
+    if not sync.capabilities or not sync.capabilities.finds_by_identifier(type_):
+        # Nothing to find our copy by: only the remembered id prevents a second one.
+        remote_id, version = await sync.remote.create(type_, body)
         return RemoteRef(remote_id, version, None, "push")
     found = await sync.remote.search(type_, criteria)
     if found:

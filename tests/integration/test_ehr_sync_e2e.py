@@ -1,0 +1,209 @@
+"""EHR sync end to end against a real third-party FHIR server (sekmet-fhir).
+
+The EHR's Patient exists first (matched by identifier). A course enrolled through /ipt/v1
+with two sessions and their PHQ-9 is pushed; an Encounter and a PHQ-9 Observation created in
+the EHR are pulled and count in the course's status; a second sync sends nothing; a push
+replayed after a simulated crash makes no duplicate in the EHR.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_core.ehr.identifiers import SYNC_SOURCE, ehr_identifier_system
+from ipt_core.ehr.listener import RESOURCE_KIND
+from ipt_core.ehr.repository import enqueue_push
+from ipt_worker.ehr import pull_once
+from ipt_worker.listeners import default_listeners
+from ipt_worker.recompute import Recomputer
+from tests.integration.ehr_support import (
+    MRN_SYSTEM,
+    ProxyTransport,
+    ehr_endpoint,
+    ehr_patient,
+    pending_items,
+    push_until_empty,
+    remote_by_sync_id,
+    sekmet,
+    synced_endpoint,
+)
+from tests.integration.ipt_helpers import IPT, LOINC, clock, enrol, enrolment, ipt, record
+from tests.support.sekmet import Sekmet
+
+__all__ = ["clock", "ipt", "sekmet"]  # fixtures used by name
+
+
+async def recompute_all(db: AsyncEngine) -> None:
+    recomputer = Recomputer(db, clock=lambda: datetime.now(UTC), listeners=default_listeners())
+    while await recomputer.run_once():
+        pass
+
+
+async def enrol_with_sessions(client: httpx.AsyncClient, mrn: str) -> str:
+    body = enrolment("Patient/x")
+    body["patient"] = {
+        "identifier": {"system": MRN_SYSTEM, "value": mrn},
+        "family": "Rivera",
+        "given": ["Alex"],
+    }
+    course_id = await enrol(client, body)
+    await record(client, course_id, start="2026-01-12T09:00:00Z", phq9={"total": 15, "item9": 0})
+    await record(client, course_id, start="2026-01-19T09:00:00Z", phq9={"total": 12, "item9": 0})
+    return course_id
+
+
+def ehr_session(server: Sekmet, patient_id: str) -> tuple[str, str]:
+    """An IPT Encounter and a PHQ-9 Observation recorded in the EHR; their EHR ids."""
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "type": [{"coding": [IPT]}],
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "period": {"start": "2026-01-26T09:00:00Z", "end": "2026-01-26T10:00:00Z"},
+    }
+    with server.client() as http:
+        created = http.post("/Encounter", json=encounter)
+        assert created.status_code == 201, created.text
+        encounter_id = created.json()["id"]
+        observation = {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "survey",
+                        }
+                    ]
+                }
+            ],
+            "code": {"coding": [{"system": LOINC, "code": "44261-6"}]},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "encounter": {"reference": f"Encounter/{encounter_id}"},
+            "effectiveDateTime": "2026-01-26T10:00:00Z",
+            "valueInteger": 9,
+        }
+        created = http.post("/Observation", json=observation)
+        assert created.status_code == 201, created.text
+        return str(encounter_id), str(created.json()["id"])
+
+
+async def local_refs(db: AsyncEngine, resource_type: str) -> list[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id FROM resource WHERE resource_type = :t AND NOT deleted ORDER BY id"),
+            {"t": resource_type},
+        )
+        return [f"{resource_type}/{row.id}" for row in rows]
+
+
+async def course_status(db: AsyncEngine, course_id: str) -> dict[str, Any]:
+    async with db.connect() as conn:
+        status = await conn.scalar(
+            text("SELECT status FROM course_status WHERE course_id = :id"), {"id": course_id}
+        )
+    assert isinstance(status, dict)
+    return status
+
+
+async def test_push_pull_resync_and_crash_replay(
+    ipt: httpx.AsyncClient, db: AsyncEngine, sekmet: Sekmet
+) -> None:
+    ehr_patient_id = ehr_patient(sekmet, "MRN-E2E-1")
+    proxy = ProxyTransport()
+    endpoint = ehr_endpoint(sekmet.base_url)
+    async with synced_endpoint(db, endpoint, proxy) as sync:
+        course_id = await enrol_with_sessions(ipt, "MRN-E2E-1")
+        await recompute_all(db)
+        await push_until_empty(sync, db)
+
+        # Pushed: the course, its goals, both session Encounters and the three PHQ-9 scores,
+        # each once, on the EHR's patient, with our sync identifier.
+        careplans = remote_by_sync_id(sekmet, "CarePlan", f"CarePlan/{course_id}")
+        assert len(careplans) == 1
+        assert careplans[0]["subject"]["reference"] == f"Patient/{ehr_patient_id}"
+        for kind in ("Observation", "Encounter"):
+            refs = await local_refs(db, kind)
+            assert refs, kind
+            for ref in refs:
+                copies = remote_by_sync_id(sekmet, kind, ref)
+                assert len(copies) == 1, (kind, ref, copies)
+                assert copies[0]["subject"]["reference"] == f"Patient/{ehr_patient_id}"
+        assert len(await local_refs(db, "Observation")) == 3  # baseline + two sessions
+        # References between pushed resources point at the EHR's ids.
+        # sekmet's CapabilityStatement offers no Goal: Goals are not pushed, the CarePlan's goal
+        # references keep their display only, and nothing is dead-lettered for it.
+        assert "Goal" not in sync.push_types()
+        assert all("reference" not in goal for goal in careplans[0]["goal"])
+        assert await pending_items(db, "dead") == []
+
+        # Pulled: an Encounter and a PHQ-9 score recorded in the EHR.
+        encounter_id, _ = ehr_session(sekmet, ehr_patient_id)
+        counts = await pull_once(sync)
+        assert counts.stored == 2, counts
+        async with db.connect() as conn:
+            pulled = await conn.execute(
+                text(
+                    "SELECT r.resource_type, s.course_id, r.content FROM resource r "
+                    "LEFT JOIN ipt_session s ON s.resource_type = r.resource_type "
+                    "AND s.resource_id = r.id WHERE r.content::jsonb -> 'meta' ->> 'source' "
+                    "LIKE :source"
+                ),
+                {"source": f"{sekmet.base_url}/%"},
+            )
+            by_type = {row.resource_type: row for row in pulled}
+        assert set(by_type) == {"Encounter", "Observation"}
+        assert by_type["Encounter"].course_id == course_id  # auto-linked to the course
+        identifiers = by_type["Encounter"].content
+        assert f'"{ehr_identifier_system("sekmet")}"' in identifiers
+        assert f"Encounter/{encounter_id}" in identifiers
+        await recompute_all(db)
+        status = await course_status(db, course_id)
+        assert status["sessions_attended"] == 3
+        assert status["phq9_latest"] == 9
+
+        # A second sync sends nothing: pulled data is not pushed back, pushed data not pulled.
+        await push_until_empty(sync, db)
+        writes_before = len(proxy.writes())
+        again = await pull_once(sync)
+        await recompute_all(db)
+        await push_until_empty(sync, db)
+        assert again.stored == 0
+        assert proxy.writes()[writes_before:] == []
+        assert remote_by_sync_id(sekmet, "Encounter", f"Encounter/{encounter_id}") == []
+
+        # Crash replay: the EHR has the resources but we lost what we remembered of them (the
+        # pulled Observation is queued too: it must still not be pushed back).
+        async with db.begin() as conn:
+            await conn.execute(text("DELETE FROM ehr_remote WHERE direction = 'push'"))
+            for ref in await local_refs(db, "Observation"):
+                type_, id_ = ref.split("/")
+                await enqueue_push(
+                    conn,
+                    kind=RESOURCE_KIND,
+                    resource_type=type_,
+                    resource_id=id_,
+                    push_type=type_,
+                    now=datetime.now(UTC),
+                )
+        await push_until_empty(sync, db)
+        for ref in await local_refs(db, "Observation"):
+            assert len(remote_by_sync_id(sekmet, "Observation", ref)) <= 1, ref
+        with sekmet.client() as http:
+            everything = http.get(
+                "/Observation", params={"patient": ehr_patient_id, "_count": "100"}
+            ).json()
+        sync_ids = [
+            i["value"]
+            for e in everything.get("entry", [])
+            for i in e["resource"].get("identifier", [])
+            if i.get("system") == SYNC_SOURCE
+        ]
+        assert len(sync_ids) == len(set(sync_ids)) == 3  # no duplicate, nothing lost
