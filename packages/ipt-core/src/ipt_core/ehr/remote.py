@@ -161,7 +161,7 @@ class RemoteEhr:
                 return await self._once(method, url, params, json, headers)
             except RemoteUnavailable as error:
                 attempt += 1
-                if attempt >= self.attempts:
+                if attempt >= self.attempts or _maybe_written(method, error):
                     raise
                 await self.sleep(self.retry_delay(attempt, error))
 
@@ -210,12 +210,15 @@ class RemoteEhr:
                 response = await self.http.request(
                     method, url, params=params, content=content, headers=all_headers
                 )
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                span.set_attribute("error.type", "connect")
+                raise RemoteUnavailable("connect") from None  # never reached the EHR
             except httpx.TimeoutException:
                 span.set_attribute("error.type", "timeout")
                 raise RemoteUnavailable("timeout") from None
             except httpx.TransportError:
-                span.set_attribute("error.type", "connect")
-                raise RemoteUnavailable("connect") from None
+                span.set_attribute("error.type", "network")
+                raise RemoteUnavailable("network") from None
             span.set_attribute("http.response.status_code", response.status_code)
             return response
 
@@ -246,6 +249,12 @@ class RemoteEhr:
         return url.startswith(self.endpoint.base_url + "/") or url.startswith(
             self.endpoint.base_url + "?"
         )
+
+
+def _maybe_written(method: str, error: RemoteUnavailable) -> bool:
+    """A POST that may have reached the EHR is not sent again blindly: it could create a
+    second copy. The caller searches by our identifier first (search-then-write)."""
+    return method == "POST" and error.reason in {"timeout", "network"}
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
