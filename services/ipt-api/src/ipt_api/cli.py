@@ -17,6 +17,7 @@ from sqlalchemy import text
 from ipt_api.app import create_app
 from ipt_api.demo import has_ipt_courses, seed_demo
 from ipt_api.devauth import DevAuth, dev_environment, mint_dev_token
+from ipt_api.ehr.cli import ehr_cli
 from ipt_api.events.cli import events_cli
 from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
@@ -40,6 +41,7 @@ def main() -> None:
 
 
 main.add_command(events_cli)
+main.add_command(ehr_cli)
 
 
 @main.command()

@@ -50,19 +50,21 @@ async def pull_once(
     sync: EndpointSync,
     *,
     since: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PullCounts:
     """Pull every configured type for every patient with an open course.
 
     Args:
         sync: The endpoint.
         since: Use this instant instead of the stored watermarks (backfills).
-        progress: Called with the number of resources handled after each page.
+        progress: Called after each (patient, type) with how many of them are done and
+            how many there are (for a progress bar).
     """
     counts = PullCounts()
     async with sync.engine.connect() as conn:
         patients = await _patients_with_open_courses(conn)
     types = [t for t in sync.endpoint.pull if _searchable(sync, t)]
+    total, done = len(patients) * len(types), 0
     for patient_id in patients:
         try:
             async with sync.engine.connect() as conn:
@@ -70,10 +72,11 @@ async def pull_once(
         except PatientNotMatched:
             counts.unmatched_patients += 1
             metrics.count_failure(sync.name, "pull", PatientNotMatched.outcome)
+            done += len(types)
             continue
         for type_ in types:
             try:
-                await _pull_type(sync, type_, patient_id, remote_patient, since, counts, progress)
+                await _pull_type(sync, type_, patient_id, remote_patient, since, counts)
             except RemoteError as error:
                 counts.failed += 1
                 metrics.count_failure(sync.name, "pull", error.outcome)
@@ -81,6 +84,9 @@ async def pull_once(
                     await repo.record_endpoint_error(
                         conn, sync.name, f"pull: {error.outcome} {error}", sync.clock()
                     )
+            done += 1
+            if progress is not None:
+                progress(done, total)
     if counts.failed == 0:
         async with sync.engine.begin() as conn:
             await repo.record_endpoint_success(conn, sync.name, "pull", sync.clock())
@@ -112,7 +118,6 @@ async def _pull_type(
     remote_patient: str,
     since: str | None,
     counts: PullCounts,
-    progress: Callable[[int], None] | None,
 ) -> None:
     async with sync.engine.connect() as conn:
         watermark = since or await repo.watermark_of(conn, sync.name, type_, patient_id)
@@ -130,8 +135,6 @@ async def _pull_type(
             sync, type_, page, (patient_id, remote_patient), watermark, counts
         )
         watermark = newest
-        if progress is not None:
-            progress(len(page))
 
 
 async def _store_page(

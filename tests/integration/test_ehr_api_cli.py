@@ -1,0 +1,114 @@
+"""`/ipt/v1/ehr` (endpoints without secrets, status, dead letters and retry) and `ipt ehr`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from click.testing import CliRunner
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.app import create_app
+from ipt_api.cli import main
+from ipt_core.db.provision import Database
+from ipt_core.ehr import repository as repo
+from ipt_core.ehr.endpoints import parse_endpoints
+from tests.integration.ehr_support import MRN_SYSTEM, sekmet
+from tests.support.api import api_settings
+from tests.support.sekmet import Sekmet
+
+__all__ = ["sekmet"]
+
+ENDPOINTS = {
+    "endpoints": [
+        {
+            "name": "epic-prod",
+            "base_url": "https://ehr.example.org/fhir/R4",
+            "auth": {"type": "bearer", "token_env": "EPIC_TOKEN"},
+            "patient_identifier_system": MRN_SYSTEM,
+        }
+    ]
+}
+
+
+@pytest.fixture
+async def api(db: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    endpoints = parse_endpoints(ENDPOINTS, {"EPIC_TOKEN": "top-secret-token"})
+    app = create_app(api_settings(), database=Database(db), ehr_endpoints=endpoints)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_endpoints_are_listed_without_secrets(api: httpx.AsyncClient) -> None:
+    response = await api.get("/ipt/v1/ehr/endpoints")
+    assert response.status_code == 200
+    assert "top-secret-token" not in response.text
+    [endpoint] = response.json()
+    assert endpoint["name"] == "epic-prod"
+    assert endpoint["auth"] == {"type": "bearer", "token_env": "EPIC_TOKEN"}
+    assert endpoint["push"] == ["Observation", "Encounter", "CarePlan", "Goal", "DocumentReference"]
+
+
+async def test_status_dead_letters_and_retry(api: httpx.AsyncClient, db: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}
+    async with db.begin() as conn:
+        for id_ in ("a", "b"):
+            await repo.enqueue_push(
+                conn,
+                kind="resource",
+                resource_type="Observation",
+                resource_id=id_,
+                push_type="Observation",
+                now=now,
+            )
+        [item, _] = await repo.claim_push_items(conn, "epic-prod", now, now - now, 10)
+        await repo.dead_letter(conn, item, "rejected: http-422", outcome, now)
+
+    status = (await api.get("/ipt/v1/ehr/endpoints/epic-prod/status")).json()
+    assert (status["queue_depth"], status["dead_letters"]) == (1, 1)
+    letters = (await api.get("/ipt/v1/ehr/endpoints/epic-prod/dead-letters")).json()
+    assert letters[0]["resource"] == "Observation/a"
+    assert letters[0]["operation_outcome"] == outcome
+
+    retried = await api.post(f"/ipt/v1/ehr/endpoints/epic-prod/dead-letters/{item.id}/retry")
+    assert retried.status_code == 202
+    status = (await api.get("/ipt/v1/ehr/endpoints/epic-prod/status")).json()
+    assert (status["queue_depth"], status["dead_letters"]) == (2, 0)
+    again = await api.post(f"/ipt/v1/ehr/endpoints/epic-prod/dead-letters/{item.id}/retry")
+    assert again.status_code == 404
+    assert again.json()["resourceType"] == "OperationOutcome"
+    unknown = await api.get("/ipt/v1/ehr/endpoints/nope/status")
+    assert unknown.status_code == 404
+
+
+async def test_the_commands_sync_and_report(
+    db: AsyncEngine, database_url: str, sekmet: Sekmet, tmp_path: Path
+) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(
+        "endpoints:\n"
+        f"  - {{name: local, base_url: '{sekmet.base_url}', auth: {{type: none}},\n"
+        f"     patient_identifier_system: '{MRN_SYSTEM}'}}\n"
+    )
+    env = {"DATABASE_URL": database_url, "IPT_EHR_ENDPOINTS_FILE": str(path)}
+    runner = CliRunner()
+    synced = await asyncio.to_thread(runner.invoke, main, ["ehr", "sync"], env=env)
+    assert synced.exit_code == 0, synced.output
+    assert "local: 0 still queued, 0 dead letters" in synced.output
+    assert "local: pulled 0" in synced.output
+    status = await asyncio.to_thread(runner.invoke, main, ["ehr", "status"], env=env)
+    assert status.exit_code == 0, status.output
+    assert "pushes Observation, Encounter, CarePlan, DocumentReference" in status.output
+
+    path.write_text("endpoints:\n  - {name: local, base_url: nowhere}\n")
+    bad = await asyncio.to_thread(runner.invoke, main, ["ehr", "status"], env=env)
+    assert bad.exit_code == 1
+    assert "endpoints[0] (local): field base_url" in bad.output
