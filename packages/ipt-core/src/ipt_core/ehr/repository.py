@@ -271,7 +271,8 @@ async def dead_letter(
         text(
             "UPDATE ehr_push_item SET claimed_until = NULL, attempts = attempts + 1, "
             "last_error = :error, status = CASE WHEN generation = :generation THEN 'dead' "
-            "ELSE 'pending' END, dead_at = CASE WHEN generation = :generation THEN CAST(:now AS timestamptz) END, "
+            "ELSE 'pending' END, "
+            "dead_at = CASE WHEN generation = :generation THEN CAST(:now AS timestamptz) END, "
             "operation_outcome = CASE WHEN generation = :generation "
             "THEN CAST(:outcome AS jsonb) END WHERE id = :id"
         ),
