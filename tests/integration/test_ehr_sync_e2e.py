@@ -8,6 +8,7 @@ replayed after a simulated crash makes no duplicate in the EHR.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -207,3 +208,25 @@ async def test_push_pull_resync_and_crash_replay(
             if i.get("system") == SYNC_SOURCE
         ]
         assert len(sync_ids) == len(set(sync_ids)) == 3  # no duplicate, nothing lost
+
+        # The course completes: its summary goes to the EHR as a DocumentReference.
+        completed = await ipt.post(f"/ipt/v1/courses/{course_id}/complete")
+        assert completed.status_code == 200, completed.text
+        await push_until_empty(sync, db)
+    [document] = remote_by_sync_id_doc(sekmet, f"DocumentReference/ipt-summary-{course_id}")
+    assert document["type"]["coding"][0]["code"] == "34904-3"
+    assert document["subject"]["reference"] == f"Patient/{ehr_patient_id}"
+    attachment = document["content"][0]["attachment"]
+    assert attachment["contentType"] == "text/markdown"
+    markdown = base64.b64decode(attachment["data"]).decode()
+    assert "## Sessions (3)" in markdown
+    assert "## PHQ-9 trajectory" in markdown
+    assert ": 9" in markdown  # the score pulled from the EHR is in the trajectory
+
+
+def remote_by_sync_id_doc(server: Sekmet, value: str) -> list[dict[str, Any]]:
+    with server.client() as http:
+        bundle = http.get(
+            "/DocumentReference", params={"identifier": f"{SYNC_SOURCE}|{value}"}
+        ).json()
+    return [entry["resource"] for entry in bundle.get("entry", [])]

@@ -318,3 +318,36 @@ async def test_a_copy_deleted_in_the_ehr_is_written_again(
     again = one_copy(sekmet, ref)
     assert again["valueInteger"] == 2
     assert await pending_items(db, "dead") == []
+
+
+async def test_a_refusal_is_a_dead_letter_with_the_ehrs_outcome(
+    db: AsyncEngine, sekmet: Sekmet, mrn: str
+) -> None:
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "invalid", "diagnostics": "Unknown code"}],
+    }
+
+    def plan(request: httpx.Request, index: int) -> httpx.Response | None:
+        return httpx.Response(422, json=outcome) if is_write(request) else None
+
+    proxy = ProxyTransport(fault=plan)
+    async with synced_endpoint(db, ehr_endpoint(sekmet.base_url), proxy) as sync:
+        [ref] = await scores(db, 1, mrn)
+        await push_until_empty(sync, db)
+    [dead] = await pending_items(db, "dead")
+    assert f"{dead.resource_type}/{dead.resource_id}" == ref
+    assert dead.operation_outcome == outcome
+    assert len(proxy.writes()) == 1  # a refusal is not retried
+
+
+async def test_an_unmatched_patient_is_an_error_never_a_guess(
+    db: AsyncEngine, sekmet: Sekmet
+) -> None:
+    proxy = ProxyTransport()
+    async with synced_endpoint(db, ehr_endpoint(sekmet.base_url), proxy) as sync:
+        await scores(db, 1, f"MRN-NOT-IN-EHR-{uuid.uuid4().hex[:6]}")
+        await push_until_empty(sync, db)
+    [dead] = await pending_items(db, "dead")
+    assert dead.last_error.startswith("patient-unmatched")
+    assert proxy.writes() == []  # no Patient created, nothing sent
