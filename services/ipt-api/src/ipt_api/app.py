@@ -79,7 +79,11 @@ def create_app(
             prometheus=settings.metrics_enabled,
         )
     if ehr_endpoints is None:
-        ehr_endpoints = configured_endpoints(settings.ehr_endpoints_file, os.environ)
+        # The API lists endpoints and queues push work; it never holds EHR credentials unless
+        # it also runs the worker loops (`make run`).
+        ehr_endpoints = configured_endpoints(
+            settings.ehr_endpoints_file, os.environ, with_secrets=settings.run_worker
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
 from ipt_core.events.webhooks import reseal_secrets
+from ipt_core.ehr import EndpointsFileError
 from ipt_core.queue import request_recompute
 from ipt_core.sealing import Keyring, new_key
 from ipt_core.telemetry import configure_process, setup_logging
@@ -236,8 +237,12 @@ def _serve(settings: ApiSettings) -> None:
         otlp_endpoint=settings.otel_exporter_otlp_endpoint,
         prometheus=settings.metrics_enabled,
     )
+    try:
+        app = create_app(settings)
+    except EndpointsFileError as error:  # a bad endpoints file stops the start, said plainly
+        raise click.ClickException(f"IPT_EHR_ENDPOINTS_FILE: {error}") from error
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         access_log=False,  # URLs can carry patient identifiers; requests are logged by route

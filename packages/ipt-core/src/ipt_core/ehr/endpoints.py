@@ -111,8 +111,12 @@ class _File(_Strict):
     endpoints: list[EhrEndpoint] = Field(default_factory=list)
 
 
-def load_endpoints(path: Path, environ: Mapping[str, str]) -> tuple[EhrEndpoint, ...]:
+def load_endpoints(
+    path: Path, environ: Mapping[str, str], *, with_secrets: bool = True
+) -> tuple[EhrEndpoint, ...]:
     """Read and validate the endpoints file, resolving credentials from `environ`.
+
+    `with_secrets=False` (the API, which only lists endpoints) leaves credentials unread.
 
     Raises:
         EndpointsFileError: the file cannot be read or is invalid (entry and field named).
@@ -123,11 +127,15 @@ def load_endpoints(path: Path, environ: Mapping[str, str]) -> tuple[EhrEndpoint,
         raise EndpointsFileError(f"{path}: cannot be read ({error.strerror})") from None
     except yaml.YAMLError as error:
         raise EndpointsFileError(f"{path}: not valid YAML ({error})") from None
-    return parse_endpoints(data, environ, source=str(path))
+    return parse_endpoints(data, environ, source=str(path), with_secrets=with_secrets)
 
 
 def parse_endpoints(
-    data: object, environ: Mapping[str, str], *, source: str = "endpoints file"
+    data: object,
+    environ: Mapping[str, str],
+    *,
+    source: str = "endpoints file",
+    with_secrets: bool = True,
 ) -> tuple[EhrEndpoint, ...]:
     """Validate parsed YAML (see `load_endpoints`)."""
     if data is None:
@@ -137,7 +145,7 @@ def parse_endpoints(
     except ValidationError as error:
         raise EndpointsFileError(f"{source}: {_describe(error, data)}") from None
     endpoints = [
-        _with_secrets(endpoint, index, environ, source)
+        _with_secrets(endpoint, index, environ, source) if with_secrets else endpoint
         for index, endpoint in enumerate(parsed.endpoints)
     ]
     _check_unique(endpoints, source)
