@@ -76,6 +76,7 @@ def fast_timing(**changes: Any) -> EhrTiming:
         "backoff_max_s": 0.4,
         "poll_interval_s": 0.05,
         "batch_size": 50,
+        "concurrency": 1,  # fault tests count requests in order; the e2e test uses several
         "lease_s": 30,
         "page_size": 2,  # small pages: the pull follows `next` links
     }

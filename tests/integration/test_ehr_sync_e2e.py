@@ -27,6 +27,7 @@ from tests.integration.ehr_support import (
     ProxyTransport,
     ehr_endpoint,
     ehr_patient,
+    fast_timing,
     pending_items,
     push_until_empty,
     remote_by_sync_id,
@@ -120,7 +121,7 @@ async def test_push_pull_resync_and_crash_replay(
     ehr_patient_id = ehr_patient(sekmet, "MRN-E2E-1")
     proxy = ProxyTransport()
     endpoint = ehr_endpoint(sekmet.base_url)
-    async with synced_endpoint(db, endpoint, proxy) as sync:
+    async with synced_endpoint(db, endpoint, proxy, fast_timing(concurrency=4)) as sync:
         course_id = await enrol_with_sessions(ipt, "MRN-E2E-1")
         await recompute_all(db)
         await push_until_empty(sync, db)

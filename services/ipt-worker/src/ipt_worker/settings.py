@@ -49,6 +49,7 @@ class WorkerSettings(CoreSettings):
     ehr_backoff_max_s: float = Field(default=300, gt=0)
     ehr_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # idle wait of the push loop
     ehr_batch_size: int = Field(default=50, ge=1, le=1000)
+    ehr_concurrency: int = Field(default=4, ge=1, le=64)  # pushes in flight per endpoint
     ehr_lease_s: float = Field(default=120, ge=1)
     ehr_capabilities_refresh_s: float = Field(default=3600, gt=0)
     ehr_page_size: int = Field(default=100, ge=1, le=1000)

@@ -212,6 +212,8 @@ def _check_unique(endpoints: Sequence[EhrEndpoint], source: str) -> None:
         seen.add(endpoint.name)
 
 
-def configured_endpoints(path: Path | None, environ: Mapping[str, str]) -> tuple[EhrEndpoint, ...]:
+def configured_endpoints(
+    path: Path | None, environ: Mapping[str, str], *, with_secrets: bool = True
+) -> tuple[EhrEndpoint, ...]:
     """The endpoints of `IPT_EHR_ENDPOINTS_FILE` (none when it is not set)."""
-    return () if path is None else load_endpoints(path, environ)
+    return () if path is None else load_endpoints(path, environ, with_secrets=with_secrets)

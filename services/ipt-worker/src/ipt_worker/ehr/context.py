@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +33,7 @@ class EhrTiming:
     backoff_max_s: float = 300.0
     poll_interval_s: float = 1.0
     batch_size: int = 50
+    concurrency: int = 4  # items pushed at once
     lease_s: float = 120.0
     capabilities_refresh_s: float = 3600.0
     page_size: int = 100
@@ -62,6 +65,20 @@ class EndpointSync:
     capabilities: Capabilities | None = None
     capabilities_read_at: float | None = None  # time.monotonic()
     rng: random.Random = field(default_factory=random.Random)
+    _locks: dict[str, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def write_lock(self, target: str) -> AsyncIterator[None]:
+        """Serialise this process's writes of one remote resource (forgotten when unused)."""
+        lock, users = self._locks.setdefault(target, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[target]
 
     @property
     def name(self) -> str:
@@ -102,6 +119,7 @@ def timing_from(settings: WorkerSettings) -> EhrTiming:
         backoff_max_s=settings.ehr_backoff_max_s,
         poll_interval_s=settings.ehr_poll_interval_s,
         batch_size=settings.ehr_batch_size,
+        concurrency=settings.ehr_concurrency,
         lease_s=settings.ehr_lease_s,
         capabilities_refresh_s=settings.ehr_capabilities_refresh_s,
         page_size=settings.ehr_page_size,

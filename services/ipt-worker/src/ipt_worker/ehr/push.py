@@ -17,6 +17,7 @@ For each item (docs/ehr-sync.md):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any, Final
@@ -67,8 +68,14 @@ async def push_due(sync: EndpointSync) -> int:
             timedelta(seconds=sync.timing.lease_s),
             sync.timing.batch_size,
         )
-    for item in items:
-        await push_item(sync, item)
+    # A few items at once over the keep-alive pool: an EHR's latency, not ours, sets the pace.
+    gate = asyncio.Semaphore(sync.timing.concurrency)
+
+    async def one(item: PushItem) -> None:
+        async with gate:
+            await push_item(sync, item)
+
+    await asyncio.gather(*(one(item) for item in items))
     return len(items)
 
 
@@ -195,6 +202,16 @@ async def _send(
     """Write `resource` to the EHR (its dependencies first); return the EHR's id and version."""
     refs = {ref: await _remote_ref(sync, conn, ref, stack) for ref in local_references(resource)}
     body = outgoing_resource(resource, type_, id_, refs)
+    # One write of a resource at a time: a dependency pushed inline and its own queue item
+    # must not both conditionally create it (not every EHR makes that atomic). The lock is
+    # taken only around this write, never while waiting for another, so it cannot deadlock.
+    async with sync.write_lock(f"{type_}/{id_}"):
+        return await _write(sync, conn, type_, id_, body)
+
+
+async def _write(
+    sync: EndpointSync, conn: AsyncConnection, type_: str, id_: str, body: dict[str, Any]
+) -> RemoteRef:
     known = await repo.remote_of(conn, sync.name, type_, id_)
     if known is not None and known.direction == "push":
         try:
