@@ -26,6 +26,7 @@ from ipt_core.ehr.identifiers import SYNC_SOURCE
 from ipt_worker.ehr import EhrTiming, EndpointSync, open_endpoint, push_due
 from ipt_worker.ehr.loop import register_endpoints
 from ipt_worker.listeners import default_listeners
+from tests.integration.ipt_helpers import LOINC
 from tests.support.sekmet import Sekmet, running_sekmet
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ehr_patient",
     "fast_timing",
     "pending_items",
+    "phq9",
     "push_until_empty",
     "remote_by_sync_id",
     "sekmet",
@@ -192,3 +194,24 @@ async def push_until_empty(sync: EndpointSync, db: AsyncEngine, timeout_s: float
         assert time.monotonic() < deadline, "push items still pending"
         if await push_due(sync) == 0:
             await asyncio.sleep(0.02)
+
+
+def phq9(patient_id: str, score: int, day: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "survey",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": "44261-6"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": f"2026-02-{day:02d}T10:00:00Z",
+        "valueInteger": score,
+    }

@@ -18,7 +18,7 @@ from ipt_api.cli import main
 from ipt_core.db.provision import Database
 from ipt_core.ehr import repository as repo
 from ipt_core.ehr.endpoints import parse_endpoints
-from tests.integration.ehr_support import MRN_SYSTEM, sekmet
+from tests.integration.ehr_support import MRN_SYSTEM, ehr_patient, phq9, remote_by_sync_id, sekmet
 from tests.support.api import api_settings
 from tests.support.sekmet import Sekmet
 
@@ -112,3 +112,42 @@ async def test_the_commands_sync_and_report(
     bad = await asyncio.to_thread(runner.invoke, main, ["ehr", "status"], env=env)
     assert bad.exit_code == 1
     assert "endpoints[0] (local): field base_url" in bad.output
+
+
+async def test_the_api_process_syncs_on_its_own(
+    db: AsyncEngine, sekmet: Sekmet, tmp_path: Path
+) -> None:
+    """`make run`: with endpoints configured, the embedded worker pushes with no other step."""
+    ehr_patient(sekmet, "MRN-RUN-1")
+    endpoints = parse_endpoints(
+        {
+            "endpoints": [
+                {
+                    "name": "local",
+                    "base_url": sekmet.base_url,
+                    "auth": {"type": "none"},
+                    "patient_identifier_system": MRN_SYSTEM,
+                }
+            ]
+        },
+        {},
+    )
+    settings = api_settings(run_worker=True)
+    app = create_app(settings, database=Database(db), ehr_endpoints=endpoints)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            patient = {
+                "resourceType": "Patient",
+                "identifier": [{"system": MRN_SYSTEM, "value": "MRN-RUN-1"}],
+            }
+            created = await http.post("/fhir/Patient", json=patient)
+            assert created.status_code == 201, created.text
+            score = phq9(created.json()["id"], 11, 3)
+            written = await http.post("/fhir/Observation", json=score)
+            assert written.status_code == 201, written.text
+            ref = f"Observation/{written.json()['id']}"
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await asyncio.to_thread(remote_by_sync_id, sekmet, "Observation", ref):
+                assert asyncio.get_running_loop().time() < deadline, "not pushed"
+                await asyncio.sleep(0.2)

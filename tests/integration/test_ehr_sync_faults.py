@@ -29,36 +29,15 @@ from tests.integration.ehr_support import (
     ehr_endpoint,
     ehr_patient,
     pending_items,
+    phq9,
     push_until_empty,
     remote_by_sync_id,
     sekmet,
     synced_endpoint,
 )
-from tests.integration.ipt_helpers import LOINC
 from tests.support.sekmet import Sekmet
 
 __all__ = ["sekmet"]  # fixture used by name
-
-
-def phq9(patient_id: str, score: int, day: int) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "survey",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": LOINC, "code": "44261-6"}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": f"2026-02-{day:02d}T10:00:00Z",
-        "valueInteger": score,
-    }
 
 
 async def scores(db: AsyncEngine, count: int, mrn: str) -> list[str]:
