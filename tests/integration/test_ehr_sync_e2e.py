@@ -29,6 +29,7 @@ from tests.integration.ehr_support import (
     ehr_patient,
     fast_timing,
     pending_items,
+    phq9,
     push_until_empty,
     remote_by_sync_id,
     sekmet,
@@ -231,3 +232,57 @@ def remote_by_sync_id_doc(server: Sekmet, value: str) -> list[dict[str, Any]]:
             "/DocumentReference", params={"identifier": f"{SYNC_SOURCE}|{value}"}
         ).json()
     return [entry["resource"] for entry in bundle.get("entry", [])]
+
+
+async def test_pull_pages_advance_the_watermark_only_when_stored(
+    ipt: httpx.AsyncClient, db: AsyncEngine, sekmet: Sekmet
+) -> None:
+    ehr_patient_id = ehr_patient(sekmet, "MRN-E2E-PAGES")
+    with sekmet.client() as http:
+        for n in range(5):
+            score = phq9(ehr_patient_id, 10 + n, n + 1)
+            assert http.post("/Observation", json=score).status_code == 201
+    failing = {"on": True, "searches": 0}
+
+    def second_page_fails(request: httpx.Request, index: int) -> httpx.Response | None:
+        if request.method == "GET" and request.url.path.endswith("/Observation"):
+            failing["searches"] += 1
+            if failing["on"] and failing["searches"] > 1:
+                return httpx.Response(503)
+        return None
+
+    proxy = ProxyTransport(fault=second_page_fails)
+    endpoint = ehr_endpoint(sekmet.base_url, pull=["Observation"])
+    async with synced_endpoint(db, endpoint, proxy, fast_timing(page_size=2)) as sync:
+        body = enrolment("Patient/x")
+        body["patient"] = {"identifier": {"system": MRN_SYSTEM, "value": "MRN-E2E-PAGES"}}
+        await enrol(ipt, body)
+        first = await pull_once(sync)
+        assert (first.stored, first.failed) == (2, 1)  # page 1 stored, page 2 unavailable
+        async with db.connect() as conn:
+            watermark = await conn.scalar(text("SELECT watermark FROM ehr_watermark"))
+        page_one = sorted(o["meta"]["lastUpdated"] for o in ehr_scores(sekmet, ehr_patient_id))[:2]
+        assert watermark == page_one[-1]
+
+        failing["on"] = False
+        second = await pull_once(sync)
+        assert second.stored == 3
+        pulled = await pulled_sources(db)
+        assert len(pulled) == len(set(pulled)) == 5  # every score once, none twice
+
+
+def ehr_scores(server: Sekmet, patient_id: str) -> list[dict[str, Any]]:
+    with server.client() as http:
+        bundle = http.get("/Observation", params={"patient": patient_id, "_count": "50"}).json()
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+async def pulled_sources(db: AsyncEngine) -> list[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT content::jsonb -> 'meta' ->> 'source' AS source FROM resource "
+                "WHERE resource_type = 'Observation' AND content::jsonb -> 'meta' ? 'source'"
+            )
+        )
+        return [str(row.source) for row in rows]
