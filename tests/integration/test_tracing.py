@@ -121,3 +121,31 @@ async def test_spans_carry_route_templates_not_identifiers(
         rendered = f"{span.name} {dict(span.attributes or {})}"
         assert mrn not in rendered
         assert patient_id not in rendered
+
+
+async def test_each_ehr_request_is_a_span_naming_the_host_only(
+    spans: InMemorySpanExporter,
+) -> None:
+    from ipt_core.ehr.endpoints import parse_endpoints
+    from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
+
+    def ehr(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
+
+    entry = {
+        "name": "traced-ehr",
+        "base_url": "https://ehr.example.org/fhir",
+        "auth": {"type": "none"},
+        "patient_identifier_system": "urn:x",
+    }
+    endpoint = parse_endpoints({"endpoints": [entry]}, {})[0]
+    spans.clear()
+    async with ehr_http_client(timeout_s=5, transport=httpx.MockTransport(ehr)) as http:
+        await RemoteEhr(endpoint, http).search("Patient", {"identifier": "urn:x|MRN-SECRET"})
+    [span] = [s for s in spans.get_finished_spans() if s.name == "EHR GET"]
+    attributes = dict(span.attributes or {})
+    assert attributes["server.address"] == "ehr.example.org"
+    assert attributes["ipt.ehr.endpoint"] == "traced-ehr"
+    assert attributes["http.response.status_code"] == 200
+    assert "MRN-SECRET" not in repr(attributes)
+    assert not any("Patient" in str(value) for value in attributes.values())
