@@ -48,9 +48,9 @@ __all__ = [
 MRN_SYSTEM = "urn:oid:2.16.840.1.113883.19.5"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sekmet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sekmet]:
-    """One real sekmet-fhir server per test module (tests use their own patients)."""
+    """One real sekmet-fhir server per test session (each test uses its own patients)."""
     with running_sekmet(Path(tmp_path_factory.mktemp("ehr"))) as server:
         yield server
 

@@ -18,11 +18,9 @@ from ipt_api.cli import main
 from ipt_core.db.provision import Database
 from ipt_core.ehr import repository as repo
 from ipt_core.ehr.endpoints import parse_endpoints
-from tests.integration.ehr_support import MRN_SYSTEM, ehr_patient, phq9, remote_by_sync_id, sekmet
+from tests.integration.ehr_support import MRN_SYSTEM, ehr_patient, phq9, remote_by_sync_id
 from tests.support.api import api_settings
 from tests.support.sekmet import Sekmet
-
-__all__ = ["sekmet"]
 
 ENDPOINTS = {
     "endpoints": [

@@ -32,13 +32,12 @@ from tests.integration.ehr_support import (
     phq9,
     push_until_empty,
     remote_by_sync_id,
-    sekmet,
     synced_endpoint,
 )
 from tests.integration.ipt_helpers import IPT, LOINC, clock, enrol, enrolment, ipt, record
 from tests.support.sekmet import Sekmet
 
-__all__ = ["clock", "ipt", "sekmet"]  # fixtures used by name
+__all__ = ["clock", "ipt"]  # fixtures used by name
 
 
 async def recompute_all(db: AsyncEngine) -> None:

@@ -32,12 +32,9 @@ from tests.integration.ehr_support import (
     phq9,
     push_until_empty,
     remote_by_sync_id,
-    sekmet,
     synced_endpoint,
 )
 from tests.support.sekmet import Sekmet
-
-__all__ = ["sekmet"]  # fixture used by name
 
 
 async def scores(db: AsyncEngine, count: int, mrn: str) -> list[str]:
