@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,3 +152,34 @@ async def test_the_api_process_syncs_on_its_own(
             while not await asyncio.to_thread(remote_by_sync_id, sekmet, "Observation", ref):
                 assert asyncio.get_running_loop().time() < deadline, "not pushed"
                 await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("command", [["ipt-worker"], ["ipt", "serve"]])
+def test_a_bad_endpoints_file_stops_the_process_at_start(
+    command: list[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(
+        "endpoints:\n"
+        "  - name: epic-prod\n"
+        "    base_url: https://ehr.example.org/fhir\n"
+        "    auth: {type: smart-backend, client_id: c, kid: k, scopes: x}\n"
+        "    patient_identifier_system: urn:x\n"
+    )
+    env = {
+        **os.environ,
+        "IPT_EHR_ENDPOINTS_FILE": str(path),
+        "IPT_AUTH_MODE": "disabled",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
+    }
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(bin_dir / command[0]), *command[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "endpoints[0] (epic-prod): field auth.key_env" in result.stderr

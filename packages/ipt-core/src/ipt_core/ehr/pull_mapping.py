@@ -2,8 +2,9 @@
 
 It keeps the EHR's content, gets `meta.source` (the EHR resource's URL) and an identifier
 naming the EHR and its id, so the next pull of the same resource updates it, and its patient
-reference is rewritten to our Patient so the IPT auto-linking (docs/fhir-mapping.md, linking rules) attaches
-it to the patient's course. References to anything we do not hold keep their display only.
+reference is rewritten to our Patient so the IPT auto-linking (docs/fhir-mapping.md, the
+linking rules) attaches it to the patient's course. References to anything we do not hold
+keep their display only.
 """
 
 from __future__ import annotations
