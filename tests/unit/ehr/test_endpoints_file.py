@@ -117,3 +117,20 @@ def test_the_capability_statement_decides_the_push_set() -> None:
     assert not capabilities.uses_conditional_update("Observation")  # not offered
     assert not capabilities.uses_conditional_update("Goal")  # cannot search by identifier
     assert capabilities.finds_by_identifier("Observation")
+
+
+def test_a_pulled_resource_must_be_about_the_patient() -> None:
+    from ipt_core.ehr.pull_mapping import concerns_patient
+
+    encounter = {"resourceType": "Encounter", "subject": {"reference": "Patient/p1"}}
+    appointment = {
+        "resourceType": "Appointment",
+        "participant": [
+            {"actor": {"reference": "Practitioner/x"}},
+            {"actor": {"reference": "https://ehr.example.org/fhir/Patient/p1"}},
+        ],
+    }
+    assert concerns_patient(encounter, "p1")
+    assert concerns_patient(appointment, "p1")
+    assert not concerns_patient(encounter, "p2")
+    assert not concerns_patient({"resourceType": "Observation"}, "p1")

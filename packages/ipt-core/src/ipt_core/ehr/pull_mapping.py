@@ -17,7 +17,21 @@ from urllib.parse import urlencode
 from ipt_core.ehr.identifiers import ehr_identifier_system
 from ipt_core.ehr.push_mapping import NOT_SHARED
 
-__all__ = ["incoming_resource", "pull_criteria"]
+__all__ = ["concerns_patient", "incoming_resource", "pull_criteria"]
+
+
+def concerns_patient(remote: Mapping[str, Any], remote_patient: str) -> bool:
+    """Whether the EHR's resource is about `remote_patient` (its subject or a participant).
+
+    Checked on every pulled resource: an EHR that ignores a search parameter it does not
+    know answers with everyone's resources, and those must never be filed under this patient.
+    """
+    wanted = f"Patient/{remote_patient}"
+    references = [(remote.get("subject") or {}).get("reference")]
+    references += [(p.get("actor") or {}).get("reference") for p in remote.get("participant", [])]
+    return any(
+        isinstance(ref, str) and (ref == wanted or ref.endswith(f"/{wanted}")) for ref in references
+    )
 
 
 def pull_criteria(endpoint: str, resource_type: str, remote_id: str) -> str:

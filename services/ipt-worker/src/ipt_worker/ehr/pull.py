@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.ehr import repository as repo
 from ipt_core.ehr.errors import PatientNotMatched, RemoteError
 from ipt_core.ehr.identifiers import pushed_by_us
-from ipt_core.ehr.pull_mapping import incoming_resource, pull_criteria
+from ipt_core.ehr.pull_mapping import concerns_patient, incoming_resource, pull_criteria
 from ipt_core.fhir.errors import FhirError
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL
@@ -32,7 +32,7 @@ from ipt_worker.ehr.patients import remote_patient_of
 __all__ = ["PullCounts", "pull_once"]
 
 _log = logging.getLogger(__name__)
-_PATIENT_PARAM: Final = {"Encounter": "patient", "Appointment": "actor", "Observation": "patient"}
+_PATIENT_PARAM: Final = {"Encounter": "patient", "Appointment": "patient", "Observation": "patient"}
 _OPEN_STATUSES: Final = ("draft", "active", "on-hold")
 
 
@@ -154,7 +154,11 @@ async def _store_page(
             updated = _last_updated(remote)
             if updated and (newest is None or updated > newest):
                 newest = updated
-            if pushed_by_us(remote) or not isinstance(remote.get("id"), str):
+            if (
+                pushed_by_us(remote)
+                or not isinstance(remote.get("id"), str)
+                or not concerns_patient(remote, remote_patient)
+            ):
                 counts.skipped += 1
                 continue
             if await _store_one(sync, conn, store, remote, patient_id, remote_patient):
