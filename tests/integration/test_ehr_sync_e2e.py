@@ -9,6 +9,7 @@ replayed after a simulated crash makes no duplicate in the EHR.
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,7 +154,7 @@ async def test_push_pull_resync_and_crash_replay(
         async with db.connect() as conn:
             pulled = await conn.execute(
                 text(
-                    "SELECT r.resource_type, s.course_id, r.content FROM resource r "
+                    "SELECT r.resource_type, r.id, s.course_id, r.content FROM resource r "
                     "LEFT JOIN ipt_session s ON s.resource_type = r.resource_type "
                     "AND s.resource_id = r.id WHERE r.content::jsonb -> 'meta' ->> 'source' "
                     "LIKE :source"
@@ -163,6 +164,8 @@ async def test_push_pull_resync_and_crash_replay(
             by_type = {row.resource_type: row for row in pulled}
         assert set(by_type) == {"Encounter", "Observation"}
         assert by_type["Encounter"].course_id == course_id  # auto-linked to the course
+        score = json.loads(by_type["Observation"].content)
+        assert score["encounter"]["reference"] == f"Encounter/{by_type['Encounter'].id}"
         identifiers = by_type["Encounter"].content
         assert f'"{ehr_identifier_system("sekmet")}"' in identifiers
         assert f"Encounter/{encounter_id}" in identifiers

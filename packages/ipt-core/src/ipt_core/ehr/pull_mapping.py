@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from ipt_core.ehr.identifiers import ehr_identifier_system
-from ipt_core.ehr.push_mapping import NOT_SHARED
 
-__all__ = ["concerns_patient", "incoming_resource", "pull_criteria"]
+__all__ = ["HELD_IN_EHR", "concerns_patient", "incoming_resource", "pull_criteria"]
+
+HELD_IN_EHR: Final = "Held in the EHR only"
 
 
 def concerns_patient(remote: Mapping[str, Any], remote_patient: str) -> bool:
@@ -83,7 +84,7 @@ def _rewrite(node: Any, base_url: str, local_refs: Mapping[str, str]) -> None:
             node["reference"] = local
         else:
             del node["reference"]
-            node.setdefault("display", NOT_SHARED)
+            node.setdefault("display", HELD_IN_EHR)
     for key, child in node.items():
         if key != "contained":
             _rewrite(child, base_url, local_refs)

@@ -22,6 +22,7 @@ from ipt_core.ehr import repository as repo
 from ipt_core.ehr.errors import PatientNotMatched, RemoteError
 from ipt_core.ehr.identifiers import pushed_by_us
 from ipt_core.ehr.pull_mapping import concerns_patient, incoming_resource, pull_criteria
+from ipt_core.ehr.push_mapping import local_references
 from ipt_core.fhir.errors import FhirError
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL
@@ -181,11 +182,15 @@ async def _store_one(
 ) -> bool:
     type_ = str(remote["resourceType"])
     remote_id = str(remote["id"])
+    local_refs = {f"Patient/{remote_patient}": f"Patient/{patient_id}"}
+    for reference in local_references(remote) - set(local_refs):
+        # e.g. a score's Encounter, pulled (or pushed) before: point at our copy of it
+        ref_type, ref_id = reference.split("/", 1)
+        local = await repo.local_id_of(conn, sync.name, ref_type, ref_id)
+        if local is not None:
+            local_refs[reference] = f"{ref_type}/{local}"
     body = incoming_resource(
-        remote,
-        endpoint=sync.name,
-        base_url=sync.endpoint.base_url,
-        local_refs={f"Patient/{remote_patient}": f"Patient/{patient_id}"},
+        remote, endpoint=sync.name, base_url=sync.endpoint.base_url, local_refs=local_refs
     )
     savepoint = await conn.begin_nested()
     try:
