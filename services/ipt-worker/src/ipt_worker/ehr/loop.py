@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.ehr import repository as repo
 from ipt_core.ehr.endpoints import EhrEndpoint
-from ipt_core.ehr.errors import RemoteError
+from ipt_core.ehr.errors import RemoteError, RemoteUnavailable
 from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
 from ipt_core.fhir.store import WriteListener
 from ipt_worker.ehr import metrics
@@ -62,9 +62,11 @@ async def open_endpoint(
 async def run_endpoint(sync: EndpointSync, stop: asyncio.Event) -> None:
     """Sync one endpoint until `stop` is set; failures are recorded, never fatal."""
     next_pull = 0.0
+    failures = 0  # consecutive: an unreachable EHR is asked again after a growing pause
     while not stop.is_set():
         now = time.monotonic()
         claimed = 0
+        wait = sync.timing.poll_interval_s
         try:
             if sync.capabilities_due(now):
                 await sync.refresh_capabilities(now)
@@ -73,14 +75,19 @@ async def run_endpoint(sync: EndpointSync, stop: asyncio.Event) -> None:
                 await pull_once(sync)
                 next_pull = time.monotonic() + sync.endpoint.pull_interval_s
             await report(sync)
+            failures = 0
         except RemoteError as error:
             _log.warning("EHR %s: %s %s", sync.name, error.outcome, error)
             metrics.count_failure(sync.name, "capabilities", error.outcome)
+            failures += 1
+            wait = sync.remote.retry_delay(failures, RemoteUnavailable(error.outcome))
         except Exception as error:  # the database may be restarting: retry, do not die
             _log.warning("EHR %s loop: %s; retrying", sync.name, type(error).__name__)
+            failures += 1
+            wait = sync.remote.retry_delay(failures, RemoteUnavailable("loop"))
         if claimed == 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=sync.timing.poll_interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
 
 async def report(sync: EndpointSync) -> None:
@@ -107,7 +114,14 @@ async def run_ehr_sync(
     """Run every endpoint's loop until `stop` is set (returns at once when none is configured)."""
     if not endpoints:
         return
-    await register_endpoints(engine, endpoints)
+    while not stop.is_set():  # the database may not be up yet: keep trying, do not die
+        try:
+            await register_endpoints(engine, endpoints)
+            break
+        except Exception as error:
+            _log.warning("EHR endpoints not registered: %s; retrying", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=timing.poll_interval_s)
 
     async def one(endpoint: EhrEndpoint) -> None:
         async with open_endpoint(engine, endpoint, listeners, timing, transport=transport) as sync:
