@@ -24,8 +24,8 @@ from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
-from ipt_core.events.webhooks import reseal_secrets
 from ipt_core.ehr import EndpointsFileError
+from ipt_core.events.webhooks import reseal_secrets
 from ipt_core.queue import request_recompute
 from ipt_core.sealing import Keyring, new_key
 from ipt_core.telemetry import configure_process, setup_logging
