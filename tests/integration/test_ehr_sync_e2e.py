@@ -43,8 +43,11 @@ __all__ = ["clock", "ipt"]  # fixtures used by name
 
 async def recompute_all(db: AsyncEngine) -> None:
     recomputer = Recomputer(db, clock=lambda: datetime.now(UTC), listeners=default_listeners())
-    while await recomputer.run_once():
-        pass
+    try:
+        while await recomputer.run_once():
+            pass
+    finally:
+        await recomputer.close()  # releases its liveness connection
 
 
 async def enrol_with_sessions(client: httpx.AsyncClient, mrn: str) -> str:
