@@ -22,13 +22,13 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.ehr.endpoints import parse_endpoints
 from ipt_core.fhir.store import ResourceStore
 from ipt_worker.ehr import EhrTiming, open_endpoint, pull_once, push_due, register_endpoints
-from ipt_worker.listeners import default_listeners
 from tests.support.sekmet import running_sekmet
 
 _DATA = Path(".bench") / "pg-ehr"
@@ -91,7 +91,7 @@ async def _main(base_url: str, push: int, pull: int) -> None:
         remote_patient = _ehr_patient(base_url)
         patient_id = await _patient(engine)
         timing = EhrTiming(batch_size=100, page_size=100)
-        async with open_endpoint(engine, endpoint, default_listeners(), timing) as sync:
+        async with open_endpoint(engine, endpoint, write_listeners(), timing) as sync:
             await sync.refresh_capabilities(time.monotonic())
             await _write_scores(engine, patient_id, push)
             started = time.perf_counter()
@@ -130,14 +130,14 @@ def _ehr_scores(base_url: str, remote_patient: str, count: int) -> None:
 
 async def _patient(engine: AsyncEngine) -> str:
     async with engine.begin() as conn:
-        store = ResourceStore(conn, listeners=default_listeners())
+        store = ResourceStore(conn, listeners=write_listeners())
         body = {"resourceType": "Patient", "identifier": [{"system": _MRN, "value": "BENCH-1"}]}
         return (await store.create("Patient", body)).stored.id
 
 
 async def _write_scores(engine: AsyncEngine, patient_id: str, count: int) -> None:
     async with engine.begin() as conn:
-        store = ResourceStore(conn, listeners=default_listeners())
+        store = ResourceStore(conn, listeners=write_listeners())
         for n in range(count):
             await store.create("Observation", _phq9(f"Patient/{patient_id}", n))
 

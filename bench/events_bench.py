@@ -31,6 +31,7 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
@@ -39,7 +40,6 @@ from ipt_core.events.webhooks import create_endpoint
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.net import DestinationPolicy
 from ipt_core.sealing import Keyring, new_key
-from ipt_worker.listeners import default_listeners
 from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
 from ipt_worker.relay import EventRelay, RelayTiming
 
@@ -126,7 +126,7 @@ async def _latency(
 async def _write_at(engine: AsyncEngine, due: float, committed: dict[str, float]) -> None:
     await asyncio.sleep(max(due - time.perf_counter(), 0))
     async with engine.begin() as conn:
-        store = ResourceStore(conn, listeners=default_listeners())
+        store = ResourceStore(conn, listeners=write_listeners())
         result = await store.create("Patient", _PATIENT)
     committed[result.stored.id] = time.time()
 

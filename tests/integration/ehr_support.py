@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.ehr.endpoints import EhrEndpoint, parse_endpoints
 from ipt_core.ehr.identifiers import SYNC_SOURCE
 from ipt_worker.ehr import EhrTiming, EndpointSync, open_endpoint, push_due
 from ipt_worker.ehr.loop import register_endpoints
-from ipt_worker.listeners import default_listeners
 from tests.integration.ipt_helpers import LOINC
 from tests.support.sekmet import Sekmet, running_sekmet
 
@@ -171,7 +171,7 @@ async def synced_endpoint(
     """The endpoint registered (so writes queue push work) with its capabilities read."""
     await register_endpoints(db, [endpoint])
     async with open_endpoint(
-        db, endpoint, default_listeners(), timing or fast_timing(), transport=transport
+        db, endpoint, write_listeners(), timing or fast_timing(), transport=transport
     ) as sync:
         await sync.refresh_capabilities(time.monotonic())
         yield sync

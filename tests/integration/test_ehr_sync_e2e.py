@@ -17,11 +17,11 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.ehr.identifiers import SYNC_SOURCE, ehr_identifier_system
 from ipt_core.ehr.listener import RESOURCE_KIND
 from ipt_core.ehr.repository import enqueue_push
 from ipt_worker.ehr import pull_once
-from ipt_worker.listeners import default_listeners
 from ipt_worker.recompute import Recomputer
 from tests.integration.ehr_support import (
     MRN_SYSTEM,
@@ -42,7 +42,7 @@ __all__ = ["clock", "ipt"]  # fixtures used by name
 
 
 async def recompute_all(db: AsyncEngine) -> None:
-    recomputer = Recomputer(db, clock=lambda: datetime.now(UTC), listeners=default_listeners())
+    recomputer = Recomputer(db, clock=lambda: datetime.now(UTC), listeners=write_listeners())
     try:
         while await recomputer.run_once():
             pass

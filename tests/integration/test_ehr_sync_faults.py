@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.ehr.endpoints import EhrEndpoint
 from ipt_core.fhir.store import ResourceStore
-from ipt_worker.listeners import default_listeners
 from tests.integration.ehr_support import (
     MRN_SYSTEM,
     ProxyTransport,
@@ -40,7 +40,7 @@ from tests.support.sekmet import Sekmet
 async def scores(db: AsyncEngine, count: int, mrn: str) -> list[str]:
     """Our Patient with `mrn` and `count` PHQ-9 scores (queued for the EHR); their refs."""
     async with db.begin() as conn:
-        store = ResourceStore(conn, listeners=default_listeners())
+        store = ResourceStore(conn, listeners=write_listeners())
         patient = await store.create(
             "Patient",
             {"resourceType": "Patient", "identifier": [{"system": MRN_SYSTEM, "value": mrn}]},
@@ -55,7 +55,7 @@ async def scores(db: AsyncEngine, count: int, mrn: str) -> list[str]:
 async def rescore(db: AsyncEngine, ref: str, score: int) -> None:
     type_, id_ = ref.split("/")
     async with db.begin() as conn:
-        store = ResourceStore(conn, listeners=default_listeners())
+        store = ResourceStore(conn, listeners=write_listeners())
         current = orjson.loads((await store.read(type_, id_)).content or "{}")
         await store.update(type_, id_, {**current, "valueInteger": score})
 

@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.events import (
     OUTBOX_CHANNEL,
     OutboxListener,
@@ -20,7 +21,7 @@ from ipt_core.events import (
 from ipt_core.events.webhooks import create_endpoint, fan_out
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Course, course_to_careplan
-from ipt_worker.listeners import default_listeners
+from ipt_core.ipt.partitions import course_partition_key
 from tests.integration.events_support import TEST_KEYRING, append_course_events
 
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
@@ -64,7 +65,9 @@ async def test_an_ipt_careplan_is_partitioned_by_its_course(db: AsyncEngine) -> 
     plain = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
              "subject": {"reference": "Patient/p1"}}  # fmt: skip
     async with db.begin() as conn:
-        store = ResourceStore(conn, listeners=[OutboxListener()], clock=lambda: NOW)
+        store = ResourceStore(
+            conn, listeners=[OutboxListener(course_partition_key)], clock=lambda: NOW
+        )
         ipt = await store.create("CarePlan", careplan)
         other = await store.create("CarePlan", plain)
         await store.delete("CarePlan", ipt.stored.id)  # content gone: the old version decides
@@ -87,7 +90,7 @@ async def test_a_rolled_back_write_leaves_no_event(db: AsyncEngine) -> None:
 
 
 def test_every_process_registers_the_outbox_after_the_projections() -> None:
-    names = [type(listener).__name__ for listener in default_listeners()]
+    names = [type(listener).__name__ for listener in write_listeners()]
     assert names == ["IptProjections", "EhrPushListener", "OutboxListener"]
 
 

@@ -14,6 +14,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
+from ipt_core.fhir.model import WriteCause
+from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Course, course_to_careplan
 from tests.integration.ipt_helpers import (
     ENCOUNTER_LINK,
@@ -172,18 +175,28 @@ async def test_status_write_backs_do_not_queue_a_recompute(
     await _clear_queue(db)
 
     phase = {"system": "http://fhir.ipt-care.org/CodeSystem/ipt-phase", "code": "initial"}
-    course = await fhir_update(
-        ipt, course | {"extension": [{"url": PHASE_EXTENSION, "valueCoding": phase}]}
-    )
+    phased = course | {"extension": [{"url": PHASE_EXTENSION, "valueCoding": phase}]}
     achieved = {"coding": [{"system": GOAL_ACHIEVEMENT, "code": "improving"}]}
-    goal = await fhir_update(ipt, goal | {"achievementStatus": achieved})
+    await _write_back(db, phased, goal | {"achievementStatus": achieved})
     assert await recompute_generations(db) == {}
 
-    await fhir_update(ipt, course | {"description": "A real change"})
+    # The same change made by a client is a client's write: the projections see it.
+    current = await fhir_read(ipt, f"CarePlan/{course_id}")
+    await fhir_update(ipt, current | {"description": "A real change"})
     assert set(await recompute_generations(db)) == {course_id}
     await _clear_queue(db)
+    goal = await fhir_read(ipt, course["goal"][0]["reference"])
     await fhir_update(ipt, goal | {"lifecycleStatus": "on-hold"})
     assert set(await recompute_generations(db)) == {course_id}
+
+
+async def _write_back(db: AsyncEngine, *resources: dict[str, Any]) -> None:
+    """Write `resources` as the status engine does: cause `STATUS_WRITEBACK`, every listener."""
+    async with db.begin() as conn:
+        store = ResourceStore(conn, listeners=write_listeners(), cause=WriteCause.STATUS_WRITEBACK)
+        for resource in resources:
+            body = {k: v for k, v in resource.items() if k != "meta"}
+            await store.update(resource["resourceType"], resource["id"], body)
 
 
 async def test_real_changes_queue_the_courses_they_concern(

@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
+from ipt_core.composition import write_listeners
 from ipt_core.db.provision import Database
-from ipt_worker.listeners import default_listeners
 from ipt_worker.recompute import Recomputer
 from tests.integration.events_support import (
     WebhookReceiver,
@@ -71,7 +71,7 @@ async def test_one_trace_from_write_to_webhook(
     receiver: WebhookReceiver,
 ) -> None:
     course_id = await enrol(traced, enrolment(await patient(traced)))
-    worker = Recomputer(db, clock=clock, listeners=default_listeners())
+    worker = Recomputer(db, clock=clock, listeners=write_listeners())
     while await worker.run_once():
         pass
     spans.clear()

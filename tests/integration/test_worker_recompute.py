@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_worker.listeners import default_listeners
+from ipt_core.composition import write_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from tests.integration.ipt_helpers import (
@@ -45,7 +45,7 @@ async def _close_recomputers() -> AsyncIterator[None]:
 
 
 def recomputer(db: AsyncEngine, clock: Clock, **options: Any) -> Recomputer:
-    worker = Recomputer(db, clock=clock, listeners=default_listeners(), **options)
+    worker = Recomputer(db, clock=clock, listeners=write_listeners(), **options)
     _started.append(worker)
     return worker
 

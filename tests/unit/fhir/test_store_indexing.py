@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from ipt_core.fhir._dates import date_range
 from ipt_core.fhir.index import (
     DateEntry,
     NumberEntry,
@@ -18,6 +17,7 @@ from ipt_core.fhir.index import (
 )
 from ipt_core.fhir.references import Target, parse_reference
 from ipt_core.fhir.registry import REGISTRY
+from ipt_core.instants import date_range
 
 
 def utc(*parts: int) -> datetime:

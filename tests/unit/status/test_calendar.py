@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from ipt_core.status import Cadence, add_months, cadence_from_timing
+from ipt_core.instants import add_months
+from ipt_core.status import Cadence, cadence_from_timing
 
 
 def at(text: str) -> datetime:

@@ -27,12 +27,12 @@ from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
 from ipt_api.worker import embedded_worker
+from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.fhir.store import WriteListener
 from ipt_core.telemetry import configure_process, scrub_server_span, setup_logging
 from ipt_worker.ehr import register_endpoints
-from ipt_worker.listeners import default_listeners
 
 __all__ = ["create_app"]
 
@@ -112,7 +112,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.write_listeners = (*default_listeners(), *write_listeners)
+    app.state.write_listeners = composition.write_listeners(*write_listeners)
     app.state.clock = clock
     app.state.ehr_endpoints = tuple(ehr_endpoints)
     app.state.token_verifier = (

@@ -7,12 +7,10 @@ import json
 import logging
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import uvicorn
-from sqlalchemy import text
 
 from ipt_api.app import create_app
 from ipt_api.demo import has_ipt_courses, seed_demo
@@ -26,11 +24,8 @@ from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
 from ipt_core.ehr import EndpointsFileError
 from ipt_core.events.webhooks import reseal_secrets
-from ipt_core.queue import request_recompute
 from ipt_core.sealing import Keyring, new_key
 from ipt_core.telemetry import configure_process, setup_logging
-from ipt_worker.listeners import default_listeners
-from ipt_worker.recompute import Recomputer
 
 __all__ = ["main"]
 
@@ -201,30 +196,6 @@ def openapi(check_path: Path | None) -> None:
         click.echo(f"{check_path} is stale: run `make openapi` and commit it", err=True)
         sys.exit(1)
     click.echo(f"{check_path} is up to date")
-
-
-async def _recompute_all(settings: ApiSettings, batch_size: int) -> None:
-    url, _ = await database_url(settings)
-    engine = create_engine(url, pool_size=2)
-    try:
-        now = datetime.now(UTC)
-        async with engine.begin() as conn:
-            ids = list(await conn.scalars(text("SELECT id FROM ipt_course ORDER BY id")))
-            await request_recompute(conn, ids, now)
-        recomputer = Recomputer(
-            engine,
-            clock=lambda: datetime.now(UTC),
-            listeners=default_listeners(),
-            batch_size=batch_size,
-        )
-        with click.progressbar(length=len(ids), label="recomputing courses") as progress:
-            # Other workers may take some of the courses; count until none is due any more.
-            while claimed := await recomputer.run_once():
-                progress.update(claimed)
-            progress.update(len(ids))
-        await recomputer.close()
-    finally:
-        await engine.dispose()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

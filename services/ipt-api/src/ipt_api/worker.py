@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.ehr import EhrEndpoint
 from ipt_worker.ehr import run_ehr_sync, timing_from
-from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from ipt_worker.relay import build_relay
@@ -49,10 +49,10 @@ def embedded_worker(
     """
     settings = settings or WorkerSettings()
     stop = asyncio.Event()
-    recomputer = Recomputer(engine, clock=clock, listeners=default_listeners())
+    recomputer = Recomputer(engine, clock=clock, listeners=write_listeners())
     relay = build_relay(engine, settings, clock)
     recompute = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
-    ehr = run_ehr_sync(engine, ehr_endpoints, default_listeners(), timing_from(settings), stop)
+    ehr = run_ehr_sync(engine, ehr_endpoints, write_listeners(), timing_from(settings), stop)
     return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop), ehr)), stop)
 
 

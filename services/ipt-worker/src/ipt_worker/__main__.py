@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from ipt_core.composition import write_listeners
 from ipt_core.db.provision import open_database
 from ipt_core.ehr import EhrEndpoint, EndpointsFileError, configured_endpoints
 from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, setup_tracing
 from ipt_worker.ehr import run_ehr_sync, timing_from
-from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from ipt_worker.relay import build_relay
@@ -49,7 +49,7 @@ async def _run(
     recomputer = Recomputer(
         database.engine,
         clock=lambda: datetime.now(UTC),
-        listeners=default_listeners(),
+        listeners=write_listeners(),
         batch_size=settings.batch_size,
         lease=timedelta(seconds=settings.lease_s),
     )
@@ -60,7 +60,7 @@ async def _run(
             run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s),
             relay.run(stop),
             run_ehr_sync(
-                database.engine, endpoints, default_listeners(), timing_from(settings), stop
+                database.engine, endpoints, write_listeners(), timing_from(settings), stop
             ),
         )
     finally:

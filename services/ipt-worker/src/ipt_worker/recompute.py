@@ -4,7 +4,11 @@ Each claimed course is stored in its own transaction, so one failing course back
 and never blocks the others. What is stored for a course, in that one transaction:
 `course_status` (version bumped when a status field changed), the status events in the outbox,
 the symptom Goal's `achievementStatus` and the CarePlan's phase extension (written through the
-FHIR store, so their history shows the change), and the course's next wake-up time.
+FHIR store with the cause `WriteCause.STATUS_WRITEBACK`, so their history shows the change and
+the IPT projections skip them), and the course's next wake-up time.
+
+The CarePlan is locked and read once, through the store, and that version is the one written
+back: one way to the row, no SQL of our own on the `resource` table.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.events import append_events, next_sequence
-from ipt_core.fhir.errors import PreconditionFailed
+from ipt_core.fhir.errors import PreconditionFailed, ResourceNotFound
+from ipt_core.fhir.model import StoredResource, WriteCause
 from ipt_core.fhir.store import ResourceStore, WriteListener
 from ipt_core.ipt import course_phase, goal_achievement, with_course_phase, with_goal_achievement
 from ipt_core.queue import Claim, WorkerLiveness, claim_due, finish, release, retry_later
-from ipt_core.status import DEFAULT_RULES, StatusRules, compute_status
-from ipt_core.status._facts import CourseFacts
+from ipt_core.status import DEFAULT_RULES, CourseFacts, StatusRules, compute_status
 from ipt_core.status.loader import UnreadableCourse, load_facts
 from ipt_core.status.serialize import status_json
 from ipt_core.telemetry import context_from_traceparent
@@ -111,8 +115,15 @@ class Recomputer:
             return
         try:
             async with self.engine.begin() as conn:
+                store = ResourceStore(
+                    conn,
+                    listeners=self.listeners,
+                    clock=self.clock,
+                    cause=WriteCause.STATUS_WRITEBACK,
+                )
+                careplan = await _lock_course(store, claim.course_id)
                 if await self._still_ours(conn, claim):
-                    next_due = await self._store(conn, claim.course_id, facts, now)
+                    next_due = await self._store(store, careplan, claim.course_id, facts, now)
                     await finish(conn, claim, next_due=next_due, now=now)
         except Exception as error:  # one course's failure must not stop the batch
             _log.warning(
@@ -124,13 +135,6 @@ class Recomputer:
                 await retry_later(conn, claim, error=type(error).__name__, now=now)
 
     async def _still_ours(self, conn: AsyncConnection, claim: Claim) -> bool:
-        # Lock order matches every writer's: the CarePlan first, then its recompute request.
-        # (A domain write locks the CarePlan and then requests a recompute; taking the two in
-        # the other order here could deadlock with it.)
-        await conn.execute(
-            text("SELECT 1 FROM resource WHERE resource_type = 'CarePlan' AND id = :id FOR UPDATE"),
-            {"id": claim.course_id},
-        )
         # Holding the request row until commit: a worker whose lease ran out cannot also store.
         owner = await conn.scalar(
             text("SELECT claimed_by FROM recompute_request WHERE course_id = :id FOR UPDATE"),
@@ -139,8 +143,14 @@ class Recomputer:
         return bool(owner == self.worker_id)
 
     async def _store(
-        self, conn: AsyncConnection, course_id: str, facts: CourseFacts | None, now: datetime
+        self,
+        store: ResourceStore,
+        careplan: StoredResource | None,
+        course_id: str,
+        facts: CourseFacts | None,
+        now: datetime,
     ) -> datetime | None:
+        conn = store.conn
         if facts is None:  # no longer an IPT course (deleted, entered-in-error)
             await conn.execute(
                 text("DELETE FROM course_status WHERE course_id = :id"), {"id": course_id}
@@ -156,7 +166,8 @@ class Recomputer:
         old: dict[str, Any] | None = row.status if row is not None else None
         if old != current:
             await self._save_change(conn, course_id, old, current, row, now, status)
-            await self._write_back(conn, course_id, current)
+            if careplan is not None and not careplan.deleted:
+                await _write_back(store, careplan, current)
         else:
             await conn.execute(
                 text(
@@ -202,38 +213,51 @@ class Recomputer:
         events = status_events(course_id, old, current, first_sequence=first, now=now)
         await append_events(conn, "CarePlan", events, now)
 
-    async def _write_back(
-        self, conn: AsyncConnection, course_id: str, current: dict[str, Any]
-    ) -> None:
-        """Keep the CarePlan's phase extension and the symptom Goal's achievement current."""
-        store = ResourceStore(conn, listeners=self.listeners, clock=self.clock)
-        careplan_row = await store.read("CarePlan", course_id)
-        careplan = orjson.loads(careplan_row.content or "{}")
-        if course_phase(careplan) != current["phase"]:
-            await _update_unless_changed(
-                store,
-                "CarePlan",
-                course_id,
-                with_course_phase(careplan, current["phase"]),
-                careplan_row.version_id,
-            )
-        goal_id = await conn.scalar(
-            text("SELECT symptom_goal_id FROM ipt_course WHERE id = :id"), {"id": course_id}
+
+async def _lock_course(store: ResourceStore, course_id: str) -> StoredResource | None:
+    """Lock the course's CarePlan row and return it (deleted or not; None if never written).
+
+    Lock order matches every writer's: the CarePlan first, then its recompute request (a domain
+    write locks the CarePlan and then requests a recompute; the other order could deadlock
+    with it). The locked version is the one the write-back starts from.
+    """
+    try:
+        return await store.read_any("CarePlan", course_id, for_update=True)
+    except ResourceNotFound:
+        return None
+
+
+async def _write_back(
+    store: ResourceStore, careplan_row: StoredResource, current: dict[str, Any]
+) -> None:
+    """Keep the CarePlan's phase extension and the symptom Goal's achievement current."""
+    course_id = careplan_row.id
+    careplan = orjson.loads(careplan_row.content or "{}")
+    if course_phase(careplan) != current["phase"]:
+        await _update_unless_changed(
+            store,
+            "CarePlan",
+            course_id,
+            with_course_phase(careplan, current["phase"]),
+            careplan_row.version_id,
         )
-        if goal_id is None:
-            return
-        goal_row = await store.read_any("Goal", goal_id)
-        if goal_row.deleted or goal_row.content is None:
-            return
-        goal = orjson.loads(goal_row.content)
-        if goal_achievement(goal) != current["goal_status"]:
-            await _update_unless_changed(
-                store,
-                "Goal",
-                goal_id,
-                with_goal_achievement(goal, current["goal_status"]),
-                goal_row.version_id,
-            )
+    goal_id = await store.conn.scalar(
+        text("SELECT symptom_goal_id FROM ipt_course WHERE id = :id"), {"id": course_id}
+    )
+    if goal_id is None:
+        return
+    goal_row = await store.read_any("Goal", goal_id)
+    if goal_row.deleted or goal_row.content is None:
+        return
+    goal = orjson.loads(goal_row.content)
+    if goal_achievement(goal) != current["goal_status"]:
+        await _update_unless_changed(
+            store,
+            "Goal",
+            goal_id,
+            with_goal_achievement(goal, current["goal_status"]),
+            goal_row.version_id,
+        )
 
 
 async def _update_unless_changed(

@@ -10,7 +10,7 @@
 
 from ipt_core.events._envelope import EVENT_SOURCE, cloud_event
 from ipt_core.events._feed import FeedEntry, read_feed
-from ipt_core.events._listener import OutboxListener, partition_key
+from ipt_core.events._listener import OutboxListener, PartitionRule, resource_partition_key
 from ipt_core.events._outbox import OUTBOX_CHANNEL, append_events, next_sequence
 from ipt_core.events._publication import (
     FEED_CHANNEL,
@@ -32,13 +32,14 @@ __all__ = [
     "FeedEntry",
     "OutboxEvent",
     "OutboxListener",
+    "PartitionRule",
     "append_events",
     "cloud_event",
     "delete_expired_events",
     "history",
     "mark_published",
     "next_sequence",
-    "partition_key",
     "read_feed",
+    "resource_partition_key",
     "unpublished",
 ]

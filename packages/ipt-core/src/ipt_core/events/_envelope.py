@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from ipt_core.fhir.model import format_instant
+from ipt_core.instants import format_instant
 
 __all__ = ["EVENT_SOURCE", "cloud_event"]
 

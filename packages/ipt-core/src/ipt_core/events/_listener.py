@@ -2,33 +2,45 @@
 
 The event names the resource and its new version, never its content: subscribers that need
 the content read it from the FHIR API with their own authorization, and no patient data leaves
-through the event channels.
+through the event channels. Which partition (ordered sequence) an event joins is a rule of the
+domain, injected by the composition root (`ipt_core.composition`); by default each resource is
+its own partition.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events._envelope import cloud_event
 from ipt_core.events._outbox import append_events, next_sequence
 from ipt_core.events._types import RESOURCE_CHANGED
 from ipt_core.fhir.model import Change
-from ipt_core.ipt import is_ipt_course
 from ipt_core.telemetry import current_traceparent
 
-__all__ = ["OutboxListener", "partition_key"]
+__all__ = ["OutboxListener", "PartitionRule", "resource_partition_key"]
+
+PartitionRule = Callable[[Change], str]
+"""Names the partition key (ordered sequence) of a write's event."""
+
+
+def resource_partition_key(change: Change) -> str:
+    """Every resource its own partition: `Type/id`."""
+    return f"{change.stored.resource_type}/{change.stored.id}"
 
 
 class OutboxListener:
     """Appends a `fhir.resource.changed` event for every create, update and delete."""
 
+    def __init__(self, partition_key: PartitionRule = resource_partition_key) -> None:
+        """Partition events with `partition_key` (by default, one partition per resource)."""
+        self.partition_key = partition_key
+
     async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
         """Append the event of `change` to the outbox (committed or rolled back with it)."""
         stored = change.stored
-        key = partition_key(change)
+        key = self.partition_key(change)
         event = cloud_event(
             type_=RESOURCE_CHANGED,
             subject=f"{stored.resource_type}/{stored.id}",
@@ -44,21 +56,3 @@ class OutboxListener:
             traceparent=current_traceparent(),
         )
         await append_events(conn, stored.resource_type, [event], stored.last_updated)
-
-
-def partition_key(change: Change) -> str:
-    """The course id for an IPT CarePlan (ordered with its status events), else `Type/id`."""
-    stored = change.stored
-    if stored.resource_type == "CarePlan" and is_ipt_course(_careplan(change)):
-        return stored.id
-    return f"{stored.resource_type}/{stored.id}"
-
-
-def _careplan(change: Change) -> dict[str, Any]:
-    # A deletion carries no content: the deleted version's category decides.
-    if change.resource is not None:
-        return change.resource
-    if change.previous is not None and change.previous.content:
-        content: dict[str, Any] = orjson.loads(change.previous.content)
-        return content
-    return {}

@@ -13,10 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ipt_core.fhir._dates import MAX_INSTANT, MIN_INSTANT, date_range
 from ipt_core.fhir._paths import values_at
 from ipt_core.fhir.references import parse_reference
 from ipt_core.fhir.registry import ResourceDefinition, SearchParam
+from ipt_core.instants import MAX_INSTANT, MIN_INSTANT, date_range
 
 __all__ = [
     "DateEntry",

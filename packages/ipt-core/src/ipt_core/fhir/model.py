@@ -5,14 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from enum import StrEnum
 from typing import Any, Literal
 
-__all__ = ["Change", "StoredResource", "WriteResult", "format_instant"]
+__all__ = ["Change", "StoredResource", "WriteCause", "WriteResult"]
 
 
-def format_instant(moment: datetime) -> str:
-    """Render a UTC instant as a FHIR `instant` with microseconds, e.g. `…T09:00:00.000001Z`."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class WriteCause(StrEnum):
+    """Why a resource is written: listeners decide by cause, never by diffing content.
+
+    docs/architecture.md#write-path lists what each listener does for each cause.
+    """
+
+    CLIENT = "client"
+    """A client's FHIR interaction or domain-API use case (the default)."""
+    STATUS_WRITEBACK = "status-writeback"
+    """The status engine writing a derived value back (phase extension, Goal achievement)."""
+    EHR_PULL = "ehr-pull"
+    """A resource copied in from an EHR by the sync worker."""
+    SEED = "seed"
+    """Demo or fixture data loaded by a command, not by a client."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +71,4 @@ class Change:
     stored: StoredResource
     resource: dict[str, Any] | None  # the new content; None after a delete
     previous: StoredResource | None
+    cause: WriteCause = WriteCause.CLIENT

@@ -1,16 +1,18 @@
 """The one registry of resource types the store serves and the search parameters of each.
 
 The CapabilityStatement, the OpenAPI document, the search index and search itself are all
-generated from these definitions, so adding a parameter here is the whole change.
+generated from these definitions, so adding a parameter here is the whole change. The store
+knows FHIR only: parameters of a profile (the IPT `careplan` link of sessions) are added by the
+composition root (`ipt_core.composition`) with `register_search_params` before a process serves
+anything (docs/architecture.md#layers-and-packages).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Literal
-
-from ipt_core.ipt.codes import APPOINTMENT_BASED_ON_EXTENSION, ENCOUNTER_BASED_ON_EXTENSION
 
 __all__ = [
     "COMMON_PARAMS",
@@ -19,6 +21,7 @@ __all__ = [
     "SearchParam",
     "SearchParamType",
     "definition_of",
+    "register_search_params",
 ]
 
 SearchParamType = Literal["token", "string", "date", "reference", "number", "quantity", "uri"]
@@ -85,17 +88,6 @@ def _human_names(resource_type: str) -> tuple[SearchParam, ...]:
     )
 
 
-def _course_link(resource_type: str, extension: str) -> SearchParam:
-    return SearchParam(
-        "careplan",
-        "reference",
-        (f"{resource_type}.extension({extension}).valueReference",),
-        "The IPT course (CarePlan) this session belongs to",
-        ("CarePlan",),
-        definition=f"http://fhir.ipt-care.org/SearchParameter/{resource_type.lower()}-careplan",
-    )
-
-
 _PARAMS: dict[str, tuple[SearchParam, ...]] = {
     "Patient": (
         _identifier("Patient"),
@@ -148,7 +140,6 @@ _PARAMS: dict[str, tuple[SearchParam, ...]] = {
             "PractitionerRole",
             "RelatedPerson",
         ),
-        _course_link("Encounter", ENCOUNTER_BASED_ON_EXTENSION),
     ),
     "Appointment": (
         _identifier("Appointment"),
@@ -168,7 +159,6 @@ _PARAMS: dict[str, tuple[SearchParam, ...]] = {
         _token("status", "Appointment.status", "The overall status of the appointment"),
         _date("date", "Appointment date/time", "Appointment.start"),
         _token("service-type", "Appointment.serviceType", "The specific service"),
-        _course_link("Appointment", APPOINTMENT_BASED_ON_EXTENSION),
     ),
     "Observation": (
         _identifier("Observation"),
@@ -193,9 +183,28 @@ _PARAMS: dict[str, tuple[SearchParam, ...]] = {
     ),
 }
 
-REGISTRY: Mapping[str, ResourceDefinition] = {
+_DEFINITIONS: dict[str, ResourceDefinition] = {
     name: ResourceDefinition(name, {p.name: p for p in params}) for name, params in _PARAMS.items()
 }
+REGISTRY: Mapping[str, ResourceDefinition] = MappingProxyType(_DEFINITIONS)
+"""Every served type by name (read-only; profiles add parameters with `register_search_params`)."""
+
+
+def register_search_params(resource_type: str, *params: SearchParam) -> None:
+    """Serve `params` on `resource_type` too (idempotent: registering the same one is a no-op).
+
+    Raises:
+        KeyError: when the store does not serve `resource_type`.
+        ValueError: when a different parameter of that name is already served.
+    """
+    definition = _DEFINITIONS[resource_type]
+    merged = dict(definition.params)
+    for param in params:
+        known = merged.get(param.name)
+        if known is not None and known != param:
+            raise ValueError(f"{resource_type} already has a different {param.name!r} parameter")
+        merged[param.name] = param
+    _DEFINITIONS[resource_type] = replace(definition, params=MappingProxyType(merged))
 
 
 # Parameters of every type, answered from the `resource` table rather than the index tables.

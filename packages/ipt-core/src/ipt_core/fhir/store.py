@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,9 +30,10 @@ from ipt_core.fhir.errors import (
     ResourceNotFound,
 )
 from ipt_core.fhir.index import index_entries
-from ipt_core.fhir.model import Change, StoredResource, WriteResult, format_instant
+from ipt_core.fhir.model import Change, StoredResource, WriteCause, WriteResult
 from ipt_core.fhir.registry import ResourceDefinition, definition_of
 from ipt_core.fhir.validation import check_resource
+from ipt_core.instants import format_instant
 
 __all__ = [
     "Clock",
@@ -67,11 +68,16 @@ class ResourceStore:
         *,
         listeners: Sequence[WriteListener] = (),
         clock: Clock = _utc_now,
+        cause: WriteCause = WriteCause.CLIENT,
     ) -> None:
-        """Bind the store to `conn`; `listeners` run inside every write's transaction."""
+        """Bind the store to `conn`; `listeners` run inside every write's transaction.
+
+        `cause` is the default cause of this store's writes; each write call may name another.
+        """
         self.conn = conn
         self.listeners = tuple(listeners)
         self.clock = clock
+        self.cause = cause
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -92,10 +98,16 @@ class ResourceStore:
             raise ResourceGone(f"{resource_type}/{id_} was deleted", expression=())
         return stored
 
-    async def read_any(self, resource_type: str, id_: str) -> StoredResource:
-        """Return the current row, deleted or not. Raises ResourceNotFound if never written."""
+    async def read_any(
+        self, resource_type: str, id_: str, *, for_update: bool = False
+    ) -> StoredResource:
+        """Return the current row, deleted or not. Raises ResourceNotFound if never written.
+
+        With `for_update`, the row stays locked until this transaction ends, as in `read`.
+        """
         definition_or_404(resource_type)
-        stored = await rows.current(self.conn, resource_type, id_)
+        fetch = rows.lock_for_update if for_update else rows.current
+        stored = await fetch(self.conn, resource_type, id_)
         if stored is None:
             raise ResourceNotFound(f"{resource_type}/{id_} is not known")
         return stored
@@ -121,6 +133,7 @@ class ResourceStore:
         *,
         if_none_exist: str | None = None,
         new_id: str | None = None,
+        cause: WriteCause | None = None,
     ) -> WriteResult:
         """Create `resource` with a new server id (a client id is ignored, as R4 says).
 
@@ -135,10 +148,18 @@ class ResourceStore:
                 return WriteResult(
                     await self.read(definition.type, existing), created=False, changed=False
                 )
-        return await self._write(definition, new_id or str(uuid.uuid4()), resource, None, "create")
+        return await self._write(
+            definition, new_id or str(uuid.uuid4()), resource, None, cause or self.cause
+        )
 
     async def update(
-        self, resource_type: str, id_: str, resource: dict[str, Any], *, if_match: int | None = None
+        self,
+        resource_type: str,
+        id_: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        cause: WriteCause | None = None,
     ) -> WriteResult:
         """Update (or create, with a client id) `resource_type/id_`, honouring `If-Match`."""
         definition = self._checked(resource, resource_type)
@@ -154,7 +175,7 @@ class ResourceStore:
             )
         previous = await rows.lock_for_update(self.conn, resource_type, id_)
         _check_version(previous, if_match)
-        return await self._write(definition, id_, resource, previous, "update")
+        return await self._write(definition, id_, resource, previous, cause or self.cause)
 
     async def conditional_update(
         self,
@@ -163,6 +184,7 @@ class ResourceStore:
         resource: dict[str, Any],
         *,
         if_match: int | None = None,
+        cause: WriteCause | None = None,
     ) -> WriteResult:
         """Update the one resource matching `criteria`, or create one when none does."""
         definition = self._checked(resource, resource_type)
@@ -173,7 +195,7 @@ class ResourceStore:
                 raise PreconditionFailed("If-Match was given but no resource matches")
             new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
             previous = await rows.lock_for_update(self.conn, resource_type, new_id)
-            return await self._write(definition, new_id, resource, previous, "update")
+            return await self._write(definition, new_id, resource, previous, cause or self.cause)
         if body_id is not None and body_id != match:
             raise InvalidRequest(
                 f"The resource's id {body_id!r} differs from the matching resource {match!r}",
@@ -181,9 +203,12 @@ class ResourceStore:
             )
         previous = await rows.lock_for_update(self.conn, resource_type, match)
         _check_version(previous, if_match)
-        return await self._write(definition, match, {**resource, "id": match}, previous, "update")
+        body = {**resource, "id": match}
+        return await self._write(definition, match, body, previous, cause or self.cause)
 
-    async def delete(self, resource_type: str, id_: str) -> StoredResource | None:
+    async def delete(
+        self, resource_type: str, id_: str, *, cause: WriteCause | None = None
+    ) -> StoredResource | None:
         """Delete a resource; deleting a missing or deleted one succeeds and returns None."""
         definition = definition_or_404(resource_type)
         previous = await rows.lock_for_update(self.conn, resource_type, id_)
@@ -195,7 +220,7 @@ class ResourceStore:
         await rows.update_current(self.conn, stored)
         await rows.insert_version(self.conn, stored, "DELETE")
         await rows.replace_index(self.conn, definition.type, id_, None)
-        await self._tell(Change("delete", stored, None, previous))
+        await self._tell(Change("delete", stored, None, previous, cause or self.cause))
         return stored
 
     async def patch(
@@ -205,6 +230,7 @@ class ResourceStore:
         change: ResourceChange,
         *,
         if_match: int | None = None,
+        cause: WriteCause | None = None,
     ) -> WriteResult:
         """Apply `change` to the current version under its row lock and write the result.
 
@@ -225,7 +251,7 @@ class ResourceStore:
                 expression=(f"{resource_type}.id",),
             )
         self._checked(patched, resource_type)
-        return await self._write(definition, id_, patched, previous, "update")
+        return await self._write(definition, id_, patched, previous, cause or self.cause)
 
     async def conditional_patch(
         self,
@@ -234,12 +260,13 @@ class ResourceStore:
         change: ResourceChange,
         *,
         if_match: int | None = None,
+        cause: WriteCause | None = None,
     ) -> WriteResult:
         """Patch the one resource matching `criteria`; none matching is a 404."""
         match = await self.locked_match(resource_type, criteria)
         if match is None:
             raise ResourceNotFound(f"No {resource_type} matches the criteria")
-        return await self.patch(resource_type, match, change, if_match=if_match)
+        return await self.patch(resource_type, match, change, if_match=if_match, cause=cause)
 
     async def locked_match(self, resource_type: str, criteria: str) -> str | None:
         """Return the id of the one resource matching `criteria` (None when none does).
@@ -252,11 +279,13 @@ class ResourceStore:
         """
         return await self._locked_match(definition_or_404(resource_type), criteria)
 
-    async def conditional_delete(self, resource_type: str, criteria: str) -> StoredResource | None:
+    async def conditional_delete(
+        self, resource_type: str, criteria: str, *, cause: WriteCause | None = None
+    ) -> StoredResource | None:
         """Delete the one resource matching `criteria`; none matching is not an error."""
         definition = definition_or_404(resource_type)
         match = await self._locked_match(definition, criteria)
-        return None if match is None else await self.delete(resource_type, match)
+        return None if match is None else await self.delete(resource_type, match, cause=cause)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -285,7 +314,7 @@ class ResourceStore:
         id_: str,
         resource: dict[str, Any],
         previous: StoredResource | None,
-        action: str,
+        cause: WriteCause,
     ) -> WriteResult:
         version_id = 1 if previous is None else previous.version_id + 1
         now = self.clock()
@@ -302,7 +331,7 @@ class ResourceStore:
             if not await rows.insert_current(self.conn, stored):
                 # A concurrent writer created this id first: become an update of its version.
                 raced = await rows.lock_for_update(self.conn, definition.type, id_)
-                return await self._write(definition, id_, resource, raced, action)
+                return await self._write(definition, id_, resource, raced, cause)
         else:
             await rows.update_current(self.conn, stored)
         created = previous is None or previous.deleted
@@ -314,7 +343,8 @@ class ResourceStore:
             index_entries(definition, body),
             had_index=previous is not None and not previous.deleted,
         )
-        await self._tell(Change("create" if created else "update", stored, body, previous))
+        action: Literal["create", "update"] = "create" if created else "update"
+        await self._tell(Change(action, stored, body, previous, cause))
         return WriteResult(stored, created=created)
 
     async def _tell(self, change: Change) -> None:

@@ -7,7 +7,8 @@
 - Rules on FHIR writes: `rule_violations` returns `RuleViolation`s (a 422 when not empty).
 - Conformance resources served read-only: `conformance_resources`.
 
-Codes and code systems live in `ipt_core.ipt.codes`.
+Codes and code systems live in `ipt_core.ipt.codes`; FHIR JSON element helpers in
+`ipt_core.ipt.fhir_json`.
 """
 
 from ipt_core.ipt._careplan import course_from_fhir, course_to_careplan
@@ -15,6 +16,7 @@ from ipt_core.ipt._careplan_facts import (
     based_on_course_id,
     course_phase,
     course_type,
+    detail_has,
     is_ipt_course,
     outcome_references,
     planned_sessions,
@@ -111,6 +113,7 @@ __all__ = [
     "course_phase",
     "course_to_careplan",
     "course_type",
+    "detail_has",
     "goal_achievement",
     "icd10cm_codes",
     "interpersonal_goal",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from ipt_core.instants import format_instant, parse_optional_instant
 from ipt_core.ipt._careplan_facts import (
     based_on_course_id,
     course_phase,
@@ -20,15 +21,6 @@ from ipt_core.ipt._careplan_facts import (
     problem_areas,
     session_timing,
 )
-from ipt_core.ipt._fhir import (
-    as_dict,
-    as_list,
-    concept,
-    narrative,
-    reference,
-    reference_id,
-    relative_reference,
-)
 from ipt_core.ipt._goal import interpersonal_goal_from_fhir, is_symptom_goal
 from ipt_core.ipt._model import (
     DEFAULT_SESSION_MINUTES,
@@ -38,7 +30,6 @@ from ipt_core.ipt._model import (
     PracticeAssignment,
     PracticeStatus,
 )
-from ipt_core.ipt._time import format_instant, parse_optional_instant
 from ipt_core.ipt._vocabulary import (
     ACTIVITY_CONCEPTS,
     COURSE_TYPE_CONCEPTS,
@@ -56,6 +47,15 @@ from ipt_core.ipt.codes import (
     SNOMED,
     SOCIAL_PRACTICE,
     US_CORE_CAREPLAN_CATEGORY,
+)
+from ipt_core.ipt.fhir_json import (
+    as_dict,
+    as_list,
+    concept,
+    narrative,
+    reference,
+    reference_id,
+    relative_reference,
 )
 
 ASSESS_PLAN_DISPLAY: Final = "Assessment and Plan of Treatment"

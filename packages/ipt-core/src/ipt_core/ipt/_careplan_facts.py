@@ -8,14 +8,6 @@ from __future__ import annotations
 
 from typing import Any, cast, get_args
 
-from ipt_core.ipt._fhir import (
-    as_dict,
-    as_list,
-    codes_in,
-    has_code,
-    reference_id,
-    relative_reference,
-)
 from ipt_core.ipt._model import DEFAULT_PLANNED_SESSIONS, CourseType, Phase, ProblemArea
 from ipt_core.ipt._vocabulary import PHASE_CONCEPTS, display_of
 from ipt_core.ipt.codes import (
@@ -25,6 +17,14 @@ from ipt_core.ipt.codes import (
     PHASE_SYSTEM,
     PROBLEM_AREA_SYSTEM,
     SNOMED,
+)
+from ipt_core.ipt.fhir_json import (
+    as_dict,
+    as_list,
+    codes_in,
+    has_code,
+    reference_id,
+    relative_reference,
 )
 
 

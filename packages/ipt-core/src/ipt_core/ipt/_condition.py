@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
-from ipt_core.ipt._fhir import as_dict, codes_in, concept, narrative, reference
 from ipt_core.ipt.codes import ICD10CM, SNOMED
+from ipt_core.ipt.fhir_json import as_dict, codes_in, concept, narrative, reference
 
 CLINICAL_STATUS_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 VERIFICATION_STATUS_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"

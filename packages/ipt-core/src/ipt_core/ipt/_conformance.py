@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ipt_core.ipt._conformance_profiles import course_profile, phase_extension_definition
-from ipt_core.ipt._fhir import narrative
 from ipt_core.ipt._vocabulary import (
     ACTIVITY_CONCEPTS,
     COURSE_TYPE_CONCEPTS,
@@ -28,6 +27,7 @@ from ipt_core.ipt.codes import (
     PHASE_SYSTEM,
     PROBLEM_AREA_SYSTEM,
 )
+from ipt_core.ipt.fhir_json import narrative
 
 CONFORMANCE_VERSION: Final = "1.0.0"
 PUBLISHER: Final = "IPT Care Service"

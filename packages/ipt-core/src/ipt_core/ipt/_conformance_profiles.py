@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ipt_core.ipt._fhir import coding, narrative
 from ipt_core.ipt._model import MAX_PLANNED_SESSIONS, MAX_PROBLEM_AREAS, MIN_PLANNED_SESSIONS
 from ipt_core.ipt.codes import (
     ACTIVITY_SYSTEM,
@@ -24,6 +23,7 @@ from ipt_core.ipt.codes import (
     SOCIAL_PRACTICE,
     US_CORE_CAREPLAN_CATEGORY,
 )
+from ipt_core.ipt.fhir_json import coding, narrative
 
 COURSE_PROFILE: Final = f"{CANONICAL_BASE}/StructureDefinition/ipt-course"
 _FHIR_CORE: Final = "http://hl7.org/fhir/StructureDefinition"

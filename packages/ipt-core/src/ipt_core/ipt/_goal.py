@@ -9,14 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, cast, get_args
 
-from ipt_core.ipt._fhir import (
-    as_list,
-    codes_in,
-    concept,
-    has_code,
-    narrative,
-    reference,
-)
+from ipt_core.instants import add_months, format_date
 from ipt_core.ipt._model import (
     Course,
     GoalAchievement,
@@ -24,9 +17,16 @@ from ipt_core.ipt._model import (
     ProblemArea,
     TreatmentOutline,
 )
-from ipt_core.ipt._time import add_months, format_date
 from ipt_core.ipt._vocabulary import PROBLEM_AREA_CONCEPTS, display_of
 from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL, PROBLEM_AREA_SYSTEM
+from ipt_core.ipt.fhir_json import (
+    as_list,
+    codes_in,
+    concept,
+    has_code,
+    narrative,
+    reference,
+)
 
 GOAL_ACHIEVEMENT_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 UCUM: Final = "http://unitsofmeasure.org"

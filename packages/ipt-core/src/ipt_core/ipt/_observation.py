@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ipt_core.ipt._fhir import (
+from ipt_core.instants import format_instant, parse_optional_instant
+from ipt_core.ipt._goal import PHQ9_TOTAL_DISPLAY
+from ipt_core.ipt._model import Phq9
+from ipt_core.ipt.codes import LOINC, OBSERVATION_CATEGORY, PHQ9_ITEM9, PHQ9_TOTAL, SURVEY
+from ipt_core.ipt.fhir_json import (
     as_dict,
     as_list,
     concept,
@@ -18,10 +22,6 @@ from ipt_core.ipt._fhir import (
     reference_id,
     relative_reference,
 )
-from ipt_core.ipt._goal import PHQ9_TOTAL_DISPLAY
-from ipt_core.ipt._model import Phq9
-from ipt_core.ipt._time import format_instant, parse_optional_instant
-from ipt_core.ipt.codes import LOINC, OBSERVATION_CATEGORY, PHQ9_ITEM9, PHQ9_TOTAL, SURVEY
 
 PHQ9_MAX: Final = 27
 ITEM9_MAX: Final = 3

@@ -21,7 +21,6 @@ from ipt_core.ipt._careplan_facts import (
     ipt_activities,
     is_ipt_course,
 )
-from ipt_core.ipt._fhir import as_dict, as_list, has_code, relative_reference
 from ipt_core.ipt._model import MAX_PLANNED_SESSIONS, MAX_PROBLEM_AREAS, MIN_PLANNED_SESSIONS
 from ipt_core.ipt._observation import ITEM9_MAX, PHQ9_MAX, integer_value, is_phq9_total
 from ipt_core.ipt._session import session_course_link
@@ -33,6 +32,7 @@ from ipt_core.ipt.codes import (
     PROBLEM_AREA_SYSTEM,
     PROBLEM_AREAS,
 )
+from ipt_core.ipt.fhir_json import as_dict, as_list, has_code, relative_reference
 
 SUBJECT_RULE: Final = "ipt-subject-patient"
 START_RULE: Final = "ipt-course-start"

@@ -10,20 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
-from ipt_core.ipt._fhir import (
-    as_dict,
-    as_list,
-    coding,
-    concept,
-    has_code,
-    narrative,
-    reference,
-    reference_id,
-    relative_reference,
-)
+from ipt_core.instants import format_instant, parse_optional_instant
 from ipt_core.ipt._goal import UCUM
 from ipt_core.ipt._model import Session, SessionMode, SessionOutcome
-from ipt_core.ipt._time import format_instant, parse_optional_instant
 from ipt_core.ipt._vocabulary import IPT_THERAPY_DISPLAY
 from ipt_core.ipt.codes import (
     ACT_CODE,
@@ -34,6 +23,17 @@ from ipt_core.ipt.codes import (
     IPT_THERAPY,
     SNOMED,
     VIRTUAL,
+)
+from ipt_core.ipt.fhir_json import (
+    as_dict,
+    as_list,
+    coding,
+    concept,
+    has_code,
+    narrative,
+    reference,
+    reference_id,
+    relative_reference,
 )
 
 # R4 Appointment has no class; R5 has (a CodeableConcept), so a virtual session's mode

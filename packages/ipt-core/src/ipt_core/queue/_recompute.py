@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.backoff import backoff_ceiling_s
 from ipt_core.queue._liveness import LIVE_WORKERS_SQL
 from ipt_core.telemetry import current_traceparent
 
@@ -133,7 +134,12 @@ async def release(conn: AsyncConnection, claims: Iterable[Claim], *, worker: str
 
 async def retry_later(conn: AsyncConnection, claim: Claim, *, error: str, now: datetime) -> None:
     """Back off a failed course exponentially; other courses are not held up."""
-    delay = min(timedelta(seconds=2 ** min(claim.attempts, 20)), _MAX_BACKOFF)
+    # `attempts` counts the claim that just failed too: 2 s after the first failure.
+    delay = timedelta(
+        seconds=backoff_ceiling_s(
+            claim.attempts + 1, initial_s=1.0, max_s=_MAX_BACKOFF.total_seconds()
+        )
+    )
     await conn.execute(
         text(
             "UPDATE recompute_request SET claimed_by = NULL, claimed_until = NULL, "

@@ -7,7 +7,7 @@ CarePlan activity timing into a `Cadence`. `StatusRules` holds every threshold, 
 the settings table of docs/status-rules.md (`DEFAULT_RULES`).
 """
 
-from ._calendar import Cadence, add_months, cadence_from_timing
+from ._calendar import Cadence, cadence_from_timing
 from ._course_status import CourseStatus, Engagement, GoalStatus, Phase, Severity
 from ._facts import CarePlanStatus, CourseFacts, CourseType, Phq9Fact, SessionFact, SessionOutcome
 from ._sessions import resolve_session
@@ -31,7 +31,6 @@ __all__ = [
     "SessionOutcome",
     "Severity",
     "StatusRules",
-    "add_months",
     "cadence_from_timing",
     "compute_status",
     "resolve_session",

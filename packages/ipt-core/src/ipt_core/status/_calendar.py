@@ -8,12 +8,13 @@ where `mo` and `a` are calendar months and years and the other units fixed durat
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Final
+
+from ipt_core.instants import add_months, ensure_utc
 
 MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -22,43 +23,6 @@ _CALENDAR_UNIT_MONTHS: Final = {"mo": 1, "a": 12}
 # A calendar month cannot be divided (what is half of "a month" from Jan 31?), so a cadence
 # such as "twice a month" becomes a fixed duration based on the mean Gregorian month.
 _MEAN_MONTH_SECONDS: Final = Fraction(365_2425 * 86_400, 12 * 10_000)
-
-
-def ensure_utc(value: datetime, name: str) -> datetime:
-    """Return `value` as a UTC instant.
-
-    Args:
-        value: A timezone-aware datetime (any offset).
-        name: What the value is, for the error message.
-
-    Returns:
-        The same instant with `tzinfo=UTC`.
-
-    Raises:
-        ValueError: If `value` is naive: a naive time is no instant, and guessing a zone would
-            shift every rule by hours.
-    """
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
-    return value.astimezone(UTC)
-
-
-def add_months(instant: datetime, months: int) -> datetime:
-    """Add calendar months, keeping the time of day and clamping the day of month.
-
-    Args:
-        instant: A timezone-aware datetime; the calendar is the UTC one.
-        months: How many months to add (may be negative).
-
-    Returns:
-        The UTC instant `months` calendar months later, e.g. Jan 31 + 1 → Feb 28 (Feb 29 in a
-        leap year).
-    """
-    utc = ensure_utc(instant, "instant")
-    year, month_index = divmod(utc.year * 12 + utc.month - 1 + months, 12)
-    month = month_index + 1
-    last_day = calendar.monthrange(year, month)[1]
-    return utc.replace(year=year, month=month, day=min(utc.day, last_day))
 
 
 @dataclass(frozen=True, slots=True)

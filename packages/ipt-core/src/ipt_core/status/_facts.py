@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, get_args
 
-from ._calendar import Cadence, ensure_utc
+from ipt_core.instants import ensure_utc
+
+from ._calendar import Cadence
 
 CarePlanStatus = Literal["draft", "active", "on-hold", "revoked", "completed", "unknown"]
 CourseType = Literal["acute", "maintenance"]

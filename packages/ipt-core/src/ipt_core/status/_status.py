@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from ._calendar import ensure_utc
+from ipt_core.instants import ensure_utc
+
 from ._course_status import CourseStatus
 from ._evaluate import evaluate
 from ._facts import CourseFacts

@@ -6,7 +6,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from ipt_core.fhir.model import format_instant
+from ipt_core.instants import format_instant
 from ipt_core.status._course_status import CourseStatus
 
 __all__ = ["INTERNAL_FIELDS", "status_json"]

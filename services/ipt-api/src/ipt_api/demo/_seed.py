@@ -24,10 +24,11 @@ from ipt_api.courses.schemas import (
     SessionRequest,
 )
 from ipt_api.demo._caseload import CASELOAD, DEMO_PATIENT_SYSTEM, THERAPISTS, DemoCourse
+from ipt_core.composition import write_listeners
+from ipt_core.fhir.model import WriteCause
 from ipt_core.fhir.store import ResourceStore
-from ipt_core.ipt._fhir import narrative
-from ipt_core.ipt._time import add_months
-from ipt_worker.listeners import default_listeners
+from ipt_core.instants import add_months
+from ipt_core.ipt.fhir_json import narrative
 
 __all__ = ["has_ipt_courses", "seed_demo"]
 
@@ -60,7 +61,7 @@ async def seed_demo(engine: AsyncEngine, *, now: Callable[[], datetime] | None =
     end = (now or (lambda: datetime.now(UTC)))()
     clock = _WalkingClock(end)
     async with engine.begin() as conn:
-        store = ResourceStore(conn, listeners=default_listeners(), clock=clock)
+        store = ResourceStore(conn, listeners=write_listeners(), clock=clock, cause=WriteCause.SEED)
         therapists = [await _therapist(store, *therapist) for therapist in THERAPISTS]
         created = 0
         for story in CASELOAD:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.db.engine import create_engine
 from ipt_core.db.provision import database_url
 from ipt_core.ehr import EhrEndpoint, EndpointsFileError, configured_endpoints
@@ -24,7 +25,6 @@ from ipt_worker.ehr import (
     register_endpoints,
     timing_from,
 )
-from ipt_worker.listeners import default_listeners
 from ipt_worker.settings import WorkerSettings
 
 __all__ = ["ehr_cli"]
@@ -85,7 +85,7 @@ async def _sync(
         await register_endpoints(engine, endpoints)
         for endpoint in endpoints:
             async with open_endpoint(
-                engine, endpoint, default_listeners(), timing_from(settings)
+                engine, endpoint, write_listeners(), timing_from(settings)
             ) as sync:
                 try:
                     await sync.refresh_capabilities(time.monotonic())

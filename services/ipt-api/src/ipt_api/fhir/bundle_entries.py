@@ -22,9 +22,10 @@ from ipt_api.fhir.patch import JSON_PATCH, json_patch
 from ipt_api.fhir.search import searchset
 from ipt_api.principal import Principal
 from ipt_core.fhir.errors import InvalidRequest, MethodNotAllowed, PreconditionFailed
-from ipt_core.fhir.model import StoredResource, format_instant
+from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.registry import REGISTRY
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.instants import format_instant
 
 __all__ = ["BundleEntry", "carry_out", "parse_entry", "status_line", "written"]
 

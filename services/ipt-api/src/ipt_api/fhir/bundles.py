@@ -10,7 +10,8 @@ import orjson
 from ipt_api.outcomes import operation_outcome
 from ipt_core.fhir.errors import Issue
 from ipt_core.fhir.history import HistoryEntry
-from ipt_core.fhir.model import StoredResource, format_instant
+from ipt_core.fhir.model import StoredResource
+from ipt_core.instants import format_instant
 
 __all__ = ["Links", "history_bundle", "searchset_bundle"]
 

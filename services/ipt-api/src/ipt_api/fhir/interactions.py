@@ -27,7 +27,6 @@ from ipt_api.fhir.smart import capability_security
 from ipt_api.fhir.transaction import bundle_route
 from ipt_api.fhir.validate_op import validate_route
 from ipt_api.outcomes import operation_outcome
-from ipt_core.fhir._dates import parse_instant
 from ipt_core.fhir.errors import (
     InvalidRequest,
     Issue,
@@ -36,6 +35,7 @@ from ipt_core.fhir.errors import (
 )
 from ipt_core.fhir.history import history_page
 from ipt_core.fhir.registry import REGISTRY
+from ipt_core.instants import parse_instant
 
 __all__ = ["authorize", "fhir_router"]
 

@@ -15,8 +15,8 @@ from ipt_api.fhir.responses import FhirResponse, json_response
 from ipt_api.status.dashboard import WorklistKind, summary, worklist
 from ipt_api.status.parameters import status_parameters
 from ipt_api.status.service import course_status
-from ipt_core.fhir._dates import parse_instant
 from ipt_core.fhir.errors import InvalidRequest
+from ipt_core.instants import parse_instant
 
 __all__ = ["fhir_status_router", "status_router"]
 

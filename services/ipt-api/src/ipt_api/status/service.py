@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import BusinessRuleViolated, ResourceNotFound
-from ipt_core.fhir.model import format_instant
+from ipt_core.instants import format_instant
 from ipt_core.status import compute_status
 from ipt_core.status.loader import UnreadableCourse, load_facts
 from ipt_core.status.serialize import status_json

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from ipt_core.backoff import backoff_ceiling_s
+
 __all__ = ["DeliveryPolicy", "retry_after_s", "retry_delay_s"]
 
 _RETRY_AFTER_CAP_S: Final = 86_400.0
@@ -36,7 +38,9 @@ def retry_delay_s(
     """
     if retry_after is not None:
         return min(max(retry_after, 0.0), _RETRY_AFTER_CAP_S)
-    ceiling = min(policy.backoff_max_s, policy.backoff_initial_s * 2.0 ** max(attempts - 1, 0))
+    ceiling = backoff_ceiling_s(
+        attempts, initial_s=policy.backoff_initial_s, max_s=policy.backoff_max_s
+    )
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 

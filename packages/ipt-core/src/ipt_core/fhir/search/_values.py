@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import cast, get_args
 
-from ipt_core.fhir._dates import date_range
 from ipt_core.fhir.errors import InvalidRequest
 from ipt_core.fhir.references import parse_reference
 from ipt_core.fhir.registry import SearchParam
@@ -19,6 +18,7 @@ from ipt_core.fhir.search._model import (
     TokenValue,
     Value,
 )
+from ipt_core.instants import date_range
 
 __all__ = ["parse_values", "split_escaped"]
 

@@ -3,8 +3,7 @@
 - `IptProjections`: the FHIR store's write listener (IPT rules, rows, recompute requests).
 - `check_ipt_rules`: the IPT rules on a resource about to be written (a 422 when broken).
 - Pure parts, usable without a database: `course_row`, `session_facts`, `measure_row`
-  (rows of one resource), `decide_link` (the linking rules of docs/fhir-mapping.md) and
-  `is_status_writeback` (the status engine's echo, which never triggers a recompute).
+  (rows of one resource) and `decide_link` (the linking rules of docs/fhir-mapping.md).
 """
 
 from ipt_core.ipt.projections._linking import (
@@ -14,7 +13,6 @@ from ipt_core.ipt.projections._linking import (
 )
 from ipt_core.ipt.projections._listener import IptProjections, check_ipt_rules
 from ipt_core.ipt.projections._rows import SessionFacts, course_row, measure_row, session_facts
-from ipt_core.ipt.projections._writebacks import is_status_writeback
 
 __all__ = [
     "CourseWindow",
@@ -24,7 +22,6 @@ __all__ = [
     "check_ipt_rules",
     "course_row",
     "decide_link",
-    "is_status_writeback",
     "measure_row",
     "session_facts",
 ]

@@ -3,7 +3,8 @@
 Runs inside every resource write's transaction (docs/architecture.md#write-path), so the rows
 and recompute requests commit or roll back with the resource. For each write it:
 
-1. ignores the status engine's own write-backs (phase extension, goal achievement);
+1. ignores the status engine's own write-backs (phase extension, goal achievement): their
+   cause is `WriteCause.STATUS_WRITEBACK`, and recomputing on them would loop forever;
 2. checks the IPT rules (issue 4, item 2); a violation aborts the write with a 422;
 3. updates the projection rows the resource feeds;
 4. asks for a recompute of every course whose facts changed, due at the write's time.
@@ -18,13 +19,12 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import BusinessRuleViolated, Issue
-from ipt_core.fhir.model import Change, StoredResource
+from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.ipt._rules import RuleViolation, related_course_id, rule_violations
 from ipt_core.ipt.projections import _repository as repo
 from ipt_core.ipt.projections._courses import project_course, refresh_courses
 from ipt_core.ipt.projections._measures import project_measure
 from ipt_core.ipt.projections._sessions import project_session
-from ipt_core.ipt.projections._writebacks import is_status_writeback
 from ipt_core.queue import request_recompute
 
 __all__ = ["IptProjections", "check_ipt_rules"]
@@ -44,12 +44,10 @@ class IptProjections:
             BusinessRuleViolated: when the resource breaks an IPT rule (the write aborts).
         """
         projection = _PROJECTIONS.get(change.stored.resource_type)
-        if projection is None:
+        if projection is None or change.cause is WriteCause.STATUS_WRITEBACK:
             return
         previous = _content(change.previous)
         current = change.resource
-        if current is not None and is_status_writeback(previous, current):
-            return
         if current is not None:
             await check_ipt_rules(conn, current)
         affected = await projection(conn, change.stored.id, current, previous)

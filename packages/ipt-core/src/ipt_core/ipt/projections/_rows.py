@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from ipt_core.instants import parse_instant
 from ipt_core.ipt._careplan_facts import (
     based_on_course_id,
     course_type,
@@ -17,10 +18,8 @@ from ipt_core.ipt._careplan_facts import (
     problem_areas,
     session_timing,
 )
-from ipt_core.ipt._fhir import as_dict, as_list, has_code, reference_id, relative_reference
 from ipt_core.ipt._observation import is_phq9_total, phq9_item9, phq9_total
 from ipt_core.ipt._session import session_course_link
-from ipt_core.ipt._time import parse_instant
 from ipt_core.ipt.codes import (
     CPT,
     CPT_PSYCHOTHERAPY,
@@ -30,6 +29,7 @@ from ipt_core.ipt.codes import (
     PHQ9_TOTAL,
     SNOMED,
 )
+from ipt_core.ipt.fhir_json import as_dict, as_list, has_code, reference_id, relative_reference
 
 __all__ = ["SessionFacts", "course_row", "measure_row", "patient_id", "session_facts"]
 

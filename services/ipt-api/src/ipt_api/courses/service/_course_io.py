@@ -18,10 +18,8 @@ from pydantic import ValidationError
 from ipt_api.courses.errors import CourseStateConflict
 from ipt_core.fhir.errors import BusinessRuleViolated, ResourceGone, ResourceNotFound
 from ipt_core.fhir.store import ResourceStore
-from ipt_core.ipt import Course, course_from_fhir, course_to_careplan, is_ipt_course
-from ipt_core.ipt._careplan_facts import detail_has
-from ipt_core.ipt._fhir import as_list, reference_id
-from ipt_core.ipt._time import format_instant
+from ipt_core.instants import format_instant
+from ipt_core.ipt import Course, course_from_fhir, course_to_careplan, detail_has, is_ipt_course
 from ipt_core.ipt.codes import (
     ACTIVITY_SYSTEM,
     ASSESS_PLAN,
@@ -33,6 +31,7 @@ from ipt_core.ipt.codes import (
     SOCIAL_PRACTICE,
     US_CORE_CAREPLAN_CATEGORY,
 )
+from ipt_core.ipt.fhir_json import as_list, reference_id
 
 __all__ = ["StoredCourse", "load_course", "merged_careplan", "require_status", "save_course"]
 

@@ -32,7 +32,7 @@ from ipt_core.ipt import (
     phq9_to_observation,
     symptom_goal,
 )
-from ipt_core.ipt._fhir import narrative
+from ipt_core.ipt.fhir_json import narrative
 
 __all__ = ["enrol", "start_maintenance"]
 

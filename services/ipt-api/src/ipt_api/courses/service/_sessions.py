@@ -14,6 +14,7 @@ from ipt_api.courses.schemas import SessionRequest
 from ipt_api.courses.service._course_io import load_course, require_status, save_course
 from ipt_core.fhir.errors import BusinessRuleViolated
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.instants import format_instant
 from ipt_core.ipt import (
     Course,
     Phq9,
@@ -22,9 +23,8 @@ from ipt_core.ipt import (
     session_to_appointment,
     session_to_encounter,
 )
-from ipt_core.ipt._fhir import concept, narrative, reference
-from ipt_core.ipt._time import format_instant
 from ipt_core.ipt.codes import LOINC, PROGRESS_NOTE
+from ipt_core.ipt.fhir_json import concept, narrative, reference
 
 __all__ = ["record_session"]
 

@@ -1,4 +1,4 @@
-"""Small readers and builders of FHIR JSON elements shared by the IPT mappings."""
+"""Small readers and builders of FHIR JSON elements shared by the IPT mappings and use cases."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ from html import escape
 from typing import Any
 
 from ipt_core.fhir.references import parse_reference
+
+__all__ = [
+    "as_dict",
+    "as_list",
+    "codes_in",
+    "coding",
+    "codings",
+    "concept",
+    "has_code",
+    "narrative",
+    "reference",
+    "reference_id",
+    "relative_reference",
+]
 
 _XHTML = "http://www.w3.org/1999/xhtml"
 
