@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 # As root the embedded PostgreSQL runs as a system user that `useradd` (in /usr/sbin) creates.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: help install run test check lint typecheck openapi openapi-check helm bench clean
+.PHONY: help install run test check lint layers typecheck openapi openapi-check helm bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,11 +43,14 @@ run: install ## Run the service locally: embedded PostgreSQL, migrations, API an
 test: install ## Run the whole test suite against real PostgreSQL (embedded, or TEST_DATABASE_URL)
 	$(RUN) pytest
 
-check: lint typecheck openapi-check helm ## Lint, type-check, OpenAPI drift, Helm chart checks
+check: lint layers typecheck openapi-check helm ## Lint, import layers, type-check, OpenAPI drift, Helm chart checks
 
 lint: install ## ruff: lint and formatting
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+
+layers: install ## import-linter: the layering contracts in pyproject.toml (docs/architecture.md)
+	$(RUN) lint-imports
 
 typecheck: install ## mypy --strict over every package and the tests
 	$(RUN) mypy packages/ipt-core/src services/ipt-api/src services/ipt-worker/src tests bench

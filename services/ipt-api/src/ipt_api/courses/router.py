@@ -28,7 +28,7 @@ from ipt_api.courses.schemas import (
     StopRequest,
 )
 from ipt_api.deps import PrincipalDep, StoreDep
-from ipt_api.fhir.interactions import authorize
+from ipt_api.fhir.access import authorize
 from ipt_api.principal import Principal
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Phase

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 
 from ipt_api.deps import ConnectionDep, PrincipalDep
-from ipt_api.fhir.interactions import authorize
+from ipt_api.fhir.access import authorize
 from ipt_api.fhir.paging import decode_cursor, encode_cursor
 from ipt_api.fhir.responses import FhirResponse, json_response
 from ipt_api.status.dashboard import WorklistKind, summary, worklist
