@@ -131,7 +131,7 @@ def test_naive_now_is_rejected() -> None:
         lambda: Phq9Fact("p1", STARTED, -1),
         lambda: Phq9Fact("p1", STARTED, True),
         lambda: Phq9Fact("p1", STARTED, 10, item9=4),
-        lambda: CourseFacts(status="entered-in-error"),  # type: ignore[arg-type]
+        lambda: CourseFacts(status="entered-in-error"),
         lambda: CourseFacts(status="active", course_type="booster"),  # type: ignore[arg-type]
         lambda: CourseFacts(status="active", period_start=datetime(2026, 1, 1)),
         lambda: CourseFacts(status="active", related=CourseFacts(status="active")),

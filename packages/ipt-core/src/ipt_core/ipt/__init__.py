@@ -43,21 +43,11 @@ from ipt_core.ipt._goal import (
     with_goal_achievement,
 )
 from ipt_core.ipt._model import (
-    Cadence,
     Course,
-    CourseStatus,
-    CourseType,
-    GoalAchievement,
     InterpersonalGoal,
-    Phase,
     Phq9,
-    Phq9Status,
     PracticeAssignment,
-    PracticeStatus,
-    ProblemArea,
     Session,
-    SessionMode,
-    SessionOutcome,
     TreatmentOutline,
 )
 from ipt_core.ipt._observation import (
@@ -83,11 +73,23 @@ from ipt_core.ipt._session import (
     session_to_appointment,
     session_to_encounter,
 )
+from ipt_core.ipt.codes import (
+    CadenceCode,
+    CarePlanStatus,
+    CourseType,
+    GoalAchievement,
+    Phase,
+    Phq9Status,
+    PracticeStatus,
+    ProblemArea,
+    RecordedOutcome,
+    SessionMode,
+)
 
 __all__ = [
-    "Cadence",
+    "CadenceCode",
+    "CarePlanStatus",
     "Course",
-    "CourseStatus",
     "CourseType",
     "GoalAchievement",
     "InterpersonalGoal",
@@ -97,10 +99,10 @@ __all__ = [
     "PracticeAssignment",
     "PracticeStatus",
     "ProblemArea",
+    "RecordedOutcome",
     "RuleViolation",
     "Session",
     "SessionMode",
-    "SessionOutcome",
     "TreatedCondition",
     "TreatmentOutline",
     "based_on_course_id",

@@ -24,11 +24,9 @@ from ipt_core.ipt._careplan_facts import (
 from ipt_core.ipt._goal import interpersonal_goal_from_fhir, is_symptom_goal
 from ipt_core.ipt._model import (
     DEFAULT_SESSION_MINUTES,
-    Cadence,
     Course,
     InterpersonalGoal,
     PracticeAssignment,
-    PracticeStatus,
 )
 from ipt_core.ipt._vocabulary import (
     ACTIVITY_CONCEPTS,
@@ -47,6 +45,8 @@ from ipt_core.ipt.codes import (
     SNOMED,
     SOCIAL_PRACTICE,
     US_CORE_CAREPLAN_CATEGORY,
+    CadenceCode,
+    PracticeStatus,
 )
 from ipt_core.ipt.fhir_json import (
     as_dict,
@@ -81,7 +81,7 @@ _PRACTICE_STATUS: Final[dict[str, PracticeStatus]] = {
     "cancelled": "cancelled",
     "stopped": "cancelled",
 }
-_PERIOD_UNIT: Final[dict[Cadence, str]] = {"weekly": "wk", "monthly": "mo"}
+_PERIOD_UNIT: Final[dict[CadenceCode, str]] = {"weekly": "wk", "monthly": "mo"}
 _MINUTES_PER: Final = {"s": 1 / 60, "min": 1, "h": 60}
 
 
@@ -306,7 +306,7 @@ def _session_minutes(repeat: dict[str, Any] | None) -> int:
     return round(duration * per_unit)
 
 
-def _cadence(repeat: dict[str, Any] | None) -> Cadence | None:
+def _cadence(repeat: dict[str, Any] | None) -> CadenceCode | None:
     unit = (repeat or {}).get("periodUnit")
     if unit is None:
         return None  # the model's default for the course type

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast, get_args
 
-from ipt_core.ipt._model import DEFAULT_PLANNED_SESSIONS, CourseType, Phase, ProblemArea
+from ipt_core.ipt._model import DEFAULT_PLANNED_SESSIONS
 from ipt_core.ipt._vocabulary import PHASE_CONCEPTS, display_of
 from ipt_core.ipt.codes import (
     COURSE_TYPE_SYSTEM,
@@ -17,6 +17,9 @@ from ipt_core.ipt.codes import (
     PHASE_SYSTEM,
     PROBLEM_AREA_SYSTEM,
     SNOMED,
+    CourseType,
+    Phase,
+    ProblemArea,
 )
 from ipt_core.ipt.fhir_json import (
     as_dict,

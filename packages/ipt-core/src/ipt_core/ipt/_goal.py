@@ -10,15 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast, get_args
 
 from ipt_core.instants import add_months, format_date
-from ipt_core.ipt._model import (
-    Course,
-    GoalAchievement,
-    InterpersonalGoal,
-    ProblemArea,
-    TreatmentOutline,
-)
+from ipt_core.ipt._model import Course, InterpersonalGoal, TreatmentOutline
 from ipt_core.ipt._vocabulary import PROBLEM_AREA_CONCEPTS, display_of
-from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL, PROBLEM_AREA_SYSTEM
+from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL, PROBLEM_AREA_SYSTEM, GoalAchievement, ProblemArea
 from ipt_core.ipt.fhir_json import (
     as_list,
     codes_in,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -23,29 +23,18 @@ from pydantic import (
     model_validator,
 )
 
-from ipt_core.ipt.codes import Phase as Phase  # re-exported
-
-ProblemArea = Literal["grief", "role-transition", "role-dispute", "interpersonal-deficits"]
-CourseType = Literal["acute", "maintenance"]
-CourseStatus = Literal[
-    "draft", "active", "on-hold", "completed", "revoked", "entered-in-error", "unknown"
-]
-Cadence = Literal["weekly", "monthly"]
-SessionOutcome = Literal["attended", "no-show", "cancelled", "booked"]
-SessionMode = Literal["in-person", "virtual"]
-PracticeStatus = Literal["not-started", "in-progress", "completed", "cancelled"]
-Phq9Status = Literal["final", "amended", "corrected"]
-GoalAchievement = Literal[
-    "in-progress",
-    "improving",
-    "worsening",
-    "no-change",
-    "achieved",
-    "sustaining",
-    "not-achieved",
-    "no-progress",
-    "not-attainable",
-]
+from ipt_core.ipt.codes import (
+    CadenceCode,
+    CarePlanStatus,
+    CourseType,
+    GoalAchievement,
+    Phase,
+    Phq9Status,
+    PracticeStatus,
+    ProblemArea,
+    RecordedOutcome,
+    SessionMode,
+)
 
 DEFAULT_PLANNED_SESSIONS = 20
 DEFAULT_SESSION_MINUTES = 60
@@ -118,7 +107,7 @@ class TreatmentOutline(_Frozen):
         default=DEFAULT_PLANNED_SESSIONS, ge=MIN_PLANNED_SESSIONS, le=MAX_PLANNED_SESSIONS
     )
     session_minutes: int = Field(default=DEFAULT_SESSION_MINUTES, ge=1)
-    cadence: Cadence = "weekly"  # when not given: weekly for acute, monthly for maintenance
+    cadence: CadenceCode = "weekly"  # when not given: weekly for acute, monthly for maintenance
     start: Instant
     interpersonal_goals: tuple[InterpersonalGoal, ...] = ()
     based_on: FhirId | None = None
@@ -147,7 +136,7 @@ class Course(TreatmentOutline):
     """A course of IPT as kept in the CarePlan: the outline plus what happened since."""
 
     id: FhirId
-    status: CourseStatus = "draft"
+    status: CarePlanStatus = "draft"
     end: Instant | None = None
     practice_assignments: tuple[PracticeAssignment, ...] = ()
     symptom_goal_id: FhirId | None = None
@@ -194,7 +183,7 @@ class Session(_Frozen):
     patient: PatientReference
     start: Instant
     minutes: int | None = Field(default=DEFAULT_SESSION_MINUTES, ge=1)
-    outcome: SessionOutcome
+    outcome: RecordedOutcome
     mode: SessionMode = "in-person"
     course_id: FhirId | None = None
     therapist: TherapistReference | None = None

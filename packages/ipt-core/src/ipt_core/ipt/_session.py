@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from ipt_core.instants import format_instant, parse_optional_instant
 from ipt_core.ipt._goal import UCUM
-from ipt_core.ipt._model import Session, SessionMode, SessionOutcome
+from ipt_core.ipt._model import Session
 from ipt_core.ipt._vocabulary import IPT_THERAPY_DISPLAY
 from ipt_core.ipt.codes import (
     ACT_CODE,
@@ -23,6 +23,8 @@ from ipt_core.ipt.codes import (
     IPT_THERAPY,
     SNOMED,
     VIRTUAL,
+    RecordedOutcome,
+    SessionMode,
 )
 from ipt_core.ipt.fhir_json import (
     as_dict,
@@ -46,11 +48,11 @@ _CLASS: Final[dict[SessionMode, tuple[str, str]]] = {
     "in-person": (IN_PERSON, "ambulatory"),
     "virtual": (VIRTUAL, "virtual"),
 }
-_ENCOUNTER_STATUS: Final[dict[SessionOutcome, str]] = {
+_ENCOUNTER_STATUS: Final[dict[RecordedOutcome, str]] = {
     "attended": "finished",
     "cancelled": "cancelled",
 }
-_APPOINTMENT_STATUS: Final[dict[SessionOutcome, str]] = {
+_APPOINTMENT_STATUS: Final[dict[RecordedOutcome, str]] = {
     "attended": "fulfilled",
     "no-show": "noshow",
     "cancelled": "cancelled",
@@ -237,7 +239,7 @@ def _narrative(session: Session) -> dict[str, Any]:
     return narrative("Interpersonal psychotherapy session", facts)
 
 
-def _outcome(statuses: dict[SessionOutcome, str], status: Any) -> SessionOutcome:
+def _outcome(statuses: dict[RecordedOutcome, str], status: Any) -> RecordedOutcome:
     for outcome, fhir_status in statuses.items():
         if fhir_status == status:
             return outcome

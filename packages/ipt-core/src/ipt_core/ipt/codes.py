@@ -42,8 +42,33 @@ SURVEY: Final = "survey"
 IN_PERSON: Final = "AMB"
 VIRTUAL: Final = "VR"
 
+# The literals of the IPT model, each defined here once (docs/ipt-model.md#codes).
 ProblemArea = Literal["grief", "role-transition", "role-dispute", "interpersonal-deficits"]
 CourseType = Literal["acute", "maintenance"]
+CarePlanStatus = Literal[
+    "draft", "active", "on-hold", "completed", "revoked", "entered-in-error", "unknown"
+]
+"""`CarePlan.status`, the FHIR request-status of a course (not its computed status)."""
+CadenceCode = Literal["weekly", "monthly"]
+"""The cadence a clinician picks at enrolment (the status engine's `Cadence` is an interval)."""
+SessionOutcome = Literal["attended", "no-show", "cancelled", "booked", "none"]
+"""What a session came to; `none` when nothing decides yet (docs/status-rules.md)."""
+RecordedOutcome = Literal["attended", "no-show", "cancelled", "booked"]
+"""The outcome a clinician records for a session (every `SessionOutcome` but `none`)."""
+SessionMode = Literal["in-person", "virtual"]
+PracticeStatus = Literal["not-started", "in-progress", "completed", "cancelled"]
+Phq9Status = Literal["final", "amended", "corrected"]
+GoalAchievement = Literal[
+    "in-progress",
+    "improving",
+    "worsening",
+    "no-change",
+    "achieved",
+    "sustaining",
+    "not-achieved",
+    "no-progress",
+    "not-attainable",
+]
 # The `ipt-phase` CodeSystem: the domain model and the status engine share this one list.
 Phase = Literal[
     "intake",
@@ -56,6 +81,11 @@ Phase = Literal[
     "stopped",
     "on-hold",
 ]
+# The computed status's own values (docs/status-rules.md#fields).
+Engagement = Literal["on-track", "overdue", "at-risk", "lapsed"]
+Severity = Literal["minimal", "mild", "moderate", "moderately-severe", "severe"]
+GoalStatus = Literal["in-progress", "achieved", "improving", "worsening", "no-change"]
+"""The `achievementStatus` the status engine derives (a subset of `GoalAchievement`)."""
 
 PROBLEM_AREAS: Final = get_args(ProblemArea)
 COURSE_TYPES: Final = get_args(CourseType)

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-from ipt_core.ipt.codes import Phase as Phase  # re-exported
-
-from ._facts import CourseType
-
-Engagement = Literal["on-track", "overdue", "at-risk", "lapsed"]
-Severity = Literal["minimal", "mild", "moderate", "moderately-severe", "severe"]
-GoalStatus = Literal["in-progress", "achieved", "improving", "worsening", "no-change"]
+from ipt_core.ipt.codes import CourseType, Engagement, GoalStatus, Phase, Severity
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
-from ._course_status import CourseStatus, Engagement, Phase
+from ipt_core.ipt.codes import Engagement, Phase
+
+from ._course_status import CourseStatus
 from ._facts import CourseFacts
 from ._phq9 import Phq9Summary, goal_status, is_remission, is_response, severity, summarize_phq9
 from ._sessions import SessionTally, attended_as_of, tally_sessions

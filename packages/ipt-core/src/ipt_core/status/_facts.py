@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal, get_args
+from typing import Final, get_args
 
 from ipt_core.instants import ensure_utc
+from ipt_core.ipt.codes import CarePlanStatus, CourseType, SessionOutcome
 
 from ._calendar import Cadence
-
-CarePlanStatus = Literal["draft", "active", "on-hold", "revoked", "completed", "unknown"]
-CourseType = Literal["acute", "maintenance"]
-SessionOutcome = Literal["attended", "no-show", "cancelled", "booked", "none"]
 
 ACTIVE_STATUSES: Final[frozenset[CarePlanStatus]] = frozenset({"active", "unknown"})
 PHQ9_MAX: Final = 27
@@ -110,7 +107,8 @@ class CourseFacts:
 
     def __post_init__(self) -> None:
         """Normalise the period to UTC and reject facts no rule can read."""
-        if self.status not in get_args(CarePlanStatus):
+        # A CarePlan entered in error is no course at all: the loader never reads one.
+        if self.status not in get_args(CarePlanStatus) or self.status == "entered-in-error":
             raise ValueError(f"CarePlan status {self.status!r} is not an IPT course status")
         if self.course_type not in get_args(CourseType):
             raise ValueError(f"unknown course type {self.course_type!r}")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._course_status import GoalStatus, Severity
+from ipt_core.ipt.codes import GoalStatus, Severity
+
 from ._facts import CourseFacts, Phq9Fact
 from ._settings import Phq9Rules
 

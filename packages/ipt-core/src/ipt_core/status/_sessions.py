@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from ._facts import SessionFact, SessionOutcome
+from ipt_core.ipt.codes import SessionOutcome
+
+from ._facts import SessionFact
 
 _ENCOUNTER_DECIDES: Final[dict[str, SessionOutcome]] = {
     "finished": "attended",

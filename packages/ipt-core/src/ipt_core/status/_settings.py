@@ -20,8 +20,9 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Final
 
+from ipt_core.ipt.codes import CourseType
+
 from ._calendar import Cadence
-from ._facts import CourseType
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ipt_core.ipt import (
-    Cadence,
-    CourseStatus,
+    CadenceCode,
+    CarePlanStatus,
     CourseType,
     GoalAchievement,
     Phase,
@@ -73,7 +73,7 @@ class CourseSummary(_View):
     id: str
     patient: str
     therapist: str | None
-    status: CourseStatus
+    status: CarePlanStatus
     phase: Phase | None
     course_type: CourseType
     problem_areas: list[ProblemArea]
@@ -121,13 +121,13 @@ class CourseView(_View):
     identifier: str | None
     patient: str
     therapist: str | None
-    status: CourseStatus
+    status: CarePlanStatus
     phase: Phase | None = Field(description="The status engine's phase (docs/status-rules.md)")
     course_type: CourseType
     problem_areas: list[ProblemArea]
     planned_sessions: int | None
     session_minutes: int
-    cadence: Cadence
+    cadence: CadenceCode
     start: datetime
     end: datetime | None
     based_on: str | None = Field(description="The acute course a maintenance course continues")
