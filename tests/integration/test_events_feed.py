@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
 from ipt_core.db.provision import Database
-from ipt_core.events import append_events, cloud_event, next_sequence
+from ipt_core.events import FeedSignal, append_events, cloud_event, next_sequence
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import append_course_events, fast_timing
 from tests.support.api import api_settings
@@ -85,6 +85,21 @@ async def test_long_poll_answers_when_an_event_is_published(
     )
     assert [e["id"] for e in response.json()["events"]] == sent_ids
     assert time.monotonic() - started < 2
+
+
+async def test_the_feed_signal_wakes_on_publication_not_by_polling(db: AsyncEngine) -> None:
+    signal = FeedSignal(db, fallback_s=60)  # a wake-up within seconds can only be the NOTIFY
+    try:
+        assert await signal.wait(signal.current(), 10)  # listening: readers look once more
+        assert not await signal.wait(signal.current(), 0.3)  # nothing published, nothing wakes
+        wake = signal.current()
+        await append_course_events(db, ["c1"], 1)
+        started = time.monotonic()
+        await publish_all(db)
+        assert await signal.wait(wake, 10)
+        assert time.monotonic() - started < 2
+    finally:
+        await signal.close()
 
 
 async def test_long_poll_gives_up_empty_after_wait(client: httpx.AsyncClient) -> None:

@@ -30,6 +30,7 @@ from ipt_api.worker import embedded_worker
 from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
+from ipt_core.events import FeedSignal
 from ipt_core.fhir.store import WriteListener
 from ipt_core.telemetry import configure_process, scrub_server_span, setup_logging
 from ipt_worker.ehr import register_endpoints
@@ -88,6 +89,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = database or await open_database(settings)
+        app.state.feed_signal = FeedSignal(app.state.database.engine)
         if ehr_endpoints:
             await register_endpoints(app.state.database.engine, ehr_endpoints)
         worker = (
@@ -98,6 +100,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.feed_signal.close()
             if worker is not None:
                 await worker.stop()
             if database is None:

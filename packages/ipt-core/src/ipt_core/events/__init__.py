@@ -4,12 +4,14 @@
   `next_sequence` (per-course order), `OutboxListener` (`fhir.resource.changed` per write).
 - Publishing (relay leader only): `unpublished`, `mark_published` (feed positions);
   `history` (replay).
-- Reading: `read_feed` (the ordered feed). Retention: `delete_expired_events`.
+- Reading: `read_feed` (the ordered feed), `FeedSignal` (LISTEN: wakes waiting readers).
+  Retention: `delete_expired_events`.
 - Webhook subscriptions and deliveries: `ipt_core.events.webhooks`.
 """
 
 from ipt_core.events._envelope import EVENT_SOURCE, cloud_event
 from ipt_core.events._feed import FeedEntry, read_feed
+from ipt_core.events._feed_signal import FeedSignal, Wake
 from ipt_core.events._listener import OutboxListener, PartitionRule, resource_partition_key
 from ipt_core.events._outbox import OUTBOX_CHANNEL, append_events, next_sequence
 from ipt_core.events._publication import (
@@ -30,9 +32,11 @@ __all__ = [
     "OUTBOX_CHANNEL",
     "RESOURCE_CHANGED",
     "FeedEntry",
+    "FeedSignal",
     "OutboxEvent",
     "OutboxListener",
     "PartitionRule",
+    "Wake",
     "append_events",
     "cloud_event",
     "delete_expired_events",

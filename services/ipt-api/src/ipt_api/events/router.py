@@ -2,6 +2,8 @@
 
 The cursor is the feed position the relay gives each event as it publishes it: resuming
 after the last position seen never skips an event, even one whose transaction committed late.
+Waiting readers do not poll: they sleep until the relay's NOTIFY on `ipt_feed` wakes them
+(`FeedSignal`, one LISTEN connection per process).
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_api.deps import PrincipalDep
 from ipt_api.errors import outage_log
 from ipt_api.principal import Principal
+from ipt_core.backoff import backoff_ceiling_s
 from ipt_core.db.faults import database_fault
-from ipt_core.events import FeedEntry, read_feed
+from ipt_core.events import FeedEntry, FeedSignal, read_feed
 from ipt_core.fhir.errors import InvalidRequest, NotAuthorized
 
 __all__ = ["events_router"]
 
 events_router = APIRouter(prefix="/ipt/v1", tags=["Events"])
-_POLL_S: Final = 0.25  # how often a waiting reader looks for new events
 _OUTAGE_WAIT_S: Final = 5.0  # longest wait between looks while the database is down
 _KEEPALIVE_S: Final = 15.0  # an SSE comment line keeps idle proxies from closing the stream
 Types = Annotated[
@@ -62,11 +64,12 @@ async def read_events(
         wait = max(min(wait, expires_at - time.time()), 0)
     deadline = time.monotonic() + wait
     while True:
+        wake = _signal(request).current()  # before the read: a publication meanwhile wakes us
         entries = await _page(_engine(request), after, type_list, limit)
         remaining = deadline - time.monotonic()
         if entries or remaining <= 0:
             break
-        await asyncio.sleep(min(_POLL_S, remaining))
+        await _signal(request).wait(wake, remaining)
     return EventPage(
         events=[entry.envelope for entry in entries],
         next_after=entries[-1].position if entries else after,
@@ -116,6 +119,7 @@ async def _server_sent_events(
         if expires_at is not None and time.time() >= expires_at:
             yield 'event: token-expired\ndata: {"reason": "the bearer token expired"}\n\n'
             return
+        wake = _signal(request).current()
         try:
             entries = await _page(_engine(request), after, types, 100)
         except Exception as error:
@@ -125,7 +129,7 @@ async def _server_sent_events(
             # The stream stays open through a database outage and resumes where it was.
             outage_log(request).failed(fault)
             failures += 1
-            await asyncio.sleep(min(_POLL_S * 2**failures, _OUTAGE_WAIT_S))
+            await asyncio.sleep(backoff_ceiling_s(failures, initial_s=0.5, max_s=_OUTAGE_WAIT_S))
             continue
         if failures:
             outage_log(request).recovered()
@@ -139,8 +143,14 @@ async def _server_sent_events(
         if time.monotonic() - quiet_since >= _KEEPALIVE_S:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
-        wait = _POLL_S if expires_at is None else min(_POLL_S, max(expires_at - time.time(), 0))
-        await asyncio.sleep(wait)
+        # Wake at the next publication, or in time for the keep-alive, the disconnect check and
+        # the token's expiry.
+        wait = (
+            _KEEPALIVE_S
+            if expires_at is None
+            else min(_KEEPALIVE_S, max(expires_at - time.time(), 0))
+        )
+        await _signal(request).wait(wake, wait)
 
 
 def _sse_message(entry: FeedEntry) -> str:
@@ -154,6 +164,11 @@ async def _page(
     # A short connection per look: a waiting reader holds no connection or transaction.
     async with engine.connect() as conn:
         return await read_feed(conn, after=after, types=types, limit=limit)
+
+
+def _signal(request: Request) -> FeedSignal:
+    signal: FeedSignal = request.app.state.feed_signal
+    return signal
 
 
 def _engine(request: Request) -> AsyncEngine:
