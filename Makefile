@@ -33,7 +33,17 @@ $(SEKMET)/.installed: $(UV) tests/peers/sekmet-requirements.txt
 	$(UV) pip install --quiet --python $(SEKMET)/bin/python --require-hashes -r tests/peers/sekmet-requirements.txt
 	@touch $@
 
-install: .venv/.installed $(SEKMET)/.installed ## Install everything (uv, Python packages) from the lock file
+
+# The contract tests drive a JavaScript FHIR client too: installed here from its lock file, never
+# during the tests. Without npm this step is skipped (and so is that test, saying why).
+NODE_CLIENTS := tests/contract/node
+$(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(NODE_CLIENTS) --no-audit --no-fund --silent; \
+	else echo "npm not found: the Medplum client contract test will be skipped"; fi
+
+
+install: .venv/.installed $(SEKMET)/.installed $(NODE_CLIENTS)/node_modules/.package-lock.json ## Install everything (uv, Python packages, sekmet, npm test clients) from the lock files
 
 run: install ## Run the service locally: embedded PostgreSQL, migrations, API and worker
 	@# Authentication on with a local dev key (`ipt dev-token` mints tokens for it); settings

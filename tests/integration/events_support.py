@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,8 @@ from ipt_core.sealing import Keyring
 from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
 from ipt_worker.relay import EventRelay, RelayTiming
 from tests.support.api import TEST_SECRETS_KEYS
+from tests.support.clock import utc_now
+from tests.support.network import free_port
 
 __all__ = [
     "LOOPBACK_ALLOWED",
@@ -40,19 +41,10 @@ __all__ = [
     "assert_in_order_per_course",
     "fast_policy",
     "fast_timing",
-    "free_port",
     "running",
     "subscribe",
-    "wait_for",
     "webhook_relay",
 ]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -195,14 +187,14 @@ def webhook_relay(
     """
     deliverer = WebhookDeliverer(
         engine,
-        clock=_now,
+        clock=utc_now,
         policy=policy or fast_policy(),
         transport=transport,
         destinations=DestinationPolicy.parse(allow),
         keyring=TEST_KEYRING,
     )
     return EventRelay(
-        engine, [WebhookFanOut(_now)], clock=_now, timing=fast_timing(), deliverer=deliverer
+        engine, [WebhookFanOut(utc_now)], clock=utc_now, timing=fast_timing(), deliverer=deliverer
     )
 
 
@@ -221,15 +213,11 @@ async def subscribe(
             event_types=event_types,
             therapist_ref=filters.get("therapist"),
             organization_ref=filters.get("organization"),
-            now=_now(),
+            now=utc_now(),
             keyring=TEST_KEYRING,
         )
     receiver.secret = secret
     return endpoint.id
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @contextlib.asynccontextmanager
@@ -269,22 +257,6 @@ async def append_course_events(
                 await append_events(conn, "CarePlan", [event], now)
                 appended.append(event)
     return appended
-
-
-async def wait_for(
-    condition: Callable[[], bool | Awaitable[bool]], *, within: float = 5.0, what: str = ""
-) -> None:
-    """Poll `condition` every 20 ms until it holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = condition()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'the condition'}")
-        await asyncio.sleep(0.02)
 
 
 def assert_in_order_per_course(envelopes: Iterable[dict[str, Any]]) -> None:

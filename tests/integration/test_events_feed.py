@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -18,15 +17,12 @@ from ipt_core.events import FeedSignal, append_events, cloud_event, next_sequenc
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import append_course_events, fast_timing
 from tests.support.api import api_settings
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from tests.support.clock import utc_now
 
 
 async def publish_all(db: AsyncEngine) -> int:
     """Publish what is in the outbox, as the relay leader does (no publishers needed)."""
-    relay = EventRelay(db, [], clock=_now, timing=fast_timing())
+    relay = EventRelay(db, [], clock=utc_now, timing=fast_timing())
     async with db.connect() as conn:
         return await relay.publish_batch(conn)
 
@@ -57,9 +53,9 @@ async def test_an_event_committed_late_is_not_skipped(
         await slow.begin()
         late = cloud_event(
             type_="ipt.course.status.changed", subject="CarePlan/slow", partition_key="slow",
-            sequence=await next_sequence(slow, "slow"), time=_now(), data={},
+            sequence=await next_sequence(slow, "slow"), time=utc_now(), data={},
         )  # fmt: skip
-        await append_events(slow, "CarePlan", [late], _now())
+        await append_events(slow, "CarePlan", [late], utc_now())
         (early,) = await append_course_events(db, ["fast"], 1)
         await publish_all(db)
         page = (await client.get("/ipt/v1/events")).json()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -18,21 +17,10 @@ from tests.integration.events_support import (
     assert_in_order_per_course,
     running,
     subscribe,
-    wait_for,
     webhook_relay,
 )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
+from tests.support.clock import utc_now
+from tests.support.waiting import poll_until
 
 
 async def test_replay_sends_history_again_in_order(
@@ -41,11 +29,11 @@ async def test_replay_sends_history_again_in_order(
     endpoint_id = await subscribe(db, receiver)
     async with running(webhook_relay(db)):
         sent = await append_course_events(db, ["c1", "c2"], 3)
-        await wait_for(lambda: len(receiver.accepted()) == len(sent))
+        await poll_until(lambda: len(receiver.accepted()) == len(sent))
         queued = await replay_to_webhook(
-            db, endpoint_id, since=_now() - timedelta(minutes=1), until=_now(), clock=_now
+            db, endpoint_id, since=utc_now() - timedelta(minutes=1), until=utc_now(), clock=utc_now
         )
-        await wait_for(lambda: len(receiver.accepted()) == 2 * len(sent))
+        await poll_until(lambda: len(receiver.accepted()) == 2 * len(sent))
     assert queued == len(sent)
     replayed = receiver.accepted()[len(sent) :]
     assert sorted(e["id"] for e in replayed) == sorted(e["id"] for e in sent)
@@ -55,7 +43,7 @@ async def test_replay_sends_history_again_in_order(
 
 async def test_replay_to_an_unknown_endpoint_is_refused(db: AsyncEngine) -> None:
     with pytest.raises(UnknownEndpoint):
-        await replay_to_webhook(db, "nope", since=_now(), until=_now(), clock=_now)
+        await replay_to_webhook(db, "nope", since=utc_now(), until=utc_now(), clock=utc_now)
 
 
 async def test_the_command_queues_the_replay(
@@ -63,7 +51,7 @@ async def test_the_command_queues_the_replay(
 ) -> None:
     endpoint_id = await subscribe(db, receiver)
     await append_course_events(db, ["c1"], 2)
-    since = (_now() - timedelta(minutes=5)).isoformat()
+    since = (utc_now() - timedelta(minutes=5)).isoformat()
     runner = CliRunner()
     env = {"DATABASE_URL": database_url}
     result = await asyncio.to_thread(

@@ -1,4 +1,5 @@
-"""The migrations build exactly the schema `ipt_core.db.schema` describes, and can be undone."""
+"""The migrations build exactly the schema `ipt_core.db.schema` describes, and can be undone:
+upgrade, downgrade to base (nothing left), upgrade again (the same schema)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_core.db.migrate import upgrade
+from ipt_core.db.engine import create_engine
+from ipt_core.db.migrate import alembic_config, downgrade, upgrade
 from ipt_core.db.schema import metadata
+from tests.support.database import throwaway_database
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -27,6 +31,52 @@ async def test_migrations_match_the_table_definitions(engine: AsyncEngine) -> No
 
 async def test_upgrade_is_idempotent(engine: AsyncEngine) -> None:
     await upgrade(engine)
+    assert await _revision(engine) == _head()
+
+
+async def test_upgrade_downgrade_to_base_and_upgrade_again(server_url: str) -> None:
+    async with throwaway_database(server_url) as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            await upgrade(engine)
+            assert await _revision(engine) == _head()
+            assert await _tables(engine) == _expected_tables()
+
+            await downgrade(engine, "base")
+            assert await _revision(engine) is None
+            assert await _tables(engine) == set()  # every migration undoes all it made
+
+            await upgrade(engine)
+            assert await _revision(engine) == _head()
+            async with engine.connect() as conn:
+                assert await conn.run_sync(_differences) == []
+        finally:
+            await engine.dispose()
+
+
+def _head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _expected_tables() -> set[str]:
+    return {table.name for table in metadata.sorted_tables}
+
+
+async def _revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
-        head = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert head
+        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        if not exists:
+            return None
+        revision: str | None = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        return revision
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+        )
+        return {row.tablename for row in rows}

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.events_support import free_port
 from tests.support.api import TEST_SECRETS_KEYS
+from tests.support.network import free_port
 
 FAMILY = "Quenzalbrook"
 GIVEN = "Ottiline"

@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,15 +28,12 @@ from tests.integration.events_support import (
     assert_in_order_per_course,
     fast_timing,
     subscribe,
-    wait_for,
 )
 from tests.support.api import TEST_SECRETS_KEYS
+from tests.support.clock import utc_now
+from tests.support.waiting import poll_until
 
 COURSES = tuple(f"course-{n}" for n in range(6))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def leader_pid(db: AsyncEngine) -> int | None:
@@ -56,24 +51,24 @@ async def leader_pid(db: AsyncEngine) -> int | None:
 
 
 async def test_one_leader_and_a_standby_that_takes_over(db: AsyncEngine) -> None:
-    first = EventRelay(db, [], clock=_now, timing=fast_timing())
-    second = EventRelay(db, [], clock=_now, timing=fast_timing())
+    first = EventRelay(db, [], clock=utc_now, timing=fast_timing())
+    second = EventRelay(db, [], clock=utc_now, timing=fast_timing())
     stop_first, stop_second = asyncio.Event(), asyncio.Event()
     tasks = [
         asyncio.create_task(first.run(stop_first)),
         asyncio.create_task(second.run(stop_second)),
     ]
     try:
-        await wait_for(lambda: first.is_leader or second.is_leader)
+        await poll_until(lambda: first.is_leader or second.is_leader)
         await asyncio.sleep(0.3)  # standbys retry every 0.1 s: none may lead as well
         assert first.is_leader != second.is_leader
         leader, standby = (first, stop_first), (second, stop_second)
         if second.is_leader:
             leader, standby = standby, leader
         leader[1].set()
-        await wait_for(lambda: standby[0].is_leader, within=2, what="the standby to lead")
+        await poll_until(lambda: standby[0].is_leader, within_s=2, what="the standby to lead")
         await append_course_events(db, ["c1"], 2)
-        await wait_for(lambda: standby[0].published == 2)
+        await poll_until(lambda: standby[0].published == 2)
     finally:
         stop_first.set()
         stop_second.set()
@@ -81,17 +76,17 @@ async def test_one_leader_and_a_standby_that_takes_over(db: AsyncEngine) -> None
 
 
 async def test_a_leader_whose_session_ends_stops_leading(db: AsyncEngine) -> None:
-    relay = EventRelay(db, [], clock=_now, timing=fast_timing(poll_interval_s=0.1))
+    relay = EventRelay(db, [], clock=utc_now, timing=fast_timing(poll_interval_s=0.1))
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        await wait_for(lambda: relay.is_leader)
+        await poll_until(lambda: relay.is_leader)
         old = await leader_pid(db)
         async with db.connect() as conn:
             await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old})
-        await wait_for(lambda: _led_by_another(db, old), what="a new leader session")
+        await poll_until(lambda: _led_by_another(db, old), what="a new leader session")
         await append_course_events(db, ["c1"], 1)
-        await wait_for(lambda: relay.published == 1)
+        await poll_until(lambda: relay.published == 1)
     finally:
         stop.set()
         await task
@@ -103,12 +98,10 @@ async def _led_by_another(db: AsyncEngine, old: int | None) -> bool:
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.plan = lambda envelope, attempt: Reply(delay_s=0.005)
-    server.start()
-    yield server
-    server.stop()
+def receiver(receiver: WebhookReceiver) -> WebhookReceiver:
+    """The shared receiver, a little slow to answer (a batch is still in flight at a kill)."""
+    receiver.plan = lambda envelope, attempt: Reply(delay_s=0.005)
+    return receiver
 
 
 # Imports once, then forks one `ipt-worker` per log file: the workers start in parallel
@@ -161,16 +154,16 @@ async def test_a_killed_leader_process_is_replaced_and_nothing_is_missing(
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     launcher = start_workers(database_url, logs)
     try:
-        await wait_for(lambda: _leading(logs) is not None, within=20, what="a worker to lead")
-        await wait_for(lambda: all("started" in _text(log) for log in logs), within=20)
+        await poll_until(lambda: _leading(logs) is not None, within_s=20, what="a worker to lead")
+        await poll_until(lambda: all("started" in _text(log) for log in logs), within_s=20)
         first_session = await leader_pid(db)
         writer = asyncio.create_task(_write_rounds(db, rounds=20))
-        await wait_for(lambda: len(receiver.accepted()) >= 30, within=8, what="deliveries")
+        await poll_until(lambda: len(receiver.accepted()) >= 30, within_s=8, what="deliveries")
         # SIGKILL mid-batch: events are being written, published and delivered.
         os.kill(worker_pid(logs[_leading(logs) or 0]), signal.SIGKILL)
         sent = await writer
-        await wait_for(
-            lambda: receiver.accepted_ids() >= {e["id"] for e in sent}, within=10, what="all"
+        await poll_until(
+            lambda: receiver.accepted_ids() >= {e["id"] for e in sent}, within_s=10, what="all"
         )
         assert await leader_pid(db) not in (None, first_session)
     finally:

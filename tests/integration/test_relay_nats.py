@@ -6,12 +6,10 @@ duplicate publish; a batch that NATS cannot take stays unpublished and is sent l
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +26,14 @@ from tests.integration.events_support import (
     append_course_events,
     assert_in_order_per_course,
     fast_timing,
-    free_port,
     running,
-    wait_for,
 )
+from tests.support.clock import utc_now
+from tests.support.network import free_port, port_open
+from tests.support.waiting import poll_until, poll_until_sync
 
 STREAM = "IPT_TEST_EVENTS"
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def start_nats(port: int, store: Path) -> subprocess.Popen[bytes]:
@@ -47,16 +42,17 @@ def start_nats(port: int, store: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("nats-server did not start") from None
-            time.sleep(0.02)
+    try:
+        poll_until_sync(
+            lambda: port_open(port),
+            within_s=10,
+            give_up=lambda: server.poll() is not None,
+            what="nats-server to listen",
+        )
+    except AssertionError:
+        server.kill()
+        raise
+    return server
 
 
 @pytest.fixture
@@ -91,11 +87,11 @@ async def test_events_reach_jetstream_once_per_id(
     db: AsyncEngine, nats_url: str, subscriber: Client
 ) -> None:
     publisher = NatsPublisher(nats_url, STREAM)
-    relay = EventRelay(db, [publisher], clock=_now, timing=fast_timing())
+    relay = EventRelay(db, [publisher], clock=utc_now, timing=fast_timing())
     async with running(relay):
         sent = await append_course_events(db, ["c1", "c2"], 3)
         sent += await append_course_events(db, ["c1"], 1, type_="ipt.course.phase.changed")
-        await wait_for(lambda: relay.published == len(sent))
+        await poll_until(lambda: relay.published == len(sent))
     messages = await stream_messages(subscriber)
     assert [envelope["id"] for _, _, envelope in messages] == [e["id"] for e in sent]
     subject, headers, envelope = messages[-1]
@@ -118,14 +114,14 @@ async def test_a_batch_nats_refuses_is_sent_once_nats_is_back(
 ) -> None:
     port = free_port()
     publisher = NatsPublisher(f"nats://127.0.0.1:{port}", STREAM, timeout_s=1)
-    relay = EventRelay(db, [publisher], clock=_now, timing=fast_timing(reconnect_s=0.2))
+    relay = EventRelay(db, [publisher], clock=utc_now, timing=fast_timing(reconnect_s=0.2))
     async with running(relay):
         sent = await append_course_events(db, ["c1"], 3)
-        await wait_for(lambda: relay.is_leader)
+        await poll_until(lambda: relay.is_leader)
         await _still_unpublished(db, len(sent))
         server = start_nats(port, tmp_path / "late")
         try:
-            await wait_for(lambda: relay.published == len(sent), within=8)
+            await poll_until(lambda: relay.published == len(sent), within_s=8)
             client = await nats.connect(f"nats://127.0.0.1:{port}")
             messages = await stream_messages(client)
             await client.close()
@@ -150,8 +146,8 @@ async def test_replay_sends_history_with_the_original_ids(
     count = await replay_to_nats(
         db,
         NatsPublisher(nats_url, STREAM),
-        since=_now() - timedelta(minutes=1),
-        until=_now() + timedelta(minutes=1),
+        since=utc_now() - timedelta(minutes=1),
+        until=utc_now() + timedelta(minutes=1),
         batch_size=3,
     )
     assert count == len(sent)

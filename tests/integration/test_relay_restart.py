@@ -19,7 +19,8 @@ from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.events import OutboxEvent
 from ipt_worker.relay import EventRelay
-from tests.integration.events_support import append_course_events, fast_timing, running, wait_for
+from tests.integration.events_support import append_course_events, fast_timing, running
+from tests.support.waiting import poll_until
 
 
 class RecordingPublisher:
@@ -59,12 +60,12 @@ async def test_the_relay_resumes_after_a_database_restart(
     relay = EventRelay(own_db, [publisher], clock=lambda: datetime.now(UTC), timing=fast_timing())
     async with running(relay):
         (before,) = await append_course_events(own_db, ["c1"], 1)
-        await wait_for(lambda: relay.published == 1)  # committed, not just handed over
+        await poll_until(lambda: relay.published == 1)  # committed, not just handed over
         port = cluster.running_port()
         cluster.stop()
-        await wait_for(lambda: not relay.is_leader, what="the relay to notice")
+        await poll_until(lambda: not relay.is_leader, what="the relay to notice")
         monkeypatch.setattr(embedded, "_free_port", lambda: port)  # come back where it was
         cluster.start()
         (after,) = await append_course_events(own_db, ["c1"], 1)
-        await wait_for(lambda: publisher.ids == [before["id"], after["id"]], within=8)
+        await poll_until(lambda: publisher.ids == [before["id"], after["id"]], within_s=8)
     assert relay.is_leader is False  # stopped

@@ -4,7 +4,7 @@ webhook request, and no patient data in any span.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,15 +19,10 @@ from ipt_api.app import create_app
 from ipt_core.composition import write_listeners
 from ipt_core.db.provision import Database
 from ipt_worker.recompute import Recomputer
-from tests.integration.events_support import (
-    WebhookReceiver,
-    running,
-    subscribe,
-    wait_for,
-    webhook_relay,
-)
+from tests.integration.events_support import WebhookReceiver, running, subscribe, webhook_relay
 from tests.integration.ipt_helpers import Clock, clock, enrol, enrolment, patient, record, rows
 from tests.support.api import api_settings
+from tests.support.waiting import poll_until
 
 __all__ = ["clock"]
 
@@ -53,14 +48,6 @@ async def traced(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_one_trace_from_write_to_webhook(
@@ -96,7 +83,7 @@ async def test_one_trace_from_write_to_webhook(
     await subscribe(db, receiver, event_types=["ipt.course.status.changed"])
     wanted = {e.id for e in from_recompute if e.type == "ipt.course.status.changed"}
     async with running(webhook_relay(db)):
-        await wait_for(lambda: wanted <= receiver.accepted_ids(), what="the webhook")
+        await poll_until(lambda: wanted <= receiver.accepted_ids(), what="the webhook")
     (delivered,) = [r for r in receiver.receipts if r.envelope["id"] in wanted]
     assert delivered.headers["traceparent"].split("-")[1] == f"{trace_id:032x}"
     deliveries = [s for s in spans.get_finished_spans() if s.name == "webhook delivery"]

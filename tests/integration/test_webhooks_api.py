@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,10 +19,10 @@ from tests.integration.events_support import (
     WebhookReceiver,
     append_course_events,
     running,
-    wait_for,
     webhook_relay,
 )
 from tests.support.api import api_settings
+from tests.support.waiting import poll_until
 
 URL = "https://dashboards.example/hooks"
 
@@ -88,14 +88,6 @@ async def test_enable_disable_and_delete(client: httpx.AsyncClient) -> None:
     assert (await client.patch(path, json={"enabled": True})).status_code == 404
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_delivery_log_and_redelivery_with_the_same_event_id(
     db: AsyncEngine, client: httpx.AsyncClient, receiver: WebhookReceiver
 ) -> None:
@@ -104,7 +96,7 @@ async def test_delivery_log_and_redelivery_with_the_same_event_id(
     path = f"/ipt/v1/webhooks/{hook['id']}/deliveries"
     async with running(webhook_relay(db)):
         sent = await append_course_events(db, ["c1"], 3)
-        await wait_for(lambda: _delivered(db, 3), what="deliveries recorded")
+        await poll_until(lambda: _delivered(db, 3), what="deliveries recorded")
         log = (await client.get(path, params={"limit": 2})).json()
         assert [d["event_id"] for d in log["deliveries"]] == [sent[2]["id"], sent[1]["id"]]
         assert log["deliveries"][0]["status"] == "delivered"
@@ -115,7 +107,7 @@ async def test_delivery_log_and_redelivery_with_the_same_event_id(
         again = await client.post(f"{path}/{first}/redeliver")
         assert again.status_code == 202
         assert again.json()["status"] == "pending"
-        await wait_for(lambda: len(receiver.accepted()) == 4)
+        await poll_until(lambda: len(receiver.accepted()) == 4)
     assert receiver.accepted()[-1]["id"] == sent[0]["id"]
     assert all(receipt.signature_ok for receipt in receiver.receipts)
     assert (await client.post(f"{path}/999999/redeliver")).status_code == 404

@@ -6,7 +6,6 @@ course's events in order, every signature valid (checked by `standardwebhooks`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,19 +23,11 @@ from tests.integration.events_support import (
     fast_policy,
     running,
     subscribe,
-    wait_for,
     webhook_relay,
 )
+from tests.support.waiting import poll_until
 
 COURSES = ("course-a", "course-b", "course-c")
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_events_arrive_signed_as_structured_cloudevents_in_order(
@@ -45,7 +36,7 @@ async def test_events_arrive_signed_as_structured_cloudevents_in_order(
     await subscribe(db, receiver)
     async with running(webhook_relay(db)):
         sent = await append_course_events(db, COURSES, 5)
-        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+        await poll_until(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
     assert all(receipt.signature_ok for receipt in receiver.receipts)
     first = receiver.receipts[0]
     assert first.headers["content-type"] == "application/cloudevents+json"
@@ -76,7 +67,7 @@ async def test_types_and_therapist_filters_choose_the_events(
             db, ["course-a", "course-b"], 2, type_="ipt.course.phase.changed"
         )
         expected = {e["id"] for e in wanted if e["partitionkey"] == "course-a"}
-        await wait_for(lambda: receiver.accepted_ids() == expected)
+        await poll_until(lambda: receiver.accepted_ids() == expected)
     assert {e["type"] for e in receiver.accepted()} == {"ipt.course.phase.changed"}
 
 
@@ -91,7 +82,7 @@ async def test_a_failing_event_holds_back_its_course_only(
     await subscribe(db, receiver)
     async with running(webhook_relay(db)):
         sent = await append_course_events(db, COURSES, 4)
-        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+        await poll_until(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
     accepted = receiver.accepted()
     assert_in_order_per_course(accepted)
     # course-b and course-c went on while course-a's first event was being retried.
@@ -125,7 +116,7 @@ async def test_every_event_arrives_once_the_receiver_recovers(
     await subscribe(db, receiver)
     async with running(webhook_relay(db, fast_policy(timeout_s=0.3))):
         sent = await append_course_events(db, COURSES, 3)
-        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent}, within=8)
+        await poll_until(lambda: receiver.accepted_ids() == {e["id"] for e in sent}, within_s=8)
     assert_in_order_per_course(receiver.accepted())
     assert all(receipt.signature_ok for receipt in receiver.receipts)
 
@@ -137,7 +128,7 @@ async def test_retry_after_is_honoured(db: AsyncEngine, receiver: WebhookReceive
     await subscribe(db, receiver)
     async with running(webhook_relay(db)):
         (event,) = await append_course_events(db, ["course-a"], 1)
-        await wait_for(lambda: receiver.accepted_ids() == {event["id"]})
+        await poll_until(lambda: receiver.accepted_ids() == {event["id"]})
     refused, accepted = receiver.receipts
     assert refused.status == 429
     assert accepted.at - refused.at >= 0.95  # not before the receiver asked (backoff: 0.05 s)
@@ -150,9 +141,9 @@ async def test_a_receiver_down_for_a_while_gets_everything_in_order(
     receiver.stop()
     async with running(webhook_relay(db)):
         sent = await append_course_events(db, COURSES, 4)
-        await wait_for(lambda: _attempts(db, minimum=3), what="failed attempts")
+        await poll_until(lambda: _attempts(db, minimum=3), what="failed attempts")
         receiver.start()
-        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent}, within=8)
+        await poll_until(lambda: receiver.accepted_ids() == {e["id"] for e in sent}, within_s=8)
     assert_in_order_per_course(receiver.accepted())
     async with db.connect() as conn:
         retried = await conn.scalar(text("SELECT max(attempts) FROM webhook_delivery"))
@@ -174,7 +165,7 @@ async def test_410_disables_the_endpoint_and_says_so(
     endpoint_id = await subscribe(db, receiver)
     async with running(webhook_relay(db)):
         await append_course_events(db, ["course-a"], 2)
-        await wait_for(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
+        await poll_until(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
     assert len(receiver.receipts) == 1  # nothing more after the 410
     async with db.connect() as conn:
         row = (
@@ -197,7 +188,7 @@ async def test_consecutive_failures_disable_the_endpoint(
     endpoint_id = await subscribe(db, receiver)
     async with running(webhook_relay(db, fast_policy(max_failures=4))):
         await append_course_events(db, ["course-a"], 2)  # one queue: attempts one by one
-        await wait_for(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
+        await poll_until(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
     assert len(receiver.receipts) == 4
     async with db.connect() as conn:
         payload = await conn.scalar(
@@ -231,10 +222,10 @@ async def test_enabling_again_sends_what_waited(db: AsyncEngine, receiver: Webho
     endpoint_id = await subscribe(db, receiver)
     async with running(webhook_relay(db)):
         sent = await append_course_events(db, COURSES, 2)
-        await wait_for(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
+        await poll_until(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
         async with db.begin() as conn:
             await set_enabled(conn, endpoint_id, True, datetime.now(UTC))
-        await wait_for(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+        await poll_until(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
     assert_in_order_per_course(receiver.accepted())
 
 
@@ -252,8 +243,8 @@ async def test_a_connection_broken_mid_response_is_retried(db: AsyncEngine) -> N
     await subscribe(db, receiver)
     async with running(webhook_relay(db, transport=httpx.MockTransport(broken_once))):
         (event,) = await append_course_events(db, ["course-a"], 1)
-        await wait_for(lambda: _attempts(db, minimum=2))
-        await wait_for(lambda: len(requests) == 2)
+        await poll_until(lambda: _attempts(db, minimum=2))
+        await poll_until(lambda: len(requests) == 2)
     assert [r.headers["webhook-id"] for r in requests] == [event["id"], event["id"]]
     async with db.connect() as conn:
         row = (await conn.execute(text("SELECT status, attempts FROM webhook_delivery"))).one()

@@ -4,9 +4,6 @@ secrets sealed at rest (and legacy plain rows sealed by `reseal_secrets`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from sqlalchemy import text
@@ -20,9 +17,10 @@ from tests.integration.events_support import (
     append_course_events,
     running,
     subscribe,
-    wait_for,
     webhook_relay,
 )
+from tests.support.clock import utc_now
+from tests.support.waiting import poll_until
 
 
 @pytest.mark.parametrize(
@@ -63,7 +61,7 @@ async def test_legacy_userinfo_urls_are_redacted_in_listings(
     async with db.begin() as conn:
         await webhooks.create_endpoint(
             conn, url="https://robot:hunter2@dashboards.example/hooks", event_types=[],
-            therapist_ref=None, organization_ref=None, now=_now(), keyring=TEST_KEYRING,
+            therapist_ref=None, organization_ref=None, now=utc_now(), keyring=TEST_KEYRING,
         )  # fmt: skip
     listing = await client.get("/ipt/v1/webhooks")
     assert "hunter2" not in listing.text
@@ -91,7 +89,7 @@ async def test_reseal_seals_legacy_rows_and_rotates_keys(db: AsyncEngine) -> Non
     async with db.begin() as conn:
         endpoint, _ = await webhooks.create_endpoint(
             conn, url="https://dashboards.example/h", event_types=[], therapist_ref=None,
-            organization_ref=None, now=_now(), keyring=TEST_KEYRING,
+            organization_ref=None, now=utc_now(), keyring=TEST_KEYRING,
         )  # fmt: skip
         await conn.execute(text("UPDATE webhook_endpoint SET secret = :s"), {"s": legacy})
     rotated = Keyring.parse(new_key("next") + "," + "test1:" + "A" * 43 + "=")
@@ -103,14 +101,6 @@ async def test_reseal_seals_legacy_rows_and_rotates_keys(db: AsyncEngine) -> Non
     assert rotated.open(stored, context=webhooks.secret_context(endpoint.id)) == legacy
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_deliveries_to_refused_destinations_never_connect(
     db: AsyncEngine, receiver: WebhookReceiver
 ) -> None:
@@ -118,7 +108,7 @@ async def test_deliveries_to_refused_destinations_never_connect(
     await subscribe(db, receiver)
     async with running(webhook_relay(db, allow=())):
         await append_course_events(db, ["course-a"], 1)
-        await wait_for(lambda: _last_error(db, "refused"), what="a refused attempt")
+        await poll_until(lambda: _last_error(db, "refused"), what="a refused attempt")
     assert receiver.receipts == []  # no request reached the listening port
 
 
@@ -128,11 +118,11 @@ async def test_closed_and_open_internal_ports_look_the_same(db: AsyncEngine) -> 
         async with db.begin() as conn:
             await webhooks.create_endpoint(
                 conn, url=f"http://127.0.0.1:{port}/", event_types=[], therapist_ref=None,
-                organization_ref=None, now=_now(), keyring=TEST_KEYRING,
+                organization_ref=None, now=utc_now(), keyring=TEST_KEYRING,
             )  # fmt: skip
     async with running(webhook_relay(db, allow=())):
         await append_course_events(db, ["course-a"], 1)
-        await wait_for(lambda: _all_refused(db, 2), what="both refused")
+        await poll_until(lambda: _all_refused(db, 2), what="both refused")
 
 
 async def _last_error(db: AsyncEngine, error: str) -> bool:
@@ -147,7 +137,3 @@ async def _all_refused(db: AsyncEngine, count: int) -> bool:
     async with db.connect() as conn:
         errors = list(await conn.scalars(text("SELECT last_error FROM webhook_delivery")))
     return len(errors) == count and set(errors) == {"refused"}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

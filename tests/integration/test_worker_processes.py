@@ -5,13 +5,12 @@ worker takes its leases over; tests/chaos/test_worker_kill.py times that).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -19,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+from tests.support.waiting import poll_until
 
 __all__ = ["clock", "ipt"]
 
@@ -62,15 +62,13 @@ async def scalar(db: AsyncEngine, sql: str) -> int:
         return int(await conn.scalar(text(sql)) or 0)
 
 
-async def wait_until(db: AsyncEngine, sql: str, predicate: object, timeout_s: float) -> int:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await scalar(db, sql)
-        if predicate(value):  # type: ignore[operator]
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting; last value {value}")
-        await asyncio.sleep(0.05)
+async def wait_until(
+    db: AsyncEngine, sql: str, predicate: Callable[[int], bool], timeout_s: float
+) -> int:
+    """The value of `sql` once `predicate` accepts it."""
+    return await poll_until(
+        lambda: scalar(db, sql), until=predicate, within_s=timeout_s, every_s=0.05, what=sql
+    )
 
 
 async def status_changes_per_course(db: AsyncEngine) -> Counter[str]:

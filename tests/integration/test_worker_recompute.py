@@ -30,6 +30,7 @@ from tests.integration.ipt_helpers import (
     record,
     rows,
 )
+from tests.support.waiting import poll_until
 
 __all__ = ["clock", "ipt"]
 
@@ -98,13 +99,13 @@ async def test_the_loop_picks_up_a_write_without_being_asked(
         run_recompute_loop(recomputer(db, clock), stop, poll_interval_s=0.05)
     )
     try:
-        for _ in range(200):  # the loop polls every 50 ms; give it plenty of rounds
-            status = await stored_status(db, course_id)
-            if status is not None and status.status["sessions_attended"] == 3:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the loop never stored the course's status")
+        await poll_until(  # the loop polls every 50 ms; give it plenty of rounds
+            lambda: stored_status(db, course_id),
+            until=lambda status: status is not None and status.status["sessions_attended"] == 3,
+            within_s=10,
+            every_s=0.05,
+            what="the loop to store the course's status",
+        )
     finally:
         stop.set()
         await loop

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -18,6 +16,8 @@ from ipt_api.app import create_app
 from ipt_api.settings import ApiSettings
 from ipt_core.db.provision import Database
 from tests.support.fhir_validator import FhirBodyChecker
+from tests.support.network import free_port
+from tests.support.waiting import poll_until_sync
 
 # Seals webhook secrets in tests (IPT_SECRETS_KEYS): a fixed key used nowhere else.
 TEST_SECRETS_KEYS = "test1:" + "A" * 43 + "="
@@ -61,16 +61,10 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     assert checker.problems == [], "the server sent invalid FHIR:\n" + "\n".join(checker.problems)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
     """The API served by uvicorn on a free port (its own engine, in its own thread)."""
-    port = _free_port()
+    port = free_port()
     settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -79,11 +73,12 @@ def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API did not start")
-        time.sleep(0.02)
+    poll_until_sync(
+        lambda: server.started,
+        within_s=20,
+        give_up=lambda: not thread.is_alive(),
+        what="the API to start",
+    )
     yield f"http://127.0.0.1:{port}/fhir"
     server.should_exit = True
     thread.join(timeout=10)

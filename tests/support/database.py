@@ -6,6 +6,7 @@ after every test that used them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,20 +37,26 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-async def database_url(server_url: str) -> AsyncIterator[str]:
-    """A database of this test session, created and migrated, dropped at the end."""
+@contextlib.asynccontextmanager
+async def throwaway_database(server_url: str) -> AsyncIterator[str]:
+    """A new empty database on the server (its URL), dropped when the block ends."""
     name = f"ipt_test_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        yield url
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of this test session, created and migrated, dropped at the end."""
+    async with throwaway_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
