@@ -27,8 +27,8 @@ from ipt_api.app import create_app
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import asyncpg_url, create_engine
 from ipt_core.db.migrate import upgrade
-from tests.integration.events_support import free_port
 from tests.support.api import api_settings
+from tests.support.network import free_port
 
 __all__ = ["FIGURES", "ChaosDatabase", "Outage", "chaos_database", "serve_api"]
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.chaos.support import FIGURES, ChaosDatabase, chaos_database, serve_api
-from tests.integration.events_support import wait_for
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.chaos
 
@@ -97,8 +97,8 @@ async def test_a_restart_under_concurrent_writes_answers_503_and_loses_no_write(
             def after() -> list[Write]:
                 return [w for w in writes if w.started >= outage.back and w.status == 201]
 
-            await wait_for(lambda: len(after()) >= WRITERS, within=30, what="writes to succeed")
-            await wait_for(lambda: readiness[-1] == 200, within=10, what="/readyz to recover")
+            await poll_until(lambda: len(after()) >= WRITERS, within_s=30, what="writes to succeed")
+            await poll_until(lambda: readiness[-1] == 200, within_s=10, what="/readyz to recover")
             stop.set()
             await asyncio.gather(*tasks)
             acknowledged = [w for w in writes if w.status == 201]

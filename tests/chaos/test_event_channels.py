@@ -24,9 +24,9 @@ from tests.integration.events_support import (
     fast_timing,
     running,
     subscribe,
-    wait_for,
     webhook_relay,
 )
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.chaos
 
@@ -80,14 +80,16 @@ async def test_the_relay_resumes_in_order_after_its_connection_is_cut(db: AsyncE
     appended: list[dict[str, Any]] = []
     resumed_after: list[float] = []
     async with running(relay):
-        await wait_for(lambda: relay.is_leader, what="the relay to lead")
+        await poll_until(lambda: relay.is_leader, what="the relay to lead")
         for _ in range(3):
             appended.extend(await append_course_events(db, COURSES, 3))
-            await wait_for(lambda: _caught_up(publisher, appended), what="publication")
+            await poll_until(lambda: _caught_up(publisher, appended), what="publication")
             assert await _cut_the_leader(db) == 1
             cut_at = time.monotonic()
             appended.extend(await append_course_events(db, COURSES, 2))  # while it reconnects
-            await wait_for(lambda: _caught_up(publisher, appended), within=15, what="resumption")
+            await poll_until(
+                lambda: _caught_up(publisher, appended), within_s=15, what="resumption"
+            )
             resumed_after.append(publisher.at[-1] - cut_at)
     FIGURES["relay connection cut x3"] = {
         "events": len(appended),
@@ -126,7 +128,7 @@ async def test_a_flapping_receiver_gets_every_event_once_it_is_back(
             await asyncio.sleep(0.2)
         back = time.monotonic()
         expected = {e["id"] for e in sent}
-        await wait_for(lambda: receiver.accepted_ids() == expected, within=20, what="delivery")
+        await poll_until(lambda: receiver.accepted_ids() == expected, within_s=20, what="delivery")
         delivered_after = time.monotonic() - back
     refused = sum(r.status == 503 for r in receiver.receipts)
     FIGURES["webhook receiver flapping x3"] = {

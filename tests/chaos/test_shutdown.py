@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.chaos.support import FIGURES
-from tests.integration.events_support import free_port, wait_for
+from tests.support.network import free_port
+from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.chaos
 
@@ -37,7 +38,7 @@ async def test_sigterm_drains_in_flight_requests_then_exits(
     server = _serve(env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            await wait_for(lambda: _ready(http), within=60, what="the API to start")
+            await poll_until(lambda: _ready(http), within_s=60, what="the API to start")
             long_poll = asyncio.create_task(http.get("/ipt/v1/events", params={"wait": 2}))
             stream = asyncio.create_task(_read_stream(http))
             await asyncio.sleep(0.5)  # both requests are in flight

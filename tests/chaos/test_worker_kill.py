@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.chaos.support import FIGURES
-from tests.integration.events_support import wait_for
 from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+from tests.support.waiting import poll_until
 
 __all__ = ["clock", "ipt"]
 
@@ -76,7 +76,7 @@ async def test_a_worker_stopped_or_killed_mid_batch_leaves_no_status_stale(
 
     # SIGTERM mid-batch: the worker gives back what it has not computed and exits promptly.
     with worker_process(database_url) as stopping:
-        await wait_for(lambda: _stored(db, at_least=1), within=60, what="a first status")
+        await poll_until(lambda: _stored(db, at_least=1), within_s=60, what="a first status")
         stopping.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         await asyncio.to_thread(stopping.wait, 20)
@@ -89,8 +89,8 @@ async def test_a_worker_stopped_or_killed_mid_batch_leaves_no_status_stale(
 
     # SIGKILL mid-batch: its leases stay in the table, but its liveness lock is gone.
     with worker_process(database_url) as doomed:
-        await wait_for(
-            lambda: _stored(db, at_least=after_stop + 1), within=60, what="another status"
+        await poll_until(
+            lambda: _stored(db, at_least=after_stop + 1), within_s=60, what="another status"
         )
         doomed.send_signal(signal.SIGKILL)
         await asyncio.to_thread(doomed.wait, 10)
@@ -101,9 +101,11 @@ async def test_a_worker_stopped_or_killed_mid_batch_leaves_no_status_stale(
     restarted = time.monotonic()
     with worker_process(database_url):
         # Python's imports alone take 1-5 s depending on the machine's load: measured apart.
-        await wait_for(lambda: _taken_over(db, stored_before), within=LEASE_S / 2, what="takeover")
+        await poll_until(
+            lambda: _taken_over(db, stored_before), within_s=LEASE_S / 2, what="takeover"
+        )
         first_takeover = time.monotonic() - restarted
-        await wait_for(lambda: all_current(db), within=LEASE_S / 2, what="statuses current")
+        await poll_until(lambda: all_current(db), within_s=LEASE_S / 2, what="statuses current")
         current_after = time.monotonic() - restarted
     FIGURES["worker SIGTERM / SIGKILL mid-batch"] = {
         "courses": COURSES,

@@ -30,7 +30,7 @@ from ipt_core.ehr.auth import ASSERTION_TYPE, SmartBackendAuthorizer
 from ipt_core.ehr.endpoints import EndpointsFileError, SmartBackendAuth, parse_endpoints
 from ipt_core.ehr.errors import RemoteAuthFailed
 from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
-from tests.integration.events_support import free_port
+from tests.support.network import free_port
 
 CLIENT_ID = "ipt-care"
 

@@ -9,7 +9,7 @@ import random
 from typing import Final
 
 from ipt_core.db.faults import OutageLog, database_fault
-from ipt_worker.publishers._backoff import DeliveryPolicy, retry_delay_s
+from ipt_worker.publishers import DeliveryPolicy, retry_delay_s
 
 __all__ = ["Reconnection"]
 

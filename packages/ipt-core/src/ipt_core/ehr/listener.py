@@ -18,7 +18,7 @@ from ipt_core.ehr.summary import SUMMARY_KIND
 from ipt_core.fhir.model import Change
 from ipt_core.ipt import is_ipt_course
 from ipt_core.ipt.codes import LOINC, PHQ9_ITEM9, PHQ9_TOTAL
-from ipt_core.ipt.projections import _repository as ipt_rows
+from ipt_core.ipt.projections import courses_referencing, session_row
 
 __all__ = ["RESOURCE_KIND", "EhrPushListener", "course_completed", "is_phq9"]
 
@@ -88,6 +88,6 @@ async def _wanted(
     if resource_type == "CarePlan":
         return is_ipt_course(resource)
     if resource_type == "Encounter":
-        session = await ipt_rows.session_row(conn, "Encounter", id_)
+        session = await session_row(conn, "Encounter", id_)
         return session is not None and session.course_id is not None
-    return bool(await ipt_rows.courses_referencing(conn, "goal", "Goal", id_))
+    return bool(await courses_referencing(conn, "goal", "Goal", id_))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from ipt_core.fhir.model import format_instant
+from ipt_core.instants import format_instant
 from ipt_core.ipt.codes import LOINC, PROGRESS_NOTE
 
 __all__ = [
