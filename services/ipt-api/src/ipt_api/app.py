@@ -26,7 +26,7 @@ from ipt_api.openapi import openapi_document
 from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
-from ipt_api.worker import embedded_worker
+from ipt_api.worker import embedded_worker, worker_settings_of
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.fhir.store import WriteListener
@@ -91,7 +91,12 @@ def create_app(
         if ehr_endpoints:
             await register_endpoints(app.state.database.engine, ehr_endpoints)
         worker = (
-            embedded_worker(app.state.database.engine, clock, ehr_endpoints=ehr_endpoints)
+            embedded_worker(
+                app.state.database.engine,
+                clock,
+                settings=worker_settings_of(settings),
+                ehr_endpoints=ehr_endpoints,
+            )
             if settings.run_worker
             else None
         )

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.ehr import EhrEndpoint
+from ipt_core.settings import CoreSettings
 from ipt_worker.ehr import run_ehr_sync, timing_from
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
@@ -18,7 +19,16 @@ from ipt_worker.recompute import Recomputer
 from ipt_worker.relay import build_relay
 from ipt_worker.settings import WorkerSettings
 
-__all__ = ["EmbeddedWorker", "embedded_worker"]
+__all__ = ["EmbeddedWorker", "embedded_worker", "worker_settings_of"]
+
+
+def worker_settings_of(process: CoreSettings) -> WorkerSettings:
+    """The embedded loops' settings: the worker's own from the environment, and the settings
+    every process shares (database, outbound allow-list, secret keys…) as the API was given
+    them, so the loops never run under other rules than the API that hosts them.
+    """
+    shared = {name: getattr(process, name) for name in CoreSettings.model_fields}
+    return WorkerSettings(**shared)
 
 
 @dataclass
@@ -52,7 +62,14 @@ def embedded_worker(
     recomputer = Recomputer(engine, clock=clock, listeners=default_listeners())
     relay = build_relay(engine, settings, clock)
     recompute = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
-    ehr = run_ehr_sync(engine, ehr_endpoints, default_listeners(), timing_from(settings), stop)
+    ehr = run_ehr_sync(
+        engine,
+        ehr_endpoints,
+        default_listeners(),
+        timing_from(settings),
+        stop,
+        destinations=settings.destination_policy,
+    )
     return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop), ehr)), stop)
 
 

@@ -60,7 +60,12 @@ async def _run(
             run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s),
             relay.run(stop),
             run_ehr_sync(
-                database.engine, endpoints, default_listeners(), timing_from(settings), stop
+                database.engine,
+                endpoints,
+                default_listeners(),
+                timing_from(settings),
+                stop,
+                destinations=settings.destination_policy,
             ),
         )
     finally:
