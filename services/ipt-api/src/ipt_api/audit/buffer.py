@@ -69,19 +69,21 @@ class AuditBuffer:
         await self.flush()
 
     async def flush(self) -> int:
-        """Write every queued record now; return how many. On failure they stay queued."""
+        """Write the records queued now (later arrivals wait for the next tick); return how
+        many. On failure they stay queued for the next attempt."""
+        taken, self._pending = self._pending, []
         written = 0
-        while self._pending:
-            batch = self._pending[: self.batch_size]
+        while written < len(taken):
+            batch = taken[written : written + self.batch_size]
             try:
                 async with self.engine.begin() as conn:
                     await insert_records(conn, batch)
             except Exception as error:  # the database is away: keep the records, retry later
+                self._pending[:0] = taken[written:]
                 _log.warning(
                     "audit flush of %d records failed: %s", len(batch), type(error).__name__
                 )
                 return written
-            del self._pending[: len(batch)]
             written += len(batch)
         return written
 
