@@ -251,9 +251,13 @@ async def test_the_domain_api_is_held_to_the_compartment(
     session = {"minutes": 60, "outcome": "attended", "start": "2026-01-12T09:00:00Z"}
     url = f"/ipt/v1/courses/{their_course}/sessions"
     assert await _status(secured, token, "POST", url, json=session) == 404
-    # Enrolling another patient is a write outside the compartment.
+    # Enrolling another patient is a write outside the compartment; our own is not.
     enrol = enrolment(f"Patient/{theirs['Patient']}")
     assert await _status(secured, token, "POST", "/ipt/v1/courses", json=enrol) == 403
+    own = enrolment(f"Patient/{ours['Patient']}")
+    assert await _status(secured, token, "POST", "/ipt/v1/courses", json=own) == 201
+    listed = await secured.http.get("/ipt/v1/courses", headers=bearer(mint(ADMIN)))
+    assert len(listed.json()["courses"]) == 3  # the refused enrolment left nothing behind
 
 
 async def test_status_and_dashboard_reads_are_held_to_the_compartment(
