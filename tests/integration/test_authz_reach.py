@@ -230,3 +230,25 @@ async def test_conditional_routes_refuse_criteria_reaching_unreadable_types(
         "/fhir/Patient?_has:CarePlan:subject:_id=x", headers=bearer(mint("system/Patient.cruds"))
     )
     assert response.status_code == 403
+
+
+async def test_batch_entry_criteria_are_authorized_before_they_are_matched(
+    secured: Secured, mint: Mint
+) -> None:
+    token = mint("system/Observation.cruds")
+    entries = [
+        {"request": {"method": "DELETE", "url": "Observation?subject:Patient.name=Authz"}},
+        {
+            "resource": resource_of("Observation", "p"),
+            "request": {
+                "method": "POST",
+                "url": "Observation",
+                "ifNoneExist": "subject:Patient.family=Authz",
+            },
+        },
+    ]
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+    response = await secured.http.post("/fhir", json=bundle, headers=bearer(token, **FHIR))
+    assert response.status_code == 200
+    statuses = [e["response"]["status"][:3] for e in response.json()["entry"]]
+    assert statuses == ["403", "403"]

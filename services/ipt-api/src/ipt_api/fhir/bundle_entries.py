@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ipt_api.authz import authorize, read_visible
+from ipt_api.authz import authorize, authorize_criteria, read_visible
 from ipt_api.fhir.patch import JSON_PATCH, json_patch
 from ipt_api.fhir.search import searchset
 from ipt_api.principal import AUDIT_TYPE, Principal
@@ -28,6 +28,7 @@ from ipt_core.fhir.store import ResourceStore
 
 __all__ = [
     "BundleEntry",
+    "authorize_entry",
     "carry_out",
     "entry_interaction",
     "parse_entry",
@@ -110,7 +111,7 @@ async def carry_out(
 ) -> dict[str, Any]:
     """Perform `entry`'s interaction and return its response entry. Raises FhirError."""
     t = entry.resource_type
-    authorize(principal, t, entry_interaction(entry), id_=entry.id)
+    authorize_entry(entry, principal)
     if entry.method in {"GET", "HEAD"}:
         return await _read(entry, store, principal, base)
     if entry.method == "DELETE":
@@ -133,6 +134,16 @@ async def carry_out(
         result = await store.create(t, body, if_none_exist=entry.if_none_exist, new_id=entry.new_id)
         return written(result.stored, 201 if result.changed else 200, base)
     return await _put(entry, body, store, base)
+
+
+def authorize_entry(entry: BundleEntry, principal: Principal) -> None:
+    """Authorize the entry's interaction and what its criteria reach (before matching them)."""
+    t = entry.resource_type
+    authorize(principal, t, entry_interaction(entry), id_=entry.id)
+    if entry.if_none_exist:
+        authorize_criteria(principal, t, entry.if_none_exist)
+    if entry.query and entry.id is None and entry.method != "GET":
+        authorize_criteria(principal, t, entry.query)
 
 
 def entry_interaction(entry: BundleEntry) -> str:

@@ -26,8 +26,8 @@ from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.bundle_entries import (
     BundleEntry,
+    authorize_entry,
     carry_out,
-    entry_interaction,
     parse_entry,
     status_line,
 )
@@ -136,11 +136,7 @@ async def _batch(
 async def _authorize_entry(entry: BundleEntry, store: ResourceStore, principal: Principal) -> None:
     """The entry's interaction, its criteria and its conditional references' reach."""
     t = entry.resource_type
-    authorize(principal, t, entry_interaction(entry), id_=entry.id)
-    if entry.if_none_exist:
-        authorize_criteria(principal, t, entry.if_none_exist)
-    if entry.query and entry.id is None and entry.method != "GET":
-        authorize_criteria(principal, t, entry.query)
+    authorize_entry(entry, principal)
     if entry.id is not None and entry.method in {"PUT", "PATCH", "DELETE"}:
         await require_writable(store, principal, t, entry.id)
     for reference in _conditional_references(entry.resource):
