@@ -15,8 +15,7 @@ from typing import Final
 from ipt_core.audit import AuditFilter
 from ipt_core.fhir.errors import InvalidRequest
 from ipt_core.fhir.registry import SearchParam
-from ipt_core.fhir.search._model import DateValue
-from ipt_core.fhir.search._values import parse_values
+from ipt_core.fhir.search import DateValue, parse_values
 
 __all__ = ["CONTROL_PARAMS", "audit_filter"]
 

@@ -15,8 +15,7 @@ import orjson
 from ipt_core.fhir.index import ReferenceEntry, index_entries
 from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.registry import COMMON_PARAMS, REGISTRY
-from ipt_core.fhir.search import search_param
-from ipt_core.fhir.search._model import Clause, ReferenceValue, TokenValue, ValueClause
+from ipt_core.fhir.search import Clause, ReferenceValue, TokenValue, ValueClause, search_param
 
 __all__ = [
     "COMPARTMENT_PARAMS",

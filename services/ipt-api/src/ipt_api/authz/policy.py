@@ -30,8 +30,14 @@ from ipt_api.principal import Principal
 from ipt_core.fhir.errors import Issue, NotAuthorized, ResourceGone, ResourceNotFound
 from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.registry import REGISTRY
-from ipt_core.fhir.search import Include, SearchQuery, parse_search
-from ipt_core.fhir.search._model import ChainClause, Clause, HasClause
+from ipt_core.fhir.search import (
+    ChainClause,
+    Clause,
+    HasClause,
+    Include,
+    SearchQuery,
+    parse_search,
+)
 from ipt_core.fhir.store import ResourceStore
 
 __all__ = [
