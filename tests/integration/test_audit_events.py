@@ -268,3 +268,19 @@ async def test_retention_purges_old_records_only(db: AsyncEngine) -> None:
     assert await buffer.purge() == 1
     assert [row.id for row in await _rows(db)] == ["recent"]
     assert await AuditBuffer(db, retention_days=None).purge() == 0
+
+
+async def test_the_capability_statement_lists_the_trail_as_read_only(secured: Secured) -> None:
+    statement = (await secured.http.get("/fhir/metadata")).json()
+    (audit,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "AuditEvent"]
+    assert {i["code"] for i in audit["interaction"]} == {"read", "search-type"}
+    assert {"date", "agent", "entity", "patient"} <= {p["name"] for p in audit["searchParam"]}
+
+
+async def test_queued_reads_are_written_at_shutdown(db: AsyncEngine) -> None:
+    buffer = AuditBuffer(db, interval_s=3600.0)  # only the shutdown can write them
+    buffer.start()
+    buffer.add([AuditRecord("queued", datetime.now(UTC), "read", 0, "someone")])
+    assert await _rows(db) == []
+    await buffer.stop()
+    assert [row.id for row in await _rows(db)] == ["queued"]
