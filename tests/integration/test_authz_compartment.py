@@ -147,6 +147,28 @@ async def test_has_is_refused_with_patient_scopes(
     assert await _status(secured, token, "GET", url) == 403
 
 
+async def test_chains_into_compartment_types_are_refused_with_patient_scopes(
+    secured: Secured, mint: Mint, records: Records
+) -> None:
+    ours, theirs = records
+    token = mint("patient/*.rs", patient=ours["Patient"])
+    # An Appointment of ours may have their patient as another actor: no chain may probe it.
+    for chain in ("actor:Patient.family=Authz", "patient.name=Authz"):
+        assert await _status(secured, token, "GET", f"/fhir/Appointment?{chain}") == 403
+    assert await _status(secured, token, "GET", "/fhir/Observation?encounter.status=x") == 403
+    practitioner = await create(secured, mint(ADMIN), "Practitioner")
+    await create(
+        secured,
+        mint(ADMIN),
+        "Encounter",
+        ours["Patient"],
+        participant=[{"individual": {"reference": f"Practitioner/{practitioner}"}}],
+    )
+    found = await _ids(secured, token, "/fhir/Encounter?participant:Practitioner.family=Therapist")
+    assert len(found) == 1
+    assert theirs
+
+
 async def test_histories_are_filtered_to_the_compartment(
     secured: Secured, mint: Mint, records: Records
 ) -> None:

@@ -116,6 +116,12 @@ def check_reach(principal: Principal, clauses: Iterable[Clause]) -> None:
         if isinstance(clause, ChainClause):
             for target in clause.inner:
                 _reach(principal, target, f"chained parameter {clause.param.name}")
+                if principal.compartment is not None and target in in_compartment_types():
+                    # The chained resource may be another patient's (an Appointment has many
+                    # actors): matching on it would tell something about that patient.
+                    raise NotAuthorized(
+                        f"Chains into {target} are not available with patient/ scopes"
+                    )
         elif isinstance(clause, HasClause):
             if principal.compartment is not None:
                 # A `_has` source outside the compartment would tell whether another
