@@ -15,7 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_api.audit import AuditBuffer
 from ipt_core.audit import AuditRecord, insert_records
@@ -284,3 +284,21 @@ async def test_queued_reads_are_written_at_shutdown(db: AsyncEngine) -> None:
     assert await _rows(db) == []
     await buffer.stop()
     assert [row.id for row in await _rows(db)] == ["queued"]
+
+
+async def test_an_unreachable_database_keeps_the_records_and_logs_no_content(
+    db: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = create_async_engine("postgresql+asyncpg://ipt@127.0.0.1:1/none")
+    buffer = AuditBuffer(unreachable)
+    record = AuditRecord(
+        "kept", datetime.now(UTC), "read", 0, "dr-zwirbelkopf", entity_type="Patient"
+    )
+    buffer.add([record])
+    assert await buffer.flush() == 0
+    assert "dr-zwirbelkopf" not in caplog.text
+    assert "audit flush of 1 records failed" in caplog.text
+    await unreachable.dispose()
+    buffer.engine = db  # the database is back: the kept record is written
+    assert await buffer.flush() == 1
+    assert [row.agent for row in await _rows(db)] == ["dr-zwirbelkopf"]
