@@ -302,3 +302,24 @@ async def test_an_unreachable_database_keeps_the_records_and_logs_no_content(
     buffer.engine = db  # the database is back: the kept record is written
     assert await buffer.flush() == 1
     assert [row.agent for row in await _rows(db)] == ["dr-zwirbelkopf"]
+
+
+async def test_the_trail_pages_newest_first(secured: Secured, mint: Mint) -> None:
+    writer = mint("system/Patient.c", sub="pager")
+    made = [await create(secured, writer, "Patient") for _ in range(3)]
+    headers = bearer(mint(AUDITOR))
+    first = (
+        await secured.http.get("/fhir/AuditEvent?agent=pager&_count=2", headers=headers)
+    ).json()
+    (next_url,) = [link["url"] for link in first["link"] if link["relation"] == "next"]
+    second = (await secured.http.get(next_url.replace("http://t", ""), headers=headers)).json()
+    pages = [first, second]
+    seen = [
+        e["resource"]["entity"][0]["what"]["reference"].split("/")[1]
+        for page in pages
+        for e in page["entry"]
+    ]
+    assert seen == list(reversed(made))
+    assert not [link for link in second["link"] if link["relation"] == "next"]
+    tampered = next_url.replace("agent=pager", "agent=other").replace("http://t", "")
+    assert (await secured.http.get(tampered, headers=headers)).status_code == 400
