@@ -309,3 +309,38 @@ async def test_status_and_dashboard_reads_are_held_to_the_compartment(
     assert {i["course_id"] for i in worklist.json()["items"]} <= {our_course}
     assert await _status(secured, token, "GET", "/ipt/v1/events") == 403
     assert await _status(secured, token, "GET", "/ipt/v1/webhooks") == 403
+
+
+async def test_conditional_writes_never_match_another_patients_resource(
+    secured: Secured, mint: Mint, records: Records
+) -> None:
+    ours, theirs = records
+    admin = mint(ADMIN)
+    token = mint("patient/*.cruds", patient=ours["Patient"])
+    their_observation = f"/fhir/Observation/{theirs['Observation']}"
+    criteria = f"_id={theirs['Observation']}"
+    body = resource_of("Observation", ours["Patient"])
+    # Their Observation matches the criteria, but not within our compartment: no match.
+    created = await secured.http.put(
+        f"/fhir/Observation?{criteria}", json=body, headers=bearer(token, **FHIR)
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] != theirs["Observation"]
+    deleted = await secured.http.delete(f"/fhir/Observation?{criteria}", headers=bearer(token))
+    assert deleted.status_code == 200
+    patch = [{"op": "replace", "path": "/status", "value": "amended"}]
+    patched = await secured.http.patch(
+        f"/fhir/Observation?{criteria}",
+        json=patch,
+        headers=bearer(token, **{"Content-Type": "application/json-patch+json"}),
+    )
+    assert patched.status_code in {404, 412}
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": f"Observation?{criteria}"}}],
+    }
+    assert await _status(secured, token, "POST", "/fhir", json=transaction) == 200
+    unchanged = await secured.http.get(their_observation, headers=bearer(admin))
+    assert unchanged.status_code == 200
+    assert unchanged.json()["meta"]["versionId"] == "1"

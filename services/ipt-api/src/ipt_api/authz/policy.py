@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_api.audit.trail import Access, current_trail
 from ipt_api.authz.compartment import (
+    COMPARTMENT_PARAMS,
     compartment_clause,
     in_compartment,
     in_compartment_types,
@@ -44,6 +45,7 @@ __all__ = [
     "authorize",
     "authorize_criteria",
     "check_reach",
+    "compartment_criteria",
     "plan_search",
     "read_visible",
     "require_course",
@@ -134,6 +136,21 @@ def authorize_criteria(principal: Principal, resource_type: str, criteria: str) 
     """Authorize what conditional criteria (`If-None-Exist`, `Type?…`) reach, before matching."""
     query = parse_search(resource_type, parse_qsl(criteria, keep_blank_values=True))
     check_reach(principal, query.clauses)
+
+
+def compartment_criteria(principal: Principal, resource_type: str, criteria: str) -> str:
+    """Conditional-write criteria as a compartment caller may match them: within its patient.
+
+    So a conditional update, patch or delete never finds another patient's resource (which
+    would answer differently from "no match" and reveal it exists).
+    """
+    patient = principal.compartment
+    name = "_id" if resource_type == "Patient" else COMPARTMENT_PARAMS.get(resource_type)
+    if patient is None or name is None:
+        return criteria  # the write guard refuses writes of types outside the compartment
+    value = patient if resource_type == "Patient" else f"Patient/{patient}"
+    limit = urlencode({name: value})
+    return criteria if criteria.endswith(f"&{limit}") else f"{criteria}&{limit}"
 
 
 def _reach(principal: Principal, resource_type: str, how: str) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ipt_api.authz import authorize, authorize_criteria, read_visible
+from ipt_api.authz import authorize, authorize_criteria, compartment_criteria, read_visible
 from ipt_api.fhir.patch import JSON_PATCH, json_patch
 from ipt_api.fhir.search import searchset
 from ipt_api.principal import AUDIT_TYPE, Principal
@@ -137,13 +137,18 @@ async def carry_out(
 
 
 def authorize_entry(entry: BundleEntry, principal: Principal) -> None:
-    """Authorize the entry's interaction and what its criteria reach (before matching them)."""
+    """Authorize the entry's interaction and what its criteria reach (before matching them).
+
+    A compartment caller's criteria are narrowed to its patient here, once per entry.
+    """
     t = entry.resource_type
     authorize(principal, t, entry_interaction(entry), id_=entry.id)
     if entry.if_none_exist:
         authorize_criteria(principal, t, entry.if_none_exist)
+        entry.if_none_exist = compartment_criteria(principal, t, entry.if_none_exist)
     if entry.query and entry.id is None and entry.method != "GET":
         authorize_criteria(principal, t, entry.query)
+        entry.query = compartment_criteria(principal, t, entry.query)
 
 
 def entry_interaction(entry: BundleEntry) -> str:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from ipt_api.authz import (
     authorize,
     authorize_criteria,
+    compartment_criteria,
     read_visible,
     require_writable,
     visible,
@@ -192,6 +193,7 @@ class _TypeInteractions:
             if_none_exist = request.headers.get("if-none-exist")
             if if_none_exist:
                 authorize_criteria(principal, t, if_none_exist)
+                if_none_exist = compartment_criteria(principal, t, if_none_exist)
             body = await _resource_body(request, settings)
             result = await store.create(t, body, if_none_exist=if_none_exist)
             return write_response(request, result.stored, 201 if result.changed else 200, base)
@@ -233,6 +235,7 @@ class _TypeInteractions:
             authorize(principal, t, "update")
             criteria = _criteria(request)
             authorize_criteria(principal, t, criteria)
+            criteria = compartment_criteria(principal, t, criteria)
             body = await _resource_body(request, settings)
             result = await store.conditional_update(
                 t, criteria, body, if_match=if_match_version(request)
@@ -251,6 +254,7 @@ class _TypeInteractions:
             authorize(principal, t, "delete")
             criteria = _criteria(request)
             authorize_criteria(principal, t, criteria)
+            criteria = compartment_criteria(principal, t, criteria)
             deleted = await store.conditional_delete(t, criteria)
             return _deleted_response(t, deleted.id if deleted else None)
 
