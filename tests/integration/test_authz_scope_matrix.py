@@ -42,6 +42,7 @@ _GRANTING = {"r": "r", "s": "s", "c": "c", "u": "u", "d": "d", "read": "rs"}
 _ALL_TYPES = (*REGISTRY, "Subscription", "AuditEvent")
 _PUBLIC = {
     ("GET", "/fhir/metadata"),
+    ("GET", "/fhir/.well-known/smart-configuration"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     *(("GET", f"/fhir/{t}") for t in ("CodeSystem", "SearchParameter", "StructureDefinition")),
