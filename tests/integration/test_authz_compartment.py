@@ -288,8 +288,11 @@ async def test_status_and_dashboard_reads_are_held_to_the_compartment(
     ours, _ = records
     our_course, their_course = await _courses(secured, mint, records)
     worker = Recomputer(db, clock=Clock(WORKED_NOW), listeners=default_listeners())
-    while await worker.run_once():
-        pass
+    try:
+        while await worker.run_once():
+            pass
+    finally:
+        await worker.close()
     token = mint("patient/*.rs", patient=ours["Patient"])
     for course, expected in ((our_course, 200), (their_course, 404)):
         for url in (
