@@ -412,6 +412,7 @@ ehr_watermark = Table(
     Column("watermark", Text, nullable=False),  # the EHR's instant, as it wrote it
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("endpoint", "resource_type", "patient_id"),
+)
 
 # -- AuditEvent: who read or changed patient data, when, from where, with what outcome. -------
 
