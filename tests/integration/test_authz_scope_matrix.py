@@ -39,7 +39,7 @@ __all__ = ["mint", "secured", "signing_key"]  # fixtures used by name
 
 # Letters of a v2 scope that grant each need (SMART v2: read by id is granted by r or s here).
 _GRANTING = {"r": "r", "s": "s", "c": "c", "u": "u", "d": "d", "read": "rs"}
-_ALL_TYPES = (*REGISTRY, "Subscription", "AuditEvent")
+_ALL_TYPES = (*REGISTRY, "Subscription", "AuditEvent", "Endpoint")
 _PUBLIC = {
     ("GET", "/fhir/metadata"),
     ("GET", "/fhir/.well-known/smart-configuration"),
@@ -323,6 +323,31 @@ def _system_cases(course: str, webhook: str, audit_id: str, patient: str) -> lis
             f"/ipt/v1/webhooks/{webhook}",
             [("Subscription", "d")],
             "/ipt/v1/webhooks/{webhook_id}",
+        ),
+    ]
+    ehr = "/ipt/v1/ehr/endpoints"
+    cases += [
+        Case("GET", ehr, [("Endpoint", "s")], ehr),
+        Case(
+            "GET",
+            f"{ehr}/none/status",
+            [("Endpoint", "read")],
+            f"{ehr}/{{name}}/status",
+            success_below=500,
+        ),
+        Case(
+            "GET",
+            f"{ehr}/none/dead-letters",
+            [("Endpoint", "read")],
+            f"{ehr}/{{name}}/dead-letters",
+            success_below=500,
+        ),
+        Case(
+            "POST",
+            f"{ehr}/none/dead-letters/1/retry",
+            [("Endpoint", "u")],
+            f"{ehr}/{{name}}/dead-letters/{{letter_id}}/retry",
+            success_below=500,  # no such endpoint: 404, after the scope check
         ),
     ]
     return cases
