@@ -180,6 +180,7 @@ settings override extraEnv entries of the same name. */}}
 {{- $_ = set $config "IPT_AUTH_JWKS" .Values.auth.jwks }}
 {{- $_ = set $config "IPT_DATABASE_POOL_SIZE" (toString .Values.database.poolSize) }}
 {{- $_ = set $config "IPT_METRICS_ENABLED" (toString .Values.metrics.enabled) }}
+{{- $_ = set $config "IPT_AUDIT_RETENTION_DAYS" (toString (int .Values.audit.retentionDays)) }}
 {{- if .Values.nats.enabled }}
 {{- $_ = set $config "IPT_NATS_URL" .Values.nats.url }}
 {{- end }}

@@ -11,7 +11,10 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
+from ipt_api.audit import AuditBuffer, AuditMiddleware, AuditWriteListener
+from ipt_api.audit.router import audit_router
 from ipt_api.auth import TokenVerifier
+from ipt_api.authz.guard import CompartmentWriteGuard
 from ipt_api.courses import courses_router
 from ipt_api.docs import install_docs
 from ipt_api.ehr.router import ehr_router
@@ -100,9 +103,14 @@ def create_app(
             if settings.run_worker
             else None
         )
+        app.state.audit_buffer = AuditBuffer(
+            app.state.database.engine, retention_days=settings.audit_retention_days
+        )
+        app.state.audit_buffer.start()
         try:
             yield
         finally:
+            await app.state.audit_buffer.stop()
             if worker is not None:
                 await worker.stop()
             if database is None:
@@ -117,7 +125,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.write_listeners = (*default_listeners(), *write_listeners)
+    app.state.write_listeners = (
+        CompartmentWriteGuard(),  # first: a refused write does no other work
+        *default_listeners(),
+        *write_listeners,
+        AuditWriteListener(),
+    )
     app.state.clock = clock
     app.state.ehr_endpoints = tuple(ehr_endpoints)
     app.state.token_verifier = (
@@ -131,6 +144,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_docs(app)
+    app.add_middleware(AuditMiddleware)
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=tracer_provider,
@@ -146,6 +160,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(ehr_router)
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
+    app.include_router(audit_router())  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(smart_router)  # before the FHIR catch-all routes
     app.include_router(fhir_router())

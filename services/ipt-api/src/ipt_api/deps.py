@@ -10,12 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_api.audit.trail import AuditTrail, current_trail
 from ipt_api.auth import NotAuthenticated, TokenVerifier
-from ipt_api.errors import outage_log
+from ipt_api.errors import outage_log, status_of
 from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
+from ipt_core.audit import insert_records
 from ipt_core.db.faults import database_fault
-from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, NotAuthorized
+from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
@@ -62,14 +64,20 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
             outage_log(request).recovered()
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
         return
+    trail = current_trail()
     committing = False
     try:
         async with engine.begin() as conn:
             outage_log(request).recovered()
             yield conn
+            if trail is not None:  # the request's other accesses, in the write's transaction
+                await insert_records(conn, trail.pending(200))
             committing = True  # the route returned: leaving the block commits
     except Exception as error:
         fault = database_fault(error) if committing else None
+        if trail is not None:
+            trail.settled = False  # whatever was recorded in the transaction rolled back
+            await _record_failure(engine, trail, error)
         if fault is not None and fault.connection_lost:
             raise CommitOutcomeUnknown(
                 "The database connection was lost while this write was being committed: it "
@@ -78,6 +86,15 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
                 "Idempotency-Key"
             ) from error
         raise
+
+
+async def _record_failure(engine: AsyncEngine, trail: AuditTrail, error: Exception) -> None:
+    """After the rollback, record the failed request in a transaction of its own."""
+    try:
+        async with engine.begin() as conn:
+            await insert_records(conn, trail.pending(status_of(error)))
+    except Exception as failure:  # auditing must not mask the request's own error
+        _log.error("audit record of a failed write not stored: %s", type(failure).__name__)
 
 
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
@@ -109,9 +126,9 @@ async def get_principal(request: Request, settings: SettingsDep) -> Principal:
     verified = await verifier.authenticate(token.strip())
     request.state.token_expires_at = verified.expires_at
     principal = verified.principal
-    if principal.patient is not None or any(s.startswith("patient/") for s in principal.scopes):
-        # Patient-compartment filtering is not implemented yet: refuse rather than over-share.
-        raise NotAuthorized("patient/ scopes are not supported yet; use system/ or user/ scopes")
+    trail = current_trail()
+    if trail is not None:
+        trail.principal = principal
     return principal
 
 

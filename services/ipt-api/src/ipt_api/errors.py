@@ -27,7 +27,7 @@ from ipt_core.db.faults import (
 )
 from ipt_core.fhir.errors import FhirError, Issue, ServiceUnavailable
 
-__all__ = ["database_unavailable", "install_error_handlers", "outage_log"]
+__all__ = ["database_unavailable", "install_error_handlers", "outage_log", "status_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +79,20 @@ def database_unavailable(fault: DatabaseFault) -> ServiceUnavailable:
         f"{message}; nothing was changed: retry after the Retry-After delay",
         retry_after_s=retry_after_s,
     )
+
+
+def status_of(error: Exception) -> int:
+    """The HTTP status the handlers below answer `error` with."""
+    if isinstance(error, FhirError):
+        return error.status
+    if isinstance(error, HTTPException):
+        return error.status_code
+    if isinstance(error, RequestValidationError):
+        return 400
+    fault = database_fault(error) if isinstance(error, DATABASE_ERRORS) else None
+    if fault is not None:
+        return database_unavailable(fault).status
+    return 500
 
 
 async def _fhir_error(request: Request, error: FhirError) -> Response:

@@ -38,6 +38,8 @@ class ApiSettings(CoreSettings):
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
+    # AuditEvent records older than this are purged (hourly); None keeps them forever.
+    audit_retention_days: int | None = Field(default=2190, ge=1)
     run_worker: bool = False  # single-process deployments run the worker loops in the API
     shutdown_timeout_s: int = Field(default=25, ge=1, le=600)  # drain after SIGTERM (`ipt serve`)
 

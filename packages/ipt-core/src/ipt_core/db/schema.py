@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "SEARCH_TABLES",
+    "audit_event",
     "course_status",
     "ehr_endpoint",
     "ehr_push_item",
@@ -411,4 +412,30 @@ ehr_watermark = Table(
     Column("watermark", Text, nullable=False),  # the EHR's instant, as it wrote it
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("endpoint", "resource_type", "patient_id"),
+)
+
+# -- AuditEvent: who read or changed patient data, when, from where, with what outcome. -------
+
+# Append-only (a trigger refuses UPDATE; only the retention purge deletes). `content` is the
+# FHIR AuditEvent served at /fhir/AuditEvent; the other columns are its search keys. Searches
+# are recorded with their parameter names only, never values (values carry patient data).
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("recorded", DateTime(timezone=True), nullable=False),
+    Column("subtype", Text, nullable=False),  # the FHIR interaction: read, search-type, create…
+    Column("action", Text, nullable=False),  # C R U D E
+    Column("outcome", Integer, nullable=False),  # 0 success, 4 minor, 8 serious failure
+    Column("agent", Text, nullable=False),  # the token's subject (user or system)
+    Column("client_id", Text),
+    Column("entity_type", Text),
+    Column("entity_id", Text),
+    Column("patient_id", Text),  # the patient whose data it is, when known
+    Column("content", JSONB, nullable=False),
+    Index(None, "recorded"),
+    Index(None, "entity_type", "entity_id"),
+    Index(None, "patient_id", "seq"),
+    Index(None, "agent", "seq"),
 )

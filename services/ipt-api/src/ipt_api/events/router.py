@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_api.authz import authorize
 from ipt_api.deps import PrincipalDep
 from ipt_api.errors import outage_log
 from ipt_api.principal import Principal
@@ -167,5 +168,7 @@ def _split(types: str | None) -> list[str]:
 
 def _authorize(principal: Principal) -> None:
     # Events carry course statuses and resource ids: readers need CarePlan search access.
-    if not principal.may("CarePlan", "search"):
-        raise NotAuthorized("The token's scopes do not allow reading events (CarePlan search)")
+    authorize(principal, "CarePlan", "search", names=["events"])
+    if principal.compartment is not None:
+        # The feed is every patient's: it cannot be cut to one compartment.
+        raise NotAuthorized("The event feed is not available with patient/ scopes")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ipt_api.audit.capability import audit_capability
 from ipt_api.fhir.capability_search import SYSTEM_INTERACTIONS, search_capabilities
 from ipt_api.fhir.conformance import conformance_capabilities
 from ipt_core.fhir.registry import REGISTRY, ResourceDefinition
@@ -43,6 +44,7 @@ def capability_statement(base: str, security: dict[str, Any] | None = None) -> d
                 "resource": [
                     *(_resource(definition) for definition in REGISTRY.values()),
                     *conformance_capabilities(),
+                    audit_capability(),
                 ],
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
             }

@@ -12,8 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from ipt_api.authz import (
+    authorize,
+    authorize_criteria,
+    compartment_criteria,
+    read_visible,
+    require_writable,
+    visible,
+)
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
-from ipt_api.fhir.access import authorize
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.bundles import history_bundle
 from ipt_api.fhir.capability import capability_statement
@@ -27,6 +34,7 @@ from ipt_api.fhir.smart import capability_security
 from ipt_api.fhir.transaction import bundle_route
 from ipt_api.fhir.validate_op import validate_route
 from ipt_api.outcomes import operation_outcome
+from ipt_api.principal import Principal
 from ipt_core.fhir._dates import parse_instant
 from ipt_core.fhir.errors import (
     InvalidRequest,
@@ -37,7 +45,7 @@ from ipt_core.fhir.errors import (
 from ipt_core.fhir.history import history_page
 from ipt_core.fhir.registry import REGISTRY
 
-__all__ = ["authorize", "fhir_router"]
+__all__ = ["fhir_router"]
 
 _MAX_COUNT = 1000
 _DEFAULT_COUNT = 50
@@ -107,8 +115,8 @@ async def system_history(
     request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
 ) -> Response:
     """Return every resource's versions, newest first, paged."""
-    authorize(principal, "*", "history")
-    return await _history(request, store, base, f"{base}/_history")
+    authorize(principal, "*", "history-system")
+    return await _history(request, store, principal, base, f"{base}/_history")
 
 
 async def unknown_type(request: Request, resource_type: str) -> Response:
@@ -182,22 +190,26 @@ class _TypeInteractions:
             settings: SettingsDep,
         ) -> Response:
             authorize(principal, t, "create")
+            if_none_exist = request.headers.get("if-none-exist")
+            if if_none_exist:
+                authorize_criteria(principal, t, if_none_exist)
+                if_none_exist = compartment_criteria(principal, t, if_none_exist)
             body = await _resource_body(request, settings)
-            result = await store.create(t, body, if_none_exist=request.headers.get("if-none-exist"))
+            result = await store.create(t, body, if_none_exist=if_none_exist)
             return write_response(request, result.stored, 201 if result.changed else 200, base)
 
         async def read(
             id: str, request: Request, store: StoreDep, principal: PrincipalDep
         ) -> Response:
-            authorize(principal, t, "read")
-            stored = await store.read(t, id)
+            authorize(principal, t, "read", id_=id)
+            stored = await read_visible(store, principal, t, id)
             if not_modified(request, stored):
                 return Response(status_code=304, headers={"ETag": stored.etag})
             return stored_response(stored)
 
         async def vread(id: str, vid: str, store: StoreDep, principal: PrincipalDep) -> Response:
-            authorize(principal, t, "vread")
-            return stored_response(await store.vread(t, id, vid))
+            authorize(principal, t, "vread", id_=id)
+            return stored_response(await read_visible(store, principal, t, id, vid))
 
         async def update(
             id: str,
@@ -207,7 +219,8 @@ class _TypeInteractions:
             base: FhirBaseDep,
             settings: SettingsDep,
         ) -> Response:
-            authorize(principal, t, "update")
+            authorize(principal, t, "update", id_=id)
+            await require_writable(store, principal, t, id)
             body = await _resource_body(request, settings)
             result = await store.update(t, id, body, if_match=if_match_version(request))
             return write_response(request, result.stored, 201 if result.created else 200, base)
@@ -220,14 +233,18 @@ class _TypeInteractions:
             settings: SettingsDep,
         ) -> Response:
             authorize(principal, t, "update")
+            criteria = _criteria(request)
+            authorize_criteria(principal, t, criteria)
+            criteria = compartment_criteria(principal, t, criteria)
             body = await _resource_body(request, settings)
             result = await store.conditional_update(
-                t, _criteria(request), body, if_match=if_match_version(request)
+                t, criteria, body, if_match=if_match_version(request)
             )
             return write_response(request, result.stored, 201 if result.created else 200, base)
 
         async def delete(id: str, store: StoreDep, principal: PrincipalDep) -> Response:
-            authorize(principal, t, "delete")
+            authorize(principal, t, "delete", id_=id)
+            await require_writable(store, principal, t, id)
             deleted = await store.delete(t, id)
             return _deleted_response(t, id if deleted else None)
 
@@ -235,21 +252,26 @@ class _TypeInteractions:
             request: Request, store: StoreDep, principal: PrincipalDep
         ) -> Response:
             authorize(principal, t, "delete")
-            deleted = await store.conditional_delete(t, _criteria(request))
+            criteria = _criteria(request)
+            authorize_criteria(principal, t, criteria)
+            criteria = compartment_criteria(principal, t, criteria)
+            deleted = await store.conditional_delete(t, criteria)
             return _deleted_response(t, deleted.id if deleted else None)
 
         async def type_history(
             request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
         ) -> Response:
-            authorize(principal, t, "history")
-            return await _history(request, store, base, f"{base}/{t}/_history", t)
+            authorize(principal, t, "history-type")
+            return await _history(request, store, principal, base, f"{base}/{t}/_history", t)
 
         async def instance_history(
             id: str, request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
         ) -> Response:
-            authorize(principal, t, "history")
-            await store.read_any(t, id)
-            return await _history(request, store, base, f"{base}/{t}/{id}/_history", t, id)
+            authorize(principal, t, "history", id_=id)
+            if not visible(principal, await store.read_any(t, id)):
+                raise ResourceNotFound(f"{t}/{id} is not known")
+            url = f"{base}/{t}/{id}/_history"
+            return await _history(request, store, principal, base, url, t, id)
 
         self.create, self.read, self.vread, self.update = create, read, vread, update
         self.conditional_update, self.delete = conditional_update, delete
@@ -280,6 +302,7 @@ def _deleted_response(resource_type: str, id_: str | None) -> Response:
 async def _history(
     request: Request,
     store: StoreDep,
+    principal: Principal,
     base: str,
     url: str,
     resource_type: str | None = None,
@@ -305,9 +328,14 @@ async def _history(
         if page.next_cursor is not None
         else None
     )
-    bundle = history_bundle(
-        page.entries, base=base, self_url=page_link(request, url), next_url=next_url
-    )
+    # Versions the caller may not see are left out (a page can come out short: paging by the
+    # version sequence stays correct).
+    entries = [
+        e
+        for e in page.entries
+        if principal.may(e.stored.resource_type, "history") and visible(principal, e.stored)
+    ]
+    bundle = history_bundle(entries, base=base, self_url=page_link(request, url), next_url=next_url)
     return json_response(bundle)
 
 

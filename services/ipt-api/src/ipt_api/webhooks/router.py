@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 
+from ipt_api.authz import authorize
 from ipt_api.deps import ConnectionDep, PrincipalDep, SettingsDep
 from ipt_api.principal import Principal
 from ipt_api.webhooks.schemas import (
@@ -172,5 +173,7 @@ def _now(request: Request) -> datetime:
 
 
 def _authorize(principal: Principal, interaction: str) -> None:
-    if not principal.may("Subscription", interaction):
-        raise NotAuthorized(f"The token's scopes do not allow {interaction} on webhooks")
+    authorize(principal, "Subscription", interaction)
+    if principal.compartment is not None:
+        # Webhooks deliver every patient's events: no patient/ token may manage them.
+        raise NotAuthorized("Webhooks are not available with patient/ scopes")
