@@ -25,7 +25,15 @@ $(UV):
 	$(UV) sync --frozen
 	@touch $@
 
-install: .venv/.installed ## Install everything (uv, Python packages) from the lock file
+# sekmet-fhir, the third-party FHIR server the EHR sync tests run against, pins its own FastAPI and
+# pydantic: it lives in a virtual environment of its own, from a hash-pinned requirements file.
+SEKMET := .tools/sekmet
+$(SEKMET)/.installed: $(UV) tests/peers/sekmet-requirements.txt
+	$(UV) venv --quiet --allow-existing $(SEKMET)
+	$(UV) pip install --quiet --python $(SEKMET)/bin/python --require-hashes -r tests/peers/sekmet-requirements.txt
+	@touch $@
+
+install: .venv/.installed $(SEKMET)/.installed ## Install everything (uv, Python packages) from the lock file
 
 run: install ## Run the service locally: embedded PostgreSQL, migrations, API and worker
 	@# Authentication on with a local dev key (`ipt dev-token` mints tokens for it); settings
