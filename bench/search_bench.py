@@ -1,6 +1,6 @@
 """Search latency at 1,000 and 50,000 IPT courses (issue 3's benchmark; not a test).
 
-    .venv/bin/python -m bench.search_bench [--courses N ...] [--requests R]
+    .venv/bin/python -m bench search [--courses N ...] [--requests R]
 
 Seeds an embedded PostgreSQL under ./.bench/ through the store's bulk-load path (per course:
 a Patient, a CarePlan, 20 Encounters, 5 PHQ-9 Observations), grows it to each size in turn,

@@ -121,10 +121,13 @@ class Report:
         return None
 
     def _targets(self) -> list[dict[str, str]]:
-        levels = self._connections()
-        top = levels[0] if levels else 0
         lines = []
         for target in _RATIO_TARGETS:
+            levels = sorted(
+                (m.connections for m in self.measurements if m.scenario == target.scenario),
+                reverse=True,
+            )
+            top = levels[0] if levels else 0  # the most connections this scenario ran at
             ours = self._find(target.scenario, OURS, top)
             other = self._find(target.scenario, target.versus, top)
             if ours is None or other is None or other.per_second == 0:

@@ -24,7 +24,7 @@ from bench.api import servers
 from bench.api.profile import profile_reads
 from bench.api.report import Measurement, Report
 from bench.api.scenarios import LIMIT, OURS, PEER, SCENARIOS, Fixture, Scenario
-from bench.api.wrk import require_wrk, run_wrk
+from bench.api.wrk import require_wrk, run_wrk, wait_until_idle
 from bench.dataset import course_resources, ident
 from ipt_core.ipt import codes
 
@@ -47,15 +47,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ours: bulk-loaded {_count(args.patients)} resources in {seconds:.1f} s", flush=True)
         if LIMIT in args.servers:
             with servers.running_limit(url) as limit:
-                _drive(report, LIMIT, limit.root_url, fixture, chosen, args)
+                _drive(report, LIMIT, limit, fixture, chosen, args)
         if OURS in args.servers:
             with servers.running_ours() as ours:
                 courses = _enrol(ours.root_url, fixture.patients[: args.courses])
-                _drive(
-                    report, OURS, ours.root_url, Fixture(fixture.patients, courses), chosen, args
-                )
-                if args.profile:
+                if args.profile:  # first, while the store holds only the seeded data
                     profile_reads(ours, fixture, RESULTS)
+                    wait_until_idle(ours.pid)
+                _drive(report, OURS, ours, Fixture(fixture.patients, courses), chosen, args)
     if PEER in args.servers:
         with servers.running_peer() as peer:
             seconds = servers.seed_peer(peer.root_url, _caseload(args.patients))
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{_count(args.patients)} resources by 100-entry transactions of PUTs in "
                 f"{seconds:.0f} s"
             )
-            _drive(report, PEER, peer.root_url, fixture, chosen, args)
+            _drive(report, PEER, peer, fixture, chosen, args)
     path = report.write(RESULTS)
     print("\n" + path.read_text())
 
@@ -155,11 +154,12 @@ def _check_fixture(root_url: str, target: str, fixture: Fixture) -> None:
 def _drive(
     report: Report,
     target: str,
-    root_url: str,
+    server: servers.Running,
     fixture: Fixture,
     scenarios: list[Scenario],
     args: argparse.Namespace,
 ) -> None:
+    root_url, pid = server.root_url, server.pid
     supported = [s for s in scenarios if target in s.targets]
     if not supported:
         return
@@ -167,10 +167,17 @@ def _drive(
     read = SCENARIOS[0]
     run_wrk(root_url, read.script(fixture), connections=8, seconds=_WARM_UP_S)
     for scenario in supported:
-        for connections in args.connections:
+        levels = scenario.connections or args.connections
+        for run, connections in enumerate(levels):
+            data = fixture
+            if scenario.fresh_ids:  # a disjoint slice of Patients per run: all at version 1
+                share = len(fixture.patients) // len(levels)
+                data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
+            seconds = args.seconds * scenario.seconds_factor
             result = run_wrk(
-                root_url, scenario.script(fixture), connections=connections, seconds=args.seconds
+                root_url, scenario.script(data), connections=connections, seconds=seconds
             )
+            wait_until_idle(pid)
             per_second = result.ok_per_second * (scenario.resources_per_request or 1)
             report.add(Measurement(scenario.name, target, connections, result, per_second))
             errors = f", {result.errors} failed" if result.errors else ""

@@ -38,6 +38,11 @@ class Scenario:
     targets: tuple[str, ...]
     resources_per_request: int = 0  # > 0: report resources/s instead of requests/s
     reads: bool = False  # counts for the read latency target
+    # Heavy requests get fewer connections and longer runs: wrk counts only requests that
+    # finish within the run, so latency (connections / rate) must stay well below its length.
+    connections: tuple[int, ...] | None = None  # None: the levels given on the command line
+    seconds_factor: float = 1.0
+    fresh_ids: bool = False  # each run gets Patients no earlier run has written
 
 
 def _random_get(path: str) -> Callable[[Fixture], str]:
@@ -183,8 +188,15 @@ SCENARIOS = (
     ),
     Scenario("status", "course status `GET /ipt/v1/courses/{id}/status`", _status, (OURS,)),
     Scenario("create", "create Patient", _create, _FHIR),
-    Scenario("update", "update Patient with If-Match", _update, _FHIR),
-    Scenario("transaction", "transaction, 20 entries", _transaction(1), _FHIR),
+    Scenario("update", "update Patient with If-Match", _update, _FHIR, fresh_ids=True),
+    Scenario(
+        "transaction",
+        "transaction, 20 entries",
+        _transaction(1),
+        _FHIR,
+        connections=(4,),
+        seconds_factor=2,
+    ),
     Scenario("session", "record a session `POST /ipt/v1/courses/{id}/sessions`", _session, (OURS,)),
     Scenario(
         "bulk",
@@ -192,5 +204,7 @@ SCENARIOS = (
         _transaction(5),
         _FHIR,
         resources_per_request=100,
+        connections=(4,),
+        seconds_factor=2,
     ),
 )

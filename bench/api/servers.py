@@ -143,7 +143,18 @@ def running_peer() -> Iterator[Running]:
     home = _DATA / "peer"
     shutil.rmtree(home, ignore_errors=True)
     with running_sekmet(home.resolve()) as sekmet:
-        yield Running(sekmet.root_url, 0)
+        yield Running(sekmet.root_url, _child_pid("sekmet"))
+
+
+def _child_pid(name: str) -> int:
+    """The pid of this process's child whose command line mentions `name` (0 if none)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+            if parent == os.getpid() and name.encode() in command:
+                return int(stat.parent.name)
+    return 0
 
 
 def seed_peer(root_url: str, resources: Iterable[dict[str, Any]], per_bundle: int = 100) -> float:

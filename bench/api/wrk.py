@@ -7,13 +7,15 @@ request count, the error counts and the latency percentiles, so nothing parses w
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WrkResult", "lua_list", "require_wrk", "run_wrk"]
+__all__ = ["WrkResult", "lua_list", "require_wrk", "run_wrk", "wait_until_idle"]
 
 _MARK = "BENCH-RESULT "
 _DONE = """
@@ -101,3 +103,31 @@ def run_wrk(url: str, script: str, *, connections: int, seconds: float) -> WrkRe
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
     )
+
+
+def wait_until_idle(pid: int, *, busy_share: float = 0.15, limit_s: float = 120) -> None:
+    """Wait until process `pid` uses less than `busy_share` of a core (over half a second).
+
+    wrk stops counting at the end of a run, but the server still finishes the requests it
+    has accepted; the next run must not be charged for them.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + limit_s
+    before = _cpu_ticks(pid)
+    while before is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = _cpu_ticks(pid)
+        if after is None or (after - before) / ticks < busy_share * 0.5:
+            return
+        before = after
+    if before is not None:
+        print(f"warning: process {pid} still busy after {limit_s:.0f} s", flush=True)
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system CPU ticks of `pid` and its children that were waited for."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
