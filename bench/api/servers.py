@@ -140,9 +140,17 @@ def running_limit(url: str) -> Iterator[Running]:
 @contextlib.contextmanager
 def running_peer() -> Iterator[Running]:
     """sekmet-fhir, as shipped, on a fresh database under `.bench/api/peer`."""
-    home = _DATA / "peer"
-    shutil.rmtree(home, ignore_errors=True)
-    with running_sekmet(home.resolve()) as sekmet:
+    with contextlib.ExitStack() as stack:
+        for attempt in range(3):
+            home = _DATA / "peer"
+            shutil.rmtree(home, ignore_errors=True)
+            try:  # on a loaded machine its first /metadata can miss the launcher's deadline
+                sekmet = stack.enter_context(running_sekmet(home.resolve()))
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                print("peer: sekmet did not come up in time; starting it again", flush=True)
         yield Running(sekmet.root_url, _child_pid("sekmet"))
 
 
