@@ -61,8 +61,11 @@ openapi-check: install ## Fail when openapi/ipt-api.json is stale
 helm: install ## Lint, render and validate the Helm chart offline
 	bash deploy/check-helm.sh .venv/bin
 
-bench: install ## Run the benchmarks (not part of `make test`)
-	$(RUN) python -m bench
+# ARGS selects scenarios and servers, e.g. ARGS="--scenarios read,search --servers ours,limit".
+bench: install ## Benchmark ours vs a peer FHIR server vs the bare stack (bench/results/)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing: sudo apt-get install -y wrk (Debian/Ubuntu)"; exit 1; }
+	$(RUN) python -m bench $(ARGS)
 
 clean: ## Remove installed tools, the virtual environment and local data
 	rm -rf .tools .venv var .bench
