@@ -161,7 +161,7 @@ async def _read(entry: BundleEntry, store: ResourceStore, base: str) -> dict[str
     t = entry.resource_type
     if entry.id is None:
         params = parse_qsl(entry.query or "", keep_blank_values=True)
-        bundle = await searchset(store.conn, t, params, base=base, strict=False)
+        bundle = await searchset(store, t, params, base=base, strict=False)
         return {"resource": bundle, "response": {"status": status_line(200)}}
     if entry.version is not None:
         stored = await store.vread(t, entry.id, entry.version)

@@ -12,11 +12,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
 from ipt_api.fhir.access import authorize
-from ipt_api.fhir.body import read_limited
 from ipt_api.fhir.bundles import Links, searchset_bundle
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_url
 from ipt_api.fhir.responses import json_response
@@ -31,6 +29,7 @@ from ipt_core.fhir.search import (
     sort_plan,
     subset_content,
 )
+from ipt_core.fhir.store import ResourceStore
 
 __all__ = ["prefers_strict", "search_routes", "searchset"]
 
@@ -48,7 +47,7 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
         authorize(principal, resource_type, "search")
         params = request.query_params.multi_items()
         bundle = await searchset(
-            store.conn, resource_type, params, base=base, strict=prefers_strict(request)
+            store, resource_type, params, base=base, strict=prefers_strict(request)
         )
         return json_response(bundle)
 
@@ -62,7 +61,7 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
         authorize(principal, resource_type, "search")
         params = [*request.query_params.multi_items(), *await _form(request, settings)]
         bundle = await searchset(
-            store.conn, resource_type, params, base=base, strict=prefers_strict(request)
+            store, resource_type, params, base=base, strict=prefers_strict(request)
         )
         return json_response(bundle)
 
@@ -70,7 +69,7 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
 
 
 async def searchset(
-    conn: AsyncConnection,
+    store: ResourceStore,
     resource_type: str,
     params: Sequence[tuple[str, str]],
     *,
@@ -80,9 +79,9 @@ async def searchset(
     """Run the search `params` describe and return its page as a `searchset` Bundle."""
     criteria = [(k, v) for k, v in params if k != PAGE_PARAM]
     token = next((v for k, v in reversed(params) if k == PAGE_PARAM), None)
-    query = parse_search(resource_type, criteria, strict=strict)
+    query = parse_search(resource_type, criteria, strict=strict, limits=store.search_limits)
     position = _position(query, token) if token else None
-    page = await run_search(conn, query, position)
+    page = await run_search(store.conn, query, position)
     url = f"{base}/{resource_type}"
     links: Links = {
         "self": page_url(url, criteria, token),
@@ -130,7 +129,7 @@ def _content(query: SearchQuery, content: str | None) -> str:
 
 
 async def _form(request: Request, settings: SettingsDep) -> list[tuple[str, str]]:
-    raw = await read_limited(request, settings.max_body_bytes)
+    raw = await request.body()
     if not raw.strip():
         return []
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
