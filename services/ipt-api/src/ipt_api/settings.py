@@ -56,6 +56,7 @@ class ApiSettings(CoreSettings):
     def _split_capabilities(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
