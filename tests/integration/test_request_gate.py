@@ -27,6 +27,7 @@ from ipt_core.db.provision import Database
 from tests.support.api import api_settings, served
 
 ISSUER = "https://idp.gate.example"
+AUDIENCE = "https://ipt.gate.example/fhir"
 LIMIT = 64 * 1024
 BODY_ROUTES = ["/fhir/Patient", "/fhir", "/ipt/v1/courses", "/ipt/v1/webhooks"]
 
@@ -38,7 +39,7 @@ def signing_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture
 def token(signing_key: rsa.RSAPrivateKey) -> str:
-    claims = {"iss": ISSUER, "sub": "gate-test", "exp": int(time.time()) + 300}
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "gate-test", "exp": int(time.time()) + 300}
     claims["scope"] = "system/*.*"
     return jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "k1"})
 
@@ -51,6 +52,7 @@ def jwt_settings(signing_key: rsa.RSAPrivateKey, tmp_path: Path, database_url: s
     return api_settings(
         auth_mode="jwt",
         auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
         auth_jwks=str(jwks),
         max_body_bytes=LIMIT,
         database_url=database_url.replace("+asyncpg", ""),
