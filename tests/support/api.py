@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -24,10 +25,14 @@ TEST_SECRETS_KEYS = "test1:" + "A" * 43 + "="
 
 
 def api_settings(**overrides: object) -> ApiSettings:
-    """Settings for tests: authentication disabled on loopback, no environment involved."""
+    """Settings for tests: authentication disabled on loopback, no environment involved.
+
+    The test clients' hosts (`testserver`, `t`, loopback) may start links.
+    """
     values: dict[str, object] = {
         "auth_mode": "disabled",
         "api_host": "127.0.0.1",
+        "allowed_hosts": ["testserver", "t", "127.0.0.1", "localhost"],
         "secrets_keys": TEST_SECRETS_KEYS,
     }
     values.update(overrides)
@@ -70,12 +75,17 @@ def _free_port() -> int:
 @pytest.fixture
 def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
     """The API served by uvicorn on a free port (its own engine, in its own thread)."""
+    settings = api_settings(database_url=database_url.replace("+asyncpg", ""))
+    with served(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/fhir"
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[int]:
+    """Serve `app` with uvicorn on a free loopback port (in a thread); yield the port."""
     port = _free_port()
-    settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -84,6 +94,8 @@ def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the API did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/fhir"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

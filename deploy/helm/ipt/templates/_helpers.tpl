@@ -101,6 +101,17 @@ because the release's account does not exist yet at pre-install. */}}
 {{- end }}
 {{- end }}
 
+{{/* IPT_ALLOWED_HOSTS: the given hosts, else the api Service's in-cluster DNS names. */}}
+{{- define "ipt.allowedHosts" -}}
+{{- if .Values.allowedHosts }}
+{{- join "," .Values.allowedHosts }}
+{{- else }}
+{{- $service := include "ipt.componentName" (dict "context" . "component" "api") }}
+{{- $ns := .Release.Namespace }}
+{{- printf "%s,%s.%s,%s.%s.svc,%s.%s.svc.cluster.local" $service $service $ns $service $ns $service $ns }}
+{{- end }}
+{{- end }}
+
 {{/* IPT_PUBLIC_BASE_URL: the given value, else the first ingress host, else empty (taken from each request). */}}
 {{- define "ipt.publicBaseUrl" -}}
 {{- if .Values.publicBaseUrl }}
@@ -163,6 +174,11 @@ settings override extraEnv entries of the same name. */}}
 {{- with include "ipt.publicBaseUrl" . }}
 {{- $_ = set $config "IPT_PUBLIC_BASE_URL" . }}
 {{- end }}
+{{- $_ = set $config "IPT_ALLOWED_HOSTS" (include "ipt.allowedHosts" .) }}
+{{- $_ = set $config "IPT_MAX_BODY_BYTES" (toString (int .Values.limits.maxBodyBytes)) }}
+{{- $_ = set $config "IPT_MAX_SEARCH_PARAMS" (toString (int .Values.limits.maxSearchParams)) }}
+{{- $_ = set $config "IPT_MAX_SEARCH_VALUES" (toString (int .Values.limits.maxSearchValues)) }}
+{{- $_ = set $config "IPT_STATEMENT_TIMEOUT_MS" (toString (int .Values.limits.statementTimeoutMs)) }}
 {{- $_ = set $config "IPT_AUTH_MODE" .Values.auth.mode }}
 {{- $_ = set $config "IPT_AUTH_ISSUER" .Values.auth.issuer }}
 {{- with include "ipt.auth.audience" . }}

@@ -17,7 +17,7 @@ from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
 from ipt_core.audit import insert_records
 from ipt_core.db.faults import database_fault
-from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError
+from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
@@ -25,8 +25,10 @@ __all__ = [
     "ConnectionDep",
     "FhirBaseDep",
     "PrincipalDep",
+    "PublicBaseDep",
     "SettingsDep",
     "StoreDep",
+    "get_principal",
 ]
 
 
@@ -103,13 +105,32 @@ ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="functi
 async def get_store(request: Request, conn: ConnectionDep) -> ResourceStore:
     """The resource store bound to this request's transaction and the app's listeners."""
     listeners: tuple[WriteListener, ...] = request.app.state.write_listeners
-    return ResourceStore(conn, listeners=listeners, clock=request.app.state.clock)
+    settings: ApiSettings = request.app.state.settings
+    return ResourceStore(
+        conn,
+        listeners=listeners,
+        clock=request.app.state.clock,
+        search_limits=settings.search_limits,
+    )
 
 
 StoreDep = Annotated[ResourceStore, Depends(get_store)]
 
 
 async def get_principal(request: Request, settings: SettingsDep) -> Principal:
+    """The caller, authenticated once per request (the request gate may have done it already).
+
+    Raises:
+        NotAuthenticated: no valid bearer token.
+        NotAuthorized: a token this server refuses.
+    """
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is None:
+        known = request.state.principal = await _authenticate(request, settings)
+    return known
+
+
+async def _authenticate(request: Request, settings: ApiSettings) -> Principal:
     """The caller. With authentication disabled (local development) everything is allowed.
 
     The token's expiry is kept in `request.state.token_expires_at` (long-lived responses such
@@ -135,9 +156,32 @@ async def get_principal(request: Request, settings: SettingsDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_fhir_base(request: Request, settings: SettingsDep) -> str:
-    """The absolute FHIR base URL: the configured public one, else the one the client used."""
-    return settings.fhir_base(str(request.base_url))
+async def get_public_base(request: Request, settings: SettingsDep) -> str:
+    """The absolute base URL of this service (no trailing slash), for links and `Location`.
+
+    The configured public one, else the one the client used, whose `Host` is only trusted
+    when it is one of `IPT_ALLOWED_HOSTS`: a forged `Host` cannot point links elsewhere.
+
+    Raises:
+        InvalidRequest: the `Host` is not allowed (and no public base URL is configured).
+    """
+    if settings.public_base_url is not None:
+        return str(settings.public_base_url).rstrip("/")
+    if not settings.host_allowed(request.url.hostname):
+        raise InvalidRequest(
+            "The Host header names no host this server answers for "
+            "(IPT_PUBLIC_BASE_URL or IPT_ALLOWED_HOSTS configure them)",
+            expression=("Host",),
+        )
+    return str(request.base_url).rstrip("/")
+
+
+PublicBaseDep = Annotated[str, Depends(get_public_base)]
+
+
+async def get_fhir_base(base: PublicBaseDep) -> str:
+    """The absolute FHIR base URL, e.g. `https://host/fhir`."""
+    return f"{base}/fhir"
 
 
 FhirBaseDep = Annotated[str, Depends(get_fhir_base)]

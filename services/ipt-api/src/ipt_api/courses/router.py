@@ -29,6 +29,7 @@ from ipt_api.courses.schemas import (
     StopRequest,
 )
 from ipt_api.deps import PrincipalDep, StoreDep
+from ipt_api.json_route import StrictJsonRoute
 from ipt_api.principal import Principal
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Phase
@@ -53,7 +54,9 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-courses_router = APIRouter(prefix="/ipt/v1", tags=["Courses"], responses=_ERRORS)
+courses_router = APIRouter(
+    prefix="/ipt/v1", tags=["Courses"], responses=_ERRORS, route_class=StrictJsonRoute
+)
 
 
 @courses_router.post(

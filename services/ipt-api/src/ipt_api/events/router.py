@@ -28,6 +28,7 @@ from ipt_core.fhir.errors import InvalidRequest, NotAuthorized
 __all__ = ["events_router"]
 
 events_router = APIRouter(prefix="/ipt/v1", tags=["Events"])
+MAX_POSITION: Final = 2**63 - 1  # feed positions are PostgreSQL bigints
 _POLL_S: Final = 0.25  # how often a waiting reader looks for new events
 _OUTAGE_WAIT_S: Final = 5.0  # longest wait between looks while the database is down
 _KEEPALIVE_S: Final = 15.0  # an SSE comment line keeps idle proxies from closing the stream
@@ -48,7 +49,9 @@ class EventPage(BaseModel):
 async def read_events(
     request: Request,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0, description="The last feed position already seen")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="The last feed position already seen")
+    ] = 0,
     types: Types = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait: Annotated[
@@ -83,14 +86,16 @@ async def read_events(
 async def stream_events(
     request: Request,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0, description="Start after this feed position")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="Start after this feed position")
+    ] = 0,
     types: Types = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Stream events as they are published; each SSE `id` is the event's feed position."""
     _authorize(principal)
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_POSITION:
             raise InvalidRequest("Last-Event-ID must be a feed position (a number)")
         after = int(last_event_id)
     expires_at: float | None = getattr(request.state, "token_expires_at", None)

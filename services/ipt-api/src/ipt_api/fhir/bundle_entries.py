@@ -199,7 +199,7 @@ async def _read(
     t = entry.resource_type
     if entry.id is None:
         params = parse_qsl(entry.query or "", keep_blank_values=True)
-        bundle = await searchset(store.conn, principal, t, params, base=base, strict=False)
+        bundle = await searchset(store, principal, t, params, base=base, strict=False)
         return {"resource": bundle, "response": {"status": status_line(200)}}
     stored = await read_visible(store, principal, t, entry.id, entry.version)
     if entry.if_none_match and _version(entry.if_none_match) == stored.version_id:

@@ -33,6 +33,7 @@ from ipt_api.fhir.search import search_routes
 from ipt_api.fhir.smart import capability_security
 from ipt_api.fhir.transaction import bundle_route
 from ipt_api.fhir.validate_op import validate_route
+from ipt_api.openapi import fhir_body, fhir_responses
 from ipt_api.outcomes import operation_outcome
 from ipt_api.principal import Principal
 from ipt_core.fhir._dates import parse_instant
@@ -49,12 +50,6 @@ __all__ = ["fhir_router"]
 
 _MAX_COUNT = 1000
 _DEFAULT_COUNT = 50
-_RESOURCE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/Resource"}}},
-    }
-}
 Route = Callable[..., Awaitable[Response]]
 
 
@@ -71,6 +66,7 @@ def fhir_router() -> APIRouter:
         methods=["GET"],
         tags=["FHIR"],
         summary="CapabilityStatement of this server",
+        responses=fhir_responses(_200="CapabilityStatement"),
     )
     for path in ("", "/"):  # clients post Bundles to the base with and without the slash
         router.add_api_route(
@@ -80,7 +76,8 @@ def fhir_router() -> APIRouter:
             tags=["FHIR"],
             summary="Process a batch or transaction Bundle",
             include_in_schema=path == "",
-            openapi_extra=_RESOURCE_BODY,
+            openapi_extra=fhir_body("Bundle"),
+            responses=fhir_responses(_200="Bundle"),
         )
     router.add_api_route(
         "/_history",
@@ -88,6 +85,7 @@ def fhir_router() -> APIRouter:
         methods=["GET"],
         tags=["FHIR"],
         summary="History of every resource, newest first",
+        responses=fhir_responses(_200="Bundle"),
     )
     for resource_type in REGISTRY:
         _add_type_routes(router, resource_type)
@@ -139,40 +137,80 @@ def _add_type_routes(router: APIRouter, resource_type: str) -> None:
             **extra,
         )
 
-    interactions = _TypeInteractions(resource_type)
-    search, search_post = search_routes(resource_type)
-    patch, conditional_patch = patch_routes(resource_type)
-    add("", search, "GET", f"Search {resource_type}s (parameters in the query)")
-    add("/_search", search_post, "POST", f"Search {resource_type}s (parameters in a form body)")
-    add("/$validate", validate_route(resource_type), "POST", f"Validate a {resource_type}")
-    add("", interactions.create, "POST", f"Create a {resource_type}", openapi_extra=_RESOURCE_BODY)
+    t = resource_type
+    interactions = _TypeInteractions(t)
+    search, search_post = search_routes(t)
+    patch, conditional_patch = patch_routes(t)
+    bundle, outcome = fhir_responses(_200="Bundle"), fhir_responses(_200="OperationOutcome")
+    written, read = fhir_responses(_200=t, _201=t), fhir_responses(_200=t, _304=None)
+    add("", search, "GET", f"Search {t}s (parameters in the query)", responses=bundle)
+    add(
+        "/_search",
+        search_post,
+        "POST",
+        f"Search {t}s (parameters in a form body)",
+        responses=bundle,
+        openapi_extra=fhir_body("SearchForm"),
+    )
+    add(
+        "/$validate",
+        validate_route(t),
+        "POST",
+        f"Validate a {t}",
+        responses=outcome,
+        openapi_extra=fhir_body(t),
+    )
+    add(
+        "",
+        interactions.create,
+        "POST",
+        f"Create a {t}",
+        responses=written,
+        openapi_extra=fhir_body(t),
+    )
     add(
         "",
         interactions.conditional_update,
         "PUT",
-        f"Update the {resource_type} matching the query's criteria, or create it",
-        openapi_extra=_RESOURCE_BODY,
+        f"Update the {t} matching the query's criteria, or create it",
+        responses=written,
+        openapi_extra=fhir_body(t),
     )
     add(
         "",
         interactions.conditional_delete,
         "DELETE",
-        f"Delete the {resource_type} matching the query's criteria",
+        f"Delete the {t} matching the query's criteria",
+        responses=outcome,
     )
-    add("/_history", interactions.type_history, "GET", f"History of all {resource_type}s")
-    add("/{id}", interactions.read, "GET", f"Read a {resource_type}")
+    add("/_history", interactions.type_history, "GET", f"History of all {t}s", responses=bundle)
+    add("/{id}", interactions.read, "GET", f"Read a {t}", responses=read)
     add(
         "/{id}",
         interactions.update,
         "PUT",
-        f"Update (or create) a {resource_type}",
-        openapi_extra=_RESOURCE_BODY,
+        f"Update (or create) a {t}",
+        responses=written,
+        openapi_extra=fhir_body(t),
     )
-    add("/{id}", interactions.delete, "DELETE", f"Delete a {resource_type}")
-    add("/{id}", patch, "PATCH", f"Patch a {resource_type} with a JSON Patch")
-    add("", conditional_patch, "PATCH", f"Patch the {resource_type} matching the criteria")
-    add("/{id}/_history", interactions.instance_history, "GET", f"History of one {resource_type}")
-    add("/{id}/_history/{vid}", interactions.vread, "GET", f"Read a version of a {resource_type}")
+    add("/{id}", interactions.delete, "DELETE", f"Delete a {t}", responses=outcome)
+    patched = {"responses": fhir_responses(_200=t), "openapi_extra": fhir_body("JsonPatch")}
+    add("/{id}", patch, "PATCH", f"Patch a {t} with a JSON Patch", **patched)
+    add("", conditional_patch, "PATCH", f"Patch the {t} matching the criteria", **patched)
+    add(
+        "/{id}/_history",
+        interactions.instance_history,
+        "GET",
+        f"History of one {t}",
+        responses=bundle,
+    )
+    add(
+        "/{id}/_history/{vid}",
+        interactions.vread,
+        "GET",
+        f"Read a version of a {t}",
+        responses=fhir_responses(_200=t),
+    )
 
 
 class _TypeInteractions:
@@ -281,9 +319,7 @@ class _TypeInteractions:
 
 async def _resource_body(request: Request, settings: SettingsDep) -> dict[str, Any]:
     check_content_type(request)
-    return await read_json_object(
-        request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
-    )
+    return await read_json_object(request, max_depth=settings.max_json_depth)
 
 
 def _criteria(request: Request) -> str:

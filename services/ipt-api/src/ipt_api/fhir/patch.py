@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonpatch
-import orjson
 from fastapi import Request, Response
 
 from ipt_api.authz import (
@@ -21,10 +20,10 @@ from ipt_api.authz import (
     require_writable,
 )
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
-from ipt_api.fhir.body import read_limited
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.preconditions import if_match_version
 from ipt_api.fhir.responses import write_response
+from ipt_api.json_input import parse_json
 from ipt_core.fhir.errors import FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceChange
 
@@ -107,9 +106,5 @@ def patch_routes(resource_type: str) -> tuple[Route, Route]:
 
 async def _patch_body(request: Request, settings: SettingsDep) -> ResourceChange:
     check_content_type(request, allowed=frozenset({JSON_PATCH}))
-    raw = await read_limited(request, settings.max_body_bytes)
-    try:
-        operations = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The body is not valid JSON: {error}") from None
+    operations = parse_json(await request.body(), max_depth=settings.max_json_depth)
     return json_patch(operations)

@@ -12,11 +12,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_api.authz import authorize, plan_search, visible_included
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
-from ipt_api.fhir.body import read_limited
 from ipt_api.fhir.bundles import Links, searchset_bundle
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_url
 from ipt_api.fhir.responses import json_response
@@ -32,6 +30,7 @@ from ipt_core.fhir.search import (
     sort_plan,
     subset_content,
 )
+from ipt_core.fhir.store import ResourceStore
 
 __all__ = ["prefers_strict", "search_routes", "searchset"]
 
@@ -48,7 +47,7 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
     ) -> Response:
         params = request.query_params.multi_items()
         bundle = await searchset(
-            store.conn,
+            store,
             principal,
             resource_type,
             params,
@@ -66,7 +65,7 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
     ) -> Response:
         params = [*request.query_params.multi_items(), *await _form(request, settings)]
         bundle = await searchset(
-            store.conn,
+            store,
             principal,
             resource_type,
             params,
@@ -79,7 +78,7 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
 
 
 async def searchset(
-    conn: AsyncConnection,
+    store: ResourceStore,
     principal: Principal,
     resource_type: str,
     params: Sequence[tuple[str, str]],
@@ -96,10 +95,10 @@ async def searchset(
     token = next((v for k, v in reversed(params) if k == PAGE_PARAM), None)
     names = [name for name, _ in criteria]
     authorize(principal, resource_type, "search", names=names)  # before parsing anything
-    parsed = parse_search(resource_type, criteria, strict=strict)
+    parsed = parse_search(resource_type, criteria, strict=strict, limits=store.search_limits)
     query = plan_search(principal, parsed, names)
     position = _position(parsed, token) if token else None
-    page = await run_search(conn, query, position)
+    page = await run_search(store.conn, query, position)
     url = f"{base}/{resource_type}"
     links: Links = {
         "self": page_url(url, criteria, token),
@@ -149,7 +148,7 @@ def _content(query: SearchQuery, content: str | None) -> str:
 
 
 async def _form(request: Request, settings: SettingsDep) -> list[tuple[str, str]]:
-    raw = await read_limited(request, settings.max_body_bytes)
+    raw = await request.body()
     if not raw.strip():
         return []
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

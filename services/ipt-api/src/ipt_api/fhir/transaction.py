@@ -59,9 +59,7 @@ async def bundle_route(
 ) -> Response:
     """Process a batch or transaction Bundle and answer with its response Bundle."""
     check_content_type(request)
-    bundle = await read_json_object(
-        request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
-    )
+    bundle = await read_json_object(request, max_depth=settings.max_json_depth)
     kind = bundle.get("type")
     if bundle.get("resourceType") != "Bundle" or kind not in {"batch", "transaction"}:
         raise InvalidRequest("POST to the base takes a Bundle of type batch or transaction")

@@ -36,9 +36,7 @@ def validate_route(resource_type: str) -> Route:
     ) -> Response:
         authorize(principal, resource_type, "operation")
         check_content_type(request)
-        body = await read_json_object(
-            request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
+        body = await read_json_object(request, max_depth=settings.max_json_depth)
         issues = validate_issues(resource_type, _resource_of(body))
         return json_response(operation_outcome(issues))
 

@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 
 from ipt_api.authz import authorize, require_course
-from ipt_api.deps import ConnectionDep, PrincipalDep
+from ipt_api.deps import ConnectionDep, PrincipalDep, PublicBaseDep
 from ipt_api.fhir.paging import decode_cursor, encode_cursor
 from ipt_api.fhir.responses import FhirResponse, json_response
+from ipt_api.openapi import fhir_responses
 from ipt_api.status.dashboard import WorklistKind, summary, worklist
 from ipt_api.status.parameters import status_parameters
 from ipt_api.status.service import course_status
@@ -49,7 +50,9 @@ async def read_status(
 
 
 @fhir_status_router.get(
-    "/CarePlan/{course_id}/$ipt-status", summary="A course's status as a FHIR Parameters resource"
+    "/CarePlan/{course_id}/$ipt-status",
+    summary="A course's status as a FHIR Parameters resource",
+    responses=fhir_responses(_200="Parameters"),
 )
 async def read_status_parameters(
     course_id: str,
@@ -91,6 +94,7 @@ async def dashboard_summary(
 async def dashboard_worklist(
     request: Request,
     conn: ConnectionDep,
+    base: PublicBaseDep,
     principal: PrincipalDep,
     kind: WorklistKind,
     therapist: str | None = None,
@@ -113,7 +117,7 @@ async def dashboard_worklist(
         after=after,
         limit=limit,
     )
-    url = str(request.url).split("?", 1)[0]
+    url = base + request.url.path
     next_url = None
     if len(items) == limit:
         cursor = encode_cursor({"sort": items[-1]["sort"], "id": items[-1]["course_id"]})

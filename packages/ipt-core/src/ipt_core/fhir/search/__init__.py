@@ -32,7 +32,13 @@ from ipt_core.fhir.search._model import (
     ValueClause,
 )
 from ipt_core.fhir.search._page import Position, matching, page_statement, plan_per_search
-from ipt_core.fhir.search._parse import IGNORED_PARAMS, parse_search, search_param
+from ipt_core.fhir.search._parse import (
+    DEFAULT_SEARCH_LIMITS,
+    IGNORED_PARAMS,
+    SearchLimits,
+    parse_search,
+    search_param,
+)
 from ipt_core.fhir.search._position import position_from_json, position_to_json
 from ipt_core.fhir.search._results import DEFAULT_COUNT, MAX_COUNT
 from ipt_core.fhir.search._search import SearchPage, run_search
@@ -41,6 +47,7 @@ from ipt_core.fhir.search._values import parse_values
 
 __all__ = [
     "DEFAULT_COUNT",
+    "DEFAULT_SEARCH_LIMITS",
     "IGNORED_PARAMS",
     "MAX_COUNT",
     "MAX_INCLUDED",
@@ -51,6 +58,7 @@ __all__ = [
     "Include",
     "Position",
     "ReferenceValue",
+    "SearchLimits",
     "SearchPage",
     "SearchQuery",
     "SortKey",
