@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
+from ipt_api.analytics.router import analytics_router
 from ipt_api.auth import TokenVerifier
 from ipt_api.courses import courses_router
 from ipt_api.docs import install_docs
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(status_router)
     app.include_router(courses_router)
     app.include_router(events_router)
+    app.include_router(analytics_router)
     app.include_router(webhooks_router)
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
