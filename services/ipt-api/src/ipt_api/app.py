@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from ipt_api.analytics.router import analytics_router
 from ipt_api.auth import TokenVerifier
+from ipt_api.bulk.router import bulk_router
 from ipt_api.courses import courses_router
 from ipt_api.docs import install_docs
 from ipt_api.errors import install_error_handlers
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(events_router)
     app.include_router(analytics_router)
     app.include_router(webhooks_router)
+    app.include_router(bulk_router)  # before the FHIR catch-all routes
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(smart_router)  # before the FHIR catch-all routes

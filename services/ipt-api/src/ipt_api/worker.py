@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_worker.exports import Exporter, run_export_loop
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
@@ -39,16 +40,25 @@ def embedded_worker(
     poll_interval_s: float = 0.5,
     settings: WorkerSettings | None = None,
 ) -> EmbeddedWorker:
-    """Start the recompute loop and the event relay as a background task of the event loop.
+    """Start the recompute, relay and export loops as a background task of the event loop.
 
     The relay's publishers and timings come from `settings` (default: the worker's
     environment variables, read now, as `ipt-worker` would read them).
     """
     stop = asyncio.Event()
+    settings = settings or WorkerSettings()
     recomputer = Recomputer(engine, clock=clock, listeners=default_listeners())
-    relay = build_relay(engine, settings or WorkerSettings(), clock)
+    relay = build_relay(engine, settings, clock)
     recompute = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
-    return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop))), stop)
+    exporter = Exporter(
+        engine,
+        clock=clock,
+        page_size=settings.export_page_size,
+        lease=timedelta(seconds=settings.export_lease_s),
+        expiry=timedelta(seconds=settings.export_expiry_s),
+    )
+    exports = run_export_loop(exporter, stop, poll_interval_s=poll_interval_s)
+    return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop), exports)), stop)
 
 
 async def _together(*loops: Coroutine[Any, Any, None]) -> None:

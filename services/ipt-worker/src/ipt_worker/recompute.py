@@ -35,8 +35,8 @@ from ipt_core.status._facts import CourseFacts
 from ipt_core.status.loader import UnreadableCourse, load_facts
 from ipt_core.status.serialize import status_json
 from ipt_core.telemetry import context_from_traceparent
-from ipt_worker.status_history import record_history
 from ipt_worker.status_events import event_count, status_events
+from ipt_worker.status_history import record_history
 
 __all__ = ["Recomputer"]
 

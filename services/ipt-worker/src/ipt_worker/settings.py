@@ -42,6 +42,12 @@ class WorkerSettings(CoreSettings):
     webhook_max_failures: int = Field(default=50, ge=1)  # consecutive, then disabled
     webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
 
+    # -- FHIR Bulk Data $export (docs/analytics.md) -------------------------------------------
+    export_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # idle wait for exports
+    export_page_size: int = Field(default=1000, ge=1, le=100_000)  # resources per chunk/step
+    export_lease_s: float = Field(default=60, ge=5)  # a killed worker's export resumes after
+    export_expiry_s: float = Field(default=86_400, gt=0)  # files kept after completion
+
     @field_validator("event_publishers", mode="before")
     @classmethod
     def _split_publishers(cls, value: object) -> object:

@@ -51,9 +51,7 @@ async def current_feed_position(conn: AsyncConnection) -> int:
     position drawn by a publication that has not committed yet is still <= the value.
     """
     value = await conn.scalar(
-        text(
-            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_feed_position"
-        )
+        text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_feed_position")
     )
     return int(value or 0)
 
@@ -96,4 +94,3 @@ def _item(row: Any) -> dict[str, Any]:
             "computed_at": format_instant(row.computed_at),
         },
     }
-

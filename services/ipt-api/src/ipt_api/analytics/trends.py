@@ -24,10 +24,11 @@ _FILTERS = (
     "(CAST(:therapist AS text) IS NULL OR c.therapist_ref = :therapist) AND "
     "(CAST(:organization AS text) IS NULL OR c.organization_ref = :organization)"
 )
+_STEP = "CAST(CAST(:step AS text) AS interval)"
 _BUCKETS = (
-    "buckets AS (SELECT b AS start, b + CAST(CAST(:step AS text) AS interval) AS stop "
-    "FROM generate_series(date_trunc(CAST(:interval AS text), CAST(:from_ AS timestamptz), 'UTC'), "
-    "CAST(:to AS timestamptz) - interval '1 microsecond', CAST(CAST(:step AS text) AS interval)) AS b)"
+    f"buckets AS (SELECT b AS start, b + {_STEP} AS stop FROM generate_series("
+    "date_trunc(CAST(:interval AS text), CAST(:from_ AS timestamptz), 'UTC'), "
+    f"CAST(:to AS timestamptz) - interval '1 microsecond', {_STEP}) AS b)"
 )
 # The status of every course as it stood at each bucket's end.
 _STANDING = (
