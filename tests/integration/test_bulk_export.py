@@ -6,6 +6,7 @@ test. Every NDJSON line is checked by the independent R4 validator (fhirkit).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -73,7 +74,8 @@ def server(
     thread.start()
     deadline = time.monotonic() + 20
     while not uvicorn_server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        assert time.monotonic() < deadline, "the API did not start"
+        assert thread.is_alive(), "the API did not start"
         time.sleep(0.02)
     yield f"http://127.0.0.1:{port}/fhir"
     uvicorn_server.should_exit = True
@@ -202,7 +204,7 @@ async def test_since_type_and_type_filter_narrow_the_export(
             ),
             {"later": since + timedelta(milliseconds=1)},
         )
-    time.sleep(1.1)  # the kick-off (transaction time) comes after the change
+    await asyncio.sleep(1.1)  # the kick-off (transaction time) comes after the change
     status_url = await kick_off(
         http, f"{server}/$export", token, _type="Patient,Observation", _since=since.isoformat()
     )
@@ -274,7 +276,7 @@ async def test_a_killed_worker_is_resumed_from_its_checkpoint(
 
     successor = exporter(db, page_size=7, lease=lease)
     assert not await successor.run_once()  # the lease still holds
-    time.sleep(1.1)
+    await asyncio.sleep(1.1)
     assert await successor.run_once()
     assert await killed.run_once() is False  # nothing left for the dead worker to take
     response = await http.get(status_url, headers=auth(token))
