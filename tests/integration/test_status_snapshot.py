@@ -29,7 +29,12 @@ from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from ipt_worker.relay import EventRelay
-from tests.integration.events_support import fast_timing, running
+from tests.integration.events_support import (
+    append_course_events,
+    fast_timing,
+    running,
+    wait_for,
+)
 from tests.integration.ipt_helpers import Clock, clock, enrol, enrolment, ipt, patient, record
 
 __all__ = ["clock", "ipt"]
@@ -59,7 +64,7 @@ async def settled(db: AsyncEngine) -> bool:
                 "+ (SELECT count(*) FROM outbox WHERE published_at IS NULL)"
             )
         )
-        return pending == 0
+        return bool(pending == 0)
 
 
 async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
@@ -79,8 +84,7 @@ async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
     loop_task = asyncio.create_task(run_recompute_loop(worker, stop, poll_interval_s=0.05))
     relay = EventRelay(db, [], clock=clock, timing=fast_timing(poll_interval_s=0.05))
     async with running(relay):
-        while not await settled(db):
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: settled(db), within=60)
 
         database = sqlite3.connect(tmp_path / "statuses.sqlite", check_same_thread=False)
         base = live_server.removesuffix("/fhir")
@@ -98,7 +102,7 @@ async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
         consumer.apply = apply
         snapshot = asyncio.create_task(asyncio.to_thread(consumer.snapshot))
 
-        sessions = {course: 0 for course in courses}
+        sessions = dict.fromkeys(courses, 0)
         rng = random.Random(14)
         for _ in range(WRITES):  # while the snapshot is being read, and after
             course = rng.choice(courses)
@@ -108,8 +112,7 @@ async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
             await record(ipt, course, start=start.isoformat(), outcome=outcome)
             await asyncio.sleep(rng.uniform(0.0, 0.08))
         await snapshot
-        while not await settled(db):
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: settled(db), within=60)
         end = await feed_end(db)
         while (consumer.cursor() or 0) < end:
             await asyncio.to_thread(consumer.follow, wait_s=0.2, until_idle=True)
@@ -136,7 +139,7 @@ async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
         first = snapshot_versions.get(course_id, 0)
         assert set(range(first + 1, version + 1)) <= seen, course_id  # no change lost
     assert any(version > snapshot_versions.get(c, 0) for c, (version, _) in stored.items())
-    http.close()
+    await asyncio.to_thread(http.close)
 
 
 async def test_feed_after_covers_a_publication_not_yet_committed(db: AsyncEngine) -> None:
@@ -146,16 +149,13 @@ async def test_feed_after_covers_a_publication_not_yet_committed(db: AsyncEngine
     change is in the snapshot, but a position handed out *after* the bound was read would
     not be — that is what reading the sequence first guarantees.)
     """
-    from tests.integration.events_support import append_course_events
-
     await append_course_events(db, ["c-1"], 1)
-    async with db.connect() as publisher:
-        async with publisher.begin():
-            events = await unpublished(publisher, 10)
-            await mark_published(publisher, events, datetime.now(UTC))
-            async with db.connect() as reader:
-                assert await current_feed_position(reader) == 1  # not committed yet
-                visible = await reader.scalar(text("SELECT max(feed_position) FROM outbox"))
-                assert visible is None
+    async with db.connect() as publisher, publisher.begin():
+        events = await unpublished(publisher, 10)
+        await mark_published(publisher, events, datetime.now(UTC))
+        async with db.connect() as reader:
+            assert await current_feed_position(reader) == 1  # not committed yet
+            visible = await reader.scalar(text("SELECT max(feed_position) FROM outbox"))
+            assert visible is None
     async with db.connect() as reader:
         assert await current_feed_position(reader) == 1
