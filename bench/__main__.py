@@ -8,6 +8,7 @@ _BENCHMARKS = (
     "bench.search_bench",
     "bench.recompute_bench",
     "bench.events_bench",
+    "bench.export_bench",
 )
 
 for name in _BENCHMARKS:
