@@ -143,11 +143,10 @@ async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
 
 
 async def test_feed_after_covers_a_publication_not_yet_committed(db: AsyncEngine) -> None:
-    """A position drawn by an uncommitted publication is already <= `feed_after`.
+    """A position drawn by a publication not yet committed is already <= `feed_after`.
 
-    (A bound computed from the visible `max(feed_position)` would miss it: the event's
-    change is in the snapshot, but a position handed out *after* the bound was read would
-    not be — that is what reading the sequence first guarantees.)
+    Fact 3 of the argument in docs/analytics.md: the sequence shows a drawn position at
+    once, not when its transaction commits (the table does not show it yet).
     """
     await append_course_events(db, ["c-1"], 1)
     async with db.connect() as publisher, publisher.begin():

@@ -48,9 +48,6 @@ _KICK_OFF: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-@bulk_router.api_route(
-    "/$export", methods=["GET", "POST"], summary="Export all data", responses=_KICK_OFF
-)
 async def export_system(
     request: Request, conn: ConnectionDep, principal: PrincipalDep, base: FhirBaseDep
 ) -> Response:
@@ -58,12 +55,6 @@ async def export_system(
     return await _kick_off(request, conn, principal, base, "system", None)
 
 
-@bulk_router.api_route(
-    "/Patient/$export",
-    methods=["GET", "POST"],
-    summary="Export the data of all patients",
-    responses=_KICK_OFF,
-)
 async def export_patients(
     request: Request, conn: ConnectionDep, principal: PrincipalDep, base: FhirBaseDep
 ) -> Response:
@@ -71,12 +62,6 @@ async def export_patients(
     return await _kick_off(request, conn, principal, base, "patient", None)
 
 
-@bulk_router.api_route(
-    "/Group/{group_id}/$export",
-    methods=["GET", "POST"],
-    summary="Export the data of a therapist's or organization's IPT patients",
-    responses=_KICK_OFF,
-)
 async def export_group(
     group_id: str,
     request: Request,
@@ -86,6 +71,29 @@ async def export_group(
 ) -> Response:
     """Group-level export; groups are `ipt-therapist-<id>` and `ipt-organization-<id>`."""
     return await _kick_off(request, conn, principal, base, "group", group_id)
+
+
+_KICK_OFFS: Final = (
+    ("/$export", export_system, "export", "Export all data"),
+    ("/Patient/$export", export_patients, "export-patients", "Export the data of all patients"),
+    (
+        "/Group/{group_id}/$export",
+        export_group,
+        "export-group",
+        "Export the data of a therapist's or organization's IPT patients",
+    ),
+)
+for _path, _endpoint, _name, _summary in _KICK_OFFS:
+    for _method in ("GET", "POST"):
+        bulk_router.add_api_route(
+            _path,
+            _endpoint,
+            methods=[_method],
+            name=f"{_name}-{_method.lower()}",
+            operation_id=f"{_name}-{_method.lower()}",
+            summary=_summary,
+            responses=_KICK_OFF,
+        )
 
 
 @bulk_router.get(
