@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,8 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
 from ipt_api.demo import seed_demo
+from ipt_core.fhir.bulk import bulk_load
 from ipt_worker.exports import Exporter
-from tests.integration.events_support import free_port
+from tests.integration.events_support import free_port, wait_for
 from tests.support.api import api_settings
 from tests.support.fhir_validator import FhirBodyChecker
 
@@ -334,3 +340,64 @@ async def test_bad_kick_offs_are_refused_with_operation_outcomes(
         },
     )
     assert posted.status_code == 202
+
+
+async def test_a_worker_process_killed_mid_export_is_resumed_by_another(
+    server: str, http: httpx.AsyncClient, db: AsyncEngine, database_url: str, mint: Mint
+) -> None:
+    """A real `ipt-worker` process is SIGKILLed mid-export; a second one finishes it."""
+    async with db.begin() as conn:
+        await bulk_load(conn, generated(6000), now=datetime.now(UTC), validate=False)
+    token = mint()
+    status_url = await kick_off(http, f"{server}/$export", token)
+    with export_worker(database_url) as doomed:
+        await wait_for(lambda: exported_so_far(db, lambda n: n > 0), within=60, what="a chunk")
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    progress = await http.get(status_url, headers=auth(token))
+    assert progress.status_code == 202, "the worker finished before it could be killed"
+    with export_worker(database_url):
+        await wait_for(lambda: finished(http, status_url, token), within=120, what="the export")
+    response = await http.get(status_url, headers=auth(token))
+    files = await all_files(http, response.json(), token)
+    resources = [r for rs in files.values() for r in rs]
+    assert len(resources) == len({(r["resourceType"], r["id"]) for r in resources}) == 6000
+
+
+@contextmanager
+def export_worker(database_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url.replace("+asyncpg", ""),
+        "IPT_EXPORT_PAGE_SIZE": "10",
+        "IPT_EXPORT_LEASE_S": "5",
+        "IPT_EXPORT_POLL_INTERVAL_S": "0.1",
+        "IPT_EVENT_PUBLISHERS": "log",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ipt_worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+
+
+async def exported_so_far(db: AsyncEngine, accept: Callable[[int], bool]) -> bool:
+    async with db.connect() as conn:
+        count = await conn.scalar(text("SELECT coalesce(max(exported), 0) FROM bulk_export"))
+    return accept(int(count or 0))
+
+
+async def finished(http: httpx.AsyncClient, status_url: str, token: str) -> bool:
+    return (await http.get(status_url, headers=auth(token))).status_code == 200
+
+
+def generated(count: int) -> Iterator[dict[str, Any]]:
+    for n in range(count):
+        yield {"resourceType": "Patient", "id": f"p{n:06d}", "gender": "female"}
