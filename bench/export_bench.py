@@ -105,9 +105,8 @@ async def _export(url: str, loaded: int, page_size: int) -> None:
         "IPT_EXPORT_RETRY_AFTER_S": "1",
         "IPT_EVENT_PUBLISHERS": "log",
     }
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    api = subprocess.Popen([sys.executable, "-c", _SERVE], **quiet)  # type: ignore[call-overload]
-    worker = subprocess.Popen([sys.executable, "-m", "ipt_worker"], **quiet)  # type: ignore[call-overload]
+    api = _start(["-c", _SERVE], env)
+    worker = _start(["-m", "ipt_worker"], env)
     try:
         base = f"http://127.0.0.1:{port}/fhir"
         async with httpx.AsyncClient(timeout=600) as http:
@@ -138,6 +137,16 @@ async def _export(url: str, loaded: int, page_size: int) -> None:
 
 
 _SERVE = "from ipt_api.cli import main; main(['serve'])"
+
+
+def _start(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A Python child process, quiet (its logs would drown the numbers)."""
+    return subprocess.Popen(
+        [sys.executable, *arguments],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def _wait_until_up(http: httpx.AsyncClient, base: str) -> None:
