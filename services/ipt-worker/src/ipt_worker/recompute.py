@@ -3,9 +3,9 @@
 Each claimed course is stored in its own transaction, so one failing course backs off alone
 and never blocks the others. What is stored for a course, in that one transaction:
 `course_status` (version bumped when a status field changed) and its history row, the status
-events in the outbox,
-the symptom Goal's `achievementStatus` and the CarePlan's phase extension (written through the
-FHIR store, so their history shows the change), and the course's next wake-up time.
+events in the outbox, the symptom Goal's `achievementStatus` and the CarePlan's phase
+extension (written through the FHIR store, so their history shows the change), and the
+course's next wake-up time.
 """
 
 from __future__ import annotations

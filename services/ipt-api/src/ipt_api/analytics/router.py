@@ -32,7 +32,7 @@ class StatusSnapshotPage(BaseModel):
     """One page of the status snapshot and the feed position the whole snapshot matches."""
 
     items: list[dict[str, Any]] = Field(
-        description="`course_id`, `patient`, `therapist`, `status` (§5 fields, `version`)"
+        description="`course_id`, `patient`, `therapist`, `status` (its fields and `version`)"
     )
     feed_after: int = Field(
         description="Read `/ipt/v1/events?after=` (or SSE `Last-Event-ID`) from here after "
