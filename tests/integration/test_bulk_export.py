@@ -401,3 +401,22 @@ async def finished(http: httpx.AsyncClient, status_url: str, token: str) -> bool
 def generated(count: int) -> Iterator[dict[str, Any]]:
     for n in range(count):
         yield {"resourceType": "Patient", "id": f"p{n:06d}", "gender": "female"}
+
+
+async def test_the_capability_statement_announces_export(
+    server: str, http: httpx.AsyncClient
+) -> None:
+    response = await http.get(f"{server}/metadata")
+    checker = FhirBodyChecker()
+    checker.check_body("metadata", "application/fhir+json", response.content)
+    assert checker.problems == []
+    statement = response.json()
+    assert (
+        "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in statement["instantiates"]
+    )
+    rest = statement["rest"][0]
+    assert {o["name"] for o in rest["operation"]} == {"export"}
+    entries = {r["type"]: r for r in rest["resource"]}
+    patient = {o["definition"].rsplit("/", 1)[1] for o in entries["Patient"]["operation"]}
+    assert "patient-export" in patient
+    assert entries["Group"]["operation"][0]["definition"].endswith("/group-export")
