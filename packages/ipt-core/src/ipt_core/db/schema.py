@@ -243,7 +243,7 @@ course_status_history = Table(
     Column("course_id", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("computed_at", DateTime(timezone=True), nullable=False),
-    Column("status", JSONB, nullable=False),  # the status fields (docs/status-rules.md) at that version
+    Column("status", JSONB, nullable=False),  # the fields of docs/status-rules.md
     Column("cause", Text, nullable=False),  # created | facts | time
     PrimaryKeyConstraint("course_id", "version"),
     Index(None, "computed_at"),
