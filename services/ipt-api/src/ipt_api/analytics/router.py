@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.analytics.history import status_history
 from ipt_api.analytics.snapshot import StatusFilters, current_feed_position, status_page
@@ -46,7 +47,6 @@ class StatusSnapshotPage(BaseModel):
 )
 async def read_statuses(
     request: Request,
-    conn: ConnectionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
     therapist: str | None = None,
@@ -59,13 +59,18 @@ async def read_statuses(
     """Snapshot then stream: apply all pages, then follow the feed from `feed_after`."""
     authorize(principal, "CarePlan", "search")
     filters = StatusFilters(therapist, organization, phase, course_type)
-    if page is None:
-        # Read before the page's own statement takes its snapshot (see snapshot.py).
-        after, feed_after = None, await current_feed_position(conn)
-    else:
+    after: str | None = None
+    if page is not None:
         position = decode_cursor(page, keys=_CURSOR_KEYS, bound_to=filters.signature())
         after, feed_after = str(position["after"]), int(position["feed_after"])
-    items = await status_page(conn, filters, after=after, limit=limit)
+    engine: AsyncEngine = request.app.state.database.engine
+    # Autocommit on purpose, whatever the request connections do: each statement takes its
+    # own snapshot, so the page is read strictly after the feed position (snapshot.py).
+    async with engine.connect() as raw:
+        conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+        if page is None:
+            feed_after = await current_feed_position(conn)
+        items = await status_page(conn, filters, after=after, limit=limit)
     next_url = None
     if len(items) == limit:
         cursor = encode_cursor(
