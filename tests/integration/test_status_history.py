@@ -141,3 +141,49 @@ def expected_trends(history: list[Any], start: datetime, end: datetime) -> list[
 
 def rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 4)
+
+
+async def test_the_status_snapshot_pages_and_filters(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    await seed_demo(db, now=clock)
+    worker = Recomputer(db, clock=clock, listeners=default_listeners())
+    while await worker.run_once():
+        pass
+    stored = {row.course_id: row for row in await rows(db, "course_status")}
+    courses = {row.id: row for row in await rows(db, "ipt_course")}
+
+    seen: list[dict[str, Any]] = []
+    url: str | None = "/ipt/v1/statuses?limit=5"
+    positions = set()
+    while url is not None:
+        page = (await ipt.get(url)).json()
+        seen += page["items"]
+        positions.add(page["feed_after"])
+        url = page["next"]
+        assert url is None or url.startswith("http://testserver/ipt/v1/statuses?")
+    assert len(positions) == 1  # one feed position for the whole snapshot
+    assert [item["course_id"] for item in seen] == sorted(stored)
+    for item in seen:
+        row = stored[item["course_id"]]
+        assert item["status"] == {
+            **row.status,
+            "version": row.version,
+            "computed_at": format_instant(row.computed_at),
+        }
+        assert item["patient"] == f"Patient/{courses[item['course_id']].patient_id}"
+
+    middle = (await ipt.get("/ipt/v1/statuses?phase=middle")).json()["items"]
+    assert {i["course_id"] for i in middle} == {c for c, r in stored.items() if r.phase == "middle"}
+    maintenance = (await ipt.get("/ipt/v1/statuses?course_type=maintenance")).json()["items"]
+    expected = {c for c in stored if courses[c].course_type == "maintenance"}
+    assert {i["course_id"] for i in maintenance} == expected
+    therapist = next(iter(courses.values())).therapist_ref
+    mine = (await ipt.get("/ipt/v1/statuses", params={"therapist": therapist})).json()["items"]
+    assert {i["therapist"] for i in mine} == {therapist}
+
+    first = (await ipt.get("/ipt/v1/statuses?limit=1")).json()
+    moved = first["next"].replace("limit=1", "limit=1&phase=middle")  # another snapshot's cursor
+    refused = await ipt.get(moved)
+    assert refused.status_code == 400
+    assert refused.json()["resourceType"] == "OperationOutcome"
