@@ -39,6 +39,7 @@ from tests.support.api import api_settings
 from tests.support.fhir_validator import FhirBodyChecker
 
 ISSUER = "https://idp.bulk.example"
+AUDIENCE = "https://ipt.bulk.example/fhir"
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 Mint = Callable[..., str]
 
@@ -51,7 +52,13 @@ def signing_key() -> rsa.RSAPrivateKey:
 @pytest.fixture
 def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
     def make(sub: str = "client-a", scope: str = "system/*.read") -> str:
-        claims = {"iss": ISSUER, "sub": sub, "exp": int(time.time()) + 600, "scope": scope}
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": sub,
+            "exp": int(time.time()) + 600,
+            "scope": scope,
+        }
         return jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "k1"})
 
     return make
@@ -71,6 +78,7 @@ def server(
         api_port=port,
         auth_mode="jwt",
         auth_issuer=ISSUER,
+        auth_audience=AUDIENCE,
         auth_jwks=str(jwks),
         export_retry_after_s=1,
     )
