@@ -35,10 +35,13 @@ async def run_weeks(db: AsyncEngine, clock: Clock) -> None:
     """Seed the demo, then run the worker daily for WEEKS weeks of the fixed clock."""
     await seed_demo(db, now=clock)
     worker = Recomputer(db, clock=clock, listeners=default_listeners())
-    for day in range(WEEKS * 7):
-        clock.now = SEEDED + timedelta(days=day)
-        while await worker.run_once():
-            pass
+    try:
+        for day in range(WEEKS * 7):
+            clock.now = SEEDED + timedelta(days=day)
+            while await worker.run_once():
+                pass
+    finally:
+        await worker.close()  # it holds its liveness lock on a connection of its own
 
 
 async def test_every_stored_status_version_is_in_the_history(
@@ -150,6 +153,7 @@ async def test_the_status_snapshot_pages_and_filters(
     worker = Recomputer(db, clock=clock, listeners=default_listeners())
     while await worker.run_once():
         pass
+    await worker.close()
     stored = {row.course_id: row for row in await rows(db, "course_status")}
     courses = {row.id: row for row in await rows(db, "ipt_course")}
 

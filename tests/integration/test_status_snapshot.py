@@ -118,6 +118,7 @@ async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(
             await asyncio.to_thread(consumer.follow, wait_s=0.2, until_idle=True)
         stop.set()
         await loop_task
+        await worker.close()
 
     async with db.connect() as conn:
         stored = {
