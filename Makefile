@@ -50,7 +50,7 @@ lint: install ## ruff: lint and formatting
 	$(RUN) ruff format --check .
 
 typecheck: install ## mypy --strict over every package and the tests
-	$(RUN) mypy packages/ipt-core/src services/ipt-api/src services/ipt-worker/src tests bench
+	$(RUN) mypy packages/ipt-core/src services/ipt-api/src services/ipt-worker/src tests bench examples
 
 openapi: install ## Regenerate openapi/ipt-api.json from the app
 	$(RUN) ipt openapi > openapi/ipt-api.json

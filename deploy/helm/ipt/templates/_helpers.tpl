@@ -197,6 +197,10 @@ settings override extraEnv entries of the same name. */}}
 {{- $_ = set $config "IPT_DATABASE_POOL_SIZE" (toString .Values.database.poolSize) }}
 {{- $_ = set $config "IPT_METRICS_ENABLED" (toString .Values.metrics.enabled) }}
 {{- $_ = set $config "IPT_AUDIT_RETENTION_DAYS" (toString (int .Values.audit.retentionDays)) }}
+{{- $_ = set $config "IPT_EXPORT_EXPIRY_S" (toString .Values.bulkExport.expirySeconds) }}
+{{- $_ = set $config "IPT_EXPORT_PAGE_SIZE" (toString .Values.bulkExport.pageSize) }}
+{{- $_ = set $config "IPT_EXPORT_LEASE_S" (toString .Values.bulkExport.leaseSeconds) }}
+{{- $_ = set $config "IPT_EXPORT_RETRY_AFTER_S" (toString .Values.bulkExport.retryAfterSeconds) }}
 {{- if .Values.nats.enabled }}
 {{- $_ = set $config "IPT_NATS_URL" .Values.nats.url }}
 {{- end }}

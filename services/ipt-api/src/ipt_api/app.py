@@ -12,10 +12,12 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
+from ipt_api.analytics.router import analytics_router
 from ipt_api.audit import AuditBuffer, AuditMiddleware, AuditWriteListener
 from ipt_api.audit.router import audit_router
 from ipt_api.auth import TokenVerifier
 from ipt_api.authz.guard import CompartmentWriteGuard
+from ipt_api.bulk.router import bulk_router
 from ipt_api.courses import courses_router
 from ipt_api.deps import get_principal
 from ipt_api.disconnect import CancelOnDisconnect
@@ -167,8 +169,10 @@ def create_app(
     app.include_router(status_router)
     app.include_router(courses_router)
     app.include_router(events_router)
+    app.include_router(analytics_router)
     app.include_router(webhooks_router)
     app.include_router(ehr_router)
+    app.include_router(bulk_router)  # before the FHIR catch-all routes
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
     app.include_router(audit_router())  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes

@@ -52,6 +52,7 @@ class ApiSettings(CoreSettings):
     audit_retention_days: int | None = Field(default=2190, ge=1)
     run_worker: bool = False  # single-process deployments run the worker loops in the API
     shutdown_timeout_s: int = Field(default=25, ge=1, le=600)  # drain after SIGTERM (`ipt serve`)
+    export_retry_after_s: int = Field(default=5, ge=1, le=3600)  # $export polling hint
 
     @field_validator("auth_capabilities", mode="before")
     @classmethod

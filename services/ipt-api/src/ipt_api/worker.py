@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.ehr import EhrEndpoint
 from ipt_core.settings import CoreSettings
 from ipt_worker.ehr import run_ehr_sync, timing_from
+from ipt_worker.exports import Exporter, run_export_loop
 from ipt_worker.listeners import default_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
@@ -52,13 +53,14 @@ def embedded_worker(
     settings: WorkerSettings | None = None,
     ehr_endpoints: Sequence[EhrEndpoint] = (),
 ) -> EmbeddedWorker:
-    """Start the recompute loop, the event relay and the EHR sync as a background task.
+    """Start the recompute, relay, EHR sync and export loops as a background task.
 
     The relay's publishers and timings come from `settings` (default: the worker's
     environment variables, read now, as `ipt-worker` would read them).
     """
     settings = settings or WorkerSettings()
     stop = asyncio.Event()
+    settings = settings or WorkerSettings()
     recomputer = Recomputer(engine, clock=clock, listeners=default_listeners())
     relay = build_relay(engine, settings, clock)
     recompute = run_recompute_loop(recomputer, stop, poll_interval_s=poll_interval_s)
@@ -70,7 +72,16 @@ def embedded_worker(
         stop,
         destinations=settings.destination_policy,
     )
-    return EmbeddedWorker(asyncio.create_task(_together(recompute, relay.run(stop), ehr)), stop)
+    exporter = Exporter(
+        engine,
+        clock=clock,
+        page_size=settings.export_page_size,
+        lease=timedelta(seconds=settings.export_lease_s),
+        expiry=timedelta(seconds=settings.export_expiry_s),
+    )
+    exports = run_export_loop(exporter, stop, poll_interval_s=poll_interval_s)
+    loops = _together(recompute, relay.run(stop), ehr, exports)
+    return EmbeddedWorker(asyncio.create_task(loops), stop)
 
 
 async def _together(*loops: Coroutine[Any, Any, None]) -> None:
