@@ -53,6 +53,13 @@ _PUBLIC = {
 }
 # Tested for refusal only (below): with a good token the stream never ends.
 _REFUSAL_ONLY = {("GET", "/ipt/v1/events/stream")}
+# Authorized by ownership, not by scope: only the client that kicked an export off may poll,
+# download or delete it (tests/integration/test_bulk_export.py checks another client's 404).
+_OWNER_ONLY = {
+    ("GET", "/fhir/$export-status/{export_id}"),
+    ("DELETE", "/fhir/$export-status/{export_id}"),
+    ("GET", "/fhir/$export-file/{export_id}/{resource_type}.ndjson"),
+}
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -108,7 +115,7 @@ async def _check(secured: Secured, mint: Mint, cases: list[Case]) -> None:
         refused = await _send(secured, case, _lacking_token(mint, case.needs))
         if refused != 403:
             problems.append(f"{case.method} {case.url} without {case.needs[-1]}: {refused}")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def _patch_binary(patch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -325,6 +332,51 @@ def _system_cases(course: str, webhook: str, audit_id: str, patient: str) -> lis
             "/ipt/v1/webhooks/{webhook_id}",
         ),
     ]
+    async_ = {"Prefer": "respond-async"}
+    types = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "_type", "valueString": "Observation"}],
+    }
+    group = "/fhir/Group/{group_id}/$export"  # no such group: 404 after the scope check
+    cases += [
+        Case("GET", "/ipt/v1/statuses", [("CarePlan", "s")], "/ipt/v1/statuses"),
+        Case(
+            "GET",
+            f"{c}/status/history",
+            [("CarePlan", "read")],
+            f"{t}/status/history",
+            success_below=500,  # not computed yet: 404 after the scope check
+        ),
+        Case(
+            "GET",
+            "/ipt/v1/dashboard/trends?from=2026-01-05T00:00:00Z&to=2026-02-02T00:00:00Z",
+            [("CarePlan", "s")],
+            "/ipt/v1/dashboard/trends",
+        ),
+        *(
+            Case(
+                "GET",
+                f"{path.format(group_id='ipt-therapist-none')}?_type=Observation",
+                [("Observation", "s")],
+                path,
+                headers=async_,
+                success_below=500 if path == group else 400,
+            )
+            for path in ("/fhir/$export", "/fhir/Patient/$export", group)
+        ),
+        *(
+            Case(
+                "POST",
+                path.format(group_id="ipt-therapist-none"),
+                [("Observation", "s")],
+                path,
+                json=types,
+                headers=async_,
+                success_below=500 if path == group else 400,
+            )
+            for path in ("/fhir/$export", "/fhir/Patient/$export", group)
+        ),
+    ]
     ehr = "/ipt/v1/ehr/endpoints"
     cases += [
         Case("GET", ehr, [("Endpoint", "s")], ehr),
@@ -419,6 +471,6 @@ def test_every_operation_has_a_case_or_is_public() -> None:
         for path, operations in document["paths"].items()
         for method in operations
         if method in {"get", "post", "put", "patch", "delete"}
-        and (method.upper(), path) not in _PUBLIC | _REFUSAL_ONLY | covered
+        and (method.upper(), path) not in _PUBLIC | _REFUSAL_ONLY | _OWNER_ONLY | covered
     ]
     assert missing == []
