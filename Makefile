@@ -63,7 +63,7 @@ layers: install ## import-linter: the layering contracts in pyproject.toml (docs
 	$(RUN) lint-imports
 
 typecheck: install ## mypy --strict over every package and the tests
-	$(RUN) mypy packages/ipt-core/src services/ipt-api/src services/ipt-worker/src tests bench
+	$(RUN) mypy packages/ipt-core/src services/ipt-api/src services/ipt-worker/src tests bench examples
 
 openapi: install ## Regenerate openapi/ipt-api.json from the app
 	$(RUN) ipt openapi > openapi/ipt-api.json
@@ -74,8 +74,11 @@ openapi-check: install ## Fail when openapi/ipt-api.json is stale
 helm: install ## Lint, render and validate the Helm chart offline
 	bash deploy/check-helm.sh .venv/bin
 
-bench: install ## Run the benchmarks (not part of `make test`)
-	$(RUN) python -m bench
+# ARGS selects scenarios and servers, e.g. ARGS="--scenarios read,search --servers ours,limit".
+bench: install ## Benchmark ours vs a peer FHIR server vs the bare stack (bench/results/)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing: sudo apt-get install -y wrk (Debian/Ubuntu)"; exit 1; }
+	$(RUN) python -m bench $(ARGS)
 
 clean: ## Remove installed tools, the virtual environment and local data
 	rm -rf .tools .venv var .bench

@@ -28,6 +28,7 @@ from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.ehr.endpoints import parse_endpoints
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.net.destinations import DestinationPolicy
 from ipt_worker.ehr import EhrTiming, open_endpoint, pull_once, push_due, register_endpoints
 from tests.support.sekmet import running_sekmet
 
@@ -91,7 +92,10 @@ async def _main(base_url: str, push: int, pull: int) -> None:
         remote_patient = _ehr_patient(base_url)
         patient_id = await _patient(engine)
         timing = EhrTiming(batch_size=100, page_size=100)
-        async with open_endpoint(engine, endpoint, write_listeners(), timing) as sync:
+        loopback = DestinationPolicy.parse(["127.0.0.1/32"])  # the local EHR
+        async with open_endpoint(
+            engine, endpoint, write_listeners(), timing, destinations=loopback
+        ) as sync:
             await sync.refresh_capabilities(time.monotonic())
             await _write_scores(engine, patient_id, push)
             started = time.perf_counter()

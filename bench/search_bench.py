@@ -1,6 +1,6 @@
 """Search latency at 1,000 and 50,000 IPT courses (issue 3's benchmark; not a test).
 
-    .venv/bin/python -m bench.search_bench [--courses N ...] [--requests R]
+    .venv/bin/python -m bench search [--courses N ...] [--requests R]
 
 Seeds an embedded PostgreSQL under ./.bench/ through the store's bulk-load path (per course:
 a Patient, a CarePlan, 20 Encounters, 5 PHQ-9 Observations), grows it to each size in turn,
@@ -15,17 +15,15 @@ import asyncio
 import random
 import statistics
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bench.dataset import course_resources, ident
 from ipt_api.app import create_app
 from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
@@ -37,85 +35,8 @@ from ipt_core.fhir.search import page_statement, parse_search, revinclude_statem
 from ipt_core.fhir.validation import check_resource
 from ipt_core.ipt import codes, rule_violations
 
-_NAMESPACE = uuid.UUID("6f1c1d1e-5b7a-4c55-9d1e-2b0f5e8f3a10")
 _DATABASE = "bench"
 _COURSES_PER_COMMIT = 500
-_START = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def ident(kind: str, course: int, n: int = 0) -> str:
-    """Deterministic, random-looking ids, like the store's uuid4s."""
-    return str(uuid.uuid5(_NAMESPACE, f"{kind}-{course}-{n}"))
-
-
-def course_resources(course: int) -> Iterator[dict[str, Any]]:
-    """One IPT course: Patient, CarePlan, 20 weekly session Encounters, 5 PHQ-9s."""
-    patient, plan = ident("patient", course), ident("careplan", course)
-    subject = {"reference": f"Patient/{patient}"}
-    start = _START + timedelta(hours=course % 17_000)
-    yield {
-        "resourceType": "Patient",
-        "id": patient,
-        "identifier": [{"system": "urn:bench:mrn", "value": f"MRN{course}"}],
-        "name": [{"family": f"Family{course % 997}", "given": ["Alex"]}],
-        "gender": "female" if course % 2 else "male",
-        "birthDate": "1980-05-17",
-    }
-    yield {
-        "resourceType": "CarePlan",
-        "id": plan,
-        "status": "active",
-        "intent": "plan",
-        "identifier": [{"system": codes.COURSE_IDENTIFIER_SYSTEM, "value": f"C{course}"}],
-        "category": [
-            {"coding": [{"system": codes.SNOMED, "code": codes.IPT_THERAPY}]},
-            {"coding": [{"system": codes.COURSE_TYPE_SYSTEM, "code": "acute"}]},
-            {"coding": [{"system": codes.PROBLEM_AREA_SYSTEM, "code": "grief"}]},
-        ],
-        "subject": subject,
-        "period": {"start": start.isoformat()},
-    }
-    for n in range(20):
-        begin = start + timedelta(weeks=n)
-        yield {
-            "resourceType": "Encounter",
-            "id": ident("encounter", course, n),
-            "extension": [
-                {
-                    "url": codes.ENCOUNTER_BASED_ON_EXTENSION,
-                    "valueReference": {"reference": f"CarePlan/{plan}"},
-                }
-            ],
-            "status": "finished",
-            "class": {"system": codes.ACT_CODE, "code": codes.IN_PERSON},
-            "type": [
-                {
-                    "coding": [
-                        {"system": codes.SNOMED, "code": codes.IPT_THERAPY},
-                        {"system": codes.CPT, "code": "90834"},
-                    ]
-                }
-            ],
-            "subject": subject,
-            "period": {
-                "start": begin.isoformat(),
-                "end": (begin + timedelta(minutes=50)).isoformat(),
-            },
-        }
-    for n in range(5):
-        yield {
-            "resourceType": "Observation",
-            "id": ident("observation", course, n),
-            "status": "final",
-            "category": [
-                {"coding": [{"system": codes.OBSERVATION_CATEGORY, "code": codes.SURVEY}]}
-            ],
-            "code": {"coding": [{"system": codes.LOINC, "code": codes.PHQ9_TOTAL}]},
-            "subject": subject,
-            "encounter": {"reference": f"Encounter/{ident('encounter', course, n * 4)}"},
-            "effectiveDateTime": (start + timedelta(weeks=n * 4)).isoformat(),
-            "valueInteger": max(0, 20 - n * 3),
-        }
 
 
 def check_course(course: int) -> None:

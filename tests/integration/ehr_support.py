@@ -24,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.composition import write_listeners
 from ipt_core.ehr.endpoints import EhrEndpoint, parse_endpoints
 from ipt_core.ehr.identifiers import SYNC_SOURCE
+from ipt_core.net.destinations import DestinationPolicy
 from ipt_worker.ehr import EhrTiming, EndpointSync, open_endpoint, push_due
 from ipt_worker.ehr.loop import register_endpoints
+from tests.integration.events_support import LOOPBACK_ALLOWED
 from tests.integration.ipt_helpers import LOINC
 from tests.support.sekmet import Sekmet, running_sekmet
 
 __all__ = [
+    "LOOPBACK_EHR",
     "MRN_SYSTEM",
     "FaultPlan",
     "ProxyTransport",
@@ -161,17 +164,31 @@ class ProxyTransport(httpx.AsyncBaseTransport):
         return [s for s in self.seen if s.method in {"POST", "PUT", "PATCH", "DELETE"}]
 
 
+# The local EHR listens on loopback, which the guard allows only when listed.
+LOOPBACK_EHR = DestinationPolicy.parse(LOOPBACK_ALLOWED)
+
+
 @contextlib.asynccontextmanager
 async def synced_endpoint(
     db: AsyncEngine,
     endpoint: EhrEndpoint,
     transport: httpx.AsyncBaseTransport | None = None,
     timing: EhrTiming | None = None,
+    destinations: DestinationPolicy = LOOPBACK_EHR,
 ) -> AsyncIterator[EndpointSync]:
-    """The endpoint registered (so writes queue push work) with its capabilities read."""
+    """The endpoint registered (so writes queue push work) with its capabilities read.
+
+    The local EHR listens on loopback, which the destination guard allows only when listed
+    (`destinations`, as `IPT_OUTBOUND_ALLOW` would).
+    """
     await register_endpoints(db, [endpoint])
     async with open_endpoint(
-        db, endpoint, write_listeners(), timing or fast_timing(), transport=transport
+        db,
+        endpoint,
+        write_listeners(),
+        timing or fast_timing(),
+        destinations=destinations,
+        transport=transport,
     ) as sync:
         await sync.refresh_capabilities(time.monotonic())
         yield sync

@@ -139,13 +139,6 @@ async def test_garbage_token_is_401(secured: httpx.AsyncClient) -> None:
     assert (await secured.get("/fhir/Patient/x", headers=bearer("not.a.jwt"))).status_code == 401
 
 
-async def test_patient_scopes_are_refused_until_compartments_exist(
-    secured: httpx.AsyncClient, mint: Mint
-) -> None:
-    token = mint("patient/*.read", patient="p1")
-    assert (await secured.get("/fhir/Patient/p1", headers=bearer(token))).status_code == 403
-
-
 def test_disabled_auth_is_refused_off_loopback() -> None:
     with pytest.raises(ValueError, match="local development only"):
         api_settings(auth_mode="disabled", api_host="0.0.0.0")

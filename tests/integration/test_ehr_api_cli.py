@@ -22,6 +22,7 @@ from ipt_core.db.provision import Database
 from ipt_core.ehr import repository as repo
 from ipt_core.ehr.endpoints import parse_endpoints
 from tests.integration.ehr_support import MRN_SYSTEM, ehr_patient, phq9, remote_by_sync_id
+from tests.integration.events_support import LOOPBACK_ALLOWED
 from tests.support.api import api_settings
 from tests.support.sekmet import Sekmet
 
@@ -99,7 +100,11 @@ async def test_the_commands_sync_and_report(
         f"  - {{name: local, base_url: '{sekmet.base_url}', auth: {{type: none}},\n"
         f"     patient_identifier_system: '{MRN_SYSTEM}'}}\n"
     )
-    env = {"DATABASE_URL": database_url, "IPT_EHR_ENDPOINTS_FILE": str(path)}
+    env = {
+        "DATABASE_URL": database_url,
+        "IPT_EHR_ENDPOINTS_FILE": str(path),
+        "IPT_OUTBOUND_ALLOW": ",".join(LOOPBACK_ALLOWED),  # the local EHR is on loopback
+    }
     runner = CliRunner()
     synced = await asyncio.to_thread(runner.invoke, main, ["ehr", "sync"], env=env)
     assert synced.exit_code == 0, synced.output
@@ -133,7 +138,7 @@ async def test_the_api_process_syncs_on_its_own(
         },
         {},
     )
-    settings = api_settings(run_worker=True)
+    settings = api_settings(run_worker=True, outbound_allow=LOOPBACK_ALLOWED)
     app = create_app(settings, database=Database(db), ehr_endpoints=endpoints)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)

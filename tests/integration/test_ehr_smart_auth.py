@@ -30,6 +30,7 @@ from ipt_core.ehr.auth import ASSERTION_TYPE, SmartBackendAuthorizer
 from ipt_core.ehr.endpoints import EndpointsFileError, SmartBackendAuth, parse_endpoints
 from ipt_core.ehr.errors import RemoteAuthFailed
 from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
+from tests.integration.ehr_support import LOOPBACK_EHR
 from tests.support.network import free_port
 
 CLIENT_ID = "ipt-care"
@@ -152,7 +153,7 @@ async def test_token_is_discovered_fetched_once_and_cached(
     token_server: TokenServer, keys: tuple[str, Any]
 ) -> None:
     endpoint = smart_endpoint(token_server, keys[0])
-    async with ehr_http_client(timeout_s=5) as http:
+    async with ehr_http_client(timeout_s=5, destinations=LOOPBACK_EHR) as http:
         remote = RemoteEhr(endpoint, http)
         for _ in range(3):
             assert await remote.search("Patient", {"identifier": "urn:x|1"}) == []
@@ -165,7 +166,7 @@ async def test_a_401_refreshes_the_token_once(
     token_server: TokenServer, keys: tuple[str, Any]
 ) -> None:
     endpoint = smart_endpoint(token_server, keys[0], token_url=None)
-    async with ehr_http_client(timeout_s=5) as http:
+    async with ehr_http_client(timeout_s=5, destinations=LOOPBACK_EHR) as http:
         remote = RemoteEhr(endpoint, http)
         await remote.search("Patient", {})
         token_server.revoked.add(token_server.issued[-1])  # the EHR forgets our token

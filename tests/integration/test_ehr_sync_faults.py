@@ -3,7 +3,7 @@
 429 with Retry-After, 503 bursts, timeouts (also after the EHR wrote), connection resets,
 412 on a stale version, an EHR without conditional update (search-then-write), an EHR that
 refuses CarePlan, opaque version ids, 404 vs 410: nothing lost, nothing duplicated, backoff
-observed.
+observed. And an internal EHR address is refused by the destination guard unless allowed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.composition import write_listeners
 from ipt_core.ehr.endpoints import EhrEndpoint
+from ipt_core.ehr.errors import DestinationNotAllowed
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.net.destinations import DestinationPolicy
 from tests.integration.ehr_support import (
     MRN_SYSTEM,
     ProxyTransport,
@@ -103,7 +105,7 @@ async def test_429_retry_after_and_503_bursts_are_waited_out(
     assert [s.status for s in attempts[:6]] == [429, 503, 503, 503, 503, 503]
     assert attempts[1].at - attempts[0].at >= 0.95  # Retry-After: 1 obeyed
     gaps = [b.at - a.at for a, b in itertools.pairwise(attempts[1:7])]
-    assert all(gap >= 0.02 for gap in gaps)  # never hammered: backoff with jitter
+    assert all(gap >= 0.02 for gap in gaps)  # never hammered: backoff with jitter, every item
     assert await pending_items(db, "dead") == []
 
 
@@ -327,3 +329,17 @@ async def test_an_unmatched_patient_is_an_error_never_a_guess(
     [dead] = await pending_items(db, "dead")
     assert dead.last_error.startswith("patient-unmatched")
     assert proxy.writes() == []  # no Patient created, nothing sent
+
+
+async def test_an_internal_ehr_address_is_refused_unless_allowed(
+    db: AsyncEngine, sekmet: Sekmet
+) -> None:
+    # The local EHR listens on loopback: without an IPT_OUTBOUND_ALLOW entry the destination
+    # guard refuses it before connecting, and the failure says why without details.
+    endpoint = ehr_endpoint(sekmet.base_url)
+    with pytest.raises(DestinationNotAllowed) as refused:
+        async with synced_endpoint(db, endpoint, destinations=DestinationPolicy()):
+            pass
+    assert refused.value.outcome == "destination-refused"
+    async with synced_endpoint(db, endpoint) as sync:  # loopback allowed: it answers
+        assert sync.capabilities is not None

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.search_bench import course_resources, ident
+from bench.dataset import course_resources, ident
 from ipt_core.fhir.bulk import bulk_load
 from ipt_core.fhir.search import page_statement, parse_search, revinclude_statement, sort_plan
 from ipt_core.ipt import codes

@@ -151,7 +151,15 @@ async def test_links_use_the_public_base_url(public_client: httpx.AsyncClient) -
     assert (link(history, "next") or "").startswith("https://ehr.example.org/ipt/fhir/_history?")
 
 
-async def test_links_follow_the_host_the_client_used(client: httpx.AsyncClient) -> None:
-    await seed(client, 3)
-    bundle = (await client.get("http://fhir.hospital.test/fhir/Encounter?_count=2")).json()
+async def test_links_follow_an_allowed_host_the_client_used(db: AsyncEngine) -> None:
+    # Without IPT_PUBLIC_BASE_URL, links use the request's Host when IPT_ALLOWED_HOSTS has it
+    # (a Host outside the list is refused: tests/integration/test_request_gate.py).
+    app = create_app(
+        api_settings(allowed_hosts=["testserver", "*.hospital.test"]), database=Database(db)
+    )
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            await seed(client, 3)
+            bundle = (await client.get("http://fhir.hospital.test/fhir/Encounter?_count=2")).json()
     assert (link(bundle, "next") or "").startswith("http://fhir.hospital.test/fhir/Encounter?")

@@ -115,6 +115,7 @@ async def test_each_ehr_request_is_a_span_naming_the_host_only(
 ) -> None:
     from ipt_core.ehr.endpoints import parse_endpoints
     from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
+    from ipt_core.net.destinations import DestinationPolicy
 
     def ehr(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
@@ -127,7 +128,9 @@ async def test_each_ehr_request_is_a_span_naming_the_host_only(
     }
     endpoint = parse_endpoints({"endpoints": [entry]}, {})[0]
     spans.clear()
-    async with ehr_http_client(timeout_s=5, transport=httpx.MockTransport(ehr)) as http:
+    async with ehr_http_client(
+        timeout_s=5, destinations=DestinationPolicy(), transport=httpx.MockTransport(ehr)
+    ) as http:
         await RemoteEhr(endpoint, http).search("Patient", {"identifier": "urn:x|MRN-SECRET"})
     [span] = [s for s in spans.get_finished_spans() if s.name == "EHR GET"]
     attributes = dict(span.attributes or {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -24,10 +25,14 @@ TEST_SECRETS_KEYS = "test1:" + "A" * 43 + "="
 
 
 def api_settings(**overrides: object) -> ApiSettings:
-    """Settings for tests: authentication disabled on loopback, no environment involved."""
+    """Settings for tests: authentication disabled on loopback, no environment involved.
+
+    The test clients' hosts (`testserver`, `t`, loopback) may start links.
+    """
     values: dict[str, object] = {
         "auth_mode": "disabled",
         "api_host": "127.0.0.1",
+        "allowed_hosts": ["testserver", "t", "127.0.0.1", "localhost"],
         "secrets_keys": TEST_SECRETS_KEYS,
     }
     values.update(overrides)
@@ -64,21 +69,28 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
     """The API served by uvicorn on a free port (its own engine, in its own thread)."""
+    settings = api_settings(database_url=database_url.replace("+asyncpg", ""))
+    with served(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/fhir"
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[int]:
+    """Serve `app` with uvicorn on a free loopback port (in a thread); yield the port."""
     port = free_port()
-    settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    poll_until_sync(
-        lambda: server.started,
-        within_s=20,
-        give_up=lambda: not thread.is_alive(),
-        what="the API to start",
-    )
-    yield f"http://127.0.0.1:{port}/fhir"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        poll_until_sync(
+            lambda: server.started,
+            within_s=20,
+            give_up=lambda: not thread.is_alive(),
+            what="the API to start",
+        )
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -71,3 +71,10 @@ def test_status_changed_carries_the_previous_phase_and_engagement() -> None:
     assert event["data"]["previous_engagement"] == "on-track"
     assert event["data"]["phase"] == "termination"
     assert event["specversion"] == "1.0"
+
+
+def test_status_changed_carries_the_stored_version() -> None:
+    old, new = status(), status(phase="termination")
+    events = status_events("c1", old, new, first_sequence=1, now=NOW, version=5)
+    assert events[0]["data"]["version"] == 5
+    assert all("version" not in e["data"] for e in events[1:])

@@ -101,6 +101,17 @@ because the release's account does not exist yet at pre-install. */}}
 {{- end }}
 {{- end }}
 
+{{/* IPT_ALLOWED_HOSTS: the given hosts, else the api Service's in-cluster DNS names. */}}
+{{- define "ipt.allowedHosts" -}}
+{{- if .Values.allowedHosts }}
+{{- join "," .Values.allowedHosts }}
+{{- else }}
+{{- $service := include "ipt.componentName" (dict "context" . "component" "api") }}
+{{- $ns := .Release.Namespace }}
+{{- printf "%s,%s.%s,%s.%s.svc,%s.%s.svc.cluster.local" $service $service $ns $service $ns $service $ns }}
+{{- end }}
+{{- end }}
+
 {{/* IPT_PUBLIC_BASE_URL: the given value, else the first ingress host, else empty (taken from each request). */}}
 {{- define "ipt.publicBaseUrl" -}}
 {{- if .Values.publicBaseUrl }}
@@ -163,6 +174,11 @@ settings override extraEnv entries of the same name. */}}
 {{- with include "ipt.publicBaseUrl" . }}
 {{- $_ = set $config "IPT_PUBLIC_BASE_URL" . }}
 {{- end }}
+{{- $_ = set $config "IPT_ALLOWED_HOSTS" (include "ipt.allowedHosts" .) }}
+{{- $_ = set $config "IPT_MAX_BODY_BYTES" (toString (int .Values.limits.maxBodyBytes)) }}
+{{- $_ = set $config "IPT_MAX_SEARCH_PARAMS" (toString (int .Values.limits.maxSearchParams)) }}
+{{- $_ = set $config "IPT_MAX_SEARCH_VALUES" (toString (int .Values.limits.maxSearchValues)) }}
+{{- $_ = set $config "IPT_STATEMENT_TIMEOUT_MS" (toString (int .Values.limits.statementTimeoutMs)) }}
 {{- $_ = set $config "IPT_AUTH_MODE" .Values.auth.mode }}
 {{- $_ = set $config "IPT_AUTH_ISSUER" .Values.auth.issuer }}
 {{- with include "ipt.auth.audience" . }}
@@ -180,6 +196,11 @@ settings override extraEnv entries of the same name. */}}
 {{- $_ = set $config "IPT_AUTH_JWKS" .Values.auth.jwks }}
 {{- $_ = set $config "IPT_DATABASE_POOL_SIZE" (toString .Values.database.poolSize) }}
 {{- $_ = set $config "IPT_METRICS_ENABLED" (toString .Values.metrics.enabled) }}
+{{- $_ = set $config "IPT_AUDIT_RETENTION_DAYS" (toString (int .Values.audit.retentionDays)) }}
+{{- $_ = set $config "IPT_EXPORT_EXPIRY_S" (toString .Values.bulkExport.expirySeconds) }}
+{{- $_ = set $config "IPT_EXPORT_PAGE_SIZE" (toString .Values.bulkExport.pageSize) }}
+{{- $_ = set $config "IPT_EXPORT_LEASE_S" (toString .Values.bulkExport.leaseSeconds) }}
+{{- $_ = set $config "IPT_EXPORT_RETRY_AFTER_S" (toString .Values.bulkExport.retryAfterSeconds) }}
 {{- if .Values.nats.enabled }}
 {{- $_ = set $config "IPT_NATS_URL" .Values.nats.url }}
 {{- end }}

@@ -8,7 +8,7 @@ spans carry statements with placeholders only, and request bodies are never reco
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -27,6 +27,7 @@ __all__ = [
     "context_from_traceparent",
     "current_traceparent",
     "instrument_engine",
+    "meter_provider",
     "scrub_server_span",
     "setup_logging",
     "setup_metrics",
@@ -124,14 +125,42 @@ def scrub_server_span(span: Any, scope: Mapping[str, Any]) -> None:
         span.set_attribute(name, template)
 
 
+# Attributes HTTP server metrics keep. The instrumentation also records the client-supplied
+# `Host` (http.host, http.server_name, net.host.name/port, server.address): each forged value
+# would start a new series, so a client could grow /metrics without bound.
+_HTTP_METRIC_ATTRIBUTES = frozenset(
+    {
+        "http.method",
+        "http.scheme",
+        "http.status_code",
+        "http.flavor",
+        "http.route",
+        "http.target",  # the route template: the FastAPI instrumentation records no path
+        "http.request.method",
+        "http.response.status_code",
+        "url.scheme",
+        "network.protocol.version",
+        "error.type",
+    }
+)
+
+
+def meter_provider(readers: Sequence[Any] = ()) -> Any:
+    """A meter provider whose HTTP server metrics carry no client-supplied host."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.view import View
+
+    views = [View(instrument_name="http.server.*", attribute_keys=set(_HTTP_METRIC_ATTRIBUTES))]
+    return MeterProvider(metric_readers=list(readers), views=views)
+
+
 def setup_metrics(*, prometheus: bool) -> None:
     """Install the meter provider; with `prometheus`, metrics are served at /metrics."""
     from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
 
     readers: list[Any] = []
     if prometheus:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
         readers.append(PrometheusMetricReader())
-    metrics.set_meter_provider(MeterProvider(metric_readers=readers))
+    metrics.set_meter_provider(meter_provider(readers))

@@ -7,26 +7,35 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
+from ipt_api.analytics.router import analytics_router
+from ipt_api.audit import AuditBuffer, AuditMiddleware, AuditWriteListener
+from ipt_api.audit.router import audit_router
 from ipt_api.auth import TokenVerifier
+from ipt_api.authz.guard import CompartmentWriteGuard
+from ipt_api.bulk.router import bulk_router
 from ipt_api.courses import courses_router
+from ipt_api.deps import get_principal
+from ipt_api.disconnect import CancelOnDisconnect
 from ipt_api.docs import install_docs
 from ipt_api.ehr.router import ehr_router
-from ipt_api.errors import install_error_handlers
+from ipt_api.errors import install_error_handlers, render_error
 from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
 from ipt_api.fhir.interactions import fhir_router
 from ipt_api.fhir.smart import smart_router
+from ipt_api.gate import RequestGate
 from ipt_api.health import health_router, prometheus_metrics
 from ipt_api.openapi import openapi_document
 from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
-from ipt_api.worker import embedded_worker
+from ipt_api.worker import embedded_worker, worker_settings_of
 from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
@@ -55,6 +64,7 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     tracer_provider: TracerProvider | None = None,
     ehr_endpoints: Sequence[EhrEndpoint] | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> FastAPI:
     """Create the application.
 
@@ -68,6 +78,7 @@ def create_app(
         tracer_provider: where request spans go; defaults to the process's provider.
         ehr_endpoints: the EHR endpoints; default: `IPT_EHR_ENDPOINTS_FILE`, loaded now (a
             bad file raises EndpointsFileError, naming the entry and field).
+        meter_provider: where request metrics go; defaults to the process's provider.
     """
     setup_logging()  # idempotent: JSON lines, no access log, however the app is started
     if settings is None:
@@ -88,19 +99,31 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.database = database or await open_database(settings)
+        app.state.database = database or await open_database(
+            settings, statement_timeout_ms=settings.statement_timeout_ms
+        )
         app.state.feed_signal = FeedSignal(app.state.database.engine)
         if ehr_endpoints:
             await register_endpoints(app.state.database.engine, ehr_endpoints)
         worker = (
-            embedded_worker(app.state.database.engine, clock, ehr_endpoints=ehr_endpoints)
+            embedded_worker(
+                app.state.database.engine,
+                clock,
+                settings=worker_settings_of(settings),
+                ehr_endpoints=ehr_endpoints,
+            )
             if settings.run_worker
             else None
         )
+        app.state.audit_buffer = AuditBuffer(
+            app.state.database.engine, retention_days=settings.audit_retention_days
+        )
+        app.state.audit_buffer.start()
         try:
             yield
         finally:
             await app.state.feed_signal.close()
+            await app.state.audit_buffer.stop()
             if worker is not None:
                 await worker.stop()
             if database is None:
@@ -115,7 +138,10 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.write_listeners = composition.write_listeners(*write_listeners)
+    app.state.write_listeners = (
+        CompartmentWriteGuard(),  # first: a refused write does no other work
+        *composition.write_listeners(*write_listeners, AuditWriteListener()),
+    )
     app.state.clock = clock
     app.state.ehr_endpoints = tuple(ehr_endpoints)
     app.state.token_verifier = (
@@ -129,9 +155,12 @@ def create_app(
     )
     install_error_handlers(app)
     install_docs(app)
+    _install_gates(app, settings)
+    app.add_middleware(AuditMiddleware)  # outermost: it also records the gates' refusals
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
         server_request_hook=scrub_server_span,
         excluded_urls="healthz,readyz,metrics",
     )
@@ -141,11 +170,29 @@ def create_app(
     app.include_router(status_router)
     app.include_router(courses_router)
     app.include_router(events_router)
+    app.include_router(analytics_router)
     app.include_router(webhooks_router)
     app.include_router(ehr_router)
+    app.include_router(bulk_router)  # before the FHIR catch-all routes
     app.include_router(fhir_status_router)  # before the FHIR catch-all routes
+    app.include_router(audit_router())  # before the FHIR catch-all routes
     app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(smart_router)  # before the FHIR catch-all routes
     app.include_router(fhir_router())
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
+
+
+def _install_gates(app: FastAPI, settings: ApiSettings) -> None:
+    """What every request passes first (README, "Input limits"); the last added runs first."""
+
+    async def authenticate(request: Request) -> object:
+        return await get_principal(request, settings)
+
+    app.add_middleware(
+        RequestGate,
+        max_body_bytes=settings.max_body_bytes,
+        authenticate=authenticate,
+        render_error=render_error,
+    )
+    app.add_middleware(CancelOnDisconnect)

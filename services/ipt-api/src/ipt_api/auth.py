@@ -180,7 +180,13 @@ def _principal(claims: dict[str, Any]) -> Principal:
     patient = claims.get("patient")
     if patient is not None and not isinstance(patient, str):
         raise NotAuthenticated("The bearer token's patient claim is not a string")
-    return Principal(subject=subject, scopes=_scopes(claims), patient=patient or None)
+    client = claims.get("client_id") or claims.get("azp")
+    return Principal(
+        subject=subject,
+        scopes=_scopes(claims),
+        patient=patient or None,
+        client_id=client if isinstance(client, str) and client else None,
+    )
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:

@@ -10,12 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_api.audit.trail import AuditTrail, current_trail
 from ipt_api.auth import NotAuthenticated, TokenVerifier
-from ipt_api.errors import outage_log
+from ipt_api.errors import outage_log, status_of
 from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
+from ipt_core.audit import insert_records
 from ipt_core.db.faults import database_fault
-from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, NotAuthorized
+from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
@@ -23,8 +25,10 @@ __all__ = [
     "ConnectionDep",
     "FhirBaseDep",
     "PrincipalDep",
+    "PublicBaseDep",
     "SettingsDep",
     "StoreDep",
+    "get_principal",
 ]
 
 
@@ -62,14 +66,20 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
             outage_log(request).recovered()
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
         return
+    trail = current_trail()
     committing = False
     try:
         async with engine.begin() as conn:
             outage_log(request).recovered()
             yield conn
+            if trail is not None:  # the request's other accesses, in the write's transaction
+                await insert_records(conn, trail.pending(200))
             committing = True  # the route returned: leaving the block commits
     except Exception as error:
         fault = database_fault(error) if committing else None
+        if trail is not None:
+            trail.settled = False  # whatever was recorded in the transaction rolled back
+            await _record_failure(engine, trail, error)
         if fault is not None and fault.connection_lost:
             raise CommitOutcomeUnknown(
                 "The database connection was lost while this write was being committed: it "
@@ -80,19 +90,47 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
         raise
 
 
+async def _record_failure(engine: AsyncEngine, trail: AuditTrail, error: Exception) -> None:
+    """After the rollback, record the failed request in a transaction of its own."""
+    try:
+        async with engine.begin() as conn:
+            await insert_records(conn, trail.pending(status_of(error)))
+    except Exception as failure:  # auditing must not mask the request's own error
+        _log.error("audit record of a failed write not stored: %s", type(failure).__name__)
+
+
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
 
 async def get_store(request: Request, conn: ConnectionDep) -> ResourceStore:
     """The resource store bound to this request's transaction and the app's listeners."""
     listeners: tuple[WriteListener, ...] = request.app.state.write_listeners
-    return ResourceStore(conn, listeners=listeners, clock=request.app.state.clock)
+    settings: ApiSettings = request.app.state.settings
+    return ResourceStore(
+        conn,
+        listeners=listeners,
+        clock=request.app.state.clock,
+        search_limits=settings.search_limits,
+    )
 
 
 StoreDep = Annotated[ResourceStore, Depends(get_store)]
 
 
 async def get_principal(request: Request, settings: SettingsDep) -> Principal:
+    """The caller, authenticated once per request (the request gate may have done it already).
+
+    Raises:
+        NotAuthenticated: no valid bearer token.
+        NotAuthorized: a token this server refuses.
+    """
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is None:
+        known = request.state.principal = await _authenticate(request, settings)
+    return known
+
+
+async def _authenticate(request: Request, settings: ApiSettings) -> Principal:
     """The caller. With authentication disabled (local development) everything is allowed.
 
     The token's expiry is kept in `request.state.token_expires_at` (long-lived responses such
@@ -109,18 +147,41 @@ async def get_principal(request: Request, settings: SettingsDep) -> Principal:
     verified = await verifier.authenticate(token.strip())
     request.state.token_expires_at = verified.expires_at
     principal = verified.principal
-    if principal.patient is not None or any(s.startswith("patient/") for s in principal.scopes):
-        # Patient-compartment filtering is not implemented yet: refuse rather than over-share.
-        raise NotAuthorized("patient/ scopes are not supported yet; use system/ or user/ scopes")
+    trail = current_trail()
+    if trail is not None:
+        trail.principal = principal
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_fhir_base(request: Request, settings: SettingsDep) -> str:
-    """The absolute FHIR base URL: the configured public one, else the one the client used."""
-    return settings.fhir_base(str(request.base_url))
+async def get_public_base(request: Request, settings: SettingsDep) -> str:
+    """The absolute base URL of this service (no trailing slash), for links and `Location`.
+
+    The configured public one, else the one the client used, whose `Host` is only trusted
+    when it is one of `IPT_ALLOWED_HOSTS`: a forged `Host` cannot point links elsewhere.
+
+    Raises:
+        InvalidRequest: the `Host` is not allowed (and no public base URL is configured).
+    """
+    if settings.public_base_url is not None:
+        return str(settings.public_base_url).rstrip("/")
+    if not settings.host_allowed(request.url.hostname):
+        raise InvalidRequest(
+            "The Host header names no host this server answers for "
+            "(IPT_PUBLIC_BASE_URL or IPT_ALLOWED_HOSTS configure them)",
+            expression=("Host",),
+        )
+    return str(request.base_url).rstrip("/")
+
+
+PublicBaseDep = Annotated[str, Depends(get_public_base)]
+
+
+async def get_fhir_base(base: PublicBaseDep) -> str:
+    """The absolute FHIR base URL, e.g. `https://host/fhir`."""
+    return f"{base}/fhir"
 
 
 FhirBaseDep = Annotated[str, Depends(get_fhir_base)]

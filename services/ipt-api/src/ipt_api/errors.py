@@ -27,7 +27,13 @@ from ipt_core.db.faults import (
 )
 from ipt_core.fhir.errors import FhirError, Issue, ServiceUnavailable
 
-__all__ = ["database_unavailable", "install_error_handlers", "outage_log"]
+__all__ = [
+    "database_unavailable",
+    "install_error_handlers",
+    "outage_log",
+    "render_error",
+    "status_of",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ _UNAVAILABLE: dict[FaultKind, tuple[str, int]] = {  # message, Retry-After secon
     "timeout": ("The database did not answer in time (statement timeout)", 5),
     "conflict": ("A concurrent change conflicted with this request", 1),
 }
+# Values PostgreSQL cannot hold: out-of-range numbers, NUL or unconvertible characters, rows
+# over an index's size limit. Input checks refuse these first; this is the backstop, so a
+# value that slips through is the client's 400, never a 500 (README, "Input limits").
+_UNSTORABLE_SQLSTATES = frozenset({"22003", "22021", "22P05", "54000"})
 _HTTP_CODES = {
     400: "invalid",
     401: "login",
@@ -81,13 +91,32 @@ def database_unavailable(fault: DatabaseFault) -> ServiceUnavailable:
     )
 
 
+def status_of(error: Exception) -> int:
+    """The HTTP status the handlers below answer `error` with."""
+    if isinstance(error, FhirError):
+        return error.status
+    if isinstance(error, HTTPException):
+        return error.status_code
+    if isinstance(error, RequestValidationError):
+        return 400
+    fault = database_fault(error) if isinstance(error, DATABASE_ERRORS) else None
+    if fault is not None:
+        return database_unavailable(fault).status
+    return 500
+
+
 async def _fhir_error(request: Request, error: FhirError) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
-    if error.retry_after_s is not None:
-        headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, ServiceUnavailable):
         fault = database_fault(error.__cause__) if error.__cause__ else None
         outage_log(request).failed(fault or type(error).__name__)
+    return render_error(error)
+
+
+def render_error(error: FhirError) -> Response:
+    """The OperationOutcome response of `error` (also used before routing, by the gate)."""
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
     return json_response(operation_outcome(error.issues), error.status, **headers)
 
 
@@ -113,6 +142,12 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 
 
 async def _database_error(request: Request, error: Exception) -> Response:
+    if getattr(getattr(error, "orig", None), "sqlstate", None) in _UNSTORABLE_SQLSTATES:
+        _log.warning("unstorable value on %s", request.method)
+        issue = Issue(
+            "value", "A value in the request is too large or holds characters that cannot be stored"
+        )
+        return json_response(operation_outcome([issue]), 400)
     fault = database_fault(error)
     if fault is None:
         return await _unexpected_error(request, error)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEVELOPMENT_PRINCIPAL", "Principal"]
+__all__ = ["AUDIT_TYPE", "DEVELOPMENT_PRINCIPAL", "Principal"]
+
+AUDIT_TYPE = "AuditEvent"
 
 
 @dataclass(frozen=True)
@@ -13,14 +15,28 @@ class Principal:
 
     subject: str
     scopes: frozenset[str]
-    patient: str | None = None  # set for `patient/` scopes: access limited to this Patient
+    patient: str | None = None  # the token's `patient` claim (launch context)
+    client_id: str | None = None  # the OAuth client (`client_id` or `azp` claim)
+
+    @property
+    def compartment(self) -> str | None:
+        """The Patient whose compartment limits this caller: set when any scope is `patient/`.
+
+        A token mixing `patient/` with `user/` or `system/` scopes is limited too (the most
+        restrictive reading); a `patient/` scope without a `patient` claim reaches no one.
+        """
+        if any(scope.startswith("patient/") for scope in self.scopes):
+            return self.patient or ""
+        return None
 
     def may(self, resource_type: str, interaction: str) -> bool:
         """Whether the scopes allow `interaction` (read, write, …) on `resource_type`."""
         return any(_grants(scope, resource_type, interaction) for scope in self.scopes)
 
 
-DEVELOPMENT_PRINCIPAL = Principal("development", frozenset({"system/*.*"}))
+DEVELOPMENT_PRINCIPAL = Principal(
+    "development", frozenset({"system/*.*", f"system/{AUDIT_TYPE}.rs"})
+)
 
 _V2_LETTERS = {
     "read": "rs",
@@ -41,6 +57,8 @@ def _grants(scope: str, resource_type: str, interaction: str) -> bool:
     scoped_type, _, access = rest.partition(".")
     if scoped_type not in {"*", resource_type}:
         return False
+    if resource_type == AUDIT_TYPE and (scoped_type == "*" or context == "patient"):
+        return False  # the audit trail is granted by name only, never by a wildcard
     if access in {"*", "write"} and interaction not in {"read", "search", "vread", "history"}:
         return True
     if access in {"*", "read"} and interaction in {"read", "search", "vread", "history"}:

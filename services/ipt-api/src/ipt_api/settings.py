@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from ipt_core.fhir.search import DEFAULT_SEARCH_LIMITS, SearchLimits
 from ipt_core.settings import CoreSettings
 
 __all__ = ["DEV_ISSUER", "ApiSettings", "is_loopback"]
@@ -34,18 +35,37 @@ class ApiSettings(CoreSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
     max_bundle_entries: int = Field(default=1000, ge=1)  # per batch or transaction Bundle
+    # Search cost (README, "Input limits"): parameters and comma-separated values per search.
+    max_search_params: int = Field(default=DEFAULT_SEARCH_LIMITS.max_params, ge=1, le=1000)
+    max_search_values: int = Field(default=DEFAULT_SEARCH_LIMITS.max_values, ge=1, le=10000)
+    # PostgreSQL statement_timeout of the API's connections; 0 turns it off.
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # Hosts whose `Host` header may start links when IPT_PUBLIC_BASE_URL is unset ("*": any).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"]
+    )
     metrics_enabled: bool = False  # IPT_METRICS_ENABLED: Prometheus metrics at /metrics
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
+    # AuditEvent records older than this are purged (hourly); None keeps them forever.
+    audit_retention_days: int | None = Field(default=2190, ge=1)
     run_worker: bool = False  # single-process deployments run the worker loops in the API
     shutdown_timeout_s: int = Field(default=25, ge=1, le=600)  # drain after SIGTERM (`ipt serve`)
+    export_retry_after_s: int = Field(default=5, ge=1, le=3600)  # $export polling hint
 
     @field_validator("auth_capabilities", mode="before")
     @classmethod
     def _split_capabilities(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
         return value
 
     @model_validator(mode="after")
@@ -85,10 +105,19 @@ class ApiSettings(CoreSettings):
             return str(self.public_base_url).rstrip("/") + "/fhir"
         return None
 
-    def fhir_base(self, request_base: str) -> str:
-        """Return the absolute base URL of the FHIR API, e.g. `https://host/fhir`."""
-        base = str(self.public_base_url) if self.public_base_url else request_base
-        return base.rstrip("/") + "/fhir"
+    @property
+    def search_limits(self) -> SearchLimits:
+        """The per-search limits, as the search engine takes them."""
+        return SearchLimits(max_params=self.max_search_params, max_values=self.max_search_values)
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Whether links may start with `host` (exact, `*.domain` suffix, or `*`)."""
+        host = (host or "").lower().rstrip(".")
+        for allowed in self.allowed_hosts:
+            allowed = allowed.lower()
+            if allowed in {"*", host} or (allowed.startswith("*.") and host.endswith(allowed[1:])):
+                return True
+        return False
 
 
 def is_loopback(host: str) -> bool:

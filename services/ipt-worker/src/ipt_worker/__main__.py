@@ -10,18 +10,20 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.composition import write_listeners
 from ipt_core.db.provision import open_database
 from ipt_core.ehr import EhrEndpoint, EndpointsFileError, configured_endpoints
 from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, setup_tracing
 from ipt_worker.ehr import run_ehr_sync, timing_from
+from ipt_worker.exports import Exporter, run_export_loop
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from ipt_worker.relay import build_relay
 from ipt_worker.settings import WorkerSettings
 
-__all__ = ["main"]
+__all__ = ["exporter", "main"]
 
 
 def main() -> None:
@@ -60,11 +62,32 @@ async def _run(
             run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s),
             relay.run(stop),
             run_ehr_sync(
-                database.engine, endpoints, write_listeners(), timing_from(settings), stop
+                database.engine,
+                endpoints,
+                write_listeners(),
+                timing_from(settings),
+                stop,
+                destinations=settings.destination_policy,
+            ),
+            run_export_loop(
+                exporter(database.engine, settings),
+                stop,
+                poll_interval_s=settings.export_poll_interval_s,
             ),
         )
     finally:
         await database.close()
+
+
+def exporter(engine: AsyncEngine, settings: WorkerSettings) -> Exporter:
+    """The Bulk Data export runner configured by `settings`."""
+    return Exporter(
+        engine,
+        clock=lambda: datetime.now(UTC),
+        page_size=settings.export_page_size,
+        lease=timedelta(seconds=settings.export_lease_s),
+        expiry=timedelta(seconds=settings.export_expiry_s),
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 Each claimed course is stored in its own transaction, so one failing course backs off alone
 and never blocks the others. What is stored for a course, in that one transaction:
-`course_status` (version bumped when a status field changed), the status events in the outbox,
-the symptom Goal's `achievementStatus` and the CarePlan's phase extension (written through the
-FHIR store with the cause `WriteCause.STATUS_WRITEBACK`, so their history shows the change and
-the IPT projections skip them), and the course's next wake-up time.
+`course_status` (version bumped when a status field changed) and its history row, the status
+events in the outbox, the symptom Goal's `achievementStatus` and the CarePlan's phase
+extension (written through the FHIR store with the cause `WriteCause.STATUS_WRITEBACK`, so
+their history shows the change and the IPT projections skip them), and the course's next
+wake-up time.
 
 The CarePlan is locked and read once, through the store, and that version is the one written
 back: one way to the row, no SQL of our own on the `resource` table.
@@ -39,6 +40,7 @@ from ipt_core.status.loader import UnreadableCourse, load_facts
 from ipt_core.status.serialize import status_json
 from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.status_events import event_count, status_events
+from ipt_worker.status_history import record_history
 
 __all__ = ["Recomputer"]
 
@@ -159,7 +161,10 @@ class Recomputer:
         status = compute_status(facts, now, self.rules)
         current = status_json(status)
         previous = await conn.execute(
-            text("SELECT version, status FROM course_status WHERE course_id = :id FOR UPDATE"),
+            text(
+                "SELECT version, status, next_transition_at FROM course_status "
+                "WHERE course_id = :id FOR UPDATE"
+            ),
             {"id": course_id},
         )
         row = previous.first()
@@ -209,8 +214,11 @@ class Recomputer:
                 "next": status.next_transition_at,
             },
         )
+        await record_history(conn, course_id, version, current, row, now)
         first = await next_sequence(conn, course_id, event_count(old, current))
-        events = status_events(course_id, old, current, first_sequence=first, now=now)
+        events = status_events(
+            course_id, old, current, first_sequence=first, now=now, version=version
+        )
         await append_events(conn, "CarePlan", events, now)
 
 

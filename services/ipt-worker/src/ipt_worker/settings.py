@@ -53,6 +53,11 @@ class WorkerSettings(CoreSettings):
     ehr_lease_s: float = Field(default=120, ge=1)
     ehr_capabilities_refresh_s: float = Field(default=3600, gt=0)
     ehr_page_size: int = Field(default=100, ge=1, le=1000)
+    # -- FHIR Bulk Data $export (docs/analytics.md) -------------------------------------------
+    export_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # idle wait for exports
+    export_page_size: int = Field(default=1000, ge=1, le=100_000)  # resources per chunk/step
+    export_lease_s: float = Field(default=60, ge=5)  # a killed worker's export resumes after
+    export_expiry_s: float = Field(default=86_400, gt=0)  # files kept after completion
 
     @field_validator("event_publishers", mode="before")
     @classmethod

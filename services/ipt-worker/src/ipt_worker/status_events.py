@@ -40,14 +40,20 @@ def status_events(
     *,
     first_sequence: int,
     now: datetime,
+    version: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Return the events of a status change: `status.changed` first, then each transition."""
+    """Return the events of a status change: `status.changed` first, then each transition.
+
+    `version` is the stored status version the change created; `status.changed` carries it
+    so a consumer that started from the `/ipt/v1/statuses` snapshot can skip what it has.
+    """
     types = ["ipt.course.status.changed"]
     types += [type_ for type_, fires in _TRANSITIONS.items() if fires(previous, current)]
     changed = {
         **current,
         "previous_phase": (previous or {}).get("phase"),
         "previous_engagement": (previous or {}).get("engagement"),
+        **({"version": version} if version is not None else {}),
     }
     traceparent = current_traceparent()  # the recompute span, child of the causing write
     return [

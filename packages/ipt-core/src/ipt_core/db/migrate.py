@@ -26,6 +26,8 @@ def alembic_config() -> Config:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database to `revision`, serialized across processes by an advisory lock."""
     async with engine.begin() as conn:
+        # Waiting for another process's migration, or migrating a large table, may take long.
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await conn.run_sync(_upgrade, revision)
 

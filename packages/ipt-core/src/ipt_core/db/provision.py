@@ -46,10 +46,18 @@ async def database_url(settings: CoreSettings) -> tuple[str, EmbeddedPostgres | 
     return url, embedded
 
 
-async def open_database(settings: CoreSettings, *, migrate: bool = True) -> Database:
-    """Connect (creating the embedded database on first use) and run pending migrations."""
+async def open_database(
+    settings: CoreSettings, *, migrate: bool = True, statement_timeout_ms: int | None = None
+) -> Database:
+    """Connect (creating the embedded database on first use) and run pending migrations.
+
+    `statement_timeout_ms` bounds every statement of the engine's connections (not the
+    migrations, which lift it for their own transaction).
+    """
     url, embedded = await database_url(settings)
-    engine = create_engine(url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        url, pool_size=settings.database_pool_size, statement_timeout_ms=statement_timeout_ms
+    )
     if migrate:
         await upgrade(engine)
     return Database(engine, embedded)

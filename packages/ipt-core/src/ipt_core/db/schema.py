@@ -14,6 +14,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -26,7 +27,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "SEARCH_TABLES",
+    "audit_event",
+    "bulk_export",
+    "bulk_export_chunk",
     "course_status",
+    "course_status_history",
     "ehr_endpoint",
     "ehr_push_item",
     "ehr_remote",
@@ -235,6 +240,20 @@ course_status = Table(
     Index(None, "phase"),
 )
 
+# Every stored status change (migration 0005), written in the transaction that stores
+# `course_status`: the history and trends endpoints read it (docs/analytics.md).
+course_status_history = Table(
+    "course_status_history",
+    metadata,
+    Column("course_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("status", JSONB, nullable=False),  # the fields of docs/status-rules.md
+    Column("cause", Text, nullable=False),  # created | facts | time
+    PrimaryKeyConstraint("course_id", "version"),
+    Index(None, "computed_at"),
+)
+
 # -- Events: the transactional outbox (columns compatible with Debezium's outbox router). ----
 
 outbox = Table(
@@ -411,4 +430,76 @@ ehr_watermark = Table(
     Column("watermark", Text, nullable=False),  # the EHR's instant, as it wrote it
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("endpoint", "resource_type", "patient_id"),
+)
+
+# -- AuditEvent: who read or changed patient data, when, from where, with what outcome. -------
+
+# Append-only (a trigger refuses UPDATE; only the retention purge deletes). `content` is the
+# FHIR AuditEvent served at /fhir/AuditEvent; the other columns are its search keys. Searches
+# are recorded with their parameter names only, never values (values carry patient data).
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("recorded", DateTime(timezone=True), nullable=False),
+    Column("subtype", Text, nullable=False),  # the FHIR interaction: read, search-type, create…
+    Column("action", Text, nullable=False),  # C R U D E
+    Column("outcome", Integer, nullable=False),  # 0 success, 4 minor, 8 serious failure
+    Column("agent", Text, nullable=False),  # the token's subject (user or system)
+    Column("client_id", Text),
+    Column("entity_type", Text),
+    Column("entity_id", Text),
+    Column("patient_id", Text),  # the patient whose data it is, when known
+    Column("content", JSONB, nullable=False),
+    Index(None, "recorded"),
+    Index(None, "entity_type", "entity_id"),
+    Index(None, "patient_id", "seq"),
+    Index(None, "agent", "seq"),
+)
+
+# -- FHIR Bulk Data `$export` (migration 0005; docs/analytics.md). ----------------------------
+
+# One row per kick-off. The worker leases it (claimed_until) and checkpoints its progress
+# (type_index, after_id, next_chunk, exported) in the transaction that stores each chunk, so
+# a worker killed mid-export is resumed by another from the last stored chunk.
+bulk_export = Table(
+    "bulk_export",
+    metadata,
+    Column("id", Text, primary_key=True),  # random, unguessable
+    Column("owner", Text, nullable=False),  # the token subject (client) that kicked it off
+    Column("level", Text, nullable=False),  # system | patient | group
+    Column("group_id", Text),
+    Column("types", ARRAY(Text), nullable=False),  # exported in this order
+    Column("since", DateTime(timezone=True)),
+    Column("type_filters", JSONB, nullable=False),  # {type: [query string, …]}
+    Column("request_url", Text, nullable=False),
+    Column("state", Text, nullable=False),  # queued | running | completed | failed
+    Column("transaction_time", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("claimed_by", Text),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("type_index", Integer, nullable=False),
+    Column("after_id", Text),
+    Column("next_chunk", Integer, nullable=False),
+    Column("exported", BigInteger, nullable=False),
+    Column("error", Text),  # an error type name; never patient data
+    Index(None, "state"),
+    Index(None, "expires_at"),
+)
+
+# The NDJSON output: each chunk is a run of whole lines of one resource type; a type's file
+# is its chunks in `chunk` order, streamed one chunk at a time.
+bulk_export_chunk = Table(
+    "bulk_export_chunk",
+    metadata,
+    Column("export_id", Text, ForeignKey("bulk_export.id", ondelete="CASCADE"), nullable=False),
+    Column("chunk", Integer, nullable=False),
+    Column("resource_type", Text, nullable=False),
+    Column("resources", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("export_id", "chunk"),
+    Index(None, "export_id", "resource_type", "chunk"),
 )

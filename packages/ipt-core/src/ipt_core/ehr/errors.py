@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "DestinationNotAllowed",
     "PatientNotMatched",
     "RemoteAuthFailed",
     "RemoteConflict",
@@ -35,6 +36,20 @@ class RemoteUnavailable(RemoteError):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class DestinationNotAllowed(RemoteUnavailable):
+    """The EHR's address is internal and not in `IPT_OUTBOUND_ALLOW`: nothing was sent.
+
+    Retried like an outage (the allow-list may be fixed and the process restarted), but
+    counted under its own outcome so the status endpoint and metrics say why.
+    """
+
+    outcome = "destination-refused"
+
+    def __init__(self) -> None:
+        """No details: which rule refused the address is not for logs or clients."""
+        super().__init__("destination-refused")
 
 
 class RemoteConflict(RemoteError):

@@ -3,8 +3,8 @@
 Every request gets the endpoint's credentials (one token refresh on a 401), keeps to its
 `max_requests_per_s`, is retried with backoff on what is worth retrying (network errors,
 timeouts, 429 with `Retry-After`, 502/503/504), and runs in a span that names the host only
-(URLs carry patient ids). The httpx client is made in ONE place, `ehr_http_client`, so a
-destination guard can be put in front of every EHR connection there.
+(URLs carry patient ids). The httpx client is made in ONE place, `ehr_http_client`, and
+every connection it makes passes the destination guard (`ipt_core.net.destinations`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from opentelemetry import trace
 from ipt_core.ehr.auth import Authorizer, authorizer_for
 from ipt_core.ehr.endpoints import EhrEndpoint
 from ipt_core.ehr.errors import (
+    DestinationNotAllowed,
     RemoteAuthFailed,
     RemoteConflict,
     RemoteNotFound,
     RemoteRejected,
     RemoteUnavailable,
 )
+from ipt_core.net.destinations import DestinationPolicy, DestinationRefused, GuardedTransport
 
 __all__ = ["FHIR_JSON", "RemoteEhr", "RetryDelay", "ehr_http_client", "version_of"]
 
@@ -41,21 +43,26 @@ RetryDelay = Callable[[int, RemoteUnavailable], float]
 def ehr_http_client(
     *,
     timeout_s: float,
+    destinations: DestinationPolicy,
     max_connections: int = 10,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """THE constructor of every EHR connection: keep-alive pool, timeouts, no redirects.
 
-    `transport` replaces the network (tests; a destination guard can wrap it here).
+    Every connection passes the destination guard (`destinations`, from
+    `IPT_OUTBOUND_ALLOW`): an EHR address that is internal and not allowed is refused
+    before connecting. `transport` replaces the network (tests of faults only).
     """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
-        transport=transport,
+        transport=transport or GuardedTransport(destinations, limits=limits),
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+        limits=limits,
         headers={"Accept": FHIR_JSON},
         follow_redirects=False,
+        trust_env=False,  # a proxy from the environment would bypass the guard
     )
 
 
@@ -161,9 +168,11 @@ class RemoteEhr:
                 return await self._once(method, url, params, json, headers)
             except RemoteUnavailable as error:
                 attempt += 1
+                # An EHR that is overloaded or down is given the backoff by every caller,
+                # not only by this request: the next request of any item waits for it too.
+                self._hold(self.retry_delay(attempt, error))
                 if attempt >= self.attempts or _maybe_written(method, error):
                     raise
-                await self.sleep(self.retry_delay(attempt, error))
 
     async def _once(
         self,
@@ -210,6 +219,9 @@ class RemoteEhr:
                 response = await self.http.request(
                     method, url, params=params, content=content, headers=all_headers
                 )
+            except DestinationRefused:
+                span.set_attribute("error.type", "destination-refused")
+                raise DestinationNotAllowed() from None  # nothing was sent
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 span.set_attribute("error.type", "connect")
                 raise RemoteUnavailable("connect") from None  # never reached the EHR
@@ -223,14 +235,19 @@ class RemoteEhr:
             return response
 
     async def _pace(self) -> None:
-        # At most `max_requests_per_s` request starts per second, shared by all callers.
+        # At most `max_requests_per_s` request starts per second, shared by all callers,
+        # and none before a backoff the EHR asked for (`_hold`) has passed.
         interval = 1.0 / self.endpoint.max_requests_per_s
         async with self._pace_lock:
             now = time.monotonic()
             wait = self._next_slot - now
             self._next_slot = max(now, self._next_slot) + interval
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
+
+    def _hold(self, delay_s: float) -> None:
+        """Start no request to this EHR for `delay_s` seconds (a backoff or `Retry-After`)."""
+        self._next_slot = max(self._next_slot, time.monotonic() + delay_s)
 
     async def _written(self, response: httpx.Response) -> tuple[str, str | None]:
         body = _json(response) if response.content else {}

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import InvalidRequest
 from ipt_core.fhir.registry import ResourceDefinition
+from ipt_core.fhir.search import DEFAULT_SEARCH_LIMITS, SearchLimits, parse_search
 from ipt_core.fhir.search import matching_ids as search_ids
-from ipt_core.fhir.search import parse_search
 
 __all__ = ["matching_ids", "normalize_criteria"]
 
@@ -34,10 +34,13 @@ def normalize_criteria(query: str) -> tuple[tuple[str, str], ...]:
 
 
 async def matching_ids(
-    conn: AsyncConnection, definition: ResourceDefinition, criteria: tuple[tuple[str, str], ...]
+    conn: AsyncConnection,
+    definition: ResourceDefinition,
+    criteria: tuple[tuple[str, str], ...],
+    limits: SearchLimits = DEFAULT_SEARCH_LIMITS,
 ) -> list[str]:
     """Return the ids (at most two) of current resources matching every criterion."""
-    query = parse_search(definition.type, criteria, strict=True)
+    query = parse_search(definition.type, criteria, strict=True, limits=limits)
     if not query.clauses:
         raise InvalidRequest("Conditional interactions need search criteria")
     return await search_ids(conn, query, _MAX_MATCHES)

@@ -6,9 +6,10 @@ whose index is missing or stale.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,9 @@ __all__ = [
     "TokenEntry",
     "index_entries",
     "normalize_string",
+    "optional_token_key",
+    "string_key",
+    "token_key",
 ]
 
 
@@ -97,6 +101,34 @@ def index_entries(definition: ResourceDefinition, resource: dict[str, Any]) -> I
     return entries
 
 
+# PostgreSQL refuses btree index rows over ~2.7 kB, and FHIR strings may be 1 MiB long. Index
+# columns therefore hold a bounded key (README, "Input limits"): strings their first
+# STRING_KEY_CHARS normalized characters (prefix search stays exact for shorter search
+# values; `:exact` compares the full `exact` column), tokens and reference ids the value
+# itself when short, else a prefix plus the SHA-256 of the whole value (equality stays exact).
+STRING_KEY_CHARS = 500
+_TOKEN_KEY_CHARS = 256
+_TOKEN_PREFIX_CHARS = _TOKEN_KEY_CHARS - 64
+
+
+def token_key(value: str) -> str:
+    """The index key of a code, system or reference id: itself, or prefix#sha256 when long."""
+    if len(value) <= _TOKEN_KEY_CHARS:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    return f"{value[:_TOKEN_PREFIX_CHARS]}#{digest}"  # 257 characters: no short value clashes
+
+
+def optional_token_key(value: str | None) -> str | None:
+    """`token_key` of a value that may be absent."""
+    return None if value is None else token_key(value)
+
+
+def string_key(value: str) -> str:
+    """The index key of a string: normalized, and at most `STRING_KEY_CHARS` long."""
+    return normalize_string(value)[:STRING_KEY_CHARS]
+
+
 def normalize_string(value: str) -> str:
     """Lower-case `value` and remove accents, as FHIR string search compares."""
     decomposed = unicodedata.normalize("NFKD", value)
@@ -105,7 +137,10 @@ def normalize_string(value: str) -> str:
 
 def _entries(param: SearchParam, element: str, value: Any) -> Iterator[object]:
     if param.type == "token":
-        yield from _tokens(param.name, value)
+        for token in _tokens(param.name, value):
+            yield replace(
+                token, system=optional_token_key(token.system), code=optional_token_key(token.code)
+            )
     elif param.type == "string":
         yield from _strings(param.name, value)
     elif param.type == "date":
@@ -135,7 +170,7 @@ def _tokens(name: str, value: Any) -> Iterator[TokenEntry]:
 
 def _strings(name: str, value: Any) -> Iterator[StringEntry]:
     if isinstance(value, str):
-        yield StringEntry(name, normalize_string(value), value)
+        yield StringEntry(name, string_key(value), value)
     elif isinstance(value, dict):  # HumanName, Address: every part is searchable
         for part in (
             "text",
@@ -153,7 +188,7 @@ def _strings(name: str, value: Any) -> Iterator[StringEntry]:
                 value.get(part, []) if isinstance(value.get(part), list) else [value.get(part)]
             ):
                 if isinstance(item, str):
-                    yield StringEntry(name, normalize_string(item), item)
+                    yield StringEntry(name, string_key(item), item)
 
 
 def _dates(name: str, value: Any) -> Iterator[DateEntry]:
@@ -174,7 +209,7 @@ def _references(param: SearchParam, value: Any) -> Iterator[ReferenceEntry]:
         return
     if param.targets and target.type is not None and target.type not in param.targets:
         return  # e.g. `patient` indexes only references to a Patient
-    yield ReferenceEntry(param.name, target.type, target.id)
+    yield ReferenceEntry(param.name, target.type, token_key(target.id))
 
 
 def _numbers(name: str, value: Any) -> Iterator[NumberEntry]:

@@ -12,6 +12,7 @@ same criteria queue on an advisory lock, so concurrent conditional creates make 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from ipt_core.fhir.errors import (
 from ipt_core.fhir.index import index_entries
 from ipt_core.fhir.model import Change, StoredResource, WriteCause, WriteResult
 from ipt_core.fhir.registry import ResourceDefinition, definition_of
+from ipt_core.fhir.search import DEFAULT_SEARCH_LIMITS, SearchLimits
 from ipt_core.fhir.validation import check_resource
 from ipt_core.instants import format_instant
 
@@ -40,11 +42,13 @@ __all__ = [
     "ResourceChange",
     "ResourceStore",
     "WriteListener",
+    "check_id",
     "definition_or_404",
     "with_meta",
 ]
 
 Clock = Callable[[], datetime]
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 ResourceChange = Callable[[dict[str, Any]], dict[str, Any]]  # e.g. a JSON Patch, applied
 
 
@@ -69,15 +73,19 @@ class ResourceStore:
         listeners: Sequence[WriteListener] = (),
         clock: Clock = _utc_now,
         cause: WriteCause = WriteCause.CLIENT,
+        search_limits: SearchLimits = DEFAULT_SEARCH_LIMITS,
     ) -> None:
         """Bind the store to `conn`; `listeners` run inside every write's transaction.
 
         `cause` is the default cause of this store's writes; each write call may name another.
+        `search_limits` bound the searches it runs (conditional criteria) and, by convention,
+        those its callers run on the same request.
         """
         self.conn = conn
         self.listeners = tuple(listeners)
         self.clock = clock
         self.cause = cause
+        self.search_limits = search_limits
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -162,6 +170,7 @@ class ResourceStore:
         cause: WriteCause | None = None,
     ) -> WriteResult:
         """Update (or create, with a client id) `resource_type/id_`, honouring `If-Match`."""
+        check_id(id_)
         definition = self._checked(resource, resource_type)
         body_id = resource.get("id")
         if body_id is None:
@@ -193,7 +202,7 @@ class ResourceStore:
         if match is None:
             if if_match is not None:
                 raise PreconditionFailed("If-Match was given but no resource matches")
-            new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
+            new_id = check_id(body_id) if isinstance(body_id, str) else str(uuid.uuid4())
             previous = await rows.lock_for_update(self.conn, resource_type, new_id)
             return await self._write(definition, new_id, resource, previous, cause or self.cause)
         if body_id is not None and body_id != match:
@@ -303,7 +312,7 @@ class ResourceStore:
     async def _locked_match(self, definition: ResourceDefinition, criteria: str) -> str | None:
         pairs = normalize_criteria(criteria)
         await rows.lock_key(self.conn, f"{definition.type}?{pairs!r}")
-        ids = await matching_ids(self.conn, definition, pairs)
+        ids = await matching_ids(self.conn, definition, pairs, self.search_limits)
         if len(ids) > 1:
             raise MultipleMatches(f"The criteria match more than one {definition.type}")
         return ids[0] if ids else None
@@ -358,6 +367,21 @@ def definition_or_404(resource_type: str) -> ResourceDefinition:
     if definition is None:
         raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
     return definition
+
+
+def check_id(id_: str) -> str:
+    """Return `id_` when it is a FHIR id; raise InvalidRequest (400) otherwise.
+
+    FHIR ids are `[A-Za-z0-9\\-\\.]{1,64}` (https://hl7.org/fhir/R4/datatypes.html#id); `.`
+    and `..` match that pattern but are path segments to every URL resolver, so they are
+    refused too.
+    """
+    if not _ID.fullmatch(id_) or id_ in {".", ".."}:
+        raise InvalidRequest(
+            "A resource id is 1-64 letters, digits, '-' and '.', and not '.' or '..'",
+            expression=("id",),
+        )
+    return id_
 
 
 def _check_version(previous: StoredResource | None, if_match: int | None) -> None:

@@ -7,6 +7,7 @@ required value set — is checked here. Every problem is reported with its FHIRP
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
@@ -17,7 +18,10 @@ from fhir.resources.R4B import get_fhir_model_class
 from ipt_core.fhir.codesets import CODEABLE_BINDINGS, REQUIRED_CODES
 from ipt_core.fhir.errors import InvalidResource, Issue
 
-__all__ = ["check_resource", "fhirpath"]
+__all__ = ["MAX_STRING_LENGTH", "check_resource", "fhirpath"]
+
+MAX_STRING_LENGTH = 1024 * 1024  # FHIR R4: "strings SHALL NOT exceed 1MB in size"
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def check_resource(resource: dict[str, Any]) -> None:
@@ -77,8 +81,19 @@ def _json_rule_issues(node: Any, path: str) -> Iterator[Issue]:
         for index, value in enumerate(node):
             if value is not None:
                 yield from _json_rule_issues(value, f"{path}[{index}]")
-    elif isinstance(node, str) and not node.strip():
+    elif isinstance(node, str):
+        yield from _string_issues(node, path)
+
+
+def _string_issues(value: str, path: str) -> Iterator[Issue]:
+    # FHIR strings: not blank, at most 1 MiB, no control characters other than tab, CR, LF
+    # (https://hl7.org/fhir/R4/datatypes.html#string); PostgreSQL cannot store NUL either.
+    if not value.strip():
         yield Issue("value", "Strings must not be empty or blank", (path,))
+    elif len(value) > MAX_STRING_LENGTH:
+        yield Issue("too-long", f"Strings may hold at most {MAX_STRING_LENGTH} characters", (path,))
+    elif _CONTROL_CHARACTERS.search(value):
+        yield Issue("value", "Strings must not hold control characters (U+0000-U+001F)", (path,))
 
 
 def _code_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:

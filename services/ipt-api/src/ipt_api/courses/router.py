@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ipt_api.authz import authorize, require_course
 from ipt_api.courses import service
 from ipt_api.courses.idempotency import idempotent, request_fingerprint
 from ipt_api.courses.responses import CourseList, CourseView, RecordedSession
@@ -28,7 +29,7 @@ from ipt_api.courses.schemas import (
     StopRequest,
 )
 from ipt_api.deps import PrincipalDep, StoreDep
-from ipt_api.fhir.access import authorize
+from ipt_api.json_route import StrictJsonRoute
 from ipt_api.principal import Principal
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Phase
@@ -53,7 +54,9 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-courses_router = APIRouter(prefix="/ipt/v1", tags=["Courses"], responses=_ERRORS)
+courses_router = APIRouter(
+    prefix="/ipt/v1", tags=["Courses"], responses=_ERRORS, route_class=StrictJsonRoute
+)
 
 
 @courses_router.post(
@@ -86,9 +89,15 @@ async def find_courses(
 ) -> CourseList:
     """Courses of a patient and/or therapist, latest start first."""
     _allow(principal, "search", "CarePlan")
+    patient_id = patient.removeprefix("Patient/") if patient else None
+    compartment = principal.compartment
+    if compartment is not None:  # a patient/ token sees its own patient's courses only
+        if patient_id not in {None, compartment}:
+            return CourseList(courses=[])
+        patient_id = compartment
     courses = await service.course_summaries(
         store.conn,
-        patient_id=patient.removeprefix("Patient/") if patient else None,
+        patient_id=patient_id,
         therapist_refs=_therapist_refs(therapist),
         phase=phase,
         limit=limit,
@@ -100,7 +109,8 @@ async def find_courses(
 @courses_router.get("/courses/{course_id}", response_model=CourseView, summary="Read a course")
 async def read_course(course_id: str, store: StoreDep, principal: PrincipalDep) -> CourseView:
     """The course with its goals, practice assignments and numbered sessions."""
-    _allow(principal, "read", "CarePlan")
+    authorize(principal, "CarePlan", "read", id_=course_id)
+    await require_course(store.conn, principal, course_id)
     return await service.course_view(store, course_id)
 
 
@@ -120,6 +130,7 @@ async def record_session(
 ) -> JSONResponse:
     """Record an attended, missed or cancelled session, with its PHQ-9 and notes."""
     _allow(principal, "create", *_SESSION_TYPES)
+    await require_course(store.conn, principal, course_id)
 
     async def action() -> RecordedSession:
         session, written = await service.record_session(store, course_id, body)
@@ -216,6 +227,7 @@ async def start_maintenance(
 ) -> CourseView:
     """Start a monthly maintenance course (IPT-M) `basedOn` a completed acute course."""
     _allow(principal, "create", "Goal", "CarePlan")
+    await require_course(store.conn, principal, course_id)
     new_id = await service.start_maintenance(store, course_id, body or MaintenanceRequest())
     return await service.course_view(store, new_id)
 
@@ -227,7 +239,8 @@ async def _change(
     change: Callable[[], Awaitable[Any]],
 ) -> CourseView:
     """Run a change of the course's CarePlan, then answer with the course as it is now."""
-    _allow(principal, "update", "CarePlan")
+    authorize(principal, "CarePlan", "update", id_=course_id)
+    await require_course(store.conn, principal, course_id)
     await change()
     return await service.course_view(store, course_id)
 

@@ -85,7 +85,11 @@ async def _sync(
         await register_endpoints(engine, endpoints)
         for endpoint in endpoints:
             async with open_endpoint(
-                engine, endpoint, write_listeners(), timing_from(settings)
+                engine,
+                endpoint,
+                write_listeners(),
+                timing_from(settings),
+                destinations=settings.destination_policy,
             ) as sync:
                 try:
                     await sync.refresh_capabilities(time.monotonic())

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 
+from ipt_api.authz import authorize
 from ipt_api.deps import ConnectionDep, PrincipalDep
 from ipt_api.ehr.schemas import DeadLetterView, EndpointStatus, EndpointView
 from ipt_api.principal import Principal
@@ -91,5 +92,7 @@ def _now(request: Request) -> datetime:
 
 
 def _authorize(principal: Principal, interaction: str) -> None:
-    if not principal.may("Endpoint", interaction):
-        raise NotAuthorized(f"The token's scopes do not allow {interaction} on EHR endpoints")
+    authorize(principal, "Endpoint", interaction)
+    if principal.compartment is not None:
+        # EHR sync spans every patient: no patient/ token may see or steer it.
+        raise NotAuthorized("EHR sync is not available with patient/ scopes")

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_api.authz import authorize
 from ipt_api.deps import PrincipalDep
 from ipt_api.errors import outage_log
 from ipt_api.principal import Principal
@@ -30,6 +31,7 @@ from ipt_core.fhir.errors import InvalidRequest, NotAuthorized
 __all__ = ["events_router"]
 
 events_router = APIRouter(prefix="/ipt/v1", tags=["Events"])
+MAX_POSITION: Final = 2**63 - 1  # feed positions are PostgreSQL bigints
 _OUTAGE_WAIT_S: Final = 5.0  # longest wait between looks while the database is down
 _KEEPALIVE_S: Final = 15.0  # an SSE comment line keeps idle proxies from closing the stream
 Types = Annotated[
@@ -49,7 +51,9 @@ class EventPage(BaseModel):
 async def read_events(
     request: Request,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0, description="The last feed position already seen")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="The last feed position already seen")
+    ] = 0,
     types: Types = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait: Annotated[
@@ -85,14 +89,16 @@ async def read_events(
 async def stream_events(
     request: Request,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0, description="Start after this feed position")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="Start after this feed position")
+    ] = 0,
     types: Types = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Stream events as they are published; each SSE `id` is the event's feed position."""
     _authorize(principal)
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_POSITION:
             raise InvalidRequest("Last-Event-ID must be a feed position (a number)")
         after = int(last_event_id)
     expires_at: float | None = getattr(request.state, "token_expires_at", None)
@@ -182,5 +188,7 @@ def _split(types: str | None) -> list[str]:
 
 def _authorize(principal: Principal) -> None:
     # Events carry course statuses and resource ids: readers need CarePlan search access.
-    if not principal.may("CarePlan", "search"):
-        raise NotAuthorized("The token's scopes do not allow reading events (CarePlan search)")
+    authorize(principal, "CarePlan", "search", names=["events"])
+    if principal.compartment is not None:
+        # The feed is every patient's: it cannot be cut to one compartment.
+        raise NotAuthorized("The event feed is not available with patient/ scopes")

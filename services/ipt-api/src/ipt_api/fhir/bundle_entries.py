@@ -17,17 +17,25 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ipt_api.fhir.access import authorize
+from ipt_api.authz import authorize, authorize_criteria, compartment_criteria, read_visible
 from ipt_api.fhir.patch import JSON_PATCH, json_patch
 from ipt_api.fhir.search import searchset
-from ipt_api.principal import Principal
+from ipt_api.principal import AUDIT_TYPE, Principal
 from ipt_core.fhir.errors import InvalidRequest, MethodNotAllowed, PreconditionFailed
 from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.registry import REGISTRY
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import format_instant
 
-__all__ = ["BundleEntry", "carry_out", "parse_entry", "status_line", "written"]
+__all__ = [
+    "BundleEntry",
+    "authorize_entry",
+    "carry_out",
+    "entry_interaction",
+    "parse_entry",
+    "status_line",
+    "written",
+]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _ETAG = re.compile(r'^\s*(?:W/)?"?(?P<version>\d+)"?\s*$')
@@ -75,6 +83,10 @@ def parse_entry(index: int, raw: Any, base: str) -> BundleEntry:
         )
     path, _, query = _relative(url, base).partition("?")
     parts = [p for p in path.split("/") if p]
+    if parts and parts[0] == AUDIT_TYPE:
+        raise MethodNotAllowed(
+            "AuditEvents cannot be changed, nor read in a Bundle: use GET /fhir/AuditEvent"
+        )
     if not parts or parts[0] not in REGISTRY:
         raise InvalidRequest(
             f"Unsupported entry url {url!r}", expression=(f"Bundle.entry[{index}]",)
@@ -100,9 +112,9 @@ async def carry_out(
 ) -> dict[str, Any]:
     """Perform `entry`'s interaction and return its response entry. Raises FhirError."""
     t = entry.resource_type
-    authorize(principal, t, _INTERACTION.get(entry.method, "search" if not entry.id else "read"))
+    authorize_entry(entry, principal)
     if entry.method in {"GET", "HEAD"}:
-        return await _read(entry, store, base)
+        return await _read(entry, store, principal, base)
     if entry.method == "DELETE":
         if entry.id is not None:
             await store.delete(t, entry.id)
@@ -123,6 +135,30 @@ async def carry_out(
         result = await store.create(t, body, if_none_exist=entry.if_none_exist, new_id=entry.new_id)
         return written(result.stored, 201 if result.changed else 200, base)
     return await _put(entry, body, store, base)
+
+
+def authorize_entry(entry: BundleEntry, principal: Principal) -> None:
+    """Authorize the entry's interaction and what its criteria reach (before matching them).
+
+    A compartment caller's criteria are narrowed to its patient here, once per entry.
+    """
+    t = entry.resource_type
+    authorize(principal, t, entry_interaction(entry), id_=entry.id)
+    if entry.if_none_exist:
+        authorize_criteria(principal, t, entry.if_none_exist)
+        entry.if_none_exist = compartment_criteria(principal, t, entry.if_none_exist)
+    if entry.query and entry.id is None and entry.method != "GET":
+        authorize_criteria(principal, t, entry.query)
+        entry.query = compartment_criteria(principal, t, entry.query)
+
+
+def entry_interaction(entry: BundleEntry) -> str:
+    """The interaction `entry` performs, as scopes and the audit name it."""
+    if entry.method in _INTERACTION:
+        return _INTERACTION[entry.method]
+    if entry.id is None:
+        return "search"
+    return "vread" if entry.version is not None else "read"
 
 
 def written(stored: StoredResource, status: int, base: str) -> dict[str, Any]:
@@ -158,16 +194,15 @@ async def _put(
     return written(result.stored, 201 if result.created else 200, base)
 
 
-async def _read(entry: BundleEntry, store: ResourceStore, base: str) -> dict[str, Any]:
+async def _read(
+    entry: BundleEntry, store: ResourceStore, principal: Principal, base: str
+) -> dict[str, Any]:
     t = entry.resource_type
     if entry.id is None:
         params = parse_qsl(entry.query or "", keep_blank_values=True)
-        bundle = await searchset(store.conn, t, params, base=base, strict=False)
+        bundle = await searchset(store, principal, t, params, base=base, strict=False)
         return {"resource": bundle, "response": {"status": status_line(200)}}
-    if entry.version is not None:
-        stored = await store.vread(t, entry.id, entry.version)
-    else:
-        stored = await store.read(t, entry.id)
+    stored = await read_visible(store, principal, t, entry.id, entry.version)
     if entry.if_none_match and _version(entry.if_none_match) == stored.version_id:
         return {"response": {"status": status_line(304), "etag": stored.etag}}
     response = written(stored, 200, base)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ipt_api.audit.capability import audit_capability
+from ipt_api.bulk.capability import BULK_DATA_CAPABILITY, system_operations, with_bulk_export
 from ipt_api.fhir.capability_search import SYSTEM_INTERACTIONS, search_capabilities
 from ipt_api.fhir.conformance import conformance_capabilities
 from ipt_core.fhir.registry import REGISTRY, ResourceDefinition
@@ -33,6 +35,7 @@ def capability_statement(base: str, security: dict[str, Any] | None = None) -> d
         "date": _RELEASE_DATE,
         "publisher": "IPT Care Service",
         "kind": "instance",
+        "instantiates": [BULK_DATA_CAPABILITY],
         "software": {"name": "IPT Care Service", "version": SOFTWARE_VERSION},
         "implementation": {"description": "IPT Care Service", "url": base},
         "fhirVersion": "4.0.1",
@@ -40,11 +43,15 @@ def capability_statement(base: str, security: dict[str, Any] | None = None) -> d
         "rest": [
             {
                 "mode": "server",
-                "resource": [
-                    *(_resource(definition) for definition in REGISTRY.values()),
-                    *conformance_capabilities(),
-                ],
+                "resource": with_bulk_export(
+                    [
+                        *(_resource(definition) for definition in REGISTRY.values()),
+                        *conformance_capabilities(),
+                        audit_capability(),
+                    ]
+                ),
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "operation": system_operations(),
             }
         ],
     }

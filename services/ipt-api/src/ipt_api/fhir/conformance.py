@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from ipt_api.deps import FhirBaseDep
 from ipt_api.fhir.media import require_fhir_accept
 from ipt_api.fhir.responses import FhirResponse, json_response
+from ipt_api.openapi import fhir_responses
 from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.ipt import conformance_resource, conformance_resources
 
@@ -44,6 +45,7 @@ def conformance_router() -> APIRouter:
             name=f"search-{resource_type}",
             summary=f"List the {resource_type} resources of the IPT model",
             tags=["Conformance"],
+            responses=fhir_responses(_200="Bundle"),
         )
         router.add_api_route(
             f"/{resource_type}/{{id}}",
@@ -52,6 +54,7 @@ def conformance_router() -> APIRouter:
             name=f"read-{resource_type}",
             summary=f"Read a {resource_type} of the IPT model",
             tags=["Conformance"],
+            responses=fhir_responses(_200=resource_type),
         )
         for path in (f"/{resource_type}", f"/{resource_type}/{{rest:path}}"):
             router.add_api_route(path, _read_only, methods=_WRITE_METHODS, include_in_schema=False)

@@ -12,8 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from ipt_api.authz import (
+    authorize,
+    authorize_criteria,
+    compartment_criteria,
+    read_visible,
+    require_writable,
+    visible,
+)
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
-from ipt_api.fhir.access import authorize
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.bundles import history_bundle
 from ipt_api.fhir.capability import capability_statement
@@ -26,7 +33,9 @@ from ipt_api.fhir.search import search_routes
 from ipt_api.fhir.smart import capability_security
 from ipt_api.fhir.transaction import bundle_route
 from ipt_api.fhir.validate_op import validate_route
+from ipt_api.openapi import fhir_body, fhir_responses
 from ipt_api.outcomes import operation_outcome
+from ipt_api.principal import Principal
 from ipt_core.fhir.errors import (
     InvalidRequest,
     Issue,
@@ -37,16 +46,10 @@ from ipt_core.fhir.history import history_page
 from ipt_core.fhir.registry import REGISTRY
 from ipt_core.instants import parse_instant
 
-__all__ = ["authorize", "fhir_router"]
+__all__ = ["fhir_router"]
 
 _MAX_COUNT = 1000
 _DEFAULT_COUNT = 50
-_RESOURCE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/Resource"}}},
-    }
-}
 Route = Callable[..., Awaitable[Response]]
 
 
@@ -63,6 +66,7 @@ def fhir_router() -> APIRouter:
         methods=["GET"],
         tags=["FHIR"],
         summary="CapabilityStatement of this server",
+        responses=fhir_responses(_200="CapabilityStatement"),
     )
     for path in ("", "/"):  # clients post Bundles to the base with and without the slash
         router.add_api_route(
@@ -72,7 +76,8 @@ def fhir_router() -> APIRouter:
             tags=["FHIR"],
             summary="Process a batch or transaction Bundle",
             include_in_schema=path == "",
-            openapi_extra=_RESOURCE_BODY,
+            openapi_extra=fhir_body("Bundle"),
+            responses=fhir_responses(_200="Bundle"),
         )
     router.add_api_route(
         "/_history",
@@ -80,6 +85,7 @@ def fhir_router() -> APIRouter:
         methods=["GET"],
         tags=["FHIR"],
         summary="History of every resource, newest first",
+        responses=fhir_responses(_200="Bundle"),
     )
     for resource_type in REGISTRY:
         _add_type_routes(router, resource_type)
@@ -107,8 +113,8 @@ async def system_history(
     request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
 ) -> Response:
     """Return every resource's versions, newest first, paged."""
-    authorize(principal, "*", "history")
-    return await _history(request, store, base, f"{base}/_history")
+    authorize(principal, "*", "history-system")
+    return await _history(request, store, principal, base, f"{base}/_history")
 
 
 async def unknown_type(request: Request, resource_type: str) -> Response:
@@ -131,40 +137,80 @@ def _add_type_routes(router: APIRouter, resource_type: str) -> None:
             **extra,
         )
 
-    interactions = _TypeInteractions(resource_type)
-    search, search_post = search_routes(resource_type)
-    patch, conditional_patch = patch_routes(resource_type)
-    add("", search, "GET", f"Search {resource_type}s (parameters in the query)")
-    add("/_search", search_post, "POST", f"Search {resource_type}s (parameters in a form body)")
-    add("/$validate", validate_route(resource_type), "POST", f"Validate a {resource_type}")
-    add("", interactions.create, "POST", f"Create a {resource_type}", openapi_extra=_RESOURCE_BODY)
+    t = resource_type
+    interactions = _TypeInteractions(t)
+    search, search_post = search_routes(t)
+    patch, conditional_patch = patch_routes(t)
+    bundle, outcome = fhir_responses(_200="Bundle"), fhir_responses(_200="OperationOutcome")
+    written, read = fhir_responses(_200=t, _201=t), fhir_responses(_200=t, _304=None)
+    add("", search, "GET", f"Search {t}s (parameters in the query)", responses=bundle)
+    add(
+        "/_search",
+        search_post,
+        "POST",
+        f"Search {t}s (parameters in a form body)",
+        responses=bundle,
+        openapi_extra=fhir_body("SearchForm"),
+    )
+    add(
+        "/$validate",
+        validate_route(t),
+        "POST",
+        f"Validate a {t}",
+        responses=outcome,
+        openapi_extra=fhir_body(t),
+    )
+    add(
+        "",
+        interactions.create,
+        "POST",
+        f"Create a {t}",
+        responses=written,
+        openapi_extra=fhir_body(t),
+    )
     add(
         "",
         interactions.conditional_update,
         "PUT",
-        f"Update the {resource_type} matching the query's criteria, or create it",
-        openapi_extra=_RESOURCE_BODY,
+        f"Update the {t} matching the query's criteria, or create it",
+        responses=written,
+        openapi_extra=fhir_body(t),
     )
     add(
         "",
         interactions.conditional_delete,
         "DELETE",
-        f"Delete the {resource_type} matching the query's criteria",
+        f"Delete the {t} matching the query's criteria",
+        responses=outcome,
     )
-    add("/_history", interactions.type_history, "GET", f"History of all {resource_type}s")
-    add("/{id}", interactions.read, "GET", f"Read a {resource_type}")
+    add("/_history", interactions.type_history, "GET", f"History of all {t}s", responses=bundle)
+    add("/{id}", interactions.read, "GET", f"Read a {t}", responses=read)
     add(
         "/{id}",
         interactions.update,
         "PUT",
-        f"Update (or create) a {resource_type}",
-        openapi_extra=_RESOURCE_BODY,
+        f"Update (or create) a {t}",
+        responses=written,
+        openapi_extra=fhir_body(t),
     )
-    add("/{id}", interactions.delete, "DELETE", f"Delete a {resource_type}")
-    add("/{id}", patch, "PATCH", f"Patch a {resource_type} with a JSON Patch")
-    add("", conditional_patch, "PATCH", f"Patch the {resource_type} matching the criteria")
-    add("/{id}/_history", interactions.instance_history, "GET", f"History of one {resource_type}")
-    add("/{id}/_history/{vid}", interactions.vread, "GET", f"Read a version of a {resource_type}")
+    add("/{id}", interactions.delete, "DELETE", f"Delete a {t}", responses=outcome)
+    patched = {"responses": fhir_responses(_200=t), "openapi_extra": fhir_body("JsonPatch")}
+    add("/{id}", patch, "PATCH", f"Patch a {t} with a JSON Patch", **patched)
+    add("", conditional_patch, "PATCH", f"Patch the {t} matching the criteria", **patched)
+    add(
+        "/{id}/_history",
+        interactions.instance_history,
+        "GET",
+        f"History of one {t}",
+        responses=bundle,
+    )
+    add(
+        "/{id}/_history/{vid}",
+        interactions.vread,
+        "GET",
+        f"Read a version of a {t}",
+        responses=fhir_responses(_200=t),
+    )
 
 
 class _TypeInteractions:
@@ -182,22 +228,26 @@ class _TypeInteractions:
             settings: SettingsDep,
         ) -> Response:
             authorize(principal, t, "create")
+            if_none_exist = request.headers.get("if-none-exist")
+            if if_none_exist:
+                authorize_criteria(principal, t, if_none_exist)
+                if_none_exist = compartment_criteria(principal, t, if_none_exist)
             body = await _resource_body(request, settings)
-            result = await store.create(t, body, if_none_exist=request.headers.get("if-none-exist"))
+            result = await store.create(t, body, if_none_exist=if_none_exist)
             return write_response(request, result.stored, 201 if result.changed else 200, base)
 
         async def read(
             id: str, request: Request, store: StoreDep, principal: PrincipalDep
         ) -> Response:
-            authorize(principal, t, "read")
-            stored = await store.read(t, id)
+            authorize(principal, t, "read", id_=id)
+            stored = await read_visible(store, principal, t, id)
             if not_modified(request, stored):
                 return Response(status_code=304, headers={"ETag": stored.etag})
             return stored_response(stored)
 
         async def vread(id: str, vid: str, store: StoreDep, principal: PrincipalDep) -> Response:
-            authorize(principal, t, "vread")
-            return stored_response(await store.vread(t, id, vid))
+            authorize(principal, t, "vread", id_=id)
+            return stored_response(await read_visible(store, principal, t, id, vid))
 
         async def update(
             id: str,
@@ -207,7 +257,8 @@ class _TypeInteractions:
             base: FhirBaseDep,
             settings: SettingsDep,
         ) -> Response:
-            authorize(principal, t, "update")
+            authorize(principal, t, "update", id_=id)
+            await require_writable(store, principal, t, id)
             body = await _resource_body(request, settings)
             result = await store.update(t, id, body, if_match=if_match_version(request))
             return write_response(request, result.stored, 201 if result.created else 200, base)
@@ -220,14 +271,18 @@ class _TypeInteractions:
             settings: SettingsDep,
         ) -> Response:
             authorize(principal, t, "update")
+            criteria = _criteria(request)
+            authorize_criteria(principal, t, criteria)
+            criteria = compartment_criteria(principal, t, criteria)
             body = await _resource_body(request, settings)
             result = await store.conditional_update(
-                t, _criteria(request), body, if_match=if_match_version(request)
+                t, criteria, body, if_match=if_match_version(request)
             )
             return write_response(request, result.stored, 201 if result.created else 200, base)
 
         async def delete(id: str, store: StoreDep, principal: PrincipalDep) -> Response:
-            authorize(principal, t, "delete")
+            authorize(principal, t, "delete", id_=id)
+            await require_writable(store, principal, t, id)
             deleted = await store.delete(t, id)
             return _deleted_response(t, id if deleted else None)
 
@@ -235,21 +290,26 @@ class _TypeInteractions:
             request: Request, store: StoreDep, principal: PrincipalDep
         ) -> Response:
             authorize(principal, t, "delete")
-            deleted = await store.conditional_delete(t, _criteria(request))
+            criteria = _criteria(request)
+            authorize_criteria(principal, t, criteria)
+            criteria = compartment_criteria(principal, t, criteria)
+            deleted = await store.conditional_delete(t, criteria)
             return _deleted_response(t, deleted.id if deleted else None)
 
         async def type_history(
             request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
         ) -> Response:
-            authorize(principal, t, "history")
-            return await _history(request, store, base, f"{base}/{t}/_history", t)
+            authorize(principal, t, "history-type")
+            return await _history(request, store, principal, base, f"{base}/{t}/_history", t)
 
         async def instance_history(
             id: str, request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
         ) -> Response:
-            authorize(principal, t, "history")
-            await store.read_any(t, id)
-            return await _history(request, store, base, f"{base}/{t}/{id}/_history", t, id)
+            authorize(principal, t, "history", id_=id)
+            if not visible(principal, await store.read_any(t, id)):
+                raise ResourceNotFound(f"{t}/{id} is not known")
+            url = f"{base}/{t}/{id}/_history"
+            return await _history(request, store, principal, base, url, t, id)
 
         self.create, self.read, self.vread, self.update = create, read, vread, update
         self.conditional_update, self.delete = conditional_update, delete
@@ -259,9 +319,7 @@ class _TypeInteractions:
 
 async def _resource_body(request: Request, settings: SettingsDep) -> dict[str, Any]:
     check_content_type(request)
-    return await read_json_object(
-        request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
-    )
+    return await read_json_object(request, max_depth=settings.max_json_depth)
 
 
 def _criteria(request: Request) -> str:
@@ -280,6 +338,7 @@ def _deleted_response(resource_type: str, id_: str | None) -> Response:
 async def _history(
     request: Request,
     store: StoreDep,
+    principal: Principal,
     base: str,
     url: str,
     resource_type: str | None = None,
@@ -305,9 +364,14 @@ async def _history(
         if page.next_cursor is not None
         else None
     )
-    bundle = history_bundle(
-        page.entries, base=base, self_url=page_link(request, url), next_url=next_url
-    )
+    # Versions the caller may not see are left out (a page can come out short: paging by the
+    # version sequence stays correct).
+    entries = [
+        e
+        for e in page.entries
+        if principal.may(e.stored.resource_type, "history") and visible(principal, e.stored)
+    ]
+    bundle = history_bundle(entries, base=base, self_url=page_link(request, url), next_url=next_url)
     return json_response(bundle)
 
 

@@ -11,15 +11,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonpatch
-import orjson
 from fastapi import Request, Response
 
+from ipt_api.authz import (
+    authorize,
+    authorize_criteria,
+    compartment_criteria,
+    require_writable,
+)
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
-from ipt_api.fhir.access import authorize
-from ipt_api.fhir.body import read_limited
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.preconditions import if_match_version
 from ipt_api.fhir.responses import write_response
+from ipt_api.json_input import parse_json
 from ipt_core.fhir.errors import FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceChange
 
@@ -73,7 +77,8 @@ def patch_routes(resource_type: str) -> tuple[Route, Route]:
         base: FhirBaseDep,
         settings: SettingsDep,
     ) -> Response:
-        authorize(principal, resource_type, "patch")
+        authorize(principal, resource_type, "patch", id_=id)
+        await require_writable(store, principal, resource_type, id)
         change = await _patch_body(request, settings)
         result = await store.patch(resource_type, id, change, if_match=if_match_version(request))
         return write_response(request, result.stored, 200, base)
@@ -88,9 +93,11 @@ def patch_routes(resource_type: str) -> tuple[Route, Route]:
         authorize(principal, resource_type, "patch")
         if not request.url.query:
             raise InvalidRequest("A conditional patch needs search criteria in the query")
+        authorize_criteria(principal, resource_type, str(request.url.query))
+        criteria = compartment_criteria(principal, resource_type, str(request.url.query))
         change = await _patch_body(request, settings)
         result = await store.conditional_patch(
-            resource_type, str(request.url.query), change, if_match=if_match_version(request)
+            resource_type, criteria, change, if_match=if_match_version(request)
         )
         return write_response(request, result.stored, 200, base)
 
@@ -99,9 +106,5 @@ def patch_routes(resource_type: str) -> tuple[Route, Route]:
 
 async def _patch_body(request: Request, settings: SettingsDep) -> ResourceChange:
     check_content_type(request, allowed=frozenset({JSON_PATCH}))
-    raw = await read_limited(request, settings.max_body_bytes)
-    try:
-        operations = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"The body is not valid JSON: {error}") from None
+    operations = parse_json(await request.body(), max_depth=settings.max_json_depth)
     return json_patch(operations)

@@ -12,14 +12,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_api.authz import authorize, plan_search, visible_included
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
-from ipt_api.fhir.access import authorize
-from ipt_api.fhir.body import read_limited
 from ipt_api.fhir.bundles import Links, searchset_bundle
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_url
 from ipt_api.fhir.responses import json_response
+from ipt_api.principal import Principal
 from ipt_core.fhir.errors import UnsupportedMediaType
 from ipt_core.fhir.search import Position as PagePosition
 from ipt_core.fhir.search import (
@@ -31,6 +30,7 @@ from ipt_core.fhir.search import (
     sort_plan,
     subset_content,
 )
+from ipt_core.fhir.store import ResourceStore
 
 __all__ = ["prefers_strict", "search_routes", "searchset"]
 
@@ -45,10 +45,14 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
     async def search(
         request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
     ) -> Response:
-        authorize(principal, resource_type, "search")
         params = request.query_params.multi_items()
         bundle = await searchset(
-            store.conn, resource_type, params, base=base, strict=prefers_strict(request)
+            store,
+            principal,
+            resource_type,
+            params,
+            base=base,
+            strict=prefers_strict(request),
         )
         return json_response(bundle)
 
@@ -59,10 +63,14 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
         base: FhirBaseDep,
         settings: SettingsDep,
     ) -> Response:
-        authorize(principal, resource_type, "search")
         params = [*request.query_params.multi_items(), *await _form(request, settings)]
         bundle = await searchset(
-            store.conn, resource_type, params, base=base, strict=prefers_strict(request)
+            store,
+            principal,
+            resource_type,
+            params,
+            base=base,
+            strict=prefers_strict(request),
         )
         return json_response(bundle)
 
@@ -70,19 +78,27 @@ def search_routes(resource_type: str) -> tuple[Route, Route]:
 
 
 async def searchset(
-    conn: AsyncConnection,
+    store: ResourceStore,
+    principal: Principal,
     resource_type: str,
     params: Sequence[tuple[str, str]],
     *,
     base: str,
     strict: bool,
 ) -> dict[str, Any]:
-    """Run the search `params` describe and return its page as a `searchset` Bundle."""
+    """Run the search `params` describe, as `principal` may, as a `searchset` Bundle.
+
+    The authorizer plans the search first (types reached, compartment), so nothing is
+    resolved before the caller is known to be allowed it.
+    """
     criteria = [(k, v) for k, v in params if k != PAGE_PARAM]
     token = next((v for k, v in reversed(params) if k == PAGE_PARAM), None)
-    query = parse_search(resource_type, criteria, strict=strict)
-    position = _position(query, token) if token else None
-    page = await run_search(conn, query, position)
+    names = [name for name, _ in criteria]
+    authorize(principal, resource_type, "search", names=names)  # before parsing anything
+    parsed = parse_search(resource_type, criteria, strict=strict, limits=store.search_limits)
+    query = plan_search(principal, parsed, names)
+    position = _position(parsed, token) if token else None
+    page = await run_search(store.conn, query, position)
     url = f"{base}/{resource_type}"
     links: Links = {
         "self": page_url(url, criteria, token),
@@ -93,7 +109,9 @@ async def searchset(
         base=base,
         links=links,
         matches=[(m, _content(query, m.content)) for m in page.matches],
-        included=[(i, _content(query, i.content)) for i in page.included],
+        included=[
+            (i, _content(query, i.content)) for i in visible_included(principal, page.included)
+        ],
         total=page.total,
         issues=page.issues,
     )
@@ -130,7 +148,7 @@ def _content(query: SearchQuery, content: str | None) -> str:
 
 
 async def _form(request: Request, settings: SettingsDep) -> list[tuple[str, str]]:
-    raw = await read_limited(request, settings.max_body_bytes)
+    raw = await request.body()
     if not raw.strip():
         return []
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

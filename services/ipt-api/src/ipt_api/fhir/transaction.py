@@ -17,12 +17,20 @@ import logging
 import traceback
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 
+from ipt_api.authz import authorize, authorize_criteria, require_writable, visible
 from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
 from ipt_api.fhir.body import read_json_object
-from ipt_api.fhir.bundle_entries import BundleEntry, carry_out, parse_entry, status_line
+from ipt_api.fhir.bundle_entries import (
+    BundleEntry,
+    authorize_entry,
+    carry_out,
+    parse_entry,
+    status_line,
+)
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.responses import json_response
 from ipt_api.outcomes import operation_outcome
@@ -51,9 +59,7 @@ async def bundle_route(
 ) -> Response:
     """Process a batch or transaction Bundle and answer with its response Bundle."""
     check_content_type(request)
-    bundle = await read_json_object(
-        request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
-    )
+    bundle = await read_json_object(request, max_depth=settings.max_json_depth)
     kind = bundle.get("type")
     if bundle.get("resourceType") != "Bundle" or kind not in {"batch", "transaction"}:
         raise InvalidRequest("POST to the base takes a Bundle of type batch or transaction")
@@ -79,11 +85,16 @@ async def bundle_route(
 async def _transaction(
     entries: list[BundleEntry], store: ResourceStore, principal: Principal, base: str
 ) -> list[dict[str, Any]]:
-    targets = await _settle_ids(entries, store)
+    for entry in entries:  # every entry is authorized before any criteria are resolved
+        try:
+            await _authorize_entry(entry, store, principal)
+        except FhirError as error:
+            raise _in_entry(error, entry) from None
+    targets = await _settle_ids(entries, store, principal)
     for entry in entries:
         if entry.resource is not None:
             try:
-                entry.resource = await _rewritten(entry.resource, targets, store)
+                entry.resource = await _rewritten(entry.resource, targets, store, principal)
             except FhirError as error:
                 raise _in_entry(error, entry) from None
     responses: dict[int, dict[str, Any]] = {}
@@ -120,7 +131,48 @@ async def _batch(
     return responses
 
 
-async def _settle_ids(entries: list[BundleEntry], store: ResourceStore) -> dict[str, str]:
+async def _authorize_entry(entry: BundleEntry, store: ResourceStore, principal: Principal) -> None:
+    """The entry's interaction, its criteria and its conditional references' reach."""
+    t = entry.resource_type
+    authorize_entry(entry, principal)
+    if entry.id is not None and entry.method in {"PUT", "PATCH", "DELETE"}:
+        await require_writable(store, principal, t, entry.id)
+    for reference in _conditional_references(entry.resource):
+        type_, _, criteria = reference.partition("?")
+        authorize(principal, type_, "search", names=[k for k, _ in parse_qsl(criteria)])
+        authorize_criteria(principal, type_, criteria)
+
+
+def _conditional_references(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [r for item in node for r in _conditional_references(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [r for value in node.values() for r in _conditional_references(value)]
+    reference = node.get("reference")
+    if isinstance(reference, str) and _is_conditional(reference):
+        found.append(reference)
+    return found
+
+
+def _is_conditional(reference: str) -> bool:
+    type_, question, _ = reference.partition("?")
+    return bool(question) and "/" not in type_ and not reference.startswith("urn:")
+
+
+async def _visible_match(
+    store: ResourceStore, principal: Principal, resource_type: str, criteria: str
+) -> str | None:
+    """The one match of `criteria`, as a compartment caller sees it (another's is none)."""
+    found = await store.locked_match(resource_type, criteria)
+    if found is None or principal.compartment is None:
+        return found
+    return found if visible(principal, await store.read_any(resource_type, found)) else None
+
+
+async def _settle_ids(
+    entries: list[BundleEntry], store: ResourceStore, principal: Principal
+) -> dict[str, str]:
     """Resolve conditional creates/updates and assign new ids; map each fullUrl to `Type/id`."""
     targets: dict[str, str] = {}
     for entry in entries:
@@ -129,11 +181,11 @@ async def _settle_ids(entries: list[BundleEntry], store: ResourceStore) -> dict[
             if entry.method == "POST":
                 found = None
                 if entry.if_none_exist:
-                    found = await store.locked_match(t, entry.if_none_exist)
+                    found = await _visible_match(store, principal, t, entry.if_none_exist)
                 entry.new_id = None if found else str(uuid.uuid4())
                 entry.existing_id = found
             elif entry.method == "PUT" and entry.id is None and entry.query:
-                entry.existing_id = await store.locked_match(t, entry.query)
+                entry.existing_id = await _visible_match(store, principal, t, entry.query)
                 if entry.existing_id is None:
                     body_id = (entry.resource or {}).get("id")
                     entry.new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
@@ -145,26 +197,30 @@ async def _settle_ids(entries: list[BundleEntry], store: ResourceStore) -> dict[
     return targets
 
 
-async def _rewritten(node: Any, targets: dict[str, str], store: ResourceStore) -> Any:
+async def _rewritten(
+    node: Any, targets: dict[str, str], store: ResourceStore, principal: Principal
+) -> Any:
     if isinstance(node, list):
-        return [await _rewritten(item, targets, store) for item in node]
+        return [await _rewritten(item, targets, store, principal) for item in node]
     if not isinstance(node, dict):
         return node
-    copy = {key: await _rewritten(value, targets, store) for key, value in node.items()}
+    copy = {key: await _rewritten(value, targets, store, principal) for key, value in node.items()}
     reference = copy.get("reference")
     if isinstance(reference, str):
-        copy["reference"] = await _resolved(reference, targets, store)
+        copy["reference"] = await _resolved(reference, targets, store, principal)
     return copy
 
 
-async def _resolved(reference: str, targets: dict[str, str], store: ResourceStore) -> str:
+async def _resolved(
+    reference: str, targets: dict[str, str], store: ResourceStore, principal: Principal
+) -> str:
     if reference in targets:
         return targets[reference]
     if reference.startswith("urn:uuid:"):
         raise InvalidRequest(f"{reference} is not the fullUrl of any entry of the transaction")
     type_, question, criteria = reference.partition("?")
     if question and "/" not in type_:  # a conditional reference, e.g. Patient?identifier=x|1
-        found = await store.locked_match(type_, criteria)
+        found = await _visible_match(store, principal, type_, criteria)
         if found is None:
             raise PreconditionFailed(f"No {type_} matches the conditional reference {reference}")
         return f"{type_}/{found}"

@@ -13,8 +13,8 @@ from typing import Any
 
 from fastapi import Request, Response
 
+from ipt_api.authz import authorize
 from ipt_api.deps import PrincipalDep, SettingsDep
-from ipt_api.fhir.access import authorize
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.responses import json_response
@@ -34,11 +34,9 @@ def validate_route(resource_type: str) -> Route:
     async def validate(
         request: Request, principal: PrincipalDep, settings: SettingsDep
     ) -> Response:
-        authorize(principal, resource_type, "read")
+        authorize(principal, resource_type, "operation")
         check_content_type(request)
-        body = await read_json_object(
-            request, limit=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
+        body = await read_json_object(request, max_depth=settings.max_json_depth)
         issues = validate_issues(resource_type, _resource_of(body))
         return json_response(operation_outcome(issues))
 

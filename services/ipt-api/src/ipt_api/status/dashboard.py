@@ -23,15 +23,23 @@ WORKLIST_KINDS: dict[str, tuple[str, str]] = {
 }
 _FILTERS = (
     "(CAST(:therapist AS text) IS NULL OR c.therapist_ref = :therapist) AND "
-    "(CAST(:organization AS text) IS NULL OR c.organization_ref = :organization)"
+    "(CAST(:organization AS text) IS NULL OR c.organization_ref = :organization) AND "
+    "(CAST(:patient AS text) IS NULL OR c.patient_id = :patient)"
 )
 
 
 async def summary(
-    conn: AsyncConnection, *, therapist: str | None, organization: str | None
+    conn: AsyncConnection,
+    *,
+    therapist: str | None,
+    organization: str | None,
+    patient: str | None = None,
 ) -> dict[str, Any]:
-    """Counts by phase and engagement, attendance, maintenance and outcome rates."""
-    params = {"therapist": therapist, "organization": organization}
+    """Counts by phase and engagement, attendance, maintenance and outcome rates.
+
+    `patient` limits everything to one patient's courses (a `patient/` scoped caller).
+    """
+    params = {"therapist": therapist, "organization": organization, "patient": patient}
     base = f"FROM course_status s JOIN ipt_course c ON c.id = s.course_id WHERE {_FILTERS}"
     by_phase = await conn.execute(text(f"SELECT s.phase, count(*) {base} GROUP BY 1"), params)
     by_engagement = await conn.execute(
@@ -81,6 +89,7 @@ async def worklist(
     organization: str | None,
     after: tuple[str, str] | None,
     limit: int,
+    patient: str | None = None,
 ) -> list[dict[str, Any]]:
     """Courses needing action, oldest first, after the keyset `(sort value, course id)`."""
     condition, sort = WORKLIST_KINDS[kind]
@@ -96,6 +105,7 @@ async def worklist(
         {
             "therapist": therapist,
             "organization": organization,
+            "patient": patient,
             "limit": limit,
             "after_sort": after[0] if after else None,
             "after_id": after[1] if after else None,

@@ -8,10 +8,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ipt_api.deps import ConnectionDep, PrincipalDep
-from ipt_api.fhir.access import authorize
+from ipt_api.authz import authorize, require_course
+from ipt_api.deps import ConnectionDep, PrincipalDep, PublicBaseDep
 from ipt_api.fhir.paging import decode_cursor, encode_cursor
 from ipt_api.fhir.responses import FhirResponse, json_response
+from ipt_api.openapi import fhir_responses
 from ipt_api.status.dashboard import WorklistKind, summary, worklist
 from ipt_api.status.parameters import status_parameters
 from ipt_api.status.service import course_status
@@ -43,12 +44,15 @@ async def read_status(
     as_of: AsOf = None,
 ) -> dict[str, Any]:
     """Return the stored status, or the status as of an instant (`?as_of=`)."""
-    authorize(principal, "CarePlan", "read")
+    authorize(principal, "CarePlan", "read", id_=course_id)
+    await require_course(conn, principal, course_id)
     return await course_status(conn, course_id, as_of=_instant(as_of), now=_now(request))
 
 
 @fhir_status_router.get(
-    "/CarePlan/{course_id}/$ipt-status", summary="A course's status as a FHIR Parameters resource"
+    "/CarePlan/{course_id}/$ipt-status",
+    summary="A course's status as a FHIR Parameters resource",
+    responses=fhir_responses(_200="Parameters"),
 )
 async def read_status_parameters(
     course_id: str,
@@ -58,7 +62,8 @@ async def read_status_parameters(
     as_of: AsOf = None,
 ) -> Response:
     """The same status as `/ipt/v1/courses/{id}/status`, as `Parameters`."""
-    authorize(principal, "CarePlan", "read")
+    authorize(principal, "CarePlan", "operation", id_=course_id)
+    await require_course(conn, principal, course_id)
     status = await course_status(conn, course_id, as_of=_instant(as_of), now=_now(request))
     return json_response(status_parameters(status))
 
@@ -75,8 +80,10 @@ async def dashboard_summary(
     organization: str | None = None,
 ) -> dict[str, Any]:
     """Aggregate the stored statuses, optionally of one therapist or organization."""
-    authorize(principal, "CarePlan", "search")
-    return await summary(conn, therapist=therapist, organization=organization)
+    authorize(principal, "CarePlan", "search", names=["therapist", "organization"])
+    return await summary(
+        conn, therapist=therapist, organization=organization, patient=principal.compartment
+    )
 
 
 @status_router.get(
@@ -87,6 +94,7 @@ async def dashboard_summary(
 async def dashboard_worklist(
     request: Request,
     conn: ConnectionDep,
+    base: PublicBaseDep,
     principal: PrincipalDep,
     kind: WorklistKind,
     therapist: str | None = None,
@@ -95,15 +103,21 @@ async def dashboard_worklist(
     page: str | None = None,
 ) -> dict[str, Any]:
     """List the courses of one kind; `next` carries an opaque cursor."""
-    authorize(principal, "CarePlan", "search")
+    authorize(principal, "CarePlan", "search", names=["kind", "therapist", "organization"])
     after = None
     if page is not None:
         position = decode_cursor(page, keys=frozenset({"sort", "id"}))
         after = (str(position["sort"]), str(position["id"]))
     items = await worklist(
-        conn, kind, therapist=therapist, organization=organization, after=after, limit=limit
+        conn,
+        kind,
+        therapist=therapist,
+        organization=organization,
+        patient=principal.compartment,
+        after=after,
+        limit=limit,
     )
-    url = str(request.url).split("?", 1)[0]
+    url = base + request.url.path
     next_url = None
     if len(items) == limit:
         cursor = encode_cursor({"sort": items[-1]["sort"], "id": items[-1]["course_id"]})

@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
+from ipt_api.authz import authorize
 from ipt_api.deps import ConnectionDep, PrincipalDep, SettingsDep
+from ipt_api.json_route import StrictJsonRoute
 from ipt_api.principal import Principal
 from ipt_api.webhooks.schemas import (
     DeliveryList,
@@ -42,7 +44,9 @@ class SecretsNotConfigured(FhirError):
     status, code = 503, "exception"
 
 
-webhooks_router = APIRouter(prefix="/ipt/v1/webhooks", tags=["Webhooks"], responses=_ERRORS)
+webhooks_router = APIRouter(
+    prefix="/ipt/v1/webhooks", tags=["Webhooks"], responses=_ERRORS, route_class=StrictJsonRoute
+)
 
 
 @webhooks_router.post("", status_code=201, summary="Subscribe a URL to events")
@@ -144,7 +148,7 @@ async def list_deliveries(
 )
 async def redeliver(
     webhook_id: str,
-    delivery_id: int,
+    delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     conn: ConnectionDep,
     principal: PrincipalDep,
     request: Request,
@@ -172,5 +176,7 @@ def _now(request: Request) -> datetime:
 
 
 def _authorize(principal: Principal, interaction: str) -> None:
-    if not principal.may("Subscription", interaction):
-        raise NotAuthorized(f"The token's scopes do not allow {interaction} on webhooks")
+    authorize(principal, "Subscription", interaction)
+    if principal.compartment is not None:
+        # Webhooks deliver every patient's events: no patient/ token may manage them.
+        raise NotAuthorized("Webhooks are not available with patient/ scopes")

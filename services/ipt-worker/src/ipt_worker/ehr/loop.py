@@ -20,6 +20,7 @@ from ipt_core.ehr.endpoints import EhrEndpoint
 from ipt_core.ehr.errors import RemoteError, RemoteUnavailable
 from ipt_core.ehr.remote import RemoteEhr, ehr_http_client
 from ipt_core.fhir.store import WriteListener
+from ipt_core.net.destinations import DestinationPolicy
 from ipt_worker.ehr import metrics
 from ipt_worker.ehr.context import EhrTiming, EndpointSync, backoff
 from ipt_worker.ehr.pull import pull_once
@@ -43,16 +44,20 @@ async def open_endpoint(
     listeners: Sequence[WriteListener],
     timing: EhrTiming,
     *,
+    destinations: DestinationPolicy,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AsyncIterator[EndpointSync]:
     """An endpoint's sync context with its own connection pool (closed on exit).
 
-    `transport` replaces the network (tests); it is handed to `ehr_http_client`, the one
-    place every EHR connection is made.
+    Connections go only where `destinations` (`IPT_OUTBOUND_ALLOW`) allows; `transport`
+    replaces the network (fault tests). Both are handed to `ehr_http_client`, the one place
+    every EHR connection is made.
     """
     rng = random.Random()
-    async with ehr_http_client(timeout_s=timing.timeout_s, transport=transport) as http:
+    async with ehr_http_client(
+        timeout_s=timing.timeout_s, destinations=destinations, transport=transport
+    ) as http:
         remote = RemoteEhr(
             endpoint, http, attempts=timing.attempts, retry_delay=backoff(timing, rng)
         )
@@ -109,6 +114,7 @@ async def run_ehr_sync(
     timing: EhrTiming,
     stop: asyncio.Event,
     *,
+    destinations: DestinationPolicy,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
     """Run every endpoint's loop until `stop` is set (returns at once when none is configured)."""
@@ -124,7 +130,9 @@ async def run_ehr_sync(
                 await asyncio.wait_for(stop.wait(), timeout=timing.poll_interval_s)
 
     async def one(endpoint: EhrEndpoint) -> None:
-        async with open_endpoint(engine, endpoint, listeners, timing, transport=transport) as sync:
+        async with open_endpoint(
+            engine, endpoint, listeners, timing, destinations=destinations, transport=transport
+        ) as sync:
             await run_endpoint(sync, stop)
 
     await asyncio.gather(*(one(endpoint) for endpoint in endpoints))

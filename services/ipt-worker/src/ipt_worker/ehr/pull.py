@@ -24,6 +24,7 @@ from ipt_core.ehr.identifiers import pushed_by_us
 from ipt_core.ehr.pull_mapping import concerns_patient, incoming_resource, pull_criteria
 from ipt_core.ehr.push_mapping import local_references
 from ipt_core.fhir.errors import FhirError
+from ipt_core.fhir.model import WriteCause
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL
 from ipt_worker.ehr import metrics
@@ -150,7 +151,9 @@ async def _store_page(
     patient_id, remote_patient = patients
     newest = watermark
     async with sync.engine.begin() as conn:
-        store = ResourceStore(conn, listeners=sync.listeners, clock=sync.clock)
+        store = ResourceStore(
+            conn, listeners=sync.listeners, clock=sync.clock, cause=WriteCause.EHR_PULL
+        )
         for remote in page:
             updated = _last_updated(remote)
             if updated and (newest is None or updated > newest):

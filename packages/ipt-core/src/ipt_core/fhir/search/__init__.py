@@ -19,28 +19,57 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.db.schema import resource
 from ipt_core.fhir.search._elements import subset_content
 from ipt_core.fhir.search._include import MAX_INCLUDED, revinclude_statement
-from ipt_core.fhir.search._model import Include, SearchQuery, SortKey
+from ipt_core.fhir.search._model import (
+    ChainClause,
+    Clause,
+    DateValue,
+    HasClause,
+    Include,
+    ReferenceValue,
+    SearchQuery,
+    SortKey,
+    TokenValue,
+    ValueClause,
+)
 from ipt_core.fhir.search._page import Position, matching, page_statement, plan_per_search
-from ipt_core.fhir.search._parse import IGNORED_PARAMS, parse_search, search_param
+from ipt_core.fhir.search._parse import (
+    DEFAULT_SEARCH_LIMITS,
+    IGNORED_PARAMS,
+    SearchLimits,
+    parse_search,
+    search_param,
+)
 from ipt_core.fhir.search._position import position_from_json, position_to_json
 from ipt_core.fhir.search._results import DEFAULT_COUNT, MAX_COUNT
 from ipt_core.fhir.search._search import SearchPage, run_search
 from ipt_core.fhir.search._sort import SortPlan, sort_plan
+from ipt_core.fhir.search._values import parse_values
 
 __all__ = [
     "DEFAULT_COUNT",
+    "DEFAULT_SEARCH_LIMITS",
     "IGNORED_PARAMS",
     "MAX_COUNT",
     "MAX_INCLUDED",
+    "ChainClause",
+    "Clause",
+    "DateValue",
+    "HasClause",
     "Include",
     "Position",
+    "ReferenceValue",
+    "SearchLimits",
     "SearchPage",
     "SearchQuery",
     "SortKey",
     "SortPlan",
+    "TokenValue",
+    "ValueClause",
+    "matching",
     "matching_ids",
     "page_statement",
     "parse_search",
+    "parse_values",
     "position_from_json",
     "position_to_json",
     "revinclude_statement",

@@ -22,7 +22,7 @@ from ipt_core.db.schema import (
     search_string,
     search_token,
 )
-from ipt_core.fhir.index import normalize_string
+from ipt_core.fhir.index import normalize_string, token_key
 from ipt_core.fhir.search._model import (
     ChainClause,
     Clause,
@@ -118,10 +118,12 @@ def _token(value: TokenValue) -> ColumnElement[bool]:
     t = search_token
     conditions = []
     if value.code is not None:
-        conditions.append(t.c.code == value.code)
+        conditions.append(t.c.code == token_key(value.code))
     if value.match_system:
         system = t.c.system
-        conditions.append(system.is_(None) if value.system is None else system == value.system)
+        conditions.append(
+            system.is_(None) if value.system is None else system == token_key(value.system)
+        )
     return and_(*conditions)
 
 
@@ -186,8 +188,8 @@ def _number(value: NumberValue) -> ColumnElement[bool]:
 def _reference(value: ReferenceValue) -> ColumnElement[bool]:
     r = search_reference.c
     if value.type is None:
-        return r.target_id == value.id
-    return and_(r.target_id == value.id, r.target_type == value.type)
+        return r.target_id == token_key(value.id)
+    return and_(r.target_id == token_key(value.id), r.target_type == value.type)
 
 
 def _chain(clause: ChainClause, subject: Subject) -> ColumnElement[bool]:

@@ -7,11 +7,13 @@ are ignored silently. An unsupported modifier or a malformed value is always a 4
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import cast
 
 from ipt_core.fhir.errors import InvalidRequest, Issue
+from ipt_core.fhir.index import STRING_KEY_CHARS
 from ipt_core.fhir.registry import COMMON_PARAMS, REGISTRY, SearchParam
 from ipt_core.fhir.search._model import (
     ChainClause,
@@ -26,7 +28,13 @@ from ipt_core.fhir.search._model import (
 from ipt_core.fhir.search._results import parse_result_param
 from ipt_core.fhir.search._values import parse_values
 
-__all__ = ["IGNORED_PARAMS", "parse_search", "search_param"]
+__all__ = [
+    "DEFAULT_SEARCH_LIMITS",
+    "IGNORED_PARAMS",
+    "SearchLimits",
+    "parse_search",
+    "search_param",
+]
 
 # Parameters some clients always send that change nothing here: formats, pretty-printing,
 # total strategies of other servers, cache busters.
@@ -44,6 +52,23 @@ _MODIFIERS: dict[str, frozenset[str]] = {
 }
 
 
+@dataclass(frozen=True)
+class SearchLimits:
+    """How much one search may ask for: each parameter and each value costs SQL.
+
+    Attributes:
+        max_params: parameters (name=value pairs, `_count` and the like included).
+        max_values: values over all parameters (`code=a,b,c` counts three).
+    """
+
+    max_params: int = 40
+    max_values: int = 200
+
+
+DEFAULT_SEARCH_LIMITS = SearchLimits()
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 class _Unknown(Exception):
     """A parameter this server does not know: ignored, or refused under strict handling."""
 
@@ -57,14 +82,20 @@ def search_param(resource_type: str, name: str) -> SearchParam | None:
 
 
 def parse_search(
-    resource_type: str, params: Sequence[tuple[str, str]], *, strict: bool = False
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    strict: bool = False,
+    limits: SearchLimits = DEFAULT_SEARCH_LIMITS,
 ) -> SearchQuery:
     """Parse `params` (name, value pairs, repeated names allowed) into a query.
 
     Raises:
-        InvalidRequest: for malformed values, unsupported modifiers, and, when `strict`,
-            unknown parameters.
+        InvalidRequest: for malformed values, unsupported modifiers, more parameters or
+            values than `limits` allow, control characters, and, when `strict`, unknown
+            parameters.
     """
+    _check_size(params, limits)
     query = SearchQuery(resource_type)
     clauses: list[Clause] = []
     issues: list[Issue] = []
@@ -90,6 +121,23 @@ def parse_search(
         issues=(*issues, *query.issues),
         signature=tuple(sorted(signature)),
     )
+
+
+def _check_size(params: Sequence[tuple[str, str]], limits: SearchLimits) -> None:
+    counted = [(name, value) for name, value in params if name not in IGNORED_PARAMS]
+    if len(counted) > limits.max_params:
+        raise InvalidRequest(
+            f"A search may have at most {limits.max_params} parameters; this one has "
+            f"{len(counted)}: split it, or use fewer, more selective parameters"
+        )
+    values = sum(value.count(",") + 1 for _, value in counted)
+    if values > limits.max_values:
+        raise InvalidRequest(
+            f"A search may have at most {limits.max_values} values in all; this one has {values}"
+        )
+    for name, value in counted:
+        if _CONTROL_CHARACTERS.search(name) or _CONTROL_CHARACTERS.search(value):
+            raise InvalidRequest("A search parameter holds a control character (U+0000-U+001F)")
 
 
 _RESULT_NAMES = frozenset(
@@ -130,7 +178,20 @@ def _simple(resource_type: str, name: str, value: str) -> Clause:
         raise InvalidRequest(f"Modifier :{modifier} is not supported on {base}")
     if modifier == "text":
         return ValueClause(param, "text", tuple(StringValue(v) for v in value.split(",")))
+    if param.type == "string" and modifier != "exact":
+        _check_string_length(name, value)
     return ValueClause(param, modifier or None, parse_values(param, value))
+
+
+def _check_string_length(name: str, value: str) -> None:
+    # The index keeps the first STRING_KEY_CHARS characters of a string (fhir/index.py):
+    # a longer prefix could not be matched exactly. `:exact` compares the whole string.
+    if any(len(part) > STRING_KEY_CHARS for part in value.split(",")):
+        raise InvalidRequest(
+            f"String search values are limited to {STRING_KEY_CHARS} characters "
+            f"(use {name.partition(':')[0]}:exact for a whole long string)",
+            expression=(name,),
+        )
 
 
 def _typed_references(param: SearchParam, type_: str, value: str) -> tuple[ReferenceValue, ...]:

@@ -1,0 +1,191 @@
+"""`make bench`: seed, start each server in turn, drive every scenario with wrk, report.
+
+    python -m bench [--scenarios read,search] [--servers ours,peer,limit]
+                    [--connections 32,8] [--seconds 10] [--profile]
+
+From the Makefile: `make bench ARGS="--scenarios read --servers ours,limit --seconds 5"`.
+Results go to bench/results/ (results.md, results.json; read.folded and profile.md with
+--profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.api import servers
+from bench.api.profile import profile_reads
+from bench.api.report import Measurement, Report
+from bench.api.scenarios import LIMIT, OURS, PEER, SCENARIOS, Fixture, Scenario
+from bench.api.wrk import require_wrk, run_wrk, wait_until_idle
+from bench.dataset import course_resources, ident
+from ipt_core.ipt import codes
+
+__all__ = ["main"]
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+_SESSIONS, _PHQ9 = 10, 3  # per seeded patient: 20,000 Encounters for 2,000 Patients
+_WARM_UP_S = 3
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line, run the selected scenarios on the selected servers, report."""
+    args = _parser().parse_args(argv)
+    require_wrk()
+    chosen = [s for s in SCENARIOS if s.name in args.scenarios]
+    report = Report(_meta(args))
+    fixture = Fixture([ident("patient", n) for n in range(args.patients)], [])
+    # The peer first: its seeding through the API is the slowest step, and it fails alone.
+    if PEER in args.servers:
+        with servers.running_peer() as peer:
+            seconds = servers.seed_peer(peer.root_url, _caseload(args.patients))
+            report.meta["peer seeding"] = (
+                f"{_count(args.patients)} resources by 100-entry transactions of PUTs in "
+                f"{seconds:.0f} s"
+            )
+            _drive(report, PEER, peer, fixture, chosen, args)
+        report.write(RESULTS)
+    if {OURS, LIMIT} & set(args.servers):
+        url, seconds = servers.seed_ours(_caseload(args.patients))
+        print(f"ours: bulk-loaded {_count(args.patients)} resources in {seconds:.1f} s", flush=True)
+        if LIMIT in args.servers:
+            with servers.running_limit(url) as limit:
+                _drive(report, LIMIT, limit, fixture, chosen, args)
+            report.write(RESULTS)
+        if OURS in args.servers:
+            with servers.running_ours() as ours:
+                courses = _enrol(ours.root_url, fixture.patients[: args.courses])
+                if args.profile:  # first, while the store holds only the seeded data
+                    profile_reads(ours, fixture, RESULTS)
+                    wait_until_idle(ours.pid)
+                _drive(report, OURS, ours, Fixture(fixture.patients, courses), chosen, args)
+    path = report.write(RESULTS)
+    print("\n" + path.read_text())
+
+
+def _parser() -> argparse.ArgumentParser:
+    names = ",".join(s.name for s in SCENARIOS)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", type=_names, default=names.split(","), help=names)
+    parser.add_argument(
+        "--servers", type=_names, default=[OURS, PEER, LIMIT], help="ours,peer,limit"
+    )
+    parser.add_argument(
+        "--connections",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[32, 8],
+        help="wrk connection counts (default 32,8)",
+    )
+    parser.add_argument("--seconds", type=float, default=10, help="duration of each wrk run")
+    parser.add_argument("--patients", type=int, default=2000, help="seeded Patients")
+    parser.add_argument("--courses", type=int, default=100, help="IPT courses enrolled (ours)")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the read path of ours under load (root)"
+    )
+    return parser
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}",
+        "data": f"{args.patients} Patients, each with a CarePlan, {_SESSIONS} Encounters and "
+        f"{_PHQ9} PHQ-9 Observations; {args.courses} IPT courses enrolled through the domain API",
+        "wrk": f"1 thread, {args.seconds:g} s per run, connections {args.connections}",
+    }
+
+
+def _count(patients: int) -> int:
+    return patients * (2 + _SESSIONS + _PHQ9)
+
+
+def _caseload(patients: int) -> Iterator[dict[str, Any]]:
+    for n in range(patients):
+        yield from course_resources(n, sessions=_SESSIONS, phq9=_PHQ9)
+
+
+def _enrol(root_url: str, patients: list[str]) -> list[str]:
+    """Enrol and activate a course for each of `patients` through the domain API."""
+    courses = []
+    with httpx.Client(base_url=f"{root_url}/ipt/v1", timeout=60) as client:
+        for patient in patients:
+            body = {
+                "patient": {"reference": f"Patient/{patient}"},
+                "problem_areas": ["grief"],
+                "planned_sessions": 20,
+                "start": "2025-01-06T09:00:00Z",
+                "baseline_phq9": {"total": 18, "item9": 0},
+            }
+            response = client.post("/courses", json=body)
+            response.raise_for_status()
+            course = response.json()["id"]
+            client.post(f"/courses/{course}/activate").raise_for_status()
+            courses.append(course)
+    return courses
+
+
+def _check_fixture(root_url: str, target: str, fixture: Fixture) -> None:
+    """Fail unless the seeded data answer as expected: a benchmark of empty results lies."""
+    patient = fixture.patients[-1]  # never enrolled, so exactly what was seeded
+    expected = {
+        f"/fhir/Patient/{patient}": None,
+        f"/fhir/Encounter?subject=Patient/{patient}&_count=20": _SESSIONS,
+        f"/fhir/Observation?patient=Patient/{patient}&code={codes.LOINC}|{codes.PHQ9_TOTAL}": _PHQ9,
+    }
+    for path, entries in expected.items():
+        if target == LIMIT and entries is not None:
+            continue
+        response = httpx.get(root_url + path, timeout=60)
+        found = len(response.json().get("entry", [])) if entries is not None else None
+        if response.status_code != 200 or found != entries:
+            raise RuntimeError(f"{target}: {path} gave {response.status_code}, {found} entries")
+
+
+def _drive(
+    report: Report,
+    target: str,
+    server: servers.Running,
+    fixture: Fixture,
+    scenarios: list[Scenario],
+    args: argparse.Namespace,
+) -> None:
+    root_url, pid = server.root_url, server.pid
+    supported = [s for s in scenarios if target in s.targets]
+    if not supported:
+        return
+    _check_fixture(root_url, target, fixture)
+    read = SCENARIOS[0]
+    run_wrk(root_url, read.script(fixture), connections=8, seconds=_WARM_UP_S)
+    for scenario in supported:
+        levels = scenario.connections or args.connections
+        for run, connections in enumerate(levels):
+            data = fixture
+            if scenario.fresh_ids:  # a disjoint slice of Patients per run: all at version 1
+                share = len(fixture.patients) // len(levels)
+                data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
+            seconds = args.seconds * scenario.seconds_factor
+            result = run_wrk(
+                root_url, scenario.script(data), connections=connections, seconds=seconds
+            )
+            wait_until_idle(pid)
+            per_second = result.ok_per_second * (scenario.resources_per_request or 1)
+            report.add(Measurement(scenario.name, target, connections, result, per_second))
+            errors = f", {result.errors} failed" if result.errors else ""
+            print(
+                f"{target:>5} {scenario.name:<12} c={connections:<3} {per_second:>8,.0f}/s  "
+                f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms{errors}",
+                flush=True,
+            )

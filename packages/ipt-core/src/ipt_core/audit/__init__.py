@@ -1,0 +1,36 @@
+"""AuditEvent: append-only records of who read or changed patient data (FHIR R4 AuditEvent).
+
+AuditRecord, INTERACTIONS          one access, and the (subtype, action) of each interaction
+audit_event_json(record)            the FHIR AuditEvent served at /fhir/AuditEvent
+insert_records / read_record / search_records / purge_before   the SQL of `audit_event`
+"""
+
+from __future__ import annotations
+
+from ipt_core.audit._model import (
+    INTERACTIONS,
+    SOURCE_OBSERVER,
+    AuditRecord,
+    audit_event_json,
+    outcome_of_status,
+)
+from ipt_core.audit._repository import (
+    AuditFilter,
+    insert_records,
+    purge_before,
+    read_record,
+    search_records,
+)
+
+__all__ = [
+    "INTERACTIONS",
+    "SOURCE_OBSERVER",
+    "AuditFilter",
+    "AuditRecord",
+    "audit_event_json",
+    "insert_records",
+    "outcome_of_status",
+    "purge_before",
+    "read_record",
+    "search_records",
+]

@@ -1,0 +1,109 @@
+"""All SQL of the `audit_event` table: append, read, search (newest first), purge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.audit._model import AuditRecord, audit_event_json
+from ipt_core.db.schema import audit_event
+
+__all__ = ["AuditFilter", "insert_records", "purge_before", "read_record", "search_records"]
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Search criteria; every given criterion must hold (values of one are OR-ed)."""
+
+    since: datetime | None = None  # recorded >= since
+    until: datetime | None = None  # recorded < until
+    agents: tuple[str, ...] = ()  # subject or client id
+    entities: tuple[tuple[str, str | None], ...] = ()  # (type, id or None for any)
+    patients: tuple[str, ...] = ()
+    subtypes: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    outcomes: tuple[int, ...] = ()
+
+
+async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) -> None:
+    """Append `records` (in the caller's transaction)."""
+    if not records:
+        return
+    await conn.execute(
+        insert(audit_event),
+        [
+            {
+                "id": r.id,
+                "recorded": r.recorded,
+                "subtype": r.subtype,
+                "action": r.action,
+                "outcome": r.outcome,
+                "agent": r.agent,
+                "client_id": r.client_id,
+                "entity_type": r.entity_type,
+                "entity_id": r.entity_id,
+                "patient_id": r.patient_id or r.patient_scope,
+                "content": audit_event_json(r),
+            }
+            for r in records
+        ],
+    )
+
+
+async def read_record(conn: AsyncConnection, id_: str) -> dict[str, Any] | None:
+    """Return the AuditEvent `id_`, or None."""
+    row = await conn.execute(select(audit_event.c.content).where(audit_event.c.id == id_))
+    content: dict[str, Any] | None = row.scalar_one_or_none()
+    return content
+
+
+async def search_records(
+    conn: AsyncConnection, where: AuditFilter, *, limit: int, before_seq: int | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """Return up to `limit` (seq, AuditEvent) pairs, newest first, older than `before_seq`."""
+    a = audit_event.c
+    statement = select(a.seq, a.content).where(*_conditions(where)).order_by(a.seq.desc())
+    if before_seq is not None:
+        statement = statement.where(a.seq < before_seq)
+    rows = await conn.execute(statement.limit(limit))
+    return [(row.seq, row.content) for row in rows]
+
+
+def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:
+    a = audit_event.c
+    conditions: list[ColumnElement[bool]] = []
+    if where.since is not None:
+        conditions.append(a.recorded >= where.since)
+    if where.until is not None:
+        conditions.append(a.recorded < where.until)
+    if where.agents:
+        conditions.append(or_(a.agent.in_(where.agents), a.client_id.in_(where.agents)))
+    if where.entities:
+        conditions.append(
+            or_(
+                *(
+                    (a.entity_type == t) & (a.entity_id == i) if i else a.entity_type == t
+                    for t, i in where.entities
+                )
+            )
+        )
+    if where.patients:
+        conditions.append(a.patient_id.in_(where.patients))
+    if where.subtypes:
+        conditions.append(a.subtype.in_(where.subtypes))
+    if where.actions:
+        conditions.append(a.action.in_(where.actions))
+    if where.outcomes:
+        conditions.append(a.outcome.in_(where.outcomes))
+    return conditions
+
+
+async def purge_before(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Delete the records older than `cutoff` (the retention purge); return how many."""
+    result = await conn.execute(delete(audit_event).where(audit_event.c.recorded < cutoff))
+    return result.rowcount

@@ -1,0 +1,1 @@
+"""Analytics reads: the status snapshot with its feed position, status history, trends."""

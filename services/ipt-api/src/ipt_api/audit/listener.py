@@ -1,0 +1,42 @@
+"""Audit records of writes, inserted in the write's own transaction (a store write listener).
+
+A write that rolls back takes its record with it; the failure is then recorded on its own
+(see `deps.get_connection`), so the trail never claims a change that did not happen.
+"""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_api.audit.trail import Access, current_trail
+from ipt_api.authz.compartment import patients_of
+from ipt_core.audit import insert_records
+from ipt_core.fhir.model import Change
+
+__all__ = ["AuditWriteListener"]
+
+
+class AuditWriteListener:
+    """Records each resource written during a request, with its patient when it has one."""
+
+    async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
+        """Insert the audit record of `change` (no request, as in the worker: nothing)."""
+        trail = current_trail()
+        if trail is None:
+            return
+        stored = change.stored
+        content = change.resource
+        if content is None and change.previous is not None and change.previous.content:
+            content = orjson.loads(change.previous.content)
+        patients = sorted(patients_of(stored.resource_type, content or {}))
+        access = Access(
+            change.action,
+            stored.resource_type,
+            stored.id,
+            stored.version_id,
+            patient_id=patients[0] if patients else None,
+        )
+        status = 201 if change.action == "create" else 200
+        await insert_records(conn, [trail.record(access, status)])
+        trail.written_types.add(stored.resource_type)

@@ -1,0 +1,95 @@
+"""Stop working for a client that has gone: cancel the request when its connection closes.
+
+Neither uvicorn nor Starlette cancels a request's task when the client disconnects, so an
+expensive search would run to its end (or to the statement timeout) for nobody. This ASGI
+middleware watches the connection once the request body has been read and cancels the
+request's task on `http.disconnect`; cancelling an asyncpg query sends PostgreSQL a cancel
+request, so the statement stops too (README, "Input limits").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ipt_api.gate import declared_length
+
+__all__ = ["CancelOnDisconnect"]
+
+_DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class CancelOnDisconnect:
+    """ASGI middleware: cancel the request when the client disconnects before the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request; cancel it if the client leaves before the response is complete."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(receive, send, has_body=declared_length(scope) != 0)
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(exchange.watch(task))
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except asyncio.CancelledError:
+            if not exchange.cancelled or task.uncancel() > 0:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+class _Exchange:
+    """One request's messages: the body goes to the app, then the watcher owns `receive`."""
+
+    def __init__(self, receive: Receive, send: Send, *, has_body: bool) -> None:
+        self._receive = receive
+        self._send = send
+        self.body_read = asyncio.Event()  # set: the app has the whole body
+        self.disconnected = asyncio.Event()
+        self.complete = False
+        self.cancelled = False
+        self._empty: Message | None = None
+        if not has_body:
+            # The app gets its empty body from here; the server's copy goes to the watcher.
+            self._empty = {"type": "http.request", "body": b"", "more_body": False}
+            self.body_read.set()
+
+    async def receive(self) -> Message:
+        if self._empty is not None:
+            message, self._empty = self._empty, None
+            return message
+        if self.body_read.is_set():
+            await self.disconnected.wait()  # the watcher reads the connection from now on
+            return _DISCONNECT
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.disconnected.set()
+            self.body_read.set()
+        elif not message.get("more_body", False):
+            self.body_read.set()
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        await self._send(message)
+
+    async def watch(self, task: asyncio.Task[object]) -> None:
+        await self.body_read.wait()
+        if not self.disconnected.is_set():
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
+            self.disconnected.set()
+        if not self.complete:
+            self.cancelled = True
+            task.cancel()
