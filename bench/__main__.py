@@ -1,7 +1,7 @@
 """`python -m bench`: every benchmark in one run (`make bench`), or one of them by name.
 
-python -m bench                      # all: api, then ehr and export (each reports its numbers)
-python -m bench api [ARGS]           # bench.api: ours vs peer vs stack limit, wrk (bench/results/)
+python -m bench                      # all: api, then ehr and export (100k resources)
+python -m bench [api] --OPTIONS      # bench.api: ours vs peer vs stack limit, wrk (bench/results/)
 python -m bench ehr [ARGS]           # EHR sync: push and pull throughput to a local sekmet-fhir
 python -m bench export [ARGS]        # Bulk Data $export throughput and the API's peak memory
 python -m bench recompute [ARGS]     # status engine: full recompute, idle polls
@@ -20,7 +20,10 @@ _BENCHMARKS = {
     "events": "bench.events_bench",
     "search": "bench.search_bench",
 }
-_DEFAULT = ("api", "ehr", "export")  # what `make bench` runs; the others take long alone
+# What `make bench` runs, with each one's arguments; the others take long alone. The export
+# runs at 100,000 resources here (1,000,000: `python -m bench export --resources 1000000`,
+# whose bulk load alone takes tens of minutes on 2 cores).
+_DEFAULT = {"api": None, "ehr": [], "export": ["--resources", "100000"]}
 
 
 def _run(name: str, args: list[str]) -> None:
@@ -35,6 +38,8 @@ def _run(name: str, args: list[str]) -> None:
 
 if len(sys.argv) > 1 and sys.argv[1] in _BENCHMARKS:
     _run(sys.argv[1], sys.argv[2:])
+elif len(sys.argv) > 1:  # options alone: the HTTP benchmark, to iterate on it quickly
+    _run("api", sys.argv[1:])
 else:
-    for name in _DEFAULT:
-        _run(name, sys.argv[1:] if name == "api" else [])
+    for name, args in _DEFAULT.items():
+        _run(name, args or [])

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.support.database",
     "tests.support.api",
     "tests.integration.ehr_support",  # `sekmet`: one real third-party EHR per session
+    "tests.integration.authz_support",  # `signing_key`, `mint`, `secured`: JWT-mode API
 ]
 
 # Every process composes the layers at start (ipt_core.composition); so does the test session,

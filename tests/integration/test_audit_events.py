@@ -26,15 +26,10 @@ from tests.integration.authz_support import (
     Secured,
     bearer,
     create,
-    mint,
     patient_record,
     resource_of,
-    secured,
-    signing_key,
 )
 from tests.support.waiting import poll_until
-
-__all__ = ["mint", "secured", "signing_key"]  # fixtures used by name
 
 AUDITOR = "system/AuditEvent.rs"
 

@@ -22,15 +22,10 @@ from tests.integration.authz_support import (
     Secured,
     bearer,
     create,
-    mint,
     patient_record,
     resource_of,
-    secured,
-    signing_key,
 )
 from tests.integration.ipt_helpers import WORKED_NOW, Clock, enrolment
-
-__all__ = ["mint", "secured", "signing_key"]  # fixtures used by name
 
 Records = tuple[dict[str, str], dict[str, str]]
 

@@ -17,14 +17,9 @@ from tests.integration.authz_support import (
     Secured,
     bearer,
     create,
-    mint,
     patient_record,
     resource_of,
-    secured,
-    signing_key,
 )
-
-__all__ = ["mint", "secured", "signing_key"]  # fixtures used by name
 
 _REVINCLUDE_ALL = (
     "&_revinclude=Observation:subject&_revinclude=CarePlan:subject"

@@ -26,16 +26,11 @@ from tests.integration.authz_support import (
     Secured,
     bearer,
     create,
-    mint,
     patient_record,
     resource_of,
-    secured,
-    signing_key,
 )
 from tests.integration.ipt_helpers import enrolment
 from tests.support.api import api_settings
-
-__all__ = ["mint", "secured", "signing_key"]  # fixtures used by name
 
 # Letters of a v2 scope that grant each need (SMART v2: read by id is granted by r or s here).
 _GRANTING = {"r": "r", "s": "s", "c": "c", "u": "u", "d": "d", "read": "rs"}
