@@ -37,7 +37,7 @@ async def http(database: ChaosDatabase) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(api_settings(), database=Database(database.engine))
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
 
 
@@ -177,7 +177,7 @@ async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None
     try:
         async with LifespanManager(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
                 response = await client.get("/fhir/Patient")
     finally:
         await limited.dispose()
