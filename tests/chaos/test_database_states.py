@@ -177,7 +177,9 @@ async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None
     try:
         async with LifespanManager(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver"
+            ) as client:
                 response = await client.get("/fhir/Patient")
     finally:
         await limited.dispose()
