@@ -429,3 +429,32 @@ async def test_the_capability_statement_announces_export(
     patient = {o["definition"].rsplit("/", 1)[1] for o in entries["Patient"]["operation"]}
     assert "patient-export" in patient
     assert entries["Group"]["operation"][0]["definition"].endswith("/group-export")
+
+
+async def test_kick_offs_leave_audit_events_allowed_and_refused(
+    server: str, http: httpx.AsyncClient, db: AsyncEngine, mint: Mint, caseload: None
+) -> None:
+    allowed = await http.get(
+        f"{server}/$export?_type=Observation", headers={**ASYNC, **auth(mint("client-a"))}
+    )
+    refused = await http.get(
+        f"{server}/$export?_type=Observation",
+        headers={**ASYNC, **auth(mint("client-b", scope="user/*.read"))},
+    )
+    assert (allowed.status_code, refused.status_code) == (202, 403)
+
+    async def exports_audited() -> list[tuple[str, int]]:
+        async with db.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT agent, outcome FROM audit_event WHERE subtype = 'operation' "
+                    "AND entity_type = 'Observation' ORDER BY agent"
+                )
+            )
+            return [(row.agent, row.outcome) for row in rows]
+
+    # Reads are audited in batches (about every second): wait for both records.
+    records = await poll_until(
+        exports_audited, until=lambda found: len(found) == 2, within_s=15, what="audit records"
+    )
+    assert records == [("client-a", 0), ("client-b", 4)]

@@ -2,6 +2,8 @@
 
 - Kick-off needs a `system/` scope granting search on every exported type (`system/*.read`,
   `system/*.rs`, or per type), as the Bulk Data IG's backend-services clients have.
+- A kick-off is an access to patient data like a search: each exported type is noted on the
+  request's audit trail (an AuditEvent with subtype `operation`), allowed or refused.
 - An export belongs to the token subject that kicked it off (for SMART backend services the
   `sub` is the client id); its status, manifest and files answer 404 to anyone else, exactly
   as for an export that does not exist.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ipt_api.audit.trail import Access, current_trail
 from ipt_api.principal import Principal
 from ipt_core.fhir.errors import NotAuthorized
 
@@ -19,6 +22,12 @@ __all__ = ["authorize_export", "export_owner"]
 
 def authorize_export(principal: Principal, resource_types: Iterable[str]) -> None:
     """Refuse (403) a kick-off whose token lacks system-level read of an exported type."""
+    resource_types = tuple(resource_types)
+    trail = current_trail()
+    if trail is not None:
+        trail.principal = principal
+        for resource_type in resource_types:
+            trail.note(Access("operation", resource_type, query_names=("$export",)))
     system = Principal(
         principal.subject, frozenset(s for s in principal.scopes if s.startswith("system/"))
     )
