@@ -27,7 +27,7 @@ from ipt_api.errors import install_error_handlers, render_error
 from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
-from ipt_api.fhir.interactions import fhir_router
+from ipt_api.fhir.interactions import fhir_documented_routes, fhir_router
 from ipt_api.fhir.smart import smart_router
 from ipt_api.gate import RequestGate
 from ipt_api.health import health_router, prometheus_metrics
@@ -179,7 +179,7 @@ def create_app(
     app.include_router(conformance_router())  # before the FHIR catch-all routes
     app.include_router(smart_router)  # before the FHIR catch-all routes
     app.include_router(fhir_router())
-    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app, fhir_documented_routes)  # type: ignore[method-assign]
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -29,6 +30,9 @@ __all__ = [
     "SettingsDep",
     "StoreDep",
     "get_principal",
+    "public_base",
+    "request_connection",
+    "store_of",
 ]
 
 
@@ -51,7 +55,8 @@ async def get_settings(request: Request) -> ApiSettings:
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
-async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+@asynccontextmanager
+async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """One transaction per request: committed when the route returns, rolled back on error.
 
     `scope="function"` below makes the commit happen before the response is sent, so a
@@ -90,6 +95,12 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
         raise
 
 
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """`request_connection` as a dependency (the FHIR routes open it on demand instead)."""
+    async with request_connection(request) as conn:
+        yield conn
+
+
 async def _record_failure(engine: AsyncEngine, trail: AuditTrail, error: Exception) -> None:
     """After the rollback, record the failed request in a transaction of its own."""
     try:
@@ -104,6 +115,11 @@ ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="functi
 
 async def get_store(request: Request, conn: ConnectionDep) -> ResourceStore:
     """The resource store bound to this request's transaction and the app's listeners."""
+    return store_of(request, conn)
+
+
+def store_of(request: Request, conn: AsyncConnection) -> ResourceStore:
+    """The resource store on `conn`, with the app's listeners, clock and search limits."""
     listeners: tuple[WriteListener, ...] = request.app.state.write_listeners
     settings: ApiSettings = request.app.state.settings
     return ResourceStore(
@@ -157,6 +173,11 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_public_base(request: Request, settings: SettingsDep) -> str:
+    """`public_base` as a dependency."""
+    return public_base(request, settings)
+
+
+def public_base(request: Request, settings: ApiSettings) -> str:
     """The absolute base URL of this service (no trailing slash), for links and `Location`.
 
     The configured public one, else the one the client used, whose `Host` is only trusted

@@ -9,11 +9,12 @@ generated clients to pick the right type.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import BaseRoute
 
 from ipt_core.fhir.registry import REGISTRY
 
@@ -210,11 +211,18 @@ def resource_schemas(resource_types: Iterable[str]) -> dict[str, Any]:
     return schemas
 
 
-def openapi_document(app: FastAPI) -> dict[str, Any]:
-    """Build (once) and return the app's OpenAPI document."""
+def openapi_document(
+    app: FastAPI, documented: Callable[[], Sequence[BaseRoute]] = list
+) -> dict[str, Any]:
+    """Build (once) and return the app's OpenAPI document.
+
+    `documented()` gives routes the app does not serve as such but the document lists: each
+    type's FHIR operations, served by one route per interaction (ipt_api/fhir/routes.py).
+    """
     if app.openapi_schema is None:
+        routes = [*app.routes, *documented()]
         schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title, version=app.version, description=app.description, routes=routes
         )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(resource_schemas(_FHIR_TYPES))

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from ipt_api.deps import FhirBaseDep
-from ipt_api.fhir.media import require_fhir_accept
-from ipt_api.fhir.responses import FhirResponse, json_response
-from ipt_api.openapi import fhir_responses
+from ipt_api.fhir.context import FhirContextDep
+from ipt_api.fhir.responses import json_response
+from ipt_api.fhir.routes import FhirOperation, add_operations, fhir_api_router
 from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.ipt import conformance_resource, conformance_resources
 
@@ -32,33 +31,43 @@ _WRITE_METHODS: Final = ["POST", "PUT", "DELETE", "PATCH"]
 
 def conformance_router() -> APIRouter:
     """Build the routes: read and list each conformance type; refuse writes with a 405."""
-    router = APIRouter(
-        prefix="/fhir",
-        dependencies=[Depends(require_fhir_accept)],
-        default_response_class=FhirResponse,
-    )
-    for resource_type in CONFORMANCE_TYPES:
-        router.add_api_route(
-            f"/{resource_type}",
-            _lister(resource_type),
-            methods=["GET"],
-            name=f"search-{resource_type}",
-            summary=f"List the {resource_type} resources of the IPT model",
-            tags=["Conformance"],
-            responses=fhir_responses(_200="Bundle"),
-        )
-        router.add_api_route(
-            f"/{resource_type}/{{id}}",
-            _reader(resource_type),
-            methods=["GET"],
-            name=f"read-{resource_type}",
-            summary=f"Read a {resource_type} of the IPT model",
-            tags=["Conformance"],
-            responses=fhir_responses(_200=resource_type),
-        )
-        for path in (f"/{resource_type}", f"/{resource_type}/{{rest:path}}"):
-            router.add_api_route(path, _read_only, methods=_WRITE_METHODS, include_in_schema=False)
+    router = fhir_api_router()
+    add_operations(router, _operations())
     return router
+
+
+def _operations() -> list[FhirOperation]:
+    operations = []
+    for t in CONFORMANCE_TYPES:
+        tags = ("Conformance",)
+        list_summary = f"List the {t} resources of the IPT model"
+        read_summary = f"Read a {t} of the IPT model"
+        operations += [
+            FhirOperation(
+                "GET",
+                f"/{t}",
+                _lister(t),
+                list_summary,
+                {"_200": "Bundle"},
+                tags=tags,
+                name=f"search-{t}",
+            ),
+            FhirOperation(
+                "GET",
+                f"/{t}/{{id}}",
+                _reader(t),
+                read_summary,
+                {"_200": t},
+                tags=tags,
+                name=f"read-{t}",
+            ),
+        ]
+        operations += [
+            FhirOperation(method, path, _read_only, documented=False)
+            for path in (f"/{t}", f"/{t}/{{rest:path}}")
+            for method in _WRITE_METHODS
+        ]
+    return operations
 
 
 def conformance_capabilities() -> list[dict[str, Any]]:
@@ -77,7 +86,7 @@ def conformance_capabilities() -> list[dict[str, Any]]:
 
 
 def _reader(resource_type: str) -> Any:
-    async def read(id: str) -> Response:
+    async def read(ctx: FhirContextDep, id: str) -> Response:
         found = conformance_resource(resource_type, id)
         if found is None:
             raise ResourceNotFound(f"{resource_type}/{id} is not known")
@@ -87,7 +96,8 @@ def _reader(resource_type: str) -> Any:
 
 
 def _lister(resource_type: str) -> Any:
-    async def search(request: Request, base: FhirBaseDep) -> Response:
+    async def search(ctx: FhirContextDep) -> Response:
+        request = ctx.request
         wanted_ids = _values(request, "_id")
         wanted_urls = _values(request, "url")
         matches = [
@@ -97,13 +107,14 @@ def _lister(resource_type: str) -> Any:
             and (wanted_ids is None or found["id"] in wanted_ids)
             and (wanted_urls is None or found.get("url") in wanted_urls)
         ]
-        return json_response(_searchset(request, base, resource_type, matches))
+        return json_response(_searchset(request, ctx.base, resource_type, matches))
 
     return search
 
 
-async def _read_only(request: Request) -> Response:
-    raise MethodNotAllowed(f"{request.url.path} is read-only: the IPT model's definitions")
+async def _read_only(ctx: FhirContextDep) -> Response:
+    path = ctx.request.url.path
+    raise MethodNotAllowed(f"{path} is read-only: the IPT model's definitions")
 
 
 def _values(request: Request, name: str) -> set[str] | None:

@@ -7,11 +7,10 @@ like any write. A patch that cannot be applied (a failed `test`, a missing path)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonpatch
-from fastapi import Request, Response
+from fastapi import Response
 
 from ipt_api.authz import (
     authorize,
@@ -19,18 +18,18 @@ from ipt_api.authz import (
     compartment_criteria,
     require_writable,
 )
-from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
+from ipt_api.fhir.context import FhirContext, FhirContextDep
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.preconditions import if_match_version
 from ipt_api.fhir.responses import write_response
+from ipt_api.fhir.routes import FhirOperation
 from ipt_api.json_input import parse_json
 from ipt_core.fhir.errors import FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceChange
 
-__all__ = ["JSON_PATCH", "PatchFailed", "json_patch", "patch_routes"]
+__all__ = ["JSON_PATCH", "PATCH_OPERATIONS", "PatchFailed", "json_patch"]
 
 JSON_PATCH = "application/json-patch+json"
-Route = Callable[..., Awaitable[Response]]
 
 
 class PatchFailed(FhirError):
@@ -66,45 +65,56 @@ def json_patch(operations: Any) -> ResourceChange:
     return apply
 
 
-def patch_routes(resource_type: str) -> tuple[Route, Route]:
-    """Return the instance and conditional PATCH routes of `resource_type`."""
-
-    async def patch(
-        id: str,
-        request: Request,
-        store: StoreDep,
-        principal: PrincipalDep,
-        base: FhirBaseDep,
-        settings: SettingsDep,
-    ) -> Response:
-        authorize(principal, resource_type, "patch", id_=id)
-        await require_writable(store, principal, resource_type, id)
-        change = await _patch_body(request, settings)
-        result = await store.patch(resource_type, id, change, if_match=if_match_version(request))
-        return write_response(request, result.stored, 200, base)
-
-    async def conditional_patch(
-        request: Request,
-        store: StoreDep,
-        principal: PrincipalDep,
-        base: FhirBaseDep,
-        settings: SettingsDep,
-    ) -> Response:
-        authorize(principal, resource_type, "patch")
-        if not request.url.query:
-            raise InvalidRequest("A conditional patch needs search criteria in the query")
-        authorize_criteria(principal, resource_type, str(request.url.query))
-        criteria = compartment_criteria(principal, resource_type, str(request.url.query))
-        change = await _patch_body(request, settings)
-        result = await store.conditional_patch(
-            resource_type, criteria, change, if_match=if_match_version(request)
-        )
-        return write_response(request, result.stored, 200, base)
-
-    return patch, conditional_patch
+async def patch(ctx: FhirContextDep, id: str) -> Response:
+    """Patch a resource by id."""
+    store, principal = await ctx.writer()
+    authorize(principal, ctx.type, "patch", id_=id)
+    await require_writable(store, principal, ctx.type, id)
+    change = await _patch_body(ctx)
+    result = await store.patch(ctx.type, id, change, if_match=if_match_version(ctx.request))
+    return write_response(ctx.request, result.stored, 200, ctx.base)
 
 
-async def _patch_body(request: Request, settings: SettingsDep) -> ResourceChange:
-    check_content_type(request, allowed=frozenset({JSON_PATCH}))
-    operations = parse_json(await request.body(), max_depth=settings.max_json_depth)
+async def conditional_patch(ctx: FhirContextDep) -> Response:
+    """Patch the one resource the query's criteria match."""
+    store, principal = await ctx.writer()
+    query = str(ctx.request.url.query)
+    authorize(principal, ctx.type, "patch")
+    if not query:
+        raise InvalidRequest("A conditional patch needs search criteria in the query")
+    authorize_criteria(principal, ctx.type, query)
+    criteria = compartment_criteria(principal, ctx.type, query)
+    change = await _patch_body(ctx)
+    result = await store.conditional_patch(
+        ctx.type, criteria, change, if_match=if_match_version(ctx.request)
+    )
+    return write_response(ctx.request, result.stored, 200, ctx.base)
+
+
+async def _patch_body(ctx: FhirContext) -> ResourceChange:
+    check_content_type(ctx.request, allowed=frozenset({JSON_PATCH}))
+    operations = parse_json(await ctx.request.body(), max_depth=ctx.settings.max_json_depth)
     return json_patch(operations)
+
+
+_PATCHED = {"_200": "{t}"}
+PATCH_OPERATIONS = (
+    FhirOperation(
+        "PATCH",
+        "/{type}/{id}",
+        patch,
+        "Patch a {t} with a JSON Patch",
+        _PATCHED,
+        body="JsonPatch",
+        tags=("{t}",),
+    ),
+    FhirOperation(
+        "PATCH",
+        "/{type}",
+        conditional_patch,
+        "Patch the {t} matching the criteria",
+        _PATCHED,
+        body="JsonPatch",
+        tags=("{t}",),
+    ),
+)

@@ -7,18 +7,20 @@ back, and renders the Bundle with absolute `self`/`next`/`previous` links.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 
 from ipt_api.authz import authorize, plan_search, visible_included
-from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
 from ipt_api.fhir.bundles import Links, searchset_bundle
+from ipt_api.fhir.context import FhirContext, FhirContextDep
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_url
 from ipt_api.fhir.responses import json_response
+from ipt_api.fhir.routes import FhirOperation
 from ipt_api.principal import Principal
+from ipt_api.settings import ApiSettings
 from ipt_core.fhir.errors import UnsupportedMediaType
 from ipt_core.fhir.search import Position as PagePosition
 from ipt_core.fhir.search import (
@@ -32,49 +34,46 @@ from ipt_core.fhir.search import (
 )
 from ipt_core.fhir.store import ResourceStore
 
-__all__ = ["prefers_strict", "search_routes", "searchset"]
+__all__ = ["SEARCH_OPERATIONS", "prefers_strict", "searchset"]
 
 _FORM = "application/x-www-form-urlencoded"
 _POSITION_KEYS = frozenset({"s", "k", "b"})
-Route = Callable[..., Awaitable[Response]]
 
 
-def search_routes(resource_type: str) -> tuple[Route, Route]:
-    """Return the GET and POST `_search` routes of `resource_type`."""
+async def search(ctx: FhirContextDep) -> Response:
+    """Search a type with the parameters in the query."""
+    return await _answer(ctx, ctx.request.query_params.multi_items())
 
-    async def search(
-        request: Request, store: StoreDep, principal: PrincipalDep, base: FhirBaseDep
-    ) -> Response:
-        params = request.query_params.multi_items()
-        bundle = await searchset(
-            store,
-            principal,
-            resource_type,
-            params,
-            base=base,
-            strict=prefers_strict(request),
-        )
-        return json_response(bundle)
 
-    async def search_post(
-        request: Request,
-        store: StoreDep,
-        principal: PrincipalDep,
-        base: FhirBaseDep,
-        settings: SettingsDep,
-    ) -> Response:
-        params = [*request.query_params.multi_items(), *await _form(request, settings)]
-        bundle = await searchset(
-            store,
-            principal,
-            resource_type,
-            params,
-            base=base,
-            strict=prefers_strict(request),
-        )
-        return json_response(bundle)
+async def search_post(ctx: FhirContextDep) -> Response:
+    """Search a type with the parameters in a form body (and the query)."""
+    form = await _form(ctx.request, ctx.settings)
+    return await _answer(ctx, [*ctx.request.query_params.multi_items(), *form])
 
-    return search, search_post
+
+async def _answer(ctx: FhirContext, params: list[tuple[str, str]]) -> Response:
+    principal = await ctx.principal()
+    store = await ctx.store()
+    strict = prefers_strict(ctx.request)
+    bundle = await searchset(store, principal, ctx.type, params, base=ctx.base, strict=strict)
+    return json_response(bundle)
+
+
+_BUNDLE = {"_200": "Bundle"}
+SEARCH_OPERATIONS = (
+    FhirOperation(
+        "GET", "/{type}", search, "Search {t}s (parameters in the query)", _BUNDLE, tags=("{t}",)
+    ),
+    FhirOperation(
+        "POST",
+        "/{type}/_search",
+        search_post,
+        "Search {t}s (parameters in a form body)",
+        _BUNDLE,
+        body="SearchForm",
+        tags=("{t}",),
+    ),
+)
 
 
 async def searchset(
@@ -147,7 +146,7 @@ def _content(query: SearchQuery, content: str | None) -> str:
     return subset_content(content or "{}", query.resource_type, query.summary, query.elements)
 
 
-async def _form(request: Request, settings: SettingsDep) -> list[tuple[str, str]]:
+async def _form(request: Request, settings: ApiSettings) -> list[tuple[str, str]]:
     raw = await request.body()
     if not raw.strip():
         return []

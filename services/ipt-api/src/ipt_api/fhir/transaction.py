@@ -19,10 +19,9 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import Request, Response
+from fastapi import Response
 
 from ipt_api.authz import authorize, authorize_criteria, require_writable, visible
-from ipt_api.deps import FhirBaseDep, PrincipalDep, SettingsDep, StoreDep
 from ipt_api.fhir.body import read_json_object
 from ipt_api.fhir.bundle_entries import (
     BundleEntry,
@@ -31,6 +30,7 @@ from ipt_api.fhir.bundle_entries import (
     parse_entry,
     status_line,
 )
+from ipt_api.fhir.context import FhirContextDep
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.responses import json_response
 from ipt_api.outcomes import operation_outcome
@@ -50,14 +50,10 @@ _log = logging.getLogger(__name__)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
-async def bundle_route(
-    request: Request,
-    store: StoreDep,
-    principal: PrincipalDep,
-    base: FhirBaseDep,
-    settings: SettingsDep,
-) -> Response:
+async def bundle_route(ctx: FhirContextDep) -> Response:
     """Process a batch or transaction Bundle and answer with its response Bundle."""
+    store, principal = await ctx.writer()
+    request, settings, base = ctx.request, ctx.settings, ctx.base
     check_content_type(request)
     bundle = await read_json_object(request, max_depth=settings.max_json_depth)
     kind = bundle.get("type")

@@ -8,39 +8,43 @@ cannot understand (no resource, wrong type, bad JSON) is a 400.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Response
 
 from ipt_api.authz import authorize
-from ipt_api.deps import PrincipalDep, SettingsDep
 from ipt_api.fhir.body import read_json_object
+from ipt_api.fhir.context import FhirContextDep
 from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.responses import json_response
+from ipt_api.fhir.routes import FhirOperation
 from ipt_api.outcomes import operation_outcome
 from ipt_core.fhir.errors import InvalidRequest, InvalidResource, Issue
 from ipt_core.fhir.validation import check_resource
 
-__all__ = ["validate_issues", "validate_route"]
+__all__ = ["VALIDATE_OPERATION", "validate_issues"]
 
 _MODES = frozenset({"create", "update"})
-Route = Callable[..., Awaitable[Response]]
 
 
-def validate_route(resource_type: str) -> Route:
-    """Return the `$validate` route of `resource_type`."""
+async def validate(ctx: FhirContextDep) -> Response:
+    """Check a resource (or a Parameters naming one) as a create would; store nothing."""
+    authorize(await ctx.principal(), ctx.type, "operation")
+    check_content_type(ctx.request)
+    body = await read_json_object(ctx.request, max_depth=ctx.settings.max_json_depth)
+    issues = validate_issues(ctx.type, _resource_of(body))
+    return json_response(operation_outcome(issues))
 
-    async def validate(
-        request: Request, principal: PrincipalDep, settings: SettingsDep
-    ) -> Response:
-        authorize(principal, resource_type, "operation")
-        check_content_type(request)
-        body = await read_json_object(request, max_depth=settings.max_json_depth)
-        issues = validate_issues(resource_type, _resource_of(body))
-        return json_response(operation_outcome(issues))
 
-    return validate
+VALIDATE_OPERATION = FhirOperation(
+    "POST",
+    "/{type}/$validate",
+    validate,
+    "Validate a {t}",
+    {"_200": "OperationOutcome"},
+    body="{t}",
+    tags=("{t}",),
+)
 
 
 def validate_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue]:

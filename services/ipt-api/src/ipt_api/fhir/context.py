@@ -1,0 +1,91 @@
+"""The one dependency of every /fhir route: the request and what it needs, on demand.
+
+A FHIR route declares `ctx: FhirContextDep` and nothing else (its path parameters aside), so
+FastAPI solves one dependency per request instead of five. The context checks the `Accept`
+header (406) and the URL's resource type against the registry (404) before the route runs;
+the caller, the store and the base URL are resolved only when the route asks for them, in the
+order the route needs them: a route authorizes before it opens the store or reads anything.
+The store's connection is the request's one transaction (`ipt_api.deps.request_connection`),
+committed before the response is sent (`scope="function"`, docs/architecture.md
+"Write path").
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ipt_api.deps import get_principal, public_base, request_connection, store_of
+from ipt_api.fhir.media import check_accept
+from ipt_api.principal import Principal
+from ipt_api.settings import ApiSettings
+from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
+from ipt_core.fhir.registry import REGISTRY
+from ipt_core.fhir.store import ResourceStore
+
+__all__ = ["FhirContext", "FhirContextDep", "check_type", "fhir_context"]
+
+_SYSTEM_PATHS = frozenset({"metadata", "_history"})  # /fhir/metadata, /fhir/_history
+
+
+class FhirContext:
+    """One FHIR request: its settings and resource type now; caller, store and base on demand."""
+
+    __slots__ = ("_base", "_stack", "_store", "request", "settings", "type")
+
+    def __init__(self, request: Request, stack: AsyncExitStack) -> None:
+        """Bind to `request`; `stack` closes the store's transaction when the route is done."""
+        self.request = request
+        self.settings: ApiSettings = request.app.state.settings
+        self.type: str = request.path_params.get("type", "")
+        self._stack = stack
+        self._store: ResourceStore | None = None
+        self._base: str | None = None
+
+    async def principal(self) -> Principal:
+        """The authenticated caller (verified once per request; the gate may have done it)."""
+        return await get_principal(self.request, self.settings)
+
+    async def store(self) -> ResourceStore:
+        """The resource store on this request's transaction, opened at the first call."""
+        if self._store is None:
+            conn = await self._stack.enter_async_context(request_connection(self.request))
+            self._store = store_of(self.request, conn)
+        return self._store
+
+    async def writer(self) -> tuple[ResourceStore, Principal]:
+        """For a write: the transaction first (it records a refusal too), then the caller."""
+        store = await self.store()
+        return store, await self.principal()
+
+    @property
+    def base(self) -> str:
+        """The absolute FHIR base URL (`https://host/fhir`); a forged `Host` is a 400."""
+        if self._base is None:
+            self._base = f"{public_base(self.request, self.settings)}/fhir"
+        return self._base
+
+
+def check_type(request: Request, resource_type: str) -> None:
+    """Refuse a URL whose type this server does not serve: 405 on system paths, else 404."""
+    if resource_type in REGISTRY:
+        return
+    if resource_type in _SYSTEM_PATHS:
+        raise MethodNotAllowed(f"{request.method} is not supported on {request.url.path}")
+    raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
+
+
+async def fhir_context(request: Request) -> AsyncIterator[FhirContext]:
+    """The request's context; refuses an unacceptable `Accept` (406) or unknown type (404)."""
+    check_accept(request)
+    resource_type = request.path_params.get("type")
+    if resource_type is not None:
+        check_type(request, resource_type)
+    async with AsyncExitStack() as stack:
+        yield FhirContext(request, stack)
+
+
+FhirContextDep = Annotated[FhirContext, Depends(fhir_context, scope="function")]
