@@ -8,7 +8,7 @@ spans carry statements with placeholders only, and request bodies are never reco
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -28,7 +28,6 @@ __all__ = [
     "current_traceparent",
     "instrument_engine",
     "meter_provider",
-    "scrub_server_span",
     "setup_logging",
     "setup_metrics",
     "setup_tracing",
@@ -112,22 +111,9 @@ async def _scrub_async(span: Any, request: Any) -> None:
     _scrub_outbound(span, request)
 
 
-def scrub_server_span(span: Any, scope: Mapping[str, Any]) -> None:
-    """Replace an incoming request's URL attributes by its route template.
-
-    The FastAPI instrumentation names the span `METHOD /route/{template}` before routing, so
-    the template is taken from the name; ids and query strings never reach the exporter.
-    """
-    if span is None or not span.is_recording():
-        return
-    template = str(getattr(span, "name", "")).split(" ", 1)[-1] or "unmatched"
-    for name in _URL_ATTRIBUTES:
-        span.set_attribute(name, template)
-
-
-# Attributes HTTP server metrics keep. The instrumentation also records the client-supplied
-# `Host` (http.host, http.server_name, net.host.name/port, server.address): each forged value
-# would start a new series, so a client could grow /metrics without bound.
+# Attributes HTTP server metrics keep (the API's edge records only these, ipt_api/http_telemetry.py;
+# the view is the backstop): never the client-supplied `Host` (http.host, server.address …),
+# whose every forged value would start a new series, growing /metrics without bound.
 _HTTP_METRIC_ATTRIBUTES = frozenset(
     {
         "http.method",
@@ -135,7 +121,6 @@ _HTTP_METRIC_ATTRIBUTES = frozenset(
         "http.status_code",
         "http.flavor",
         "http.route",
-        "http.target",  # the route template: the FastAPI instrumentation records no path
         "http.request.method",
         "http.response.status_code",
         "url.scheme",

@@ -8,20 +8,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from ipt_api.analytics.router import analytics_router
-from ipt_api.audit import AuditBuffer, AuditMiddleware, AuditWriteListener
+from ipt_api.audit import AuditBuffer, AuditWriteListener
 from ipt_api.audit.router import audit_router
 from ipt_api.auth import TokenVerifier
 from ipt_api.authz.guard import CompartmentWriteGuard
 from ipt_api.bulk.router import bulk_router
 from ipt_api.courses import courses_router
 from ipt_api.deps import get_principal
-from ipt_api.disconnect import CancelOnDisconnect
 from ipt_api.docs import install_docs
+from ipt_api.edge import Edge
 from ipt_api.ehr.router import ehr_router
 from ipt_api.errors import install_error_handlers, render_error
 from ipt_api.events.router import events_router
@@ -29,8 +28,8 @@ from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
 from ipt_api.fhir.interactions import fhir_documented_routes, fhir_router
 from ipt_api.fhir.smart import smart_router
-from ipt_api.gate import RequestGate
 from ipt_api.health import health_router, prometheus_metrics
+from ipt_api.http_telemetry import HttpTelemetry
 from ipt_api.openapi import openapi_document
 from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
@@ -41,7 +40,7 @@ from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.events import FeedSignal
 from ipt_core.fhir.store import WriteListener
-from ipt_core.telemetry import configure_process, scrub_server_span, setup_logging
+from ipt_core.telemetry import configure_process, setup_logging
 from ipt_worker.ehr import register_endpoints
 
 __all__ = ["create_app"]
@@ -136,6 +135,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served by `install_docs`, without a CDN
         redoc_url=None,
+        # One telemetry stack, the edge's: FastAPI's native one would record URLs and queries
+        # (patient data) and cost a second span per request (bench/PROFILE.md, finding 1).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.write_listeners = (
@@ -155,15 +157,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_docs(app)
-    _install_gates(app, settings)
-    app.add_middleware(AuditMiddleware)  # outermost: it also records the gates' refusals
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        server_request_hook=scrub_server_span,
-        excluded_urls="healthz,readyz,metrics",
-    )
+    _install_edge(app, settings, HttpTelemetry(tracer_provider, meter_provider))
     if settings.metrics_enabled:
         app.add_route("/metrics", prometheus_metrics, include_in_schema=False)
     app.include_router(health_router)
@@ -183,16 +177,16 @@ def create_app(
     return app
 
 
-def _install_gates(app: FastAPI, settings: ApiSettings) -> None:
-    """What every request passes first (README, "Input limits"); the last added runs first."""
+def _install_edge(app: FastAPI, settings: ApiSettings, telemetry: HttpTelemetry) -> None:
+    """The one layer every request passes first (ipt_api/edge.py; README, "Input limits")."""
 
     async def authenticate(request: Request) -> object:
         return await get_principal(request, settings)
 
     app.add_middleware(
-        RequestGate,
+        Edge,
+        telemetry=telemetry,
         max_body_bytes=settings.max_body_bytes,
         authenticate=authenticate,
         render_error=render_error,
     )
-    app.add_middleware(CancelOnDisconnect)

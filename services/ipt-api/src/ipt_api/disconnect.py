@@ -1,10 +1,11 @@
 """Stop working for a client that has gone: cancel the request when its connection closes.
 
 Neither uvicorn nor Starlette cancels a request's task when the client disconnects, so an
-expensive search would run to its end (or to the statement timeout) for nobody. This ASGI
-middleware watches the connection once the request body has been read and cancels the
-request's task on `http.disconnect`; cancelling an asyncpg query sends PostgreSQL a cancel
-request, so the statement stops too (README, "Input limits").
+expensive search would run to its end (or to the statement timeout) for nobody. The edge
+(ipt_api/edge.py) runs every request through `serve_until_disconnect`, which watches the
+connection once the request body has been read and cancels the request's task on
+`http.disconnect`; cancelling an asyncpg query sends PostgreSQL a cancel request, so the
+statement stops too (README, "Input limits").
 """
 
 from __future__ import annotations
@@ -16,36 +17,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_api.gate import declared_length
 
-__all__ = ["CancelOnDisconnect"]
+__all__ = ["serve_until_disconnect"]
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
-class CancelOnDisconnect:
-    """ASGI middleware: cancel the request when the client disconnects before the answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        """Wrap `app`."""
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request; cancel it if the client leaves before the response is complete."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        exchange = _Exchange(receive, send, has_body=declared_length(scope) != 0)
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = asyncio.create_task(exchange.watch(task))
-        try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except asyncio.CancelledError:
-            if not exchange.cancelled or task.uncancel() > 0:
-                raise  # cancelled from outside (shutdown): not ours to swallow
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+async def serve_until_disconnect(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the request; cancel it if the client leaves before the response is complete."""
+    exchange = _Exchange(receive, send, has_body=declared_length(scope) != 0)
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.create_task(exchange.watch(task))
+    try:
+        await app(scope, exchange.receive, exchange.send)
+    except asyncio.CancelledError:
+        if not exchange.cancelled or task.uncancel() > 0:
+            raise  # cancelled from outside (shutdown): not ours to swallow
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 class _Exchange:

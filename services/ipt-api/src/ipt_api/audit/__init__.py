@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from ipt_api.audit.buffer import AuditBuffer
 from ipt_api.audit.listener import AuditWriteListener
-from ipt_api.audit.middleware import AuditMiddleware
+from ipt_api.audit.middleware import queue_unrecorded, request_trail
 from ipt_api.audit.trail import Access, AuditTrail, current_trail
 
 __all__ = [
     "Access",
     "AuditBuffer",
-    "AuditMiddleware",
     "AuditTrail",
     "AuditWriteListener",
     "current_trail",
+    "queue_unrecorded",
+    "request_trail",
 ]
