@@ -145,6 +145,7 @@ def create_app(
         *composition.write_listeners(*write_listeners, AuditWriteListener()),
     )
     app.state.clock = clock
+    app.state.capabilities = {}  # base URL → the rendered CapabilityStatement (fhir/interactions)
     app.state.ehr_endpoints = tuple(ehr_endpoints)
     app.state.token_verifier = (
         TokenVerifier(

@@ -12,9 +12,11 @@ Every bad token is a 401 (never a 500): the header's `alg` must suit the key its
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ _KEY_ALGORITHMS: dict[tuple[str, str | None], frozenset[str]] = {
 _REQUIRED_CLAIMS = ["exp", "sub", "iss", "aud"]
 _REFRESH_AFTER_S = 300.0
 _MIN_REFRESH_GAP_S = 30.0  # an unknown key id triggers at most one refresh per gap
+_CACHED_TOKENS = 4096  # verified tokens kept (least recently used dropped first)
 
 
 class NotAuthenticated(FhirError):
@@ -58,6 +61,13 @@ class VerifiedToken:
 class _Key:
     key: Any
     algorithms: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Verified:
+    verified: VerifiedToken
+    kid: str
+    key: _Key  # the key object that verified it: a refresh replaces every key object
 
 
 class KeysUnavailable(FhirError):
@@ -81,13 +91,32 @@ class TokenVerifier:
         self.jwks_source = jwks
         self._keys: dict[str, _Key] = {}
         self._fetched_at = 0.0
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         """Return the principal of a valid token; raise NotAuthenticated otherwise."""
         return (await self.authenticate(token)).principal
 
     async def authenticate(self, token: str) -> VerifiedToken:
-        """Return the principal and expiry of a valid token; raise NotAuthenticated otherwise."""
+        """Return the principal and expiry of a valid token; raise NotAuthenticated otherwise.
+
+        A token verified before is taken from a bounded cache, keyed by its hash, until it
+        expires, and only while the key that verified it is still the issuer's: a key dropped
+        from the JWKS refuses its tokens at the next refresh, as without the cache.
+        """
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        fresh = cached is not None and time.time() < cached.verified.expires_at
+        if cached is not None and fresh and await self._key(cached.kid) is cached.key:
+            self._verified.move_to_end(digest)
+            return cached.verified
+        verified, kid, key = await self._verify(token)
+        self._verified[digest] = _Verified(verified, kid, key)
+        if len(self._verified) > _CACHED_TOKENS:
+            self._verified.popitem(last=False)
+        return verified
+
+    async def _verify(self, token: str) -> tuple[VerifiedToken, str, _Key]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -96,7 +125,8 @@ class TokenVerifier:
         if not isinstance(algorithm, str) or algorithm not in _ALGORITHMS:
             raise NotAuthenticated("The bearer token's algorithm is not accepted")
         kid = header.get("kid", "")
-        key = await self._key(kid if isinstance(kid, str) else "")
+        kid = kid if isinstance(kid, str) else ""
+        key = await self._key(kid)
         if algorithm not in key.algorithms:
             raise NotAuthenticated("The bearer token's algorithm does not match its key")
         try:
@@ -112,7 +142,7 @@ class TokenVerifier:
             raise NotAuthenticated(f"The bearer token is not valid: {error}") from None
         except (TypeError, ValueError):  # a key or claim of the wrong shape: still a bad token
             raise NotAuthenticated("The bearer token is not valid") from None
-        return VerifiedToken(_principal(claims), float(claims["exp"]))
+        return VerifiedToken(_principal(claims), float(claims["exp"])), kid, key
 
     async def _key(self, kid: str) -> _Key:
         stale = time.monotonic() - self._fetched_at

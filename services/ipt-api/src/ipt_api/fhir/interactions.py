@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from ipt_api.authz import (
@@ -28,7 +29,7 @@ from ipt_api.fhir.media import check_content_type
 from ipt_api.fhir.paging import PAGE_PARAM, decode_cursor, encode_cursor, page_link
 from ipt_api.fhir.patch import PATCH_OPERATIONS
 from ipt_api.fhir.preconditions import if_match_version, not_modified
-from ipt_api.fhir.responses import json_response, stored_response, write_response
+from ipt_api.fhir.responses import FhirResponse, json_response, stored_response, write_response
 from ipt_api.fhir.routes import FhirOperation, add_operations, documented_routes, fhir_api_router
 from ipt_api.fhir.search import SEARCH_OPERATIONS
 from ipt_api.fhir.smart import capability_security
@@ -43,6 +44,7 @@ from ipt_core.instants import parse_instant
 
 __all__ = ["fhir_documented_routes", "fhir_router"]
 
+_MAX_BASES = 16
 _MAX_COUNT = 1000
 _DEFAULT_COUNT = 50
 
@@ -67,8 +69,18 @@ def fhir_documented_routes() -> list[Any]:
 
 
 async def metadata(ctx: FhirContextDep) -> Response:
-    """Return the CapabilityStatement (no authentication needed, as SMART requires)."""
-    return json_response(capability_statement(ctx.base, capability_security(ctx.settings)))
+    """Return the CapabilityStatement (no authentication needed, as SMART requires).
+
+    It depends only on the base URL and the settings: rendered once per base, per app.
+    """
+    rendered: dict[str, bytes] = ctx.request.app.state.capabilities
+    body = rendered.get(ctx.base)
+    if body is None:
+        statement = capability_statement(ctx.base, capability_security(ctx.settings))
+        body = rendered[ctx.base] = orjson.dumps(statement)
+        if len(rendered) > _MAX_BASES:  # Hosts are allowed ones, but keep the map bounded
+            rendered.pop(next(iter(rendered)))
+    return FhirResponse(body)
 
 
 async def system_history(ctx: FhirContextDep) -> Response:
