@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -65,6 +66,6 @@ async def test_an_expired_token_is_not_served_from_the_cache(tmp_path: Path) -> 
     verifier = TokenVerifier(issuer=_ISSUER, audience=_AUDIENCE, jwks=str(tmp_path / "jwks.json"))
     token = _token(key, "k1", lifetime_s=1)
     await verifier.authenticate(token)
-    time.sleep(2.1)  # past exp (whole seconds)
+    await asyncio.sleep(2.1)  # past exp (whole seconds)
     with pytest.raises(NotAuthenticated):
         await verifier.authenticate(token)

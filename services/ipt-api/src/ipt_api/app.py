@@ -161,6 +161,15 @@ def create_app(
     _install_edge(app, settings, HttpTelemetry(tracer_provider, meter_provider))
     if settings.metrics_enabled:
         app.add_route("/metrics", prometheus_metrics, include_in_schema=False)
+    # The /fhir routers first: routing walks the routers in order (twice per request in
+    # FastAPI 0.165), and FHIR reads are the hot path (bench/PROFILE.md, finding 1). The
+    # specific /fhir paths come before the one-route-per-interaction router's `{type}` ones.
+    app.include_router(bulk_router)
+    app.include_router(fhir_status_router)
+    app.include_router(audit_router())
+    app.include_router(conformance_router())
+    app.include_router(smart_router)
+    app.include_router(fhir_router())
     app.include_router(health_router)
     app.include_router(status_router)
     app.include_router(courses_router)
@@ -168,12 +177,6 @@ def create_app(
     app.include_router(analytics_router)
     app.include_router(webhooks_router)
     app.include_router(ehr_router)
-    app.include_router(bulk_router)  # before the FHIR catch-all routes
-    app.include_router(fhir_status_router)  # before the FHIR catch-all routes
-    app.include_router(audit_router())  # before the FHIR catch-all routes
-    app.include_router(conformance_router())  # before the FHIR catch-all routes
-    app.include_router(smart_router)  # before the FHIR catch-all routes
-    app.include_router(fhir_router())
     app.openapi = lambda: openapi_document(app, fhir_documented_routes)  # type: ignore[method-assign]
     return app
 

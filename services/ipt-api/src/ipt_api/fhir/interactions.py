@@ -69,10 +69,8 @@ def fhir_documented_routes() -> list[Any]:
 
 
 async def metadata(ctx: FhirContextDep) -> Response:
-    """Return the CapabilityStatement (no authentication needed, as SMART requires).
-
-    It depends only on the base URL and the settings: rendered once per base, per app.
-    """
+    """Return the CapabilityStatement (no authentication needed, as SMART requires)."""
+    # It depends only on the base URL and the settings: rendered once per base, per app.
     rendered: dict[str, bytes] = ctx.request.app.state.capabilities
     body = rendered.get(ctx.base)
     if body is None:
@@ -323,11 +321,8 @@ def _count(value: str | None) -> int:
 
 
 def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
     try:
-        return parse_instant(value)
+        return None if value is None else parse_instant(value)
     except ValueError:
-        raise InvalidRequest(
-            f"_since {value!r} is not a FHIR instant", expression=("_since",)
-        ) from None
+        message = f"_since {value!r} is not a FHIR instant"
+        raise InvalidRequest(message, expression=("_since",)) from None

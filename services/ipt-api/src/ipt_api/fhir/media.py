@@ -19,7 +19,9 @@ def check_accept(request: Request) -> None:
 
     `_format` overrides `Accept`, as the FHIR spec says.
     """
-    requested = request.query_params.get("_format")
+    # Most requests carry no `_format` (nor `%5Fformat`): their query is not parsed for it.
+    has_format = b"format" in request.scope["query_string"]
+    requested = request.query_params.get("_format") if has_format else None
     if requested is not None:
         # An unencoded "+" in a query string arrives as a space ("application/fhir json").
         if _media_type(requested.replace(" ", "+")) not in _FORMATS:

@@ -10,7 +10,7 @@ and summaries the per-type routes had.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ class FhirOperation:
     path: str  # under /fhir
     endpoint: Route
     summary: str = ""
-    returns: dict[str, str | None] = field(default_factory=dict)  # `fhir_responses` arguments
+    returns: Mapping[str, str | None] = field(default_factory=dict)  # `fhir_responses` arguments
     body: str | None = None  # the request body's schema (`fhir_body`)
     tags: tuple[str, ...] = ("FHIR",)
     documented: bool = True
