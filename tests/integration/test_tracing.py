@@ -139,3 +139,14 @@ async def test_each_ehr_request_is_a_span_naming_the_host_only(
     assert attributes["http.response.status_code"] == 200
     assert "MRN-SECRET" not in repr(attributes)
     assert not any("Patient" in str(value) for value in attributes.values())
+
+
+async def test_unserved_types_do_not_name_spans(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    # A client-chosen type would make one span name (and metric series) per value.
+    answer = await traced.get("/fhir/NotAType-4711/123")
+    assert answer.status_code == 404
+    names = {s.name for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER}
+    assert not any("NotAType" in name for name in names)
+    assert names == {"GET /fhir/{type}/{id}"}
