@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_core.events._publication import FEED_CHANNEL
+from ipt_core.events._repository import FEED_CHANNEL
 
 __all__ = ["FeedSignal", "Wake"]
 

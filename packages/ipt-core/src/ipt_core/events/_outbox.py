@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import outbox
+from ipt_core.events._repository import insert_events, reserve_sequences
 
-__all__ = ["OUTBOX_CHANNEL", "append_events", "next_sequence"]
-
-# LISTEN/NOTIFY channel that wakes the relay. PostgreSQL delivers a notification only when
-# the transaction commits, and folds identical ones of a transaction into one.
-OUTBOX_CHANNEL: Final = "ipt_outbox"
+__all__ = ["append_events", "next_sequence", "next_sequences"]
 
 
 async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1) -> int:
@@ -24,25 +19,23 @@ async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1
     The counter row stays locked until the caller's transaction ends, so concurrent writers
     of one course get increasing, gap-free numbers in commit order.
     """
-    last = await conn.scalar(
-        text(
-            "INSERT INTO event_sequence (aggregateid, last) VALUES (:id, :count) "
-            "ON CONFLICT (aggregateid) DO UPDATE SET last = event_sequence.last + :count "
-            "RETURNING last"
-        ),
-        {"id": aggregate_id, "count": count},
-    )
-    return int(last) - count + 1
+    return (await reserve_sequences(conn, {aggregate_id: count}))[aggregate_id]
+
+
+async def next_sequences(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
+    """`next_sequence` for many aggregates in one statement: the first number of each key."""
+    return await reserve_sequences(conn, counts)
 
 
 async def append_events(
     conn: AsyncConnection, aggregate_type: str, events: Sequence[dict[str, Any]], now: datetime
 ) -> None:
-    """Write `events` (CloudEvent envelopes) to the outbox in the caller's transaction."""
-    if not events:
-        return
-    await conn.execute(
-        insert(outbox),
+    """Write `events` (CloudEvent envelopes) to the outbox in the caller's transaction.
+
+    The same statement NOTIFYs the relay, which hears it when the transaction commits.
+    """
+    await insert_events(
+        conn,
         [
             {
                 "id": event["id"],
@@ -56,4 +49,3 @@ async def append_events(
             for event in events
         ],
     )
-    await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})

@@ -1,5 +1,10 @@
 """`WebhookDeliverer`: sends the webhook delivery queue, one request in flight per course.
 
+One statement finds up to `concurrency` sendable queues (endpoint, course) with up to
+`_PER_QUEUE` of their rows each; a chain per queue sends its rows one after the other, and
+successes are recorded many at a time (`Acknowledgements`). So a busy loop spends one query
+per batch of queues and one write per round of successes, not two statements per event.
+
 Each attempt POSTs the structured CloudEvent (`application/cloudevents+json`) with Standard
 Webhooks headers; `webhook-id` is the event id, so a receiver dedupes retries by it. A 2xx
 delivers; 410 disables the endpoint; anything else (or a timeout, or no connection) is retried
@@ -28,17 +33,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.db.faults import OutageLog, database_fault
 from ipt_core.events.webhooks import (
     Attempt,
+    Delivered,
     DueDelivery,
     disable_endpoint,
-    due_deliveries,
     record_failure,
-    record_success,
     secret_context,
+    sendable,
     signature_headers,
 )
 from ipt_core.net import DestinationPolicy, DestinationRefused, GuardedTransport
 from ipt_core.sealing import Keyring, SecretsUnavailable
 from ipt_core.telemetry import context_from_traceparent
+from ipt_worker.publishers._acks import Acknowledgements
 from ipt_worker.publishers._backoff import DeliveryPolicy, retry_after_s, retry_delay_s
 
 __all__ = ["WebhookDeliverer"]
@@ -53,6 +59,9 @@ _outcomes = metrics.get_meter("ipt_worker.webhooks").create_counter(
 logging.getLogger("httpx").setLevel(logging.WARNING)
 _USER_AGENT = "ipt-care-service-webhooks/1"
 Partition = tuple[str, str]  # (endpoint id, partition key): one ordered queue
+# Rows of one queue taken per look: enough to stream a course's backlog without a query per
+# event, few enough that an endpoint disabled meanwhile gets little more.
+_PER_QUEUE = 50
 
 
 class WebhookDeliverer:
@@ -85,10 +94,13 @@ class WebhookDeliverer:
         self._next_retry: datetime | None = None
         self._ended: set[Partition] = set()  # chains that ended during the current query
         self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
+        self._secrets: dict[tuple[str, str], str] = {}  # opened once per (endpoint, sealed)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; attempts still in flight then are abandoned (retried)."""
         chains: dict[Partition, asyncio.Task[None]] = {}
+        acks = Acknowledgements(self.engine)
+        recorder = asyncio.create_task(acks.run())
         async with httpx.AsyncClient(
             transport=self.transport,
             timeout=self.policy.timeout_s,
@@ -98,37 +110,47 @@ class WebhookDeliverer:
             try:
                 while not stop.is_set():
                     self.wake.clear()
-                    await self._start_chains(client, chains)
+                    await self._start_chains(client, chains, acks)
                     await self._wait(stop, chains)
             finally:
                 for task in chains.values():
                     task.cancel()
                 await asyncio.gather(*chains.values(), return_exceptions=True)
+                recorder.cancel()
+                await asyncio.gather(recorder, return_exceptions=True)
+                await acks.drain()
 
     async def _start_chains(
-        self, client: httpx.AsyncClient, chains: dict[Partition, asyncio.Task[None]]
+        self,
+        client: httpx.AsyncClient,
+        chains: dict[Partition, asyncio.Task[None]],
+        acks: Acknowledgements,
     ) -> None:
-        """Start a chain for each due queue head whose partition has none running."""
+        """Start a chain for each sendable queue that has none running, up to `concurrency`."""
         free = self.policy.concurrency - len(chains)
         if free <= 0:
             return
         self._ended.clear()
         try:
             async with self.engine.connect() as conn:
-                due = await due_deliveries(conn, self.clock(), limit=free + len(chains))
+                rows = await sendable(
+                    conn, self.clock(), queues=free, per_queue=_PER_QUEUE, busy=list(chains)
+                )
         except Exception as error:  # the database may be restarting: try again shortly
             self._outage.failed(database_fault(error) or type(error).__name__)
             return
         self._outage.recovered()
-        for delivery in due:
-            partition = (delivery.endpoint_id, delivery.partition_key)
+        queues: dict[Partition, list[DueDelivery]] = {}
+        for delivery in rows:
+            queues.setdefault((delivery.endpoint_id, delivery.partition_key), []).append(delivery)
+        for partition, queue in queues.items():
             if partition in self._ended:
-                # Its chain ended while the query ran: the row read may be one it just sent.
+                # Its chain ended while the query ran: the rows read may be ones it just sent.
                 self.wake.set()  # look again at once
                 continue
             if partition in chains or len(chains) >= self.policy.concurrency:
-                continue  # its chain goes on to this delivery by itself
-            task = asyncio.create_task(self._chain(client, delivery))
+                continue
+            task = asyncio.create_task(self._chain(client, queue, acks))
             chains[partition] = task
             task.add_done_callback(functools.partial(self._forget, chains, partition))
 
@@ -156,39 +178,43 @@ class WebhookDeliverer:
             for signal in signals:
                 signal.cancel()
 
-    async def _chain(self, client: httpx.AsyncClient, first: DueDelivery) -> None:
-        """Deliver one queue's events one after the other until it fails, waits or runs dry.
+    async def _chain(
+        self, client: httpx.AsyncClient, queue: list[DueDelivery], acks: Acknowledgements
+    ) -> None:
+        """Deliver one queue's rows one after the other until one fails or is not due yet.
 
         Only this task sends to its (endpoint, partition key) while it runs, so the course's
-        events leave in order without the queue being searched again after each one.
+        events leave in order. It ends once its successes are recorded: until then its rows
+        still look pending and must not be read as sendable again.
         """
-        delivery: DueDelivery | None = first
-        while delivery is not None:
-            delivery = await self._attempt(client, delivery)
-
-    async def _attempt(
-        self, client: httpx.AsyncClient, delivery: DueDelivery
-    ) -> DueDelivery | None:
-        """Send one delivery and record it; after a success, return its queue's next due one."""
-        status, error, retry_after = await self._post(client, delivery, self.clock())
-        _outcomes.add(1, {"outcome": "delivered" if error is None else error.split("-")[0]})
-        finished = self.clock()
+        recorded: list[asyncio.Future[None]] = []
         try:
-            if error is None:
-                return await self._delivered(delivery, status or 200, finished)
-            delay = retry_delay_s(self.policy, delivery.attempts + 1, retry_after, self.rng)
-            attempt = Attempt(
-                delivery.id,
-                delivery.endpoint_id,
-                status,
-                error,
-                finished + timedelta(seconds=delay),
-            )
-            await self._failed(attempt, finished)
+            for delivery in queue:
+                if delivery.next_attempt_at > self.clock():
+                    break  # behind a retry that is not due: the queue waits for it
+                status, error, retry_after = await self._post(client, delivery, self.clock())
+                _outcomes.add(1, {"outcome": "delivered" if error is None else error.split("-")[0]})
+                finished = self.clock()
+                if error is None:
+                    success = Delivered(delivery.id, delivery.endpoint_id, status or 200, finished)
+                    recorded.append(acks.add(success))
+                    continue
+                # Earlier successes first: they reset the failure count this failure raises.
+                await acks.recorded(recorded)
+                delay = retry_delay_s(self.policy, delivery.attempts + 1, retry_after, self.rng)
+                attempt = Attempt(
+                    delivery.id,
+                    delivery.endpoint_id,
+                    status,
+                    error,
+                    finished + timedelta(seconds=delay),
+                )
+                await self._failed(attempt, finished)
+                break
+            await acks.recorded(recorded)
         except Exception as failure:  # not recorded: the delivery is attempted again
             self._outage.failed(database_fault(failure) or type(failure).__name__)
             await asyncio.sleep(self.policy.poll_interval_s)  # the database may be down
-        return None
 
     async def _post(
         self, client: httpx.AsyncClient, delivery: DueDelivery, now: datetime
@@ -216,10 +242,14 @@ class WebhookDeliverer:
             return await self._send(client, delivery, body, headers, now)
 
     def _open_secret(self, delivery: DueDelivery) -> str:
-        context = secret_context(delivery.endpoint_id)
-        if self.keyring is None:
-            return Keyring(()).open(delivery.secret, context=context)  # legacy plain only
-        return self.keyring.open(delivery.secret, context=context)
+        cached = (delivery.endpoint_id, delivery.secret)
+        opened = self._secrets.get(cached)
+        if opened is None:
+            context = secret_context(delivery.endpoint_id)
+            keyring = self.keyring or Keyring(())  # without keys: legacy plain secrets only
+            opened = keyring.open(delivery.secret, context=context)
+            self._secrets[cached] = opened
+        return opened
 
     async def _send(
         self,
@@ -243,14 +273,6 @@ class WebhookDeliverer:
             return response.status_code, None, None
         retry_after = retry_after_s(response.headers.get("retry-after"), now)
         return response.status_code, f"http-{response.status_code}", retry_after
-
-    async def _delivered(
-        self, delivery: DueDelivery, status: int, now: datetime
-    ) -> DueDelivery | None:
-        async with self.engine.connect() as conn:
-            # One statement: no BEGIN/COMMIT round trips on the hot path.
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await record_success(conn, delivery, status, now)
 
     async def _failed(self, attempt: Attempt, now: datetime) -> None:
         async with self.engine.begin() as conn:

@@ -35,6 +35,7 @@ from ipt_core.events import (
     mark_published,
     unpublished,
 )
+from ipt_core.events.webhooks import delete_delivered
 from ipt_worker.outage import Reconnection
 from ipt_worker.publishers import Publisher, WebhookDeliverer
 
@@ -191,6 +192,7 @@ class EventRelay:
         cutoff = self.clock() - self.timing.retention
         for _ in range(20):  # bounded, so publishing is not held up for long
             async with conn.begin():
+                await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK)
                 deleted = await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK)
             if deleted < _RETENTION_CHUNK:
                 return

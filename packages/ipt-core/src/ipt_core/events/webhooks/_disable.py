@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events._envelope import cloud_event
 from ipt_core.events._outbox import append_events, next_sequence
 from ipt_core.events._types import ENDPOINT_DISABLED
+from ipt_core.events.webhooks import _repository as repository
 
 __all__ = ["disable_endpoint"]
 
@@ -21,13 +21,7 @@ async def disable_endpoint(
 
     Its pending deliveries stay queued: re-enabling it sends them, in order.
     """
-    failures = await conn.scalar(
-        text(
-            "UPDATE webhook_endpoint SET enabled = false, disabled_reason = :reason "
-            "WHERE id = :id AND enabled RETURNING consecutive_failures"
-        ),
-        {"id": endpoint_id, "reason": reason},
-    )
+    failures = await repository.disable(conn, endpoint_id, reason)
     if failures is None:
         return False
     key = f"WebhookEndpoint/{endpoint_id}"

@@ -1,0 +1,188 @@
+"""All SQL of the outbox family: outbox rows, event sequences, publication, feed, retention.
+
+SQLAlchemy Core against `ipt_core.db.schema`; callers (the write listener, the relay, the feed
+routes, replay) build no SQL. See docs/architecture.md#events-outbox-and-relay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import BigInteger, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.db.schema import event_sequence, feed_position, outbox, webhook_delivery
+
+__all__ = [
+    "FEED_CHANNEL",
+    "OUTBOX_CHANNEL",
+    "FeedEntry",
+    "OutboxEvent",
+    "delete_expired_events",
+    "history",
+    "insert_events",
+    "mark_published",
+    "read_feed",
+    "reserve_sequences",
+    "unpublished",
+]
+
+# LISTEN/NOTIFY channel that wakes the relay. PostgreSQL delivers a notification only when
+# the transaction commits, and folds identical ones of a transaction into one.
+OUTBOX_CHANNEL: Final = "ipt_outbox"
+# Notified (on commit) when events were published: wakes long-polling feed readers.
+FEED_CHANNEL: Final = "ipt_feed"
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One outbox row as publishers see it: global `seq`, id, type, partition key, envelope.
+
+    `partition_key` is the course id (or `Type/id`): events of one key are delivered in order.
+    """
+
+    seq: int
+    id: str
+    type: str
+    partition_key: str
+    envelope: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One published event and its feed position (the cursor a consumer resumes from)."""
+
+    position: int
+    envelope: dict[str, Any]
+
+
+_EVENT_COLUMNS: Final = (outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.aggregateid)
+
+
+async def reserve_sequences(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
+    """Reserve `counts[key]` sequence numbers per aggregate; return the first of each key.
+
+    One statement for every key. The counter rows stay locked until the caller's transaction
+    ends, so concurrent writers of one course get increasing, gap-free numbers in commit order;
+    keys are locked in sorted order, so two writers of the same courses cannot deadlock.
+    """
+    if not counts:
+        return {}
+    statement = pg_insert(event_sequence).values(
+        [{"aggregateid": key, "last": counts[key]} for key in sorted(counts)]
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[event_sequence.c.aggregateid],
+        set_={"last": event_sequence.c.last + statement.excluded.last},
+    ).returning(event_sequence.c.aggregateid, event_sequence.c.last)
+    rows = await conn.execute(statement)
+    return {row.aggregateid: int(row.last) - counts[row.aggregateid] + 1 for row in rows}
+
+
+async def insert_events(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert outbox rows and NOTIFY the relay, in one statement (one round trip per write)."""
+    if not rows:
+        return
+    appended = insert(outbox).values(list(rows)).returning(outbox.c.seq).cte("appended")
+    # PostgreSQL runs a data-modifying CTE whether or not the query reads it.
+    await conn.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(appended))
+
+
+async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
+    """Lock and return the oldest unpublished events, in `seq` order.
+
+    `seq` order is commit order within one course (writers of a course queue on its
+    `event_sequence` row), which is the order publishers must keep.
+    """
+    rows = await conn.execute(
+        select(*_EVENT_COLUMNS, outbox.c.payload)
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(limit)
+        .with_for_update()
+    )
+    return [_event(row) for row in rows]
+
+
+async def mark_published(
+    conn: AsyncConnection, events: Sequence[OutboxEvent], now: datetime
+) -> None:
+    """Stamp `events` published and give them the next feed positions, in `seq` order.
+
+    One statement, which also notifies waiting feed readers (delivered on commit). Only the
+    relay leader calls it, so the positions it draws commit in the order they are numbered.
+    """
+    seqs = func.unnest(bindparam("seqs", type_=ARRAY(BigInteger))).table_valued("seq").render_derived()
+    ordered = select(seqs.c.seq).order_by(seqs.c.seq).subquery("ordered")
+    batch = select(ordered.c.seq, feed_position.next_value().label("position")).cte("batch")
+    marked = (
+        update(outbox)
+        .values(published_at=now, feed_position=batch.c.position)
+        .where(outbox.c.seq == batch.c.seq)
+        .cte("marked")
+    )
+    await conn.execute(
+        select(func.pg_notify(FEED_CHANNEL, "")).add_cte(batch).add_cte(marked),
+        {"seqs": sorted(event.seq for event in events)},
+    )
+
+
+async def history(
+    conn: AsyncConnection, *, since: datetime, until: datetime, after_seq: int, limit: int
+) -> list[OutboxEvent]:
+    """Stored events created in [since, until) with `seq` above `after_seq`, in `seq` order."""
+    rows = await conn.execute(
+        select(*_EVENT_COLUMNS, outbox.c.payload)
+        .where(
+            outbox.c.created_at >= since, outbox.c.created_at < until, outbox.c.seq > after_seq
+        )
+        .order_by(outbox.c.seq)
+        .limit(limit)
+    )
+    return [_event(row) for row in rows]
+
+
+async def read_feed(
+    conn: AsyncConnection, *, after: int, types: Sequence[str] = (), limit: int = 100
+) -> list[FeedEntry]:
+    """Return up to `limit` events published after position `after`, oldest first.
+
+    Positions are numbered by the one relay leader as it publishes, so a consumer that
+    resumes after the last position it saw never misses an event that committed later.
+    """
+    query = select(outbox.c.feed_position, outbox.c.payload).where(
+        outbox.c.feed_position > after
+    )
+    if types:
+        query = query.where(outbox.c.type.in_(list(types)))
+    rows = await conn.execute(query.order_by(outbox.c.feed_position).limit(limit))
+    return [FeedEntry(row.feed_position, row.payload) for row in rows]
+
+
+async def delete_expired_events(conn: AsyncConnection, cutoff: datetime, *, chunk: int) -> int:
+    """Delete up to `chunk` published events created before `cutoff`; return how many.
+
+    An event some webhook endpoint still waits for stays (its delivery needs the envelope);
+    `event_sequence` is never trimmed, so a course's `sequence` keeps increasing.
+    Call it again until it returns less than `chunk`.
+    """
+    old = outbox.alias("old")  # not correlated with the DELETE's own `outbox`
+    waited_for = exists().where(
+        webhook_delivery.c.event_seq == old.c.seq, webhook_delivery.c.status == "pending"
+    )
+    expired = (
+        select(old.c.seq)
+        .where(old.c.created_at < cutoff, old.c.published_at < cutoff, ~waited_for)
+        .limit(chunk)
+    )
+    deleted = await conn.execute(delete(outbox).where(outbox.c.seq.in_(expired)))
+    return int(deleted.rowcount)
+
+
+def _event(row: Any) -> OutboxEvent:
+    return OutboxEvent(row.seq, row.id, row.type, row.aggregateid, row.payload)

@@ -1,0 +1,302 @@
+"""SQL of webhook deliveries: fan-out, the sendable queues, outcomes, the log, retention.
+
+A delivery row is one (endpoint, event). Rows of one endpoint and partition key (course) are
+sent strictly one after the other, oldest first: only a queue whose head is due is sendable,
+so a failing event holds back later events of its course and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.db.schema import ipt_course, outbox, webhook_delivery, webhook_endpoint
+from ipt_core.events.webhooks._model import Attempt, Delivered, DeliveryRecord, DueDelivery
+
+__all__ = [
+    "delete_delivered",
+    "deliveries_of",
+    "fan_out",
+    "queue_replay",
+    "record_delivered",
+    "record_failure",
+    "redeliver",
+    "sendable",
+]
+
+_d: Final = webhook_delivery.c
+_e: Final = webhook_endpoint.c
+_QUEUED: Final = (
+    "endpoint_id",
+    "event_seq",
+    "event_id",
+    "event_type",
+    "partition_key",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+_RECORD: Final = tuple(getattr(_d, name) for name in DeliveryRecord.__dataclass_fields__)
+
+
+def _matching(now: datetime) -> Select[Any]:
+    """Pending delivery rows for outbox events and the endpoints whose filters they pass."""
+    course = ipt_course.c
+    stamp = literal(now, DateTime(timezone=True))
+    return (
+        select(
+            _e.id,
+            outbox.c.seq,
+            outbox.c.id,
+            outbox.c.type,
+            outbox.c.aggregateid,
+            literal("pending"),
+            literal(0),
+            stamp,
+            stamp,
+        )
+        .select_from(
+            outbox.join(
+                webhook_endpoint,
+                or_(func.cardinality(_e.event_types) == 0, outbox.c.type == any_(_e.event_types)),
+            ).outerjoin(ipt_course, course.id == outbox.c.aggregateid)
+        )
+        .where(
+            or_(_e.therapist_ref.is_(None), _e.therapist_ref == course.therapist_ref),
+            or_(_e.organization_ref.is_(None), _e.organization_ref == course.organization_ref),
+        )
+    )
+
+
+async def fan_out(conn: AsyncConnection, seqs: Sequence[int], now: datetime) -> int:
+    """Queue the outbox events `seqs` for every enabled endpoint that wants them."""
+    rows = (
+        _matching(now)
+        .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
+        .order_by(outbox.c.seq, _e.id)
+    )
+    inserted = await conn.execute(
+        insert(webhook_delivery).from_select(_QUEUED, rows), {"seqs": list(seqs)}
+    )
+    return int(inserted.rowcount)
+
+
+async def queue_replay(
+    conn: AsyncConnection, endpoint_id: str, since: datetime, until: datetime, now: datetime
+) -> int:
+    """Queue again, for one endpoint, every stored event created in [since, until)."""
+    rows = (
+        _matching(now)
+        .where(_e.id == endpoint_id, outbox.c.created_at >= since, outbox.c.created_at < until)
+        .order_by(outbox.c.seq)
+    )
+    inserted = await conn.execute(insert(webhook_delivery).from_select(_QUEUED, rows))
+    return int(inserted.rowcount)
+
+
+async def sendable(
+    conn: AsyncConnection,
+    now: datetime,
+    *,
+    queues: int,
+    per_queue: int,
+    busy: Sequence[tuple[str, str]] = (),
+) -> list[DueDelivery]:
+    """The oldest `queues` queues whose head is due, up to `per_queue` rows each, by id.
+
+    A queue is an (endpoint, partition key) of an enabled endpoint; those in `busy` (being
+    sent by this process) are left out. One statement for the whole batch.
+    """
+    head, earlier = webhook_delivery.alias("head"), webhook_delivery.alias("earlier")
+    before_head = exists().where(
+        earlier.c.endpoint_id == head.c.endpoint_id,
+        earlier.c.partition_key == head.c.partition_key,
+        earlier.c.status == "pending",
+        earlier.c.id < head.c.id,
+    )
+    heads = (
+        select(head.c.endpoint_id, head.c.partition_key)
+        .join(webhook_endpoint, _e.id == head.c.endpoint_id)
+        .where(head.c.status == "pending", head.c.next_attempt_at <= now, _e.enabled)
+        .where(~before_head)
+        .order_by(head.c.id)
+        .limit(queues)
+    )
+    if busy:
+        heads = heads.where(tuple_(head.c.endpoint_id, head.c.partition_key).not_in(busy))
+    due = heads.cte("due")
+    queue = (
+        select(_d.id, _d.attempts, _d.next_attempt_at, _d.event_seq)
+        .where(
+            _d.endpoint_id == due.c.endpoint_id,
+            _d.partition_key == due.c.partition_key,
+            _d.status == "pending",
+        )
+        .order_by(_d.id)
+        .limit(per_queue)
+        .lateral("queue")
+    )
+    rows = await conn.execute(
+        select(
+            queue.c.id,
+            due.c.endpoint_id,
+            due.c.partition_key,
+            _e.url,
+            _e.secret,
+            queue.c.attempts,
+            queue.c.next_attempt_at,
+            outbox.c.payload.label("envelope"),
+        )
+        .select_from(
+            due.join(queue, true())
+            .join(webhook_endpoint, _e.id == due.c.endpoint_id)
+            .join(outbox, outbox.c.seq == queue.c.event_seq)
+        )
+        .order_by(queue.c.id)
+    )
+    return [DueDelivery(**row._mapping) for row in rows]
+
+
+async def record_delivered(conn: AsyncConnection, delivered: Sequence[Delivered]) -> None:
+    """Mark many deliveries delivered in one statement (it needs no transaction of its own).
+
+    The endpoints' failure counts are written only where they are not zero: every success
+    locking its endpoint's row would make concurrent deliveries to one endpoint queue on it.
+    """
+    if not delivered:
+        return
+    done = (
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("codes", type_=ARRAY(Integer)),
+        bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
+    )
+    rows = func.unnest(*done).table_valued("id", "code", "at").render_derived(name="done")
+    marked = (
+        update(webhook_delivery)
+        .where(_d.id == rows.c.id)
+        .values(
+            attempts=_d.attempts + 1,
+            last_attempt_at=rows.c.at,
+            last_status_code=rows.c.code,
+            last_error=None,
+            status="delivered",
+            delivered_at=rows.c.at,
+        )
+        .cte("marked")
+    )
+    await conn.execute(
+        update(webhook_endpoint)
+        .where(
+            _e.id == any_(bindparam("endpoints", type_=ARRAY(Text))),
+            _e.consecutive_failures != 0,
+        )
+        .values(consecutive_failures=0)
+        .add_cte(marked),
+        {
+            "ids": [item.delivery_id for item in delivered],
+            "codes": [item.status_code for item in delivered],
+            "ats": [item.at for item in delivered],
+            "endpoints": sorted({item.endpoint_id for item in delivered}),
+        },
+    )
+
+
+async def record_failure(conn: AsyncConnection, attempt: Attempt, now: datetime) -> int:
+    """Store a failed attempt and when to retry; return the endpoint's consecutive failures."""
+    failed = (
+        update(webhook_delivery)
+        .where(_d.id == attempt.delivery_id)
+        .values(
+            attempts=_d.attempts + 1,
+            last_attempt_at=now,
+            last_status_code=attempt.status_code,
+            last_error=attempt.error,
+            next_attempt_at=attempt.next_attempt_at,
+        )
+        .cte("failed")
+    )
+    failures = await conn.scalar(
+        update(webhook_endpoint)
+        .where(_e.id == attempt.endpoint_id)
+        .values(consecutive_failures=_e.consecutive_failures + 1)
+        .returning(_e.consecutive_failures)
+        .add_cte(failed)
+    )
+    return int(failures or 0)
+
+
+async def deliveries_of(
+    conn: AsyncConnection, endpoint_id: str, *, before: int | None, limit: int
+) -> list[DeliveryRecord]:
+    """An endpoint's deliveries, newest first, older than delivery `before` when given."""
+    query = select(*_RECORD).where(_d.endpoint_id == endpoint_id)
+    if before is not None:
+        query = query.where(_d.id < before)
+    rows = await conn.execute(query.order_by(_d.id.desc()).limit(limit))
+    return [DeliveryRecord(**row._mapping) for row in rows]
+
+
+async def redeliver(
+    conn: AsyncConnection, endpoint_id: str, delivery_id: int, now: datetime
+) -> DeliveryRecord | None:
+    """Queue the event of a past delivery once more (same event id); None if not possible.
+
+    The copy goes to the back of its course's queue, after what is pending for that course.
+    """
+    past = webhook_delivery.alias("past")
+    stamp = literal(now, DateTime(timezone=True))
+    copy = select(
+        past.c.endpoint_id,
+        past.c.event_seq,
+        past.c.event_id,
+        past.c.event_type,
+        past.c.partition_key,
+        literal("pending"),
+        literal(0),
+        stamp,
+        stamp,
+    ).where(
+        past.c.id == delivery_id,
+        past.c.endpoint_id == endpoint_id,
+        exists().where(outbox.c.seq == past.c.event_seq),  # its event is still stored
+    )
+    row = (
+        await conn.execute(
+            insert(webhook_delivery).from_select(_QUEUED, copy).returning(*_RECORD)
+        )
+    ).first()
+    return None if row is None else DeliveryRecord(**row._mapping)
+
+
+async def delete_delivered(conn: AsyncConnection, cutoff: datetime, *, chunk: int) -> int:
+    """Delete up to `chunk` delivered rows created before `cutoff` (retention)."""
+    old = webhook_delivery.alias("old")
+    expired = (
+        select(old.c.id).where(old.c.status == "delivered", old.c.created_at < cutoff).limit(chunk)
+    )
+    deleted = await conn.execute(delete(webhook_delivery).where(_d.id.in_(expired)))
+    return int(deleted.rowcount)
