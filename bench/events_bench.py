@@ -56,11 +56,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="FHIR writes per second")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--backlog", type=int, default=20_000, help="events, throughput phase")
+    parser.add_argument("--courses", type=int, default=200, help="their courses (queues)")
     args = parser.parse_args()
-    asyncio.run(_main(args.rate, args.seconds, args.backlog))
+    asyncio.run(_main(args.rate, args.seconds, args.backlog, args.courses))
 
 
-async def _main(rate: float, seconds: float, backlog: int) -> None:
+async def _main(rate: float, seconds: float, backlog: int, courses: int) -> None:
     cluster = EmbeddedPostgres(_DATA, throwaway=True)
     cluster.stop()
     shutil.rmtree(_DATA, ignore_errors=True)
@@ -74,7 +75,7 @@ async def _main(rate: float, seconds: float, backlog: int) -> None:
         await upgrade(engine)
         await _subscribe(engine, f"http://127.0.0.1:{port}/hooks")
         await _latency(engine, url, parent, rate, seconds)
-        await _throughput(engine, parent, backlog)
+        await _throughput(engine, parent, backlog, courses)
     finally:
         parent.send("stop")
         receiver.join(timeout=10)
@@ -115,11 +116,34 @@ async def _latency(
         worker.wait(timeout=15)
     latencies = sorted((received[id_] - at) * 1000 for id_, at in committed.items())
     print(f"writes: {len(writes)} at {achieved:.0f}/s (target {rate:.0f}/s); all delivered")
+    await _stages(engine)
     print(
         "write commit -> webhook receipt: "
         f"p50 {statistics.median(latencies):.1f} ms, "
         f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.1f} ms, "
         f"max {latencies[-1]:.1f} ms"
+    )
+
+
+async def _stages(engine: AsyncEngine) -> None:
+    """Where the time went: write -> published by the relay -> recorded delivered."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(  # a report query of the benchmark, not the service's SQL
+                    "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY "
+                    "extract(epoch FROM o.published_at - o.created_at)) AS published, "
+                    "percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY "
+                    "extract(epoch FROM d.delivered_at - o.published_at)) AS delivered "
+                    "FROM outbox o JOIN webhook_delivery d ON d.event_seq = o.seq"
+                )
+            )
+        ).one()
+    print(
+        "stages (p50 / p99): write -> published "
+        f"{row.published[0] * 1000:.1f} / {row.published[1] * 1000:.1f} ms, "
+        f"published -> delivery recorded {row.delivered[0] * 1000:.1f} / "
+        f"{row.delivered[1] * 1000:.1f} ms"
     )
 
 
@@ -174,8 +198,10 @@ async def _collect(receiver: Connection, ids: set[str], *, timeout_s: float) -> 
         await asyncio.sleep(0.2)
 
 
-async def _throughput(engine: AsyncEngine, receiver: Connection, backlog: int) -> None:
-    courses = [f"course-{n}" for n in range(200)]
+async def _throughput(
+    engine: AsyncEngine, receiver: Connection, backlog: int, course_count: int
+) -> None:
+    courses = [f"course-{n}" for n in range(course_count)]
     ids = await _seed_backlog(engine, courses, backlog)
     policy = DeliveryPolicy(concurrency=8, poll_interval_s=0.2)
     relay = EventRelay(
@@ -192,7 +218,7 @@ async def _throughput(engine: AsyncEngine, receiver: Connection, backlog: int) -
         ),
     )
     stop = asyncio.Event()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     task = asyncio.create_task(relay.run(stop))
     while relay.published < backlog:
         if time.perf_counter() - started > 300:
@@ -201,12 +227,14 @@ async def _throughput(engine: AsyncEngine, receiver: Connection, backlog: int) -
     published_s = time.perf_counter() - started
     await _collect(receiver, ids, timeout_s=300)
     delivered_s = time.perf_counter() - started
+    cpu_ms = (time.process_time() - cpu) * 1000 / backlog  # load-independent: this process only
     stop.set()
     await task
     print(f"relay: {backlog} events published (fanned out) in {published_s:.2f} s = "
           f"{backlog / published_s:.0f} events/s")  # fmt: skip
     print(f"webhooks: {backlog} events delivered over {len(courses)} courses in "
-          f"{delivered_s:.2f} s = {backlog / delivered_s:.0f} events/s")  # fmt: skip
+          f"{delivered_s:.2f} s = {backlog / delivered_s:.0f} events/s; "
+          f"relay + delivery CPU {cpu_ms:.2f} ms/event")  # fmt: skip
 
 
 async def _seed_backlog(engine: AsyncEngine, courses: list[str], count: int) -> set[str]:

@@ -117,7 +117,9 @@ async def mark_published(
     One statement, which also notifies waiting feed readers (delivered on commit). Only the
     relay leader calls it, so the positions it draws commit in the order they are numbered.
     """
-    seqs = func.unnest(bindparam("seqs", type_=ARRAY(BigInteger))).table_valued("seq").render_derived()
+    seqs = (
+        func.unnest(bindparam("seqs", type_=ARRAY(BigInteger))).table_valued("seq").render_derived()
+    )
     ordered = select(seqs.c.seq).order_by(seqs.c.seq).subquery("ordered")
     batch = select(ordered.c.seq, feed_position.next_value().label("position")).cte("batch")
     marked = (
@@ -138,9 +140,7 @@ async def history(
     """Stored events created in [since, until) with `seq` above `after_seq`, in `seq` order."""
     rows = await conn.execute(
         select(*_EVENT_COLUMNS, outbox.c.payload)
-        .where(
-            outbox.c.created_at >= since, outbox.c.created_at < until, outbox.c.seq > after_seq
-        )
+        .where(outbox.c.created_at >= since, outbox.c.created_at < until, outbox.c.seq > after_seq)
         .order_by(outbox.c.seq)
         .limit(limit)
     )
@@ -155,9 +155,7 @@ async def read_feed(
     Positions are numbered by the one relay leader as it publishes, so a consumer that
     resumes after the last position it saw never misses an event that committed later.
     """
-    query = select(outbox.c.feed_position, outbox.c.payload).where(
-        outbox.c.feed_position > after
-    )
+    query = select(outbox.c.feed_position, outbox.c.payload).where(outbox.c.feed_position > after)
     if types:
         query = query.where(outbox.c.type.in_(list(types)))
     rows = await conn.execute(query.order_by(outbox.c.feed_position).limit(limit))

@@ -22,6 +22,7 @@ import asyncio
 import functools
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -94,6 +95,8 @@ class WebhookDeliverer:
         self._next_retry: datetime | None = None
         self._ended: set[Partition] = set()  # chains that ended during the current query
         self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
+        self._waiting: dict[Partition, list[DueDelivery]] = {}  # claimed, no chain yet
+        self._claimed_at = 0.0  # monotonic time of the last claim
         self._secrets: dict[tuple[str, str], str] = {}  # opened once per (endpoint, sealed)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -126,33 +129,48 @@ class WebhookDeliverer:
         chains: dict[Partition, asyncio.Task[None]],
         acks: Acknowledgements,
     ) -> None:
-        """Start a chain for each sendable queue that has none running, up to `concurrency`."""
+        """Start a chain for each sendable queue that has none running, up to `concurrency`.
+
+        One look claims queues for two rounds of chains: those that find no free slot wait
+        here (at most a poll interval, after which they are looked up afresh), so a loop
+        busy with one-event queues queries once per `concurrency` queues, not once per event.
+        """
+        if time.monotonic() - self._claimed_at > self.policy.poll_interval_s:
+            self._waiting.clear()  # rows read too long ago: read them again
         free = self.policy.concurrency - len(chains)
-        if free <= 0:
-            return
+        if free > len(self._waiting):
+            await self._claim(2 * self.policy.concurrency - len(chains), chains)
+        while self._waiting and len(chains) < self.policy.concurrency:
+            partition = next(iter(self._waiting))
+            task = asyncio.create_task(self._chain(client, self._waiting.pop(partition), acks))
+            chains[partition] = task
+            task.add_done_callback(functools.partial(self._forget, chains, partition))
+
+    async def _claim(self, wanted: int, chains: dict[Partition, asyncio.Task[None]]) -> None:
+        """Add up to `wanted` sendable queues (running and waiting ones count) to `_waiting`."""
         self._ended.clear()
+        busy = [*chains, *self._waiting]
         try:
             async with self.engine.connect() as conn:
                 rows = await sendable(
-                    conn, self.clock(), queues=free, per_queue=_PER_QUEUE, busy=list(chains)
+                    conn,
+                    self.clock(),
+                    queues=wanted - len(self._waiting),
+                    per_queue=_PER_QUEUE,
+                    busy=busy,
                 )
         except Exception as error:  # the database may be restarting: try again shortly
             self._outage.failed(database_fault(error) or type(error).__name__)
             return
         self._outage.recovered()
-        queues: dict[Partition, list[DueDelivery]] = {}
+        self._claimed_at = time.monotonic()
         for delivery in rows:
-            queues.setdefault((delivery.endpoint_id, delivery.partition_key), []).append(delivery)
-        for partition, queue in queues.items():
+            partition = (delivery.endpoint_id, delivery.partition_key)
             if partition in self._ended:
                 # Its chain ended while the query ran: the rows read may be ones it just sent.
                 self.wake.set()  # look again at once
                 continue
-            if partition in chains or len(chains) >= self.policy.concurrency:
-                continue
-            task = asyncio.create_task(self._chain(client, queue, acks))
-            chains[partition] = task
-            task.add_done_callback(functools.partial(self._forget, chains, partition))
+            self._waiting.setdefault(partition, []).append(delivery)
 
     def _forget(
         self, chains: dict[Partition, asyncio.Task[None]], partition: Partition, _: object

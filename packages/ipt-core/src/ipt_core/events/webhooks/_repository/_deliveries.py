@@ -285,9 +285,7 @@ async def redeliver(
         exists().where(outbox.c.seq == past.c.event_seq),  # its event is still stored
     )
     row = (
-        await conn.execute(
-            insert(webhook_delivery).from_select(_QUEUED, copy).returning(*_RECORD)
-        )
+        await conn.execute(insert(webhook_delivery).from_select(_QUEUED, copy).returning(*_RECORD))
     ).first()
     return None if row is None else DeliveryRecord(**row._mapping)
 
