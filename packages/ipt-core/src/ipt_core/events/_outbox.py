@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events._repository import insert_events, reserve_sequences
@@ -42,7 +43,7 @@ async def append_events(
                 "aggregatetype": aggregate_type,
                 "aggregateid": event["partitionkey"],
                 "type": event["type"],
-                "payload": event,
+                "payload": orjson.dumps(event).decode(),
                 "traceparent": event.get("traceparent"),
                 "created_at": now,
             }

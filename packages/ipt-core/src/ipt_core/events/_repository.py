@@ -11,12 +11,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, bindparam, delete, exists, func, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import event_sequence, feed_position, outbox, webhook_delivery
+from ipt_core.events._sql import unnest_rows
 
 __all__ = [
     "FEED_CHANNEL",
@@ -64,6 +77,76 @@ class FeedEntry:
 _EVENT_COLUMNS: Final = (outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.aggregateid)
 
 
+# Statements of the write and publish paths are built once, here: building a Core statement
+# and its cache key on every call costs more CPU than the round trip it replaces
+# (docs/architecture.md#events-outbox-and-relay). Rows travel as arrays, so one statement
+# serves any number of them.
+_reserved = unnest_rows("rows", aggregateid=Text, count=BigInteger)
+_RESERVE: Final = (
+    (
+        upsert := pg_insert(event_sequence).from_select(
+            ["aggregateid", "last"],
+            select(_reserved.c.aggregateid, _reserved.c.count).order_by(_reserved.c.aggregateid),
+        )
+    )
+    .on_conflict_do_update(
+        index_elements=[event_sequence.c.aggregateid],
+        set_={"last": event_sequence.c.last + upsert.excluded.last},
+    )
+    .returning(event_sequence.c.aggregateid, event_sequence.c.last)
+)
+_new = unnest_rows(
+    "rows",
+    id=Text,
+    aggregatetype=Text,
+    aggregateid=Text,
+    type=Text,
+    payload=Text,
+    traceparent=Text,
+    created_at=DateTime(timezone=True),
+)
+_APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
+    insert(outbox)
+    .from_select(
+        ["id", "aggregatetype", "aggregateid", "type", "payload", "traceparent", "created_at"],
+        select(
+            _new.c.id,
+            _new.c.aggregatetype,
+            _new.c.aggregateid,
+            _new.c.type,
+            cast(_new.c.payload, JSONB),
+            _new.c.traceparent,
+            _new.c.created_at,
+        ),
+    )
+    .cte("appended")  # PostgreSQL runs a data-modifying CTE whether or not the query reads it
+)
+_UNPUBLISHED: Final = (
+    select(*_EVENT_COLUMNS, outbox.c.payload)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.seq)
+    .limit(bindparam("limit"))
+    .with_for_update()
+)
+_published = unnest_rows("rows", seq=BigInteger)
+_positions = (
+    select(
+        (ordered := select(_published.c.seq).order_by(_published.c.seq).subquery("ordered")).c.seq,
+        feed_position.next_value().label("position"),
+    )
+).cte("positions")
+_MARK_PUBLISHED: Final = (
+    select(func.pg_notify(FEED_CHANNEL, ""))
+    .add_cte(_positions)
+    .add_cte(
+        update(outbox)
+        .values(published_at=bindparam("now"), feed_position=_positions.c.position)
+        .where(outbox.c.seq == _positions.c.seq)
+        .cte("marked")
+    )
+)
+
+
 async def reserve_sequences(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
     """Reserve `counts[key]` sequence numbers per aggregate; return the first of each key.
 
@@ -73,24 +156,20 @@ async def reserve_sequences(conn: AsyncConnection, counts: Mapping[str, int]) ->
     """
     if not counts:
         return {}
-    statement = pg_insert(event_sequence).values(
-        [{"aggregateid": key, "last": counts[key]} for key in sorted(counts)]
+    rows = await conn.execute(
+        _RESERVE, {"each_aggregateid": list(counts), "each_count": list(counts.values())}
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=[event_sequence.c.aggregateid],
-        set_={"last": event_sequence.c.last + statement.excluded.last},
-    ).returning(event_sequence.c.aggregateid, event_sequence.c.last)
-    rows = await conn.execute(statement)
     return {row.aggregateid: int(row.last) - counts[row.aggregateid] + 1 for row in rows}
 
 
 async def insert_events(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert outbox rows and NOTIFY the relay, in one statement (one round trip per write)."""
-    if not rows:
-        return
-    appended = insert(outbox).values(list(rows)).returning(outbox.c.seq).cte("appended")
-    # PostgreSQL runs a data-modifying CTE whether or not the query reads it.
-    await conn.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(appended))
+    """Insert outbox rows and NOTIFY the relay, in one statement (one round trip per write).
+
+    Each row maps the outbox columns; `payload` is the envelope already serialized as JSON.
+    """
+    if rows:
+        columns = {f"each_{name}": [row[name] for row in rows] for name in _new.c.keys()}  # noqa: SIM118
+        await conn.execute(_APPEND, columns)
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
@@ -99,14 +178,7 @@ async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
     `seq` order is commit order within one course (writers of a course queue on its
     `event_sequence` row), which is the order publishers must keep.
     """
-    rows = await conn.execute(
-        select(*_EVENT_COLUMNS, outbox.c.payload)
-        .where(outbox.c.published_at.is_(None))
-        .order_by(outbox.c.seq)
-        .limit(limit)
-        .with_for_update()
-    )
-    return [_event(row) for row in rows]
+    return [_event(row) for row in await conn.execute(_UNPUBLISHED, {"limit": limit})]
 
 
 async def mark_published(
@@ -117,21 +189,7 @@ async def mark_published(
     One statement, which also notifies waiting feed readers (delivered on commit). Only the
     relay leader calls it, so the positions it draws commit in the order they are numbered.
     """
-    seqs = (
-        func.unnest(bindparam("seqs", type_=ARRAY(BigInteger))).table_valued("seq").render_derived()
-    )
-    ordered = select(seqs.c.seq).order_by(seqs.c.seq).subquery("ordered")
-    batch = select(ordered.c.seq, feed_position.next_value().label("position")).cte("batch")
-    marked = (
-        update(outbox)
-        .values(published_at=now, feed_position=batch.c.position)
-        .where(outbox.c.seq == batch.c.seq)
-        .cte("marked")
-    )
-    await conn.execute(
-        select(func.pg_notify(FEED_CHANNEL, "")).add_cte(batch).add_cte(marked),
-        {"seqs": sorted(event.seq for event in events)},
-    )
+    await conn.execute(_MARK_PUBLISHED, {"each_seq": [event.seq for event in events], "now": now})
 
 
 async def history(

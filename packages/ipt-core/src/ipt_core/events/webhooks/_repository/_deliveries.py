@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     DateTime,
     Integer,
     Select,
@@ -27,13 +28,13 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import ipt_course, outbox, webhook_delivery, webhook_endpoint
+from ipt_core.events._sql import unnest_rows
 from ipt_core.events.webhooks._model import Attempt, Delivered, DeliveryRecord, DueDelivery
 
 __all__ = [
@@ -63,10 +64,10 @@ _QUEUED: Final = (
 _RECORD: Final = tuple(getattr(_d, name) for name in DeliveryRecord.__dataclass_fields__)
 
 
-def _matching(now: datetime) -> Select[Any]:
+def _matching(now: Any) -> Select[Any]:
     """Pending delivery rows for outbox events and the endpoints whose filters they pass."""
     course = ipt_course.c
-    stamp = literal(now, DateTime(timezone=True))
+    stamp = now if isinstance(now, BindParameter) else literal(now, DateTime(timezone=True))
     return (
         select(
             _e.id,
@@ -92,16 +93,17 @@ def _matching(now: datetime) -> Select[Any]:
     )
 
 
+_FAN_OUT: Final = insert(webhook_delivery).from_select(
+    _QUEUED,
+    _matching(bindparam("now"))
+    .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
+    .order_by(outbox.c.seq, _e.id),
+)
+
+
 async def fan_out(conn: AsyncConnection, seqs: Sequence[int], now: datetime) -> int:
     """Queue the outbox events `seqs` for every enabled endpoint that wants them."""
-    rows = (
-        _matching(now)
-        .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
-        .order_by(outbox.c.seq, _e.id)
-    )
-    inserted = await conn.execute(
-        insert(webhook_delivery).from_select(_QUEUED, rows), {"seqs": list(seqs)}
-    )
+    inserted = await conn.execute(_FAN_OUT, {"seqs": list(seqs), "now": now})
     return int(inserted.rowcount)
 
 
@@ -118,6 +120,67 @@ async def queue_replay(
     return int(inserted.rowcount)
 
 
+def _sendable() -> Select[Any]:
+    head, earlier = webhook_delivery.alias("head"), webhook_delivery.alias("earlier")
+    busy = unnest_rows("busy", endpoint_id=Text, partition_key=Text)
+    heads = (
+        select(head.c.endpoint_id, head.c.partition_key)
+        .join(webhook_endpoint, _e.id == head.c.endpoint_id)
+        .where(head.c.status == "pending", head.c.next_attempt_at <= bindparam("now"), _e.enabled)
+        .where(
+            ~exists().where(
+                earlier.c.endpoint_id == head.c.endpoint_id,
+                earlier.c.partition_key == head.c.partition_key,
+                earlier.c.status == "pending",
+                earlier.c.id < head.c.id,
+            ),
+            ~exists()
+            .select_from(busy)
+            .where(
+                busy.c.endpoint_id == head.c.endpoint_id,
+                busy.c.partition_key == head.c.partition_key,
+            ),
+        )
+        .order_by(head.c.id)
+        .limit(bindparam("queues"))
+        .cte("due")
+    )
+    queue = (
+        select(_d.id, _d.attempts, _d.next_attempt_at, _d.event_seq)
+        .where(
+            _d.endpoint_id == heads.c.endpoint_id,
+            _d.partition_key == heads.c.partition_key,
+            _d.status == "pending",
+        )
+        .order_by(_d.id)
+        .limit(bindparam("per_queue"))
+        .lateral("queue")
+    )
+    return (
+        select(
+            queue.c.id,
+            heads.c.endpoint_id,
+            heads.c.partition_key,
+            _e.url,
+            _e.secret,
+            queue.c.attempts,
+            queue.c.next_attempt_at,
+            outbox.c.payload.label("envelope"),
+        )
+        .select_from(
+            heads.join(queue, true())
+            .join(webhook_endpoint, _e.id == heads.c.endpoint_id)
+            .join(outbox, outbox.c.seq == queue.c.event_seq)
+        )
+        .order_by(queue.c.id)
+    )
+
+
+# Built once: the delivery loop runs it for every round of queues (building a Core statement
+# costs more CPU than running it; docs/architecture.md#events-outbox-and-relay).
+_SENDABLE: Final = _sendable()
+
+
 async def sendable(
     conn: AsyncConnection,
     now: datetime,
@@ -131,54 +194,41 @@ async def sendable(
     A queue is an (endpoint, partition key) of an enabled endpoint; those in `busy` (being
     sent by this process) are left out. One statement for the whole batch.
     """
-    head, earlier = webhook_delivery.alias("head"), webhook_delivery.alias("earlier")
-    before_head = exists().where(
-        earlier.c.endpoint_id == head.c.endpoint_id,
-        earlier.c.partition_key == head.c.partition_key,
-        earlier.c.status == "pending",
-        earlier.c.id < head.c.id,
-    )
-    heads = (
-        select(head.c.endpoint_id, head.c.partition_key)
-        .join(webhook_endpoint, _e.id == head.c.endpoint_id)
-        .where(head.c.status == "pending", head.c.next_attempt_at <= now, _e.enabled)
-        .where(~before_head)
-        .order_by(head.c.id)
-        .limit(queues)
-    )
-    if busy:
-        heads = heads.where(tuple_(head.c.endpoint_id, head.c.partition_key).not_in(busy))
-    due = heads.cte("due")
-    queue = (
-        select(_d.id, _d.attempts, _d.next_attempt_at, _d.event_seq)
-        .where(
-            _d.endpoint_id == due.c.endpoint_id,
-            _d.partition_key == due.c.partition_key,
-            _d.status == "pending",
-        )
-        .order_by(_d.id)
-        .limit(per_queue)
-        .lateral("queue")
-    )
     rows = await conn.execute(
-        select(
-            queue.c.id,
-            due.c.endpoint_id,
-            due.c.partition_key,
-            _e.url,
-            _e.secret,
-            queue.c.attempts,
-            queue.c.next_attempt_at,
-            outbox.c.payload.label("envelope"),
-        )
-        .select_from(
-            due.join(queue, true())
-            .join(webhook_endpoint, _e.id == due.c.endpoint_id)
-            .join(outbox, outbox.c.seq == queue.c.event_seq)
-        )
-        .order_by(queue.c.id)
+        _SENDABLE,
+        {
+            "now": now,
+            "queues": queues,
+            "per_queue": per_queue,
+            "each_endpoint_id": [endpoint for endpoint, _ in busy],
+            "each_partition_key": [key for _, key in busy],
+        },
     )
     return [DueDelivery(**row._mapping) for row in rows]
+
+
+_done = unnest_rows("done", id=BigInteger, code=Integer, at=DateTime(timezone=True))
+_RECORD_DELIVERED: Final = (
+    update(webhook_endpoint)
+    .where(
+        _e.id == any_(bindparam("endpoints", type_=ARRAY(Text))),
+        _e.consecutive_failures != 0,
+    )
+    .values(consecutive_failures=0)
+    .add_cte(
+        update(webhook_delivery)
+        .where(_d.id == _done.c.id)
+        .values(
+            attempts=_d.attempts + 1,
+            last_attempt_at=_done.c.at,
+            last_status_code=_done.c.code,
+            last_error=None,
+            status="delivered",
+            delivered_at=_done.c.at,
+        )
+        .cte("marked")
+    )
+)
 
 
 async def record_delivered(conn: AsyncConnection, delivered: Sequence[Delivered]) -> None:
@@ -187,42 +237,16 @@ async def record_delivered(conn: AsyncConnection, delivered: Sequence[Delivered]
     The endpoints' failure counts are written only where they are not zero: every success
     locking its endpoint's row would make concurrent deliveries to one endpoint queue on it.
     """
-    if not delivered:
-        return
-    done = (
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("codes", type_=ARRAY(Integer)),
-        bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
-    )
-    rows = func.unnest(*done).table_valued("id", "code", "at").render_derived(name="done")
-    marked = (
-        update(webhook_delivery)
-        .where(_d.id == rows.c.id)
-        .values(
-            attempts=_d.attempts + 1,
-            last_attempt_at=rows.c.at,
-            last_status_code=rows.c.code,
-            last_error=None,
-            status="delivered",
-            delivered_at=rows.c.at,
+    if delivered:
+        await conn.execute(
+            _RECORD_DELIVERED,
+            {
+                "each_id": [item.delivery_id for item in delivered],
+                "each_code": [item.status_code for item in delivered],
+                "each_at": [item.at for item in delivered],
+                "endpoints": sorted({item.endpoint_id for item in delivered}),
+            },
         )
-        .cte("marked")
-    )
-    await conn.execute(
-        update(webhook_endpoint)
-        .where(
-            _e.id == any_(bindparam("endpoints", type_=ARRAY(Text))),
-            _e.consecutive_failures != 0,
-        )
-        .values(consecutive_failures=0)
-        .add_cte(marked),
-        {
-            "ids": [item.delivery_id for item in delivered],
-            "codes": [item.status_code for item in delivered],
-            "ats": [item.at for item in delivered],
-            "endpoints": sorted({item.endpoint_id for item in delivered}),
-        },
-    )
 
 
 async def record_failure(conn: AsyncConnection, attempt: Attempt, now: datetime) -> int:
