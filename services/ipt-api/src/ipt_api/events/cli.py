@@ -9,6 +9,7 @@ import click
 
 from ipt_core.db.engine import create_engine
 from ipt_core.db.provision import database_url
+from ipt_core.instants import parse_instant
 from ipt_worker.publishers import NatsPublisher
 from ipt_worker.relay import UnknownEndpoint, replay_to_nats, replay_to_webhook
 from ipt_worker.settings import WorkerSettings
@@ -56,7 +57,6 @@ async def _replay(settings: WorkerSettings, since: datetime, until: datetime, ta
 
 def _instant(value: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_instant(value)  # a time without a zone is UTC
     except ValueError as error:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 instant") from error
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

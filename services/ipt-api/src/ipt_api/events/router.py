@@ -34,6 +34,9 @@ events_router = APIRouter(prefix="/ipt/v1", tags=["Events"])
 MAX_POSITION: Final = 2**63 - 1  # feed positions are PostgreSQL bigints
 _OUTAGE_WAIT_S: Final = 5.0  # longest wait between looks while the database is down
 _KEEPALIVE_S: Final = 15.0  # an SSE comment line keeps idle proxies from closing the stream
+After = Annotated[
+    int, Query(ge=0, le=MAX_POSITION, description="Read after this feed position (the last seen)")
+]
 Types = Annotated[
     str | None,
     Query(description="Comma-separated event types to return (default: all)"),
@@ -51,9 +54,7 @@ class EventPage(BaseModel):
 async def read_events(
     request: Request,
     principal: PrincipalDep,
-    after: Annotated[
-        int, Query(ge=0, le=MAX_POSITION, description="The last feed position already seen")
-    ] = 0,
+    after: After = 0,
     types: Types = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait: Annotated[
@@ -89,9 +90,7 @@ async def read_events(
 async def stream_events(
     request: Request,
     principal: PrincipalDep,
-    after: Annotated[
-        int, Query(ge=0, le=MAX_POSITION, description="Start after this feed position")
-    ] = 0,
+    after: After = 0,
     types: Types = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:

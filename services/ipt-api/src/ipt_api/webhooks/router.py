@@ -6,7 +6,6 @@ Managing subscriptions needs the scopes of the FHIR resource they stand for, `Su
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -31,10 +30,13 @@ __all__ = ["SecretsNotConfigured", "webhooks_router"]
 
 _OUTCOME = {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/Resource"}}}
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"description": "Malformed request (OperationOutcome)", "content": _OUTCOME},
-    403: {"description": "The token's scopes do not allow it", "content": _OUTCOME},
-    404: {"description": "No such webhook or delivery", "content": _OUTCOME},
-    422: {"description": "The URL is not an allowed destination", "content": _OUTCOME},
+    status: {"description": f"{meaning} (OperationOutcome)", "content": _OUTCOME}
+    for status, meaning in [
+        (400, "Malformed request"),
+        (403, "The token's scopes do not allow it"),
+        (404, "No such webhook or delivery"),
+        (422, "The URL is not an allowed destination"),
+    ]
 }
 
 
@@ -76,7 +78,7 @@ async def create_webhook(
         event_types=body.event_types,
         therapist_ref=body.therapist,
         organization_ref=body.organization,
-        now=_now(request),
+        now=request.app.state.clock(),
         keyring=keyring,
     )
     return WebhookCreated(**WebhookView.of(endpoint).model_dump(), secret=secret)
@@ -108,7 +110,7 @@ async def update_webhook(
 ) -> WebhookView:
     """Enabling resets the failure count and makes the queued deliveries due now."""
     _authorize(principal, "update")
-    endpoint = await webhooks.set_enabled(conn, webhook_id, body.enabled, _now(request))
+    endpoint = await webhooks.set_enabled(conn, webhook_id, body.enabled, request.app.state.clock())
     if endpoint is None:
         raise ResourceNotFound(f"Webhook {webhook_id} is not known")
     return WebhookView.of(endpoint)
@@ -155,7 +157,7 @@ async def redeliver(
 ) -> DeliveryView:
     """Queue the event again, behind what is pending for its course; return the new delivery."""
     _authorize(principal, "update")
-    record = await webhooks.redeliver(conn, webhook_id, delivery_id, _now(request))
+    record = await webhooks.redeliver(conn, webhook_id, delivery_id, request.app.state.clock())
     if record is None:
         raise ResourceNotFound(
             f"Delivery {delivery_id} of webhook {webhook_id} is not known or its event expired"
@@ -168,11 +170,6 @@ async def _endpoint(conn: ConnectionDep, webhook_id: str) -> webhooks.Endpoint:
     if endpoint is None:
         raise ResourceNotFound(f"Webhook {webhook_id} is not known")
     return endpoint
-
-
-def _now(request: Request) -> datetime:
-    now: datetime = request.app.state.clock()
-    return now
 
 
 def _authorize(principal: Principal, interaction: str) -> None:

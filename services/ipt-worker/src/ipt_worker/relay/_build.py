@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import Field, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,25 +48,26 @@ def build_relay(
     )
 
 
+_RELAY_WAITS = ("batch_size", "poll_interval_s", "standby_retry_s", "reconnect_s")
+
+
 def relay_timing(settings: WorkerSettings) -> RelayTiming:
-    """The relay's batch size, waits and retention."""
+    """The relay's batch size, waits and retention (`IPT_RELAY_*`, `IPT_EVENT_RETENTION_*`)."""
     return RelayTiming(
-        batch_size=settings.relay_batch_size,
-        poll_interval_s=settings.relay_poll_interval_s,
-        standby_retry_s=settings.relay_standby_retry_s,
-        reconnect_s=settings.relay_reconnect_s,
+        **_prefixed(settings, "relay_", _RELAY_WAITS),
         retention=timedelta(days=settings.event_retention_days),
         retention_interval_s=settings.event_retention_interval_s,
     )
 
 
 def delivery_policy(settings: WorkerSettings) -> DeliveryPolicy:
-    """How webhook deliveries are timed, retried and given up on."""
-    return DeliveryPolicy(
-        timeout_s=settings.webhook_timeout_s,
-        concurrency=settings.webhook_concurrency,
-        backoff_initial_s=settings.webhook_backoff_initial_s,
-        backoff_max_s=settings.webhook_backoff_max_s,
-        max_failures=settings.webhook_max_failures,
-        poll_interval_s=settings.webhook_poll_interval_s,
-    )
+    """How webhook deliveries are timed, retried and given up on (`IPT_WEBHOOK_*`)."""
+    return DeliveryPolicy(**_prefixed(settings, "webhook_", fields(DeliveryPolicy)))
+
+
+def _prefixed(
+    settings: WorkerSettings, prefix: str, names: Iterable[str | Field[Any]]
+) -> dict[str, Any]:
+    """The settings `<prefix><name>` by `name`: one spelling of each value, in the settings."""
+    keys = [name if isinstance(name, str) else name.name for name in names]
+    return {key: getattr(settings, prefix + key) for key in keys}

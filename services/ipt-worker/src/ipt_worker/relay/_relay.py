@@ -50,14 +50,14 @@ _RETENTION_CHUNK: Final = 5000
 
 @dataclass(frozen=True)
 class RelayTiming:
-    """Batch size, waits and retention of the relay (from the worker's settings)."""
+    """Batch size, retention and waits of the relay (from the worker's settings)."""
 
     batch_size: int = 500
-    poll_interval_s: float = 1.0
+    retention: timedelta = timedelta(days=30)  # published events older than this go
+    retention_interval_s: float = 3600.0
+    poll_interval_s: float = 1.0  # a NOTIFY missed (the connection was re-opened)
     standby_retry_s: float = 1.0
     reconnect_s: float = 1.0
-    retention: timedelta = timedelta(days=30)
-    retention_interval_s: float = 3600.0
 
 
 class PublisherFailed(Exception):

@@ -20,18 +20,20 @@ from ipt_core.events.webhooks._model import (
     DueDelivery,
     Endpoint,
 )
-from ipt_core.events.webhooks._repository import (
+from ipt_core.events.webhooks._repository.deliveries import (
     delete_delivered,
-    delete_endpoint,
     deliveries_of,
-    endpoint,
-    endpoints,
     fan_out,
     queue_replay,
     record_delivered,
     record_failure,
     redeliver,
     sendable,
+)
+from ipt_core.events.webhooks._repository.endpoints import (
+    delete_endpoint,
+    endpoint,
+    endpoints,
     set_enabled,
 )
 from ipt_core.events.webhooks._signing import new_secret, signature_headers

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.events._envelope import cloud_event
 from ipt_core.events._outbox import append_events, next_sequence
 from ipt_core.events._types import ENDPOINT_DISABLED
-from ipt_core.events.webhooks import _repository as repository
+from ipt_core.events.webhooks._repository import endpoints as repository
 
 __all__ = ["disable_endpoint"]
 

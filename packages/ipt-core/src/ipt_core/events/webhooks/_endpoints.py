@@ -8,8 +8,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.events.webhooks import _repository as repository
 from ipt_core.events.webhooks._model import Endpoint
+from ipt_core.events.webhooks._repository import endpoints as repository
 from ipt_core.events.webhooks._signing import new_secret
 from ipt_core.sealing import Keyring
 
