@@ -163,8 +163,9 @@ async def test_410_disables_the_endpoint_and_says_so(
 ) -> None:
     receiver.plan = lambda envelope, attempt: Reply(410)
     endpoint_id = await subscribe(db, receiver)
+    # Both queued before the relay runs: one batch fans both out before the 410 comes back.
+    await append_course_events(db, ["course-a"], 2)
     async with running(webhook_relay(db)):
-        await append_course_events(db, ["course-a"], 2)
         await poll_until(lambda: _disabled_event(db, endpoint_id), what="the disabled event")
     assert len(receiver.receipts) == 1  # nothing more after the 410
     async with db.connect() as conn:
