@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Text,
     bindparam,
     cast,
@@ -95,29 +94,14 @@ _RESERVE: Final = (
     )
     .returning(event_sequence.c.aggregateid, event_sequence.c.last)
 )
-_new = unnest_rows(
-    "rows",
-    id=Text,
-    aggregatetype=Text,
-    aggregateid=Text,
-    type=Text,
-    payload=Text,
-    traceparent=Text,
-    created_at=DateTime(timezone=True),
-)
+_COPIED: Final = ("id", "aggregatetype", "aggregateid", "type", "traceparent", "created_at")
+# The envelope travels as JSON text (serialized once, by the caller) and is cast to jsonb here.
+_new = unnest_rows("rows", payload=Text, **{name: outbox.c[name].type for name in _COPIED})
 _APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
     insert(outbox)
     .from_select(
-        ["id", "aggregatetype", "aggregateid", "type", "payload", "traceparent", "created_at"],
-        select(
-            _new.c.id,
-            _new.c.aggregatetype,
-            _new.c.aggregateid,
-            _new.c.type,
-            cast(_new.c.payload, JSONB),
-            _new.c.traceparent,
-            _new.c.created_at,
-        ),
+        [*_COPIED, "payload"],
+        select(*(_new.c[name] for name in _COPIED), cast(_new.c.payload, JSONB)),
     )
     .cte("appended")  # PostgreSQL runs a data-modifying CTE whether or not the query reads it
 )
