@@ -173,7 +173,7 @@ def _start_worker(url: str) -> subprocess.Popen[bytes]:
 
 
 async def _wait_for_leader(engine: AsyncEngine) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a loaded machine takes tens of seconds to import it
     while time.monotonic() < deadline:
         async with engine.connect() as conn:
             locks = await conn.scalar(
