@@ -16,11 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.chaos.support import FIGURES
-from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+from tests.integration.ipt_helpers import enrol, enrolment, patient, record
 from tests.support.waiting import poll_until
 from tests.support.worker import running_worker
-
-__all__ = ["clock", "ipt"]
 
 pytestmark = pytest.mark.chaos
 

@@ -35,10 +35,9 @@ from tests.integration.ehr_support import (
     remote_by_sync_id,
     synced_endpoint,
 )
-from tests.integration.ipt_helpers import IPT, clock, enrol, enrolment, ipt, record
+from tests.integration.ipt_helpers import IPT, enrol, enrolment, record
+from tests.support.database import query_rows
 from tests.support.sekmet import Sekmet
-
-__all__ = ["clock", "ipt"]  # fixtures used by name
 
 
 async def recompute_all(db: AsyncEngine) -> None:
@@ -266,11 +265,9 @@ def ehr_scores(server: Sekmet, patient_id: str) -> list[dict[str, Any]]:
 
 
 async def pulled_sources(db: AsyncEngine) -> list[str]:
-    async with db.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT content::jsonb -> 'meta' ->> 'source' AS source FROM resource "
-                "WHERE resource_type = 'Observation' AND content::jsonb -> 'meta' ? 'source'"
-            )
-        )
-        return [str(row.source) for row in rows]
+    rows = await query_rows(
+        db,
+        "SELECT content::jsonb -> 'meta' ->> 'source' AS source FROM resource "
+        "WHERE resource_type = 'Observation' AND content::jsonb -> 'meta' ? 'source'",
+    )
+    return [str(row.source) for row in rows]

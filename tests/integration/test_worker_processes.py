@@ -15,11 +15,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+from tests.integration.ipt_helpers import enrol, enrolment, patient, record
 from tests.support.waiting import poll_until
 from tests.support.worker import running_worker
-
-__all__ = ["clock", "ipt"]
 
 LEASE_S = 5
 
