@@ -44,14 +44,7 @@ class Secured:
 @pytest.fixture
 def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
     def make(scope: str, **claims: object) -> str:
-        return signed_token(
-            signing_key,
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            subject="clinician-7",
-            scope=scope,
-            **claims,
-        )
+        return signed_token(signing_key, ISSUER, AUDIENCE, "clinician-7", scope, claims=claims)
 
     return make
 

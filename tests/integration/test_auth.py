@@ -25,14 +25,9 @@ Mint = Callable[..., str]
 @pytest.fixture
 def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
     def make(scope: str, *, issuer: str = ISSUER, expires_in: int = 300, **claims: object) -> str:
+        subject = "integration-engine"
         return signed_token(
-            signing_key,
-            issuer=issuer,
-            audience=AUDIENCE,
-            subject="integration-engine",
-            scope=scope,
-            expires_in=expires_in,
-            **claims,
+            signing_key, issuer, AUDIENCE, subject, scope, expires_in=expires_in, claims=claims
         )
 
     return make
@@ -107,9 +102,7 @@ async def test_invalid_tokens_are_401(
 
 async def test_token_signed_by_another_key_is_401(secured: httpx.AsyncClient) -> None:
     stranger = new_signing_key()
-    token = signed_token(
-        stranger, issuer=ISSUER, audience=AUDIENCE, subject="x", scope="system/*.*", expires_in=60
-    )
+    token = signed_token(stranger, ISSUER, AUDIENCE, "x", "system/*.*", expires_in=60)
     assert (await secured.get("/fhir/Patient/x", headers=bearer(token))).status_code == 401
 
 

@@ -45,13 +45,7 @@ Mint = Callable[..., str]
 def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
     def make(sub: str = "client-a", scope: str = "system/*.read") -> str:
         return signed_token(
-            signing_key,
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            subject=sub,
-            scope=scope,
-            expires_in=600,
-            algorithm="RS256",
+            signing_key, ISSUER, AUDIENCE, sub, scope, expires_in=600, algorithm="RS256"
         )
 
     return make
