@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.events import OutboxEvent
@@ -26,6 +25,7 @@ from tests.integration.events_support import (
     subscribe,
     webhook_relay,
 )
+from tests.support.database import query_scalar
 from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.chaos
@@ -55,18 +55,15 @@ class RecordingPublisher:
 
 async def _cut_the_leader(db: AsyncEngine) -> int:
     """pg_terminate_backend of the session holding the relay's leader lock; return how many."""
-    async with db.connect() as conn:
-        cut = await conn.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND granted AND objsubid = 1 "
-                "AND classid::bigint = (CAST(:key AS bigint) >> 32) & 4294967295 "
-                "AND objid::bigint = CAST(:key AS bigint) & 4294967295 "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ),
-            {"key": LEADER_LOCK},
-        )
-        await conn.commit()
+    cut = await query_scalar(
+        db,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND granted AND objsubid = 1 "
+        "AND classid::bigint = (CAST(:key AS bigint) >> 32) & 4294967295 "
+        "AND objid::bigint = CAST(:key AS bigint) & 4294967295 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        key=LEADER_LOCK,
+    )
     return int(cut or 0)
 
 
@@ -98,14 +95,6 @@ async def test_the_relay_resumes_in_order_after_its_connection_is_cut(db: AsyncE
     }
     assert publisher.ids() == [e["id"] for e in appended], "an event was lost or reordered"
     assert_in_order_per_course(publisher.envelopes)
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_flapping_receiver_gets_every_event_once_it_is_back(

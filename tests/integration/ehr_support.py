@@ -27,8 +27,8 @@ from ipt_core.ehr.identifiers import SYNC_SOURCE
 from ipt_core.net.destinations import DestinationPolicy
 from ipt_worker.ehr import EhrTiming, EndpointSync, open_endpoint, push_due
 from ipt_worker.ehr.loop import register_endpoints
+from tests.integration import ipt_helpers
 from tests.integration.events_support import LOOPBACK_ALLOWED
-from tests.integration.ipt_helpers import LOINC
 from tests.support.sekmet import Sekmet, running_sekmet
 
 __all__ = [
@@ -213,22 +213,7 @@ async def push_until_empty(sync: EndpointSync, db: AsyncEngine, timeout_s: float
             await asyncio.sleep(0.02)
 
 
-def phq9(patient_id: str, score: int, day: int) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "survey",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": LOINC, "code": "44261-6"}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": f"2026-02-{day:02d}T10:00:00Z",
-        "valueInteger": score,
-    }
+def phq9(patient_id: str, score: int, day: int, month: int = 2) -> dict[str, Any]:
+    """A PHQ-9 total of `score` for the EHR's `patient_id`, taken on 2026-`month`-`day`."""
+    when = f"2026-{month:02d}-{day:02d}T10:00:00Z"
+    return ipt_helpers.phq9(f"Patient/{patient_id}", when, score)

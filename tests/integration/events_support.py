@@ -11,14 +11,15 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -41,6 +42,7 @@ __all__ = [
     "assert_in_order_per_course",
     "fast_policy",
     "fast_timing",
+    "receiver",
     "running",
     "subscribe",
     "webhook_relay",
@@ -126,6 +128,15 @@ class WebhookReceiver:
         return reply
 
 
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A dashboard's webhook endpoint listening on 127.0.0.1 (answers 204 unless told)."""
+    server = WebhookReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
 def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -148,26 +159,21 @@ def _handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
 
 def fast_timing(**overrides: Any) -> RelayTiming:
     """Relay timings for tests: short waits everywhere."""
-    values: dict[str, Any] = {
-        "batch_size": 100,
-        "poll_interval_s": 0.2,
-        "standby_retry_s": 0.1,
-        "reconnect_s": 0.1,
-    }
-    return RelayTiming(**(values | overrides))
+    fast = RelayTiming(batch_size=100, poll_interval_s=0.2, standby_retry_s=0.1, reconnect_s=0.1)
+    return replace(fast, **overrides)
 
 
 def fast_policy(**overrides: Any) -> DeliveryPolicy:
     """Delivery policy for tests: quick retries, no disabling unless asked."""
-    values: dict[str, Any] = {
-        "timeout_s": 2.0,
-        "concurrency": 8,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.4,
-        "max_failures": 10_000,
-        "poll_interval_s": 0.1,
-    }
-    return DeliveryPolicy(**(values | overrides))
+    policy = DeliveryPolicy(
+        timeout_s=2.0,
+        concurrency=8,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.4,
+        max_failures=10_000,
+        poll_interval_s=0.1,
+    )
+    return replace(policy, **overrides)
 
 
 # The test receivers listen on loopback, which the SSRF guard refuses unless allowed.

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
 from ipt_core.db.provision import Database
-from tests.support.api import api_settings
-from tests.support.fhir_validator import FhirBodyChecker
+from tests.support.api import api_settings, checked_client
 
 FHIR = {"Content-Type": "application/fhir+json"}
 SNOMED = "http://snomed.info/sct"
@@ -54,21 +53,8 @@ def clock() -> Clock:
 async def ipt(db: AsyncEngine, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app on `clock`; every FHIR response is checked by fhirkit."""
     application: FastAPI = create_app(api_settings(), database=Database(db), clock=clock)
-    checker = FhirBodyChecker()
-
-    async def check(response: httpx.Response) -> None:
-        await response.aread()
-        checker.check_body(
-            str(response.url), response.headers.get("content-type", ""), response.content
-        )
-
-    async with LifespanManager(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", event_hooks={"response": [check]}
-        ) as http:
-            yield http
-    assert checker.problems == [], "the server sent invalid FHIR:\n" + "\n".join(checker.problems)
+    async with LifespanManager(application), checked_client(application) as http:
+        yield http
 
 
 async def fhir_create(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +76,12 @@ async def fhir_update(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[s
 
 async def fhir_read(client: httpx.AsyncClient, reference: str) -> dict[str, Any]:
     """GET `Type/id` from /fhir; it must exist (and is checked by fhirkit on the way)."""
-    response = await client.get(f"/fhir/{reference}")
+    return await read_ok(client, f"/fhir/{reference}")
+
+
+async def read_ok(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    """GET `url`; it must answer 200 with a JSON object, which is returned."""
+    response = await client.get(url)
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()
     return found
@@ -151,6 +142,17 @@ async def stored_versions(client: httpx.AsyncClient) -> int:
     """How many resource versions the store holds."""
     history = (await client.get("/fhir/_history?_count=1000")).json()
     return len(history.get("entry", []))
+
+
+async def refused(
+    client: httpx.AsyncClient, response: httpx.Response, status: int = 400, versions: int = 0
+) -> dict[str, Any]:
+    """The answer is a `status` OperationOutcome, and the store still holds `versions`."""
+    assert response.status_code == status, response.text
+    outcome: dict[str, Any] = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert await stored_versions(client) == versions
+    return outcome
 
 
 async def rows(db: AsyncEngine, table: str, where: str = "TRUE", **params: Any) -> list[Any]:

@@ -19,16 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_api.audit import AuditBuffer
 from ipt_core.audit import AuditRecord, insert_records
-from tests.integration.authz_support import (
-    ADMIN,
-    FHIR,
-    Mint,
-    Secured,
-    bearer,
-    create,
-    patient_record,
-    resource_of,
-)
+from tests.integration.authz_records import create, patient_record, resource_of
+from tests.integration.authz_support import ADMIN, FHIR, Mint, Secured, bearer
 from tests.support.waiting import poll_until
 
 AUDITOR = "system/AuditEvent.rs"

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
-import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
 from ipt_core.db.provision import Database
 from tests.support.api import api_settings
+from tests.support.tokens import jwt_api_settings, new_signing_key, signed_token
 
 ISSUER = "https://idp.test.example"
 AUDIENCE = "https://ipt.test.example/fhir"
@@ -25,23 +22,13 @@ FHIR = {"Content-Type": "application/fhir+json"}
 Mint = Callable[..., str]
 
 
-@pytest.fixture(scope="module")
-def signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
 @pytest.fixture
 def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
     def make(scope: str, *, issuer: str = ISSUER, expires_in: int = 300, **claims: object) -> str:
-        payload = {
-            "iss": issuer,
-            "aud": AUDIENCE,
-            "sub": "integration-engine",
-            "exp": int(time.time()) + expires_in,
-            "scope": scope,
-            **claims,
-        }
-        return jwt.encode(payload, signing_key, algorithm="RS384", headers={"kid": "k1"})
+        subject = "integration-engine"
+        return signed_token(
+            signing_key, issuer, AUDIENCE, subject, scope, expires_in=expires_in, claims=claims
+        )
 
     return make
 
@@ -50,12 +37,7 @@ def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
 async def secured(
     db: AsyncEngine, signing_key: rsa.RSAPrivateKey, tmp_path: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    public = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig"}]}))
-    settings = api_settings(
-        auth_mode="jwt", auth_issuer=ISSUER, auth_audience=AUDIENCE, auth_jwks=str(jwks)
-    )
+    settings = jwt_api_settings(signing_key, tmp_path, issuer=ISSUER, audience=AUDIENCE)
     app = create_app(settings, database=Database(db))
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
@@ -119,19 +101,8 @@ async def test_invalid_tokens_are_401(
 
 
 async def test_token_signed_by_another_key_is_401(secured: httpx.AsyncClient) -> None:
-    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(
-        {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "x",
-            "exp": time.time() + 60,
-            "scope": "system/*.*",
-        },
-        stranger,
-        algorithm="RS384",
-        headers={"kid": "k1"},
-    )
+    stranger = new_signing_key()
+    token = signed_token(stranger, ISSUER, AUDIENCE, "x", "system/*.*", expires_in=60)
     assert (await secured.get("/fhir/Patient/x", headers=bearer(token))).status_code == 401
 
 

@@ -15,16 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.composition import write_listeners
 from ipt_worker.recompute import Recomputer
-from tests.integration.authz_support import (
-    ADMIN,
-    FHIR,
-    Mint,
-    Secured,
-    bearer,
-    create,
-    patient_record,
-    resource_of,
-)
+from tests.integration.authz_records import create, patient_record, resource_of
+from tests.integration.authz_support import ADMIN, FHIR, Mint, Secured, bearer
 from tests.integration.ipt_helpers import WORKED_NOW, Clock, enrolment
 
 Records = tuple[dict[str, str], dict[str, str]]

@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.authz_support import (
-    ADMIN,
-    FHIR,
-    Mint,
-    Secured,
-    bearer,
-    create,
-    patient_record,
-    resource_of,
-)
+from tests.integration.authz_records import create, patient_record, resource_of
+from tests.integration.authz_support import ADMIN, FHIR, Mint, Secured, bearer
 
 _REVINCLUDE_ALL = (
     "&_revinclude=Observation:subject&_revinclude=CarePlan:subject"

@@ -19,16 +19,8 @@ import pytest
 
 from ipt_api.app import create_app
 from ipt_core.fhir.registry import REGISTRY
-from tests.integration.authz_support import (
-    ADMIN,
-    FHIR,
-    Mint,
-    Secured,
-    bearer,
-    create,
-    patient_record,
-    resource_of,
-)
+from tests.integration.authz_records import create, patient_record, resource_of
+from tests.integration.authz_support import ADMIN, FHIR, Mint, Secured, bearer
 from tests.integration.ipt_helpers import enrolment
 from tests.support.api import api_settings
 

@@ -7,26 +7,21 @@ test. Every NDJSON line is checked by the independent R4 validator (fhirkit).
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import orjson
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,10 +29,11 @@ from ipt_api.app import create_app
 from ipt_api.demo import seed_demo
 from ipt_core.fhir.bulk import bulk_load
 from ipt_worker.exports import Exporter
-from tests.support.api import api_settings
 from tests.support.fhir_validator import FhirBodyChecker
 from tests.support.network import free_port
+from tests.support.tokens import jwt_api_settings, signed_token
 from tests.support.waiting import poll_until
+from tests.support.worker import running_worker
 
 ISSUER = "https://idp.bulk.example"
 AUDIENCE = "https://ipt.bulk.example/fhir"
@@ -45,22 +41,12 @@ ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 Mint = Callable[..., str]
 
 
-@pytest.fixture(scope="module")
-def signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
 @pytest.fixture
 def mint(signing_key: rsa.RSAPrivateKey) -> Mint:
     def make(sub: str = "client-a", scope: str = "system/*.read") -> str:
-        claims = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": sub,
-            "exp": int(time.time()) + 600,
-            "scope": scope,
-        }
-        return jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "k1"})
+        return signed_token(
+            signing_key, ISSUER, AUDIENCE, sub, scope, expires_in=600, algorithm="RS256"
+        )
 
     return make
 
@@ -70,17 +56,14 @@ def server(
     db: AsyncEngine, database_url: str, signing_key: rsa.RSAPrivateKey, tmp_path: Path
 ) -> Iterator[str]:
     """The API under uvicorn on a free port, checking tokens; returns its FHIR base URL."""
-    public = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig"}]}))
     port = free_port()
-    settings = api_settings(
+    settings = jwt_api_settings(
+        signing_key,
+        tmp_path,
+        issuer=ISSUER,
+        audience=AUDIENCE,
         database_url=database_url.replace("+asyncpg", ""),
         api_port=port,
-        auth_mode="jwt",
-        auth_issuer=ISSUER,
-        auth_audience=AUDIENCE,
-        auth_jwks=str(jwks),
         export_retry_after_s=1,
     )
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -373,28 +356,14 @@ async def test_a_worker_process_killed_mid_export_is_resumed_by_another(
     assert len(resources) == len({(r["resourceType"], r["id"]) for r in resources}) == 6000
 
 
-@contextmanager
-def export_worker(database_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url.replace("+asyncpg", ""),
+def export_worker(database_url: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    settings = {
         "IPT_EXPORT_PAGE_SIZE": "10",
         "IPT_EXPORT_LEASE_S": "5",
         "IPT_EXPORT_POLL_INTERVAL_S": "0.1",
         "IPT_EVENT_PUBLISHERS": "log",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ipt_worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=20)
+    return running_worker(database_url, settings)
 
 
 async def exported_so_far(db: AsyncEngine, accept: Callable[[int], bool]) -> bool:

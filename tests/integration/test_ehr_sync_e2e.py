@@ -35,10 +35,9 @@ from tests.integration.ehr_support import (
     remote_by_sync_id,
     synced_endpoint,
 )
-from tests.integration.ipt_helpers import IPT, LOINC, clock, enrol, enrolment, ipt, record
+from tests.integration.ipt_helpers import IPT, enrol, enrolment, record
+from tests.support.database import query_rows
 from tests.support.sekmet import Sekmet
-
-__all__ = ["clock", "ipt"]  # fixtures used by name
 
 
 async def recompute_all(db: AsyncEngine) -> None:
@@ -77,25 +76,8 @@ def ehr_session(server: Sekmet, patient_id: str) -> tuple[str, str]:
         created = http.post("/Encounter", json=encounter)
         assert created.status_code == 201, created.text
         encounter_id = created.json()["id"]
-        observation = {
-            "resourceType": "Observation",
-            "status": "final",
-            "category": [
-                {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                            "code": "survey",
-                        }
-                    ]
-                }
-            ],
-            "code": {"coding": [{"system": LOINC, "code": "44261-6"}]},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "encounter": {"reference": f"Encounter/{encounter_id}"},
-            "effectiveDateTime": "2026-01-26T10:00:00Z",
-            "valueInteger": 9,
-        }
+        observation = phq9(patient_id, 9, day=26, month=1)
+        observation["encounter"] = {"reference": f"Encounter/{encounter_id}"}
         created = http.post("/Observation", json=observation)
         assert created.status_code == 201, created.text
         return str(encounter_id), str(created.json()["id"])
@@ -283,11 +265,9 @@ def ehr_scores(server: Sekmet, patient_id: str) -> list[dict[str, Any]]:
 
 
 async def pulled_sources(db: AsyncEngine) -> list[str]:
-    async with db.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT content::jsonb -> 'meta' ->> 'source' AS source FROM resource "
-                "WHERE resource_type = 'Observation' AND content::jsonb -> 'meta' ? 'source'"
-            )
-        )
-        return [str(row.source) for row in rows]
+    rows = await query_rows(
+        db,
+        "SELECT content::jsonb -> 'meta' ->> 'source' AS source FROM resource "
+        "WHERE resource_type = 'Observation' AND content::jsonb -> 'meta' ? 'source'",
+    )
+    return [str(row.source) for row in rows]

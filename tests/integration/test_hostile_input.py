@@ -6,28 +6,13 @@ keys, through the FHIR API and the IPT domain API (README, "Input limits").
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import orjson
 import pytest
 
-from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, stored_versions
-
-__all__ = ["clock", "ipt"]  # fixtures used by name
+from tests.integration.ipt_helpers import enrol, enrolment, patient, refused, stored_versions
 
 FHIR = {"Content-Type": "application/fhir+json"}
-
-
-async def refused(
-    client: httpx.AsyncClient, response: httpx.Response, versions: int = 0, status: int = 400
-) -> dict[str, Any]:
-    """The answer is a `status` OperationOutcome and the store still holds `versions`."""
-    assert response.status_code == status, response.text
-    outcome: dict[str, Any] = response.json()
-    assert outcome["resourceType"] == "OperationOutcome"
-    assert await stored_versions(client) == versions
-    return outcome
 
 
 @pytest.mark.parametrize(
@@ -184,4 +169,4 @@ async def test_nul_in_session_notes_is_refused(ipt: httpx.AsyncClient) -> None:
             content=body,
             headers={"Content-Type": "application/json"},
         )
-        await refused(ipt, response, versions)
+        await refused(ipt, response, versions=versions)

@@ -13,33 +13,19 @@ from tests.integration.ipt_helpers import (
     ENCOUNTER_LINK,
     FHIR,
     IPT,
-    clock,
     course_link,
     encounter,
     enrol,
     enrolment,
     fhir_create,
-    ipt,
     patient,
     phq9,
     record,
+    refused,
     stored_versions,
 )
 
-__all__ = ["clock", "ipt"]  # fixtures used by name, so the linter counts them as used
-
 SESSION = {"start": "2026-01-12T09:00:00Z", "minutes": 50, "outcome": "attended"}
-
-
-async def refused(
-    client: httpx.AsyncClient, response: httpx.Response, status: int, versions: int
-) -> dict[str, Any]:
-    """The answer is `status` with an OperationOutcome, and the store holds `versions`."""
-    assert response.status_code == status, response.text
-    outcome: dict[str, Any] = response.json()
-    assert outcome["resourceType"] == "OperationOutcome"
-    assert await stored_versions(client) == versions
-    return outcome
 
 
 @pytest.mark.parametrize(

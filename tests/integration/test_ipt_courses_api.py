@@ -13,27 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.ipt_helpers import (
     Clock,
-    clock,
     enrol,
     enrolment,
     fhir_read,
-    ipt,
     patient,
     practitioner,
+    read_ok,
     record,
     rows,
 )
-
-__all__ = ["clock", "ipt"]  # fixtures used by name, so the linter counts them as used
 
 MRN = {"system": "urn:oid:2.16.840.1.113883.19.5", "value": "MRN-0042"}
 
 
 async def course(client: httpx.AsyncClient, course_id: str) -> dict[str, Any]:
-    response = await client.get(f"/ipt/v1/courses/{course_id}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
+    return await read_ok(client, f"/ipt/v1/courses/{course_id}")
 
 
 async def test_enrolment_writes_the_outline_as_fhir(ipt: httpx.AsyncClient) -> None:

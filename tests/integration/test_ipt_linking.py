@@ -22,20 +22,16 @@ from tests.integration.ipt_helpers import (
     ENCOUNTER_LINK,
     IPT,
     PHASE_EXTENSION,
-    clock,
     course_link,
     encounter,
     fhir_create,
     fhir_read,
     fhir_update,
-    ipt,
     patient,
     phq9,
     recompute_generations,
     rows,
 )
-
-__all__ = ["clock", "ipt"]  # fixtures used by name, so the linter counts them as used
 
 JAN_5 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 

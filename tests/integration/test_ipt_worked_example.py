@@ -19,7 +19,6 @@ from tests.integration.ipt_helpers import (
     IPT,
     SNOMED,
     appointment,
-    clock,
     course_link,
     encounter,
     enrol,
@@ -27,15 +26,12 @@ from tests.integration.ipt_helpers import (
     fhir_create,
     fhir_read,
     fhir_update,
-    ipt,
     patient,
     phq9,
     practitioner,
     record,
     rows,
 )
-
-__all__ = ["clock", "ipt"]  # fixtures used by name, so the linter counts them as used
 
 MONDAYS = ["2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26", "2026-02-02", "2026-02-09",
            "2026-02-16", "2026-02-23"]  # fmt: skip

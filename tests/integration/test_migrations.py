@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import alembic_config, downgrade, upgrade
 from ipt_core.db.schema import metadata
-from tests.support.database import throwaway_database
+from tests.support.database import query_rows, throwaway_database
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -72,11 +72,9 @@ async def _revision(engine: AsyncEngine) -> str | None:
 
 
 async def _tables(engine: AsyncEngine) -> set[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version'"
-            )
-        )
-        return {row.tablename for row in rows}
+    rows = await query_rows(
+        engine,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename <> 'alembic_version'",
+    )
+    return {row.tablename for row in rows}

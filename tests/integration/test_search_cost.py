@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ipt_api.app import create_app
 from ipt_core.db.provision import Database
 from tests.support.api import api_settings, served
+from tests.support.database import query_scalar
 from tests.support.waiting import poll_until
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -76,13 +77,11 @@ async def locked(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 async def waiting_queries(db: AsyncEngine) -> int:
     """Statements of other sessions of this database waiting for a lock."""
-    async with db.connect() as conn:
-        count = await conn.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-        )
+    count = await query_scalar(
+        db,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
     return int(count or 0)
 
 

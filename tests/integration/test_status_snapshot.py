@@ -34,10 +34,9 @@ from tests.integration.events_support import (
     fast_timing,
     running,
 )
-from tests.integration.ipt_helpers import Clock, clock, enrol, enrolment, ipt, patient, record
+from tests.integration.ipt_helpers import Clock, enrol, enrolment, patient, record
+from tests.support.database import query_scalar
 from tests.support.waiting import poll_until
-
-__all__ = ["clock", "ipt"]
 
 _spec = importlib.util.spec_from_file_location(
     "status_consumer", Path(__file__).parents[2] / "examples" / "status_consumer.py"
@@ -52,19 +51,16 @@ WRITES = 24
 
 
 async def feed_end(db: AsyncEngine) -> int:
-    async with db.connect() as conn:
-        return int(await conn.scalar(text("SELECT coalesce(max(feed_position), 0) FROM outbox")))
+    return int(await query_scalar(db, "SELECT coalesce(max(feed_position), 0) FROM outbox"))
 
 
 async def settled(db: AsyncEngine) -> bool:
-    async with db.connect() as conn:
-        pending = await conn.scalar(
-            text(
-                "SELECT (SELECT count(*) FROM recompute_request WHERE due_at <= now()) "
-                "+ (SELECT count(*) FROM outbox WHERE published_at IS NULL)"
-            )
-        )
-        return bool(pending == 0)
+    pending = await query_scalar(
+        db,
+        "SELECT (SELECT count(*) FROM recompute_request WHERE due_at <= now()) "
+        "+ (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+    )
+    return bool(pending == 0)
 
 
 async def test_snapshot_then_stream_keeps_an_exact_copy_under_concurrent_writes(

@@ -19,21 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.composition import write_listeners
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
-from tests.integration.ipt_helpers import (
-    Clock,
-    clock,
-    enrol,
-    enrolment,
-    fhir_read,
-    ipt,
-    patient,
-    record,
-    rows,
-)
+from tests.integration.ipt_helpers import Clock, enrol, enrolment, fhir_read, patient, record, rows
 from tests.support.waiting import poll_until
-
-__all__ = ["clock", "ipt"]
-
 
 _started: list[Recomputer] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import pytest
@@ -50,6 +50,14 @@ async def app(db: AsyncEngine) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the app whose every FHIR response is checked by fhirkit."""
+    async with checked_client(app) as http:
+        yield http
+
+
+@asynccontextmanager
+async def checked_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `app` over ASGI whose every FHIR response is checked by fhirkit: the
+    block fails at its end if the server sent invalid FHIR."""
     checker = FhirBodyChecker()
 
     async def check(response: httpx.Response) -> None:

@@ -11,9 +11,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_core.db.embedded import EmbeddedPostgres
@@ -75,3 +76,16 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+async def query_scalar(db: AsyncEngine, sql: str, **params: Any) -> Any:
+    """The first column of the first row of `sql`: a test's look at the database, on its own
+    connection (so it sees what other sessions committed)."""
+    async with db.connect() as conn:
+        return await conn.scalar(text(sql), params)
+
+
+async def query_rows(db: AsyncEngine, sql: str, **params: Any) -> list[Row[Any]]:
+    """The rows of `sql`, on a connection of their own (as `query_scalar`)."""
+    async with db.connect() as conn:
+        return list(await conn.execute(text(sql), params))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.network import free_port
 
 __all__ = ["SEKMET_BIN", "Sekmet", "SekmetNotInstalledError", "running_sekmet"]
 
@@ -64,12 +65,6 @@ class Sekmet:
     def client(self, **kwargs: Any) -> httpx.Client:
         """A synchronous httpx client on the FHIR base, authorised, for test set-up and checks."""
         return httpx.Client(base_url=self.base_url, headers=self.headers, timeout=10, **kwargs)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _settings(port: int, bearer_token: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +124,7 @@ def running_sekmet(
         raise SekmetNotInstalledError(f"{SEKMET_BIN} is missing: run `make install`")
     home = directory / "sekmet"
     home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     root_url = f"http://127.0.0.1:{port}"
     base_url = f"{root_url}/fhir"
     config = home / "settings.yaml"

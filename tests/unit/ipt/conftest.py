@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from xml.etree import ElementTree
 
@@ -11,10 +11,10 @@ import fhirkit
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from tests.unit.ipt.support import FhirCheck
+
 XHTML = "{http://www.w3.org/1999/xhtml}"
 NARRATIVE_TAGS = {"div", "p", "ul", "li"}
-
-FhirCheck = Callable[[dict[str, Any]], None]
 
 
 def assert_valid_r4(resource: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -34,11 +33,8 @@ from ipt_core.ipt import (
     with_goal_achievement,
 )
 from ipt_core.ipt.codes import COURSE_TYPE_SYSTEM, IPT_THERAPY, PHASES, PROBLEM_AREAS, SNOMED
+from tests.unit.ipt.support import START, FhirCheck, fhir_ids, instants
 
-FhirCheck = Callable[[dict[str, Any]], None]
-START = datetime(2026, 1, 5, 9, tzinfo=UTC)
-
-fhir_ids = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
 texts = (
     st.text(
         st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from("<>&\"'\n\t"),
@@ -47,9 +43,6 @@ texts = (
     )
     .map(str.strip)
     .filter(bool)
-)
-instants = st.datetimes(
-    min_value=datetime(1950, 1, 1), max_value=datetime(2150, 1, 1), timezones=st.just(UTC)
 )
 problem_area_lists = st.lists(st.sampled_from(PROBLEM_AREAS), min_size=1, max_size=2, unique=True)
 achievements = st.sampled_from(["in-progress", "improving", "achieved", "no-change", "worsening"])

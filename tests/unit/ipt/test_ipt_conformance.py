@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,8 +19,7 @@ from ipt_core.ipt.codes import (
     PROBLEM_AREAS,
     SOCIAL_PRACTICE,
 )
-
-FhirCheck = Callable[[dict[str, Any]], None]
+from tests.unit.ipt.support import FhirCheck
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import types
-
 import ipt_core.ipt as ipt
+from tests.support.exports import public_members
 
 
 def test_all_lists_every_public_member() -> None:
-    public = {
-        name
-        for name, member in vars(ipt).items()
-        if not name.startswith("_") and not isinstance(member, types.ModuleType)
-    }
-    assert public == set(ipt.__all__)
+    assert public_members(ipt) == set(ipt.__all__)
 
 
 def test_all_is_sorted_and_resolves() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +22,14 @@ from ipt_core.ipt import (
     phq9_total,
     treated_condition,
 )
+from tests.unit.ipt.support import FhirCheck, fhir_ids, instants
 
-FhirCheck = Callable[[dict[str, Any]], None]
-fhir_ids = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
 scores = st.builds(
     Phq9,
     patient=fhir_ids.map("Patient/{}".format),
     total=st.integers(0, 27),
     item9=st.none() | st.integers(0, 3),
-    effective=st.datetimes(
-        min_value=datetime(1950, 1, 1), max_value=datetime(2150, 1, 1), timezones=st.just(UTC)
-    ),
+    effective=instants,
     status=st.sampled_from(["final", "amended", "corrected"]),
     id=st.none() | fhir_ids,
     encounter_id=st.none() | fhir_ids,

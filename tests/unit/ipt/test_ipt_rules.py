@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ from ipt_core.ipt import (
     session_to_encounter,
 )
 from ipt_core.ipt.codes import PROBLEM_AREA_SYSTEM
+from tests.unit.ipt.support import START
 
-START = datetime(2026, 1, 5, 9, tzinfo=UTC)
 COUNT = "CarePlan.activity[0].detail.scheduledTiming.repeat.count"
 
 
@@ -214,23 +213,24 @@ def test_item9_must_be_a_whole_number_0_to_3(item9: Any) -> None:
     ]
 
 
-def test_a_separate_item9_observation_is_checked_too() -> None:
-    item9 = {
+def loinc_score(code: str, value: int) -> dict[str, Any]:
+    """A final Observation of LOINC `code` with an integer value (and nothing else)."""
+    coding = {"system": "http://loinc.org", "code": code}
+    return {
         "resourceType": "Observation",
         "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "44260-8"}]},
-        "valueInteger": 5,
+        "code": {"coding": [coding]},
+        "valueInteger": value,
     }
+
+
+def test_a_separate_item9_observation_is_checked_too() -> None:
+    item9 = loinc_score("44260-8", 5)
     assert rules(rule_violations(item9)) == [("ipt-phq9-item9", "Observation.valueInteger")]
 
 
 def test_other_observations_pass() -> None:
-    gad7 = {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "70274-6"}]},
-        "valueInteger": 40,
-    }
+    gad7 = loinc_score("70274-6", 40)  # GAD-7 total
     assert rule_violations(gad7) == []
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,14 +19,7 @@ from ipt_core.ipt import (
     session_to_encounter,
 )
 from ipt_core.ipt.codes import APPOINTMENT_BASED_ON_EXTENSION, ENCOUNTER_BASED_ON_EXTENSION
-
-FhirCheck = Callable[[dict[str, Any]], None]
-START = datetime(2026, 1, 5, 9, tzinfo=UTC)
-
-fhir_ids = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
-instants = st.datetimes(
-    min_value=datetime(1950, 1, 1), max_value=datetime(2150, 1, 1), timezones=st.just(UTC)
-)
+from tests.unit.ipt.support import START, FhirCheck, fhir_ids, instants
 
 
 def sessions(outcomes: list[str], minutes: st.SearchStrategy[int | None]) -> Any:

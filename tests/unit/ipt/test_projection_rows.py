@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,18 +16,14 @@ from ipt_core.ipt import (
     session_to_encounter,
 )
 from ipt_core.ipt.projections import course_row, measure_row, session_facts
+from tests.support.exports import public_members
+from tests.unit.ipt.support import START
 
-START = datetime(2026, 1, 5, 9, tzinfo=UTC)
 LOINC = "http://loinc.org"
 
 
 def test_all_lists_every_public_member() -> None:
-    public = {
-        name
-        for name, member in vars(projections).items()
-        if not name.startswith("_") and not isinstance(member, types.ModuleType)
-    }
-    assert public == set(projections.__all__)
+    assert public_members(projections) == set(projections.__all__)
     assert projections.__all__ == sorted(projections.__all__)
 
 

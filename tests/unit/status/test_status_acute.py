@@ -145,6 +145,13 @@ def test_acute_phase_boundaries(
 JAN_5_18 = ("2026-01-05", 18)
 NOT_SCHEDULED = {"next_session_number": None, "next_session_due": None, "engagement": None}
 
+
+def eight_of_eight(latest_phq9: int, **changes: Any) -> CourseFacts:
+    """An 8-session course with all 8 attended; PHQ-9 18 at the start, `latest_phq9` at the 8th."""
+    scores = phq(JAN_5_18, ("2026-02-23", latest_phq9))
+    return acute(sessions=weekly("a" * 8), planned_count=8, phq9=scores, **changes)
+
+
 ACUTE_EXAMPLES = [
     pytest.param(
         acute("draft", weekly("a")),
@@ -351,35 +358,25 @@ ACUTE_EXAMPLES = [
         id="practice-assignments",
     ),
     pytest.param(
-        acute(sessions=weekly("a" * 8), planned_count=8, phq9=phq(JAN_5_18, ("2026-02-23", 9))),
+        eight_of_eight(9),
         "2026-02-24T00:00Z",
         {"phase": "acute-complete", **NOT_SCHEDULED, "maintenance_recommended": True},
         id="acute-complete-without-remission-recommends-maintenance",
     ),
     pytest.param(
-        acute(sessions=weekly("a" * 8), planned_count=8, phq9=phq(JAN_5_18, ("2026-02-23", 4))),
+        eight_of_eight(4),
         "2026-02-24T00:00Z",
         {"remission": True, "maintenance_recommended": False},
         id="remission-needs-no-maintenance",
     ),
     pytest.param(
-        acute(
-            sessions=weekly("a" * 8),
-            planned_count=8,
-            phq9=phq(("2026-01-05", 18), ("2026-02-23", 4)),
-            addresses_recurrent_depression=True,
-        ),
+        eight_of_eight(4, addresses_recurrent_depression=True),
         "2026-02-24T00:00Z",
         {"remission": True, "maintenance_recommended": True},
         id="recurrent-F33-with-remission-recommends-maintenance",
     ),
     pytest.param(
-        acute(
-            sessions=weekly("a" * 8),
-            planned_count=8,
-            phq9=phq(("2026-01-05", 18), ("2026-02-23", 9)),
-            has_maintenance_course=True,
-        ),
+        eight_of_eight(9, has_maintenance_course=True),
         "2026-02-24T00:00Z",
         {"maintenance_recommended": False, "maintenance_next_due": None},
         id="an-existing-maintenance-course-is-not-recommended-again",

@@ -11,17 +11,12 @@ from typing import get_args
 import ipt_core.status
 from ipt_core.ipt import codes
 from ipt_core.status import CourseStatus, Phase
+from tests.support.exports import public_members
 
 
 def test_all_lists_every_public_member() -> None:
     # Submodules (e.g. the loader) appear as attributes once imported; they are not re-exports.
-    public = {
-        name
-        for name, member in vars(ipt_core.status).items()
-        if not name.startswith("_") and not inspect.ismodule(member)
-    }
-
-    assert public == set(ipt_core.status.__all__)
+    assert public_members(ipt_core.status) == set(ipt_core.status.__all__)
 
 
 def test_every_class_and_function_of_all_is_defined_in_the_package() -> None:

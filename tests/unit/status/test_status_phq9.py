@@ -11,15 +11,8 @@ from ipt_core.status import CourseFacts, Phq9Fact, compute_status
 
 START = datetime.fromisoformat("2026-01-05T09:00:00Z")
 LATER = START + timedelta(weeks=20)
-PHQ9_FIELDS = (
-    "phq9_baseline",
-    "phq9_latest",
-    "phq9_change",
-    "severity",
-    "response",
-    "remission",
-    "goal_status",
-)
+SCORES = ("phq9_baseline", "phq9_latest", "phq9_change")
+PHQ9_FIELDS = (*SCORES, "severity", "response", "remission", "goal_status")
 
 
 def at(text: str) -> datetime:
