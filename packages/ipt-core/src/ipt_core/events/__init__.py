@@ -1,7 +1,7 @@
 """Events for dashboards: CloudEvents 1.0 envelopes written to the transactional outbox.
 
 - Writing: `cloud_event`, `append_events` (wakes the relay with NOTIFY on commit),
-  `next_sequence` (per-course order), `OutboxListener` (`fhir.resource.changed` per write).
+  `next_sequence`, `next_sequences` (per-course order), `OutboxListener` (`fhir.resource.changed` per write).
 - Publishing (relay leader only): `unpublished`, `mark_published` (feed positions);
   `history` (replay).
 - Reading: `read_feed` (the ordered feed), `FeedSignal` (LISTEN: wakes waiting readers).
@@ -13,7 +13,12 @@ from ipt_core.events._envelope import EVENT_SOURCE, cloud_event
 from ipt_core.events._feed import FeedEntry, read_feed
 from ipt_core.events._feed_signal import FeedSignal, Wake
 from ipt_core.events._listener import OutboxListener, PartitionRule, resource_partition_key
-from ipt_core.events._outbox import OUTBOX_CHANNEL, append_events, next_sequence
+from ipt_core.events._outbox import (
+    OUTBOX_CHANNEL,
+    append_events,
+    next_sequence,
+    next_sequences,
+)
 from ipt_core.events._publication import (
     FEED_CHANNEL,
     OutboxEvent,
@@ -43,6 +48,7 @@ __all__ = [
     "history",
     "mark_published",
     "next_sequence",
+    "next_sequences",
     "read_feed",
     "resource_partition_key",
     "unpublished",

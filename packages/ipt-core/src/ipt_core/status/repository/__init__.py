@@ -1,0 +1,32 @@
+"""The status family's SQL: `course_status` and `course_status_history` (SQLAlchemy Core).
+
+The recompute loop stores through it and the API's status, dashboard and analytics reads
+go through it; nothing else builds SQL on these tables (docs/architecture.md). The pure
+status core never imports it (the `pure-status-core` import-linter contract).
+"""
+
+from ipt_core.status.repository._current import (
+    Cause,
+    StatusWrite,
+    StoredStatus,
+    delete_statuses,
+    lock_statuses,
+    read_status,
+    save_statuses,
+    touch_statuses,
+)
+from ipt_core.status.repository._resources import LockedCourse, current_resources, lock_courses
+
+__all__ = [
+    "Cause",
+    "LockedCourse",
+    "StatusWrite",
+    "StoredStatus",
+    "current_resources",
+    "delete_statuses",
+    "lock_courses",
+    "lock_statuses",
+    "read_status",
+    "save_statuses",
+    "touch_statuses",
+]
