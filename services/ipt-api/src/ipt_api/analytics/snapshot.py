@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.instants import format_instant
+from ipt_core.status.repository import CourseScope, current_feed_position
+from ipt_core.status.repository import status_page as status_rows
 
 __all__ = ["StatusFilters", "current_feed_position", "status_page"]
 
@@ -43,44 +44,20 @@ class StatusFilters:
         return "|".join(value or "" for value in values)
 
 
-async def current_feed_position(conn: AsyncConnection) -> int:
-    """The last feed position handed out so far (0 before the first publication).
-
-    Must run in a statement *before* the snapshot it describes is taken. Sequence values
-    are read outside transaction visibility, which is exactly what is wanted here: a
-    position drawn by a publication that has not committed yet is still <= the value.
-    """
-    value = await conn.scalar(
-        text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_feed_position")
-    )
-    return int(value or 0)
-
-
 async def status_page(
     conn: AsyncConnection, filters: StatusFilters, *, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to `limit` stored statuses after course id `after`, in course id order."""
-    rows = await conn.execute(
-        text(
-            "SELECT s.course_id, s.version, s.computed_at, s.status, c.patient_id, "
-            "c.therapist_ref FROM course_status s JOIN ipt_course c ON c.id = s.course_id "
-            "WHERE (CAST(:after AS text) IS NULL OR s.course_id > :after) "
-            "AND (CAST(:therapist AS text) IS NULL OR c.therapist_ref = :therapist) "
-            "AND (CAST(:organization AS text) IS NULL OR c.organization_ref = :organization) "
-            "AND (CAST(:phase AS text) IS NULL OR s.phase = :phase) "
-            "AND (CAST(:course_type AS text) IS NULL OR c.course_type = :course_type) "
-            "ORDER BY s.course_id LIMIT :limit"
-        ),
-        {
-            "after": after,
-            "therapist": filters.therapist,
-            "organization": filters.organization,
-            "phase": filters.phase,
-            "course_type": filters.course_type,
-            "limit": limit,
-        },
+    """Up to `limit` stored statuses after course id `after`, in course id order.
+
+    `current_feed_position` must run in a statement *before* the first page's (above).
+    """
+    scope = CourseScope(
+        therapist=filters.therapist,
+        organization=filters.organization,
+        phase=filters.phase,
+        course_type=filters.course_type,
     )
-    return [_item(row) for row in rows]
+    return [_item(row) for row in await status_rows(conn, scope, after=after, limit=limit)]
 
 
 def _item(row: Any) -> dict[str, Any]:
