@@ -208,13 +208,12 @@ async def test_a_course_failing_inside_a_batch_backs_off_alone(
         assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
     assert await stored_status(db, broken) is None  # nothing of the failed batch stayed
     assert await rows(db, "course_status_history", "course_id = :id", id=broken) == []
-    status_events = await rows(
-        db, "outbox", "aggregateid = :id AND type LIKE 'ipt.%'", id=broken
-    )
+    status_events = await rows(db, "outbox", "aggregateid = :id AND type LIKE 'ipt.%'", id=broken)
     assert status_events == []
     (request,) = await rows(db, "recompute_request", "course_id = :id", id=broken)
     assert request.last_error == "LookupError"
-    assert request.due_at > clock.now and request.claimed_by is None
+    assert request.due_at > clock.now
+    assert request.claimed_by is None
     assert await rows(db, "recompute_request", "course_id = ANY(:ids)", ids=healthy) == []
 
 

@@ -8,6 +8,7 @@ import logging
 import time
 
 from opentelemetry import metrics
+
 from ipt_core.db.faults import database_fault
 from ipt_core.queue import queue_depth
 from ipt_worker.outage import Reconnection

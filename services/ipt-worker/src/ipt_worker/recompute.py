@@ -112,7 +112,7 @@ class Recomputer:
         try:
             await self._store_in_one_transaction(claims, facts, now)
             return
-        except Exception as error:  # noqa: BLE001 - which course failed is found below
+        except Exception as error:
             if len(claims) == 1:
                 await self._back_off(claims[0], error, now)
                 return

@@ -107,7 +107,9 @@ async def store_batch(
             )
             changes.append(_Change(claim.course_id, previous, write, traceparent))
         done.append((claim, status.next_transition_at))
-    await delete_statuses(conn, [claim.course_id for claim, _ in done if not facts[claim.course_id]])
+    await delete_statuses(
+        conn, [claim.course_id for claim, _ in done if not facts[claim.course_id]]
+    )
     await save_statuses(conn, [change.write for change in changes], now=now)
     await touch_statuses(conn, unchanged, now=now)
     await append_events(conn, "CarePlan", await _events(conn, changes, now), now)
@@ -139,7 +141,9 @@ async def _events(conn: Any, changes: Sequence[_Change], now: datetime) -> list[
 async def _write_backs(
     store: ResourceStore, changes: Sequence[_Change], locked: Mapping[str, Any]
 ) -> list[VersionedWrite]:
-    live = [c for c in changes if c.course_id in locked and not locked[c.course_id].careplan.deleted]
+    live = [
+        c for c in changes if c.course_id in locked and not locked[c.course_id].careplan.deleted
+    ]
     goal_ids = [g for c in live if (g := locked[c.course_id].symptom_goal_id) is not None]
     goals = await current_resources(store.conn, "Goal", goal_ids)
     return [

@@ -1,7 +1,8 @@
 """Events for dashboards: CloudEvents 1.0 envelopes written to the transactional outbox.
 
 - Writing: `cloud_event`, `append_events` (wakes the relay with NOTIFY on commit),
-  `next_sequence`, `next_sequences` (per-course order), `OutboxListener` (`fhir.resource.changed` per write).
+  `next_sequence`, `next_sequences` (per-course order), `OutboxListener`
+  (`fhir.resource.changed` per write).
 - Publishing (relay leader only): `unpublished`, `mark_published` (feed positions);
   `history` (replay).
 - Reading: `read_feed` (the ordered feed), `FeedSignal` (LISTEN: wakes waiting readers).

@@ -38,7 +38,7 @@ def worker_key(worker: Any) -> ColumnElement[int]:
     return func.hashtextextended(cast(worker, Text), 0)
 
 
-def live_workers() -> Select[Any]:
+def live_workers() -> Select[int, int]:
     """The bigint keys of the advisory locks held in this database, as pg_locks shows them.
 
     The high and low 32 bits are in classid and objid, objsubid 1 for the one-bigint form.

@@ -193,9 +193,7 @@ async def finish_many(
     )
     if any(next_due is None for _, next_due in done):
         await conn.execute(
-            delete(rr).where(
-                rr.c.course_id == rows.c.course_id, same, rows.c.next_due.is_(None)
-            )
+            delete(rr).where(rr.c.course_id == rows.c.course_id, same, rows.c.next_due.is_(None))
         )
 
 
@@ -257,4 +255,3 @@ def _backoff(claim: Claim) -> timedelta:
             claim.attempts + 1, initial_s=1.0, max_s=_MAX_BACKOFF.total_seconds()
         )
     )
-

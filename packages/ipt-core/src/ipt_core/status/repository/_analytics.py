@@ -13,7 +13,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Interval,
-    Row,
     case,
     cast,
     column,
@@ -55,7 +54,7 @@ async def current_feed_position(conn: AsyncConnection) -> int:
 
 async def status_page(
     conn: AsyncConnection, scope: CourseScope, *, after: str | None, limit: int
-) -> list[Row[Any]]:
+) -> list[Any]:
     """Up to `limit` stored statuses after course id `after`, in course id order."""
     query = scope.where(
         select(
@@ -74,7 +73,7 @@ async def status_page(
 
 async def history_page(
     conn: AsyncConnection, course_id: str, *, after_version: int, limit: int
-) -> list[Row[Any]]:
+) -> list[Any]:
     """Stored versions of an IPT course's status after `after_version`, oldest first."""
     rows = await conn.execute(
         select(h.c.version, h.c.computed_at, h.c.cause, h.c.status)
@@ -113,7 +112,7 @@ async def trend_rows(
     start: datetime,
     end: datetime,
     scope: CourseScope,
-) -> tuple[list[Row[Any]], list[Row[Any]]]:
+) -> tuple[list[Any], list[Any]]:
     """Per interval: counts grouped by phase / engagement / none, and the completions.
 
     The counts are over each course's status as it stood at the interval's end (its last
@@ -184,4 +183,3 @@ async def trend_rows(
         .order_by(buckets.c.start)
     )
     return list(await conn.execute(counts)), list(await conn.execute(completions))
-

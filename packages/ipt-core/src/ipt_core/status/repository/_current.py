@@ -90,11 +90,23 @@ async def save_statuses(
     )
     status = cast(rows.c.status, JSONB)
     current = insert(course_status).from_select(
-        ["course_id", "version", "computed_at", "status", "phase", "engagement",
-         "next_transition_at"],
+        [
+            "course_id",
+            "version",
+            "computed_at",
+            "status",
+            "phase",
+            "engagement",
+            "next_transition_at",
+        ],
         select(
-            rows.c.course_id, rows.c.version, cast(now, _TIME), status, rows.c.phase,
-            rows.c.engagement, rows.c.next_at,
+            rows.c.course_id,
+            rows.c.version,
+            cast(now, _TIME),
+            status,
+            rows.c.phase,
+            rows.c.engagement,
+            rows.c.next_at,
         ),
     )
     await conn.execute(
@@ -102,8 +114,14 @@ async def save_statuses(
             index_elements=[course_status.c.course_id],
             set_={
                 name: current.excluded[name]
-                for name in ("version", "computed_at", "status", "phase", "engagement",
-                             "next_transition_at")
+                for name in (
+                    "version",
+                    "computed_at",
+                    "status",
+                    "phase",
+                    "engagement",
+                    "next_transition_at",
+                )
             },
         )
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Integer, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,7 +17,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from ipt_core.db.schema import course_status as s
 from ipt_core.db.schema import ipt_course as c
 
-__all__ = ["CourseScope", "WORKLIST_KINDS", "WorklistRow", "status_totals", "worklist_rows"]
+__all__ = ["WORKLIST_KINDS", "CourseScope", "WorklistRow", "status_totals", "worklist_rows"]
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class CourseScope:
     phase: str | None = None
     course_type: str | None = None
 
-    def where(self, query: Select[Any]) -> Select[Any]:
+    def where(self, query: _Query) -> _Query:
         """`query` over `course_status` joined with `ipt_course`, narrowed to this scope."""
         wanted = (
             (c.c.therapist_ref, self.therapist),
@@ -43,12 +45,14 @@ class CourseScope:
         return joined.where(*(column == value for column, value in wanted if value is not None))
 
 
-def _field(name: str) -> ColumnElement[Any]:
-    return s.c.status[name].astext
+def _field(name: str) -> ColumnElement[str]:
+    text: ColumnElement[str] = s.c.status[name].astext
+    return text
 
 
 def _flag(name: str) -> ColumnElement[bool]:
-    return s.c.status[name].as_boolean()
+    flag: ColumnElement[bool] = s.c.status[name].as_boolean()
+    return flag
 
 
 # kind: (the condition on the stored status, the instant that makes a course "oldest")
@@ -77,9 +81,7 @@ class WorklistRow:
 
 async def status_totals(conn: AsyncConnection, scope: CourseScope) -> dict[str, Any]:
     """Counts by phase and by engagement, and the sums the dashboard's rates are made of."""
-    by_phase = await conn.execute(
-        scope.where(select(s.c.phase, func.count())).group_by(s.c.phase)
-    )
+    by_phase = await conn.execute(scope.where(select(s.c.phase, func.count())).group_by(s.c.phase))
     by_engagement = await conn.execute(
         scope.where(select(s.c.engagement, func.count()))
         .where(s.c.engagement.is_not(None))
