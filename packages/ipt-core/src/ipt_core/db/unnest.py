@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func
+from sqlalchemy import DateTime, any_, bindparam, func
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import ARRAY, TypeEngine
 
-__all__ = ["among", "unnest_rows"]
+__all__ = ["INSTANT", "among", "unnest_rows"]
+
+INSTANT = DateTime(timezone=True)  # the element type of an array of instants
 
 
 def unnest_rows(name: str, **columns: tuple[TypeEngine[Any], Sequence[Any]]) -> TableValuedAlias:

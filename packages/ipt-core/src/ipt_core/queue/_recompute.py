@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Text,
     case,
     cast,
@@ -40,25 +39,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.backoff import backoff_ceiling_s
 from ipt_core.db.schema import recompute_request as rr
-from ipt_core.db.unnest import among, unnest_rows
+from ipt_core.db.unnest import INSTANT, among, unnest_rows
 from ipt_core.queue._liveness import live_workers, worker_key
 from ipt_core.telemetry import current_traceparent
 
-__all__ = [
-    "Claim",
-    "claim_due",
-    "finish",
-    "finish_many",
-    "lock_owned",
-    "queue_depth",
-    "release",
-    "request_recompute",
-    "retry_later",
-    "retry_many",
-]
-
 _MAX_BACKOFF = timedelta(minutes=10)
-_TIME = DateTime(timezone=True)
 
 
 @dataclass(frozen=True)
@@ -83,7 +68,7 @@ async def request_recompute(
         ["course_id", "due_at", "generation", "attempts", "traceparent"],
         select(
             asked.c.course_id,
-            cast(literal(due_at), _TIME),
+            cast(literal(due_at), INSTANT),
             literal(1),
             literal(0),
             cast(literal(current_traceparent()), Text),
@@ -176,7 +161,7 @@ async def finish_many(
         "done",
         course_id=(Text(), [claim.course_id for claim, _ in done]),
         generation=(BigInteger(), [claim.generation for claim, _ in done]),
-        next_due=(_TIME, [next_due for _, next_due in done]),
+        next_due=(INSTANT, [next_due for _, next_due in done]),
     )
     same = rr.c.generation == rows.c.generation
     await conn.execute(
@@ -228,7 +213,7 @@ async def retry_many(
     rows = unnest_rows(
         "failed",
         course_id=(Text(), [claim.course_id for claim, _ in failed]),
-        due_at=(_TIME, [now + _backoff(claim) for claim, _ in failed]),
+        due_at=(INSTANT, [now + _backoff(claim) for claim, _ in failed]),
         error=(Text(), [error for _, error in failed]),
     )
     await conn.execute(

@@ -17,7 +17,6 @@ event's position is drawn later and is > `feed_after`: the feed delivers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,19 +28,7 @@ from ipt_core.status.repository import status_page as status_rows
 __all__ = ["StatusFilters", "current_feed_position", "status_page"]
 
 
-@dataclass(frozen=True)
-class StatusFilters:
-    """Which courses a snapshot covers (None: any)."""
-
-    therapist: str | None = None
-    organization: str | None = None
-    phase: str | None = None
-    course_type: str | None = None
-
-    def signature(self) -> str:
-        """A stable text of the filters, binding page cursors to their snapshot's filters."""
-        values = (self.therapist, self.organization, self.phase, self.course_type)
-        return "|".join(value or "" for value in values)
+StatusFilters = CourseScope  # which courses a snapshot covers (None: any)
 
 
 async def status_page(
@@ -51,13 +38,7 @@ async def status_page(
 
     `current_feed_position` must run in a statement *before* the first page's (above).
     """
-    scope = CourseScope(
-        therapist=filters.therapist,
-        organization=filters.organization,
-        phase=filters.phase,
-        course_type=filters.course_type,
-    )
-    return [_item(row) for row in await status_rows(conn, scope, after=after, limit=limit)]
+    return [_item(row) for row in await status_rows(conn, filters, after=after, limit=limit)]
 
 
 def _item(row: Any) -> dict[str, Any]:

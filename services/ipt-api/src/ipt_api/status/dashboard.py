@@ -53,7 +53,7 @@ async def worklist(
 ) -> list[dict[str, Any]]:
     """Courses needing action, oldest first, after the keyset `(sort value, course id)`."""
     scope = CourseScope(therapist=therapist, organization=organization, patient=patient)
-    rows = await worklist_rows(conn, kind, scope, after=after, limit=limit)
+    rows = await worklist_rows(conn, kind, scope, limit, after=after)
     return [
         {
             "course_id": row.course_id,

@@ -24,7 +24,6 @@ from ipt_core.status.repository._current import (
 from ipt_core.status.repository._dashboard import (
     WORKLIST_KINDS,
     CourseScope,
-    WorklistRow,
     status_totals,
     worklist_rows,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "LockedCourse",
     "StatusWrite",
     "StoredStatus",
-    "WorklistRow",
     "current_feed_position",
     "current_resources",
     "delete_statuses",

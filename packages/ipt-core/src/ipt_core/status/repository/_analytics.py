@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     Integer,
     Interval,
     case,
@@ -29,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.db.schema import course_status as s
 from ipt_core.db.schema import course_status_history as h
 from ipt_core.db.schema import ipt_course as c
+from ipt_core.db.unnest import INSTANT
 from ipt_core.status.repository._dashboard import CourseScope
 
 __all__ = ["current_feed_position", "history_page", "status_page", "trend_rows"]
 
-_TIME = DateTime(timezone=True)
 # The relay's feed position sequence (events): its state is read like a one-row table.
 _feed_position = table(
     "outbox_feed_position", column("last_value", BigInteger), column("is_called", Boolean)
@@ -93,8 +92,8 @@ class _Buckets:
 
     def table(self) -> Any:
         step = cast(literal(f"1 {self.interval}"), Interval)
-        first = func.date_trunc(self.interval, cast(literal(self.start), _TIME), "UTC")
-        last = cast(literal(self.end - timedelta(microseconds=1)), _TIME)
+        first = func.date_trunc(self.interval, cast(literal(self.start), INSTANT), "UTC")
+        last = cast(literal(self.end - timedelta(microseconds=1)), INSTANT)
         series = func.generate_series(first, last, step).table_valued("b").render_derived("g")
         return select(series.c.b.label("start"), (series.c.b + step).label("stop")).cte("buckets")
 

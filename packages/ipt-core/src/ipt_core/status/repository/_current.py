@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Text, cast, delete, select, update
+from sqlalchemy import BigInteger, Text, cast, delete, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import course_status, course_status_history
-from ipt_core.db.unnest import among, unnest_rows
+from ipt_core.db.unnest import INSTANT, among, unnest_rows
 
 __all__ = [
     "Cause",
@@ -31,7 +31,16 @@ __all__ = [
 ]
 
 Cause = Literal["created", "facts", "time"]
-_TIME = DateTime(timezone=True)
+# The columns of a stored status; all but the key are replaced by a new version.
+_COLUMNS = (
+    "course_id",
+    "version",
+    "computed_at",
+    "status",
+    "phase",
+    "engagement",
+    "next_transition_at",
+)
 
 
 @dataclass(frozen=True)
@@ -85,24 +94,16 @@ async def save_statuses(
         status=(Text(), [orjson.dumps(w.status).decode() for w in writes]),
         phase=(Text(), [w.status["phase"] for w in writes]),
         engagement=(Text(), [w.status["engagement"] for w in writes]),
-        next_at=(_TIME, [w.next_transition_at for w in writes]),
+        next_at=(INSTANT, [w.next_transition_at for w in writes]),
         cause=(Text(), [w.cause for w in writes]),
     )
     status = cast(rows.c.status, JSONB)
     current = insert(course_status).from_select(
-        [
-            "course_id",
-            "version",
-            "computed_at",
-            "status",
-            "phase",
-            "engagement",
-            "next_transition_at",
-        ],
+        _COLUMNS,
         select(
             rows.c.course_id,
             rows.c.version,
-            cast(now, _TIME),
+            cast(now, INSTANT),
             status,
             rows.c.phase,
             rows.c.engagement,
@@ -112,22 +113,12 @@ async def save_statuses(
     await conn.execute(
         current.on_conflict_do_update(
             index_elements=[course_status.c.course_id],
-            set_={
-                name: current.excluded[name]
-                for name in (
-                    "version",
-                    "computed_at",
-                    "status",
-                    "phase",
-                    "engagement",
-                    "next_transition_at",
-                )
-            },
+            set_={name: current.excluded[name] for name in _COLUMNS[1:]},
         )
     )
     history = insert(course_status_history).from_select(
         ["course_id", "version", "computed_at", "status", "cause"],
-        select(rows.c.course_id, rows.c.version, cast(now, _TIME), status, rows.c.cause),
+        select(rows.c.course_id, rows.c.version, cast(now, INSTANT), status, rows.c.cause),
     )
     await conn.execute(
         history.on_conflict_do_update(
@@ -146,7 +137,7 @@ async def touch_statuses(
     rows = unnest_rows(
         "touched",
         course_id=(Text(), list(unchanged)),
-        next_at=(_TIME, list(unchanged.values())),
+        next_at=(INSTANT, list(unchanged.values())),
     )
     await conn.execute(
         update(course_status)

@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ipt_core.db.schema import course_status as s
 from ipt_core.db.schema import ipt_course as c
 
-__all__ = ["WORKLIST_KINDS", "CourseScope", "WorklistRow", "status_totals", "worklist_rows"]
+__all__ = ["WORKLIST_KINDS", "CourseScope", "status_totals", "worklist_rows"]
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
@@ -28,9 +28,15 @@ class CourseScope:
 
     therapist: str | None = None
     organization: str | None = None
-    patient: str | None = None
     phase: str | None = None
     course_type: str | None = None
+    patient: str | None = None  # a `patient/` scoped caller's compartment
+
+    def signature(self) -> str:
+        """A stable text of the filters, binding page cursors to their snapshot's filters."""
+        values = (self.therapist, self.organization, self.phase, self.course_type)
+        patient = () if self.patient is None else (self.patient,)
+        return "|".join(value or "" for value in values + patient)
 
     def where(self, query: _Query) -> _Query:
         """`query` over `course_status` joined with `ipt_course`, narrowed to this scope."""
@@ -66,17 +72,6 @@ WORKLIST_KINDS: Final[dict[str, tuple[Callable[[], ColumnElement[bool]], str]]] 
     ),
     "safety": (lambda: _flag("safety_flag"), "last_attended_at"),
 }
-
-
-@dataclass(frozen=True)
-class WorklistRow:
-    """A course on a worklist, with the value it is sorted by."""
-
-    course_id: str
-    patient_id: str
-    therapist_ref: str | None
-    status: dict[str, Any]
-    sort: str
 
 
 async def status_totals(conn: AsyncConnection, scope: CourseScope) -> dict[str, Any]:
@@ -115,11 +110,15 @@ async def worklist_rows(
     conn: AsyncConnection,
     kind: str,
     scope: CourseScope,
+    limit: int,
     *,
     after: tuple[str, str] | None,
-    limit: int,
-) -> list[WorklistRow]:
-    """Courses of one worklist kind, oldest first, after the keyset `(sort value, course id)`."""
+) -> list[Any]:
+    """Courses of one worklist kind, oldest first, after the keyset `(sort value, course id)`.
+
+    Each row has `course_id`, `patient_id`, `therapist_ref`, `status` and `sort`, the value it
+    is sorted by.
+    """
     condition, sort_field = WORKLIST_KINDS[kind]
     sort = func.coalesce(_field(sort_field), "")
     query = scope.where(
@@ -128,4 +127,4 @@ async def worklist_rows(
     if after is not None:
         query = query.where(tuple_(sort, s.c.course_id) > tuple_(*after))
     rows = await conn.execute(query.order_by(sort, s.c.course_id).limit(limit))
-    return [WorklistRow(*row) for row in rows]
+    return list(rows)
