@@ -23,12 +23,14 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events import append_events, next_sequences
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.queue import Claim, finish_many, lock_owned
 from ipt_core.status import CourseFacts, StatusRules, compute_status
 from ipt_core.status.repository import (
+    LockedCourse,
     StatusWrite,
     StoredStatus,
     current_resources,
@@ -78,7 +80,9 @@ async def store_batch(
     locked = await lock_courses(conn, ids)
     owned = await lock_owned(conn, ids, worker=worker)
     mine = sorted((c for c in claims if c.course_id in owned), key=lambda c: c.course_id)
-    stored = await lock_statuses(conn, [c.course_id for c in mine if facts[c.course_id]])
+    stored = await lock_statuses(
+        conn, [c.course_id for c in mine if facts[c.course_id] is not None]
+    )
     changes: list[_Change] = []
     unchanged: dict[str, datetime | None] = {}
     done: list[tuple[Claim, datetime | None]] = []
@@ -108,7 +112,7 @@ async def store_batch(
             changes.append(_Change(claim.course_id, previous, write, traceparent))
         done.append((claim, status.next_transition_at))
     await delete_statuses(
-        conn, [claim.course_id for claim, _ in done if not facts[claim.course_id]]
+        conn, [claim.course_id for claim, _ in done if facts[claim.course_id] is None]
     )
     await save_statuses(conn, [change.write for change in changes], now=now)
     await touch_statuses(conn, unchanged, now=now)
@@ -117,7 +121,9 @@ async def store_batch(
     await finish_many(conn, done, now=now)
 
 
-async def _events(conn: Any, changes: Sequence[_Change], now: datetime) -> list[dict[str, Any]]:
+async def _events(
+    conn: AsyncConnection, changes: Sequence[_Change], now: datetime
+) -> list[dict[str, Any]]:
     def old(change: _Change) -> dict[str, Any] | None:
         return change.previous.status if change.previous is not None else None
 
@@ -139,7 +145,7 @@ async def _events(conn: Any, changes: Sequence[_Change], now: datetime) -> list[
 
 
 async def _write_backs(
-    store: ResourceStore, changes: Sequence[_Change], locked: Mapping[str, Any]
+    store: ResourceStore, changes: Sequence[_Change], locked: Mapping[str, LockedCourse]
 ) -> list[VersionedWrite]:
     live = [
         c for c in changes if c.course_id in locked and not locked[c.course_id].careplan.deleted
