@@ -85,10 +85,12 @@ async def read_statuses(
     return StatusSnapshotPage(items=items, feed_after=feed_after, next=next_url)
 
 
+_HISTORY = "Every stored version of a course's status, oldest first"
+_TRENDS = "Courses by phase and engagement, attendance and outcome rates per interval"
+
+
 @analytics_router.get(
-    "/courses/{course_id}/status/history",
-    tags=["Course status"],
-    summary="Every stored version of a course's status, oldest first",
+    "/courses/{course_id}/status/history", tags=["Course status"], summary=_HISTORY
 )
 async def read_status_history(
     course_id: ReadCourse,
@@ -101,11 +103,7 @@ async def read_status_history(
     return {"course_id": course_id, "versions": versions}
 
 
-@analytics_router.get(
-    "/dashboard/trends",
-    tags=["Dashboards"],
-    summary="Courses by phase and engagement, attendance and outcome rates per interval",
-)
+@analytics_router.get("/dashboard/trends", tags=["Dashboards"], summary=_TRENDS)
 async def dashboard_trends(
     conn: ConnectionDep,
     principal: PrincipalDep,
