@@ -1,10 +1,12 @@
-"""Status engine benchmarks: full recompute of N courses, and the cost of one idle poll.
+"""Status engine benchmarks (issue 11): first computation, unchanged recompute, idle polls.
 
 Seeds courses straight into the store's tables and the IPT projections with COPY (the same
 rows the API would write: a CarePlan per course, ~12 sessions, ~4 PHQ-9 values), then runs
-the real `Recomputer` (one process) until every course is computed, and times `claim_due`
-when all courses are armed in the future and 10 are due.
-Run: `python -m bench.recompute_bench [--courses N]`.
+the real `Recomputer` (one process, the app's write listeners) until every course is
+computed: first with nothing stored (status, events, write-backs), then again after every
+course is re-queued with nothing changed (`ipt recompute --all`). Last, it times one idle
+poll of the loop (`run_once`, nothing due) with 1,000, 10,000 and 100,000 queued requests.
+Run: `python -m bench recompute [--courses N] [--batch-size N]`.
 """
 
 from __future__ import annotations
@@ -22,26 +24,29 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.composition import write_listeners
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.ipt import Course, course_to_careplan
-from ipt_core.queue import claim_due, request_recompute
+from ipt_core.queue import request_recompute
 from ipt_worker.recompute import Recomputer
 
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
+_IDLE_QUEUES = (1_000, 10_000, 100_000)
 _DATA = Path(".bench") / "pg-recompute"
 
 
 def main() -> None:
     """Seed, recompute everything, measure idle polls."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--courses", type=int, default=100_000)
+    parser.add_argument("--courses", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
-    asyncio.run(_main(args.courses))
+    asyncio.run(_main(args.courses, args.batch_size))
 
 
-async def _main(courses: int) -> None:
+async def _main(courses: int, batch_size: int) -> None:
     cluster = EmbeddedPostgres(_DATA, throwaway=True)
     cluster.stop()
     shutil.rmtree(_DATA, ignore_errors=True)
@@ -52,13 +57,15 @@ async def _main(courses: int) -> None:
         started = time.perf_counter()
         await _seed(engine, courses)
         print(f"seeded {courses} courses in {time.perf_counter() - started:.1f} s")
-        await _full_recompute(engine, courses, "first computation: status + events + write-backs")
+        await _full_recompute(
+            engine, courses, batch_size, "first computation: status + events + write-backs"
+        )
         async with engine.begin() as conn:  # as after a rule change: `ipt recompute --all`
             ids = list(await conn.scalars(text("SELECT id FROM ipt_course")))
             await request_recompute(conn, ids, NOW)
-        await _full_recompute(engine, courses, "recompute --all, nothing changed")
-        await _idle_poll(engine)
-        await _idle_poll(engine, extra_queued=100_000)
+        await _full_recompute(engine, courses, batch_size, "recompute --all, nothing changed")
+        for queued in _IDLE_QUEUES:
+            await _idle_poll(engine, queued)
     finally:
         await engine.dispose()
         cluster.stop()
@@ -171,8 +178,10 @@ async def _seed(engine: AsyncEngine, count: int) -> None:
         await conn.execute(text("ANALYZE"))
 
 
-async def _full_recompute(engine: AsyncEngine, count: int, label: str) -> None:
-    recomputer = Recomputer(engine, clock=lambda: NOW, batch_size=500)
+async def _full_recompute(engine: AsyncEngine, count: int, batch_size: int, label: str) -> None:
+    recomputer = Recomputer(
+        engine, clock=lambda: NOW, listeners=write_listeners(), batch_size=batch_size
+    )
     started = time.perf_counter()
     done = 0
     while claimed := await recomputer.run_once():
@@ -181,41 +190,30 @@ async def _full_recompute(engine: AsyncEngine, count: int, label: str) -> None:
     elapsed = time.perf_counter() - started
     print(
         f"full recompute: {done} courses in {elapsed:.1f} s = {done / elapsed:.0f} courses/s "
-        f"(1 worker process; {label})"
+        f"(1 worker process, batches of {batch_size}; {label})"
     )
 
 
-async def _idle_poll(engine: AsyncEngine, extra_queued: int = 0) -> None:
+async def _idle_poll(engine: AsyncEngine, queued: int) -> None:
+    """One poll of the loop (`run_once`) with `queued` requests, all armed in the future."""
     async with engine.begin() as conn:
-        if extra_queued:  # requests of other courses, all armed in the future
-            await conn.execute(
-                text(
-                    "INSERT INTO recompute_request (course_id, due_at, generation, attempts) "
-                    "SELECT 'x' || n, :later, 1, 0 FROM generate_series(1, :n) AS n"
-                ),
-                {"later": NOW + timedelta(days=30), "n": extra_queued},
-            )
-        await conn.execute(
-            text("UPDATE recompute_request SET due_at = :later"),
-            {"later": NOW + timedelta(days=30)},
-        )
+        await conn.execute(text("DELETE FROM recompute_request"))
         await conn.execute(
             text(
-                "UPDATE recompute_request SET due_at = :now WHERE course_id IN "
-                "(SELECT course_id FROM recompute_request ORDER BY course_id LIMIT 10)"
+                "INSERT INTO recompute_request (course_id, due_at, generation, attempts) "
+                "SELECT 'x' || n, :later, 1, 0 FROM generate_series(1, :n) AS n"
             ),
-            {"now": NOW},
+            {"later": NOW + timedelta(days=30), "n": queued},
         )
-        total = await conn.scalar(text("SELECT count(*) FROM recompute_request"))
         await conn.execute(text("ANALYZE recompute_request"))
+    recomputer = Recomputer(engine, clock=lambda: NOW, listeners=write_listeners())
     timings = []
-    for _ in range(200):
-        async with engine.begin() as conn:
-            started = time.perf_counter()
-            claims = await claim_due(conn, worker="bench", now=NOW, lease=timedelta(0), limit=100)
-            timings.append((time.perf_counter() - started) * 1000)
-            await conn.rollback()
-        assert len(claims) == 10
+    for _ in range(300):
+        started = time.perf_counter()
+        claimed = await recomputer.run_once()
+        timings.append((time.perf_counter() - started) * 1000)
+        assert claimed == 0
+    await recomputer.close()
     async with engine.connect() as conn:
         plan = await conn.execute(
             text(
@@ -226,9 +224,11 @@ async def _idle_poll(engine: AsyncEngine, extra_queued: int = 0) -> None:
             {"now": NOW},
         )
         lines = [row[0] for row in plan]
+    timings = timings[50:]  # the first polls warm the pool and the statement cache
+    p99 = statistics.quantiles(timings, n=100)[98]
     print(
-        f"idle poll with {total} queued courses, 10 due: p50 "
-        f"{statistics.median(timings):.2f} ms, p99 {sorted(timings)[197]:.2f} ms"
+        f"idle poll with {queued} queued courses, none due: p50 "
+        f"{statistics.median(timings):.2f} ms, p99 {p99:.2f} ms"
     )
     print("  plan: " + "\n        ".join(lines))
 

@@ -165,3 +165,61 @@ async def test_a_failing_course_backs_off_without_blocking_others(
     (request,) = await rows(db, "recompute_request", "course_id = :id", id=broken)
     assert request.last_error == "ValueError"
     assert request.due_at > clock.now  # backed off, not hot-looping
+
+
+class _RefusesOneCarePlan:
+    """A write listener whose write-back of one CarePlan fails (a fault inside the batch)."""
+
+    def __init__(self, course_id: str) -> None:
+        self.course_id = course_id
+
+    async def resource_written(self, conn: Any, change: Any) -> None:
+        if change.stored.resource_type == "CarePlan" and change.stored.id == self.course_id:
+            raise LookupError("refused")
+
+
+async def test_a_course_failing_inside_a_batch_backs_off_alone(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    healthy = [await worked_example_course(ipt) for _ in range(3)]
+    broken = await worked_example_course(ipt)
+    worker = Recomputer(
+        db, clock=clock, listeners=[*write_listeners(), _RefusesOneCarePlan(broken)]
+    )
+    _started.append(worker)
+    assert await worker.run_once() == 4  # one batch: it fails, then each course alone
+    for course_id in healthy:
+        assert (await stored_status(db, course_id)).status["sessions_attended"] == 3
+        events = await rows(db, "outbox", "aggregateid = :id ORDER BY seq", id=course_id)
+        sequences = [int(event.payload["sequence"]) for event in events]
+        assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    assert await stored_status(db, broken) is None  # nothing of the failed batch stayed
+    assert await rows(db, "course_status_history", "course_id = :id", id=broken) == []
+    status_events = await rows(db, "outbox", "aggregateid = :id AND type LIKE 'ipt.%'", id=broken)
+    assert status_events == []
+    (request,) = await rows(db, "recompute_request", "course_id = :id", id=broken)
+    assert request.last_error == "LookupError"
+    assert request.due_at > clock.now
+    assert request.claimed_by is None
+    assert await rows(db, "recompute_request", "course_id = ANY(:ids)", ids=healthy) == []
+
+
+async def test_a_batch_stores_what_course_by_course_computation_stores(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock
+) -> None:
+    courses = [await worked_example_course(ipt) for _ in range(3)]
+    async with db.begin() as conn:  # as `ipt recompute --all`: every course at once
+        await conn.execute(text("UPDATE recompute_request SET due_at = :now"), {"now": clock.now})
+    await drain(recomputer(db, clock, batch_size=1))
+    one_by_one = {c: (await stored_status(db, c)).status for c in courses}
+    async with db.begin() as conn:  # forget them; compute again, all in one batch
+        await conn.execute(text("DELETE FROM course_status"))
+        await conn.execute(
+            text(
+                "INSERT INTO recompute_request (course_id, due_at, generation, attempts) "
+                "SELECT id, :now, 1, 0 FROM ipt_course"
+            ),
+            {"now": clock.now},
+        )
+    assert await drain(recomputer(db, clock, batch_size=100)) == len(courses)
+    assert {c: (await stored_status(db, c)).status for c in courses} == one_by_one

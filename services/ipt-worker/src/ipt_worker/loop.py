@@ -8,9 +8,9 @@ import logging
 import time
 
 from opentelemetry import metrics
-from sqlalchemy import text
 
 from ipt_core.db.faults import database_fault
+from ipt_core.queue import queue_depth
 from ipt_worker.outage import Reconnection
 from ipt_worker.recompute import Recomputer
 
@@ -56,18 +56,10 @@ _due = _meter.create_gauge("ipt.recompute.queue.due", description="Requests due 
 async def _report_queue_depth(recomputer: Recomputer) -> None:
     try:
         async with recomputer.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) AS queued, count(*) FILTER (WHERE due_at <= :now) AS due "
-                        "FROM recompute_request"
-                    ),
-                    {"now": recomputer.clock()},
-                )
-            ).one()
+            queued, due = await queue_depth(conn, now=recomputer.clock())
     except Exception as error:  # a metric must never stop the loop
         if database_fault(error) is None:  # an outage is logged once, by the loop
             _log.warning("queue depth: %s", type(error).__name__)
         return
-    _queued.set(row.queued)
-    _due.set(row.due)
+    _queued.set(queued)
+    _due.set(due)

@@ -41,11 +41,13 @@ def status_events(
     first_sequence: int,
     now: datetime,
     version: int | None = None,
+    traceparent: str | None = None,
 ) -> list[dict[str, Any]]:
     """Return the events of a status change: `status.changed` first, then each transition.
 
     `version` is the stored status version the change created; `status.changed` carries it
     so a consumer that started from the `/ipt/v1/statuses` snapshot can skip what it has.
+    `traceparent` is the course's recompute span (the current span's when not given).
     """
     types = ["ipt.course.status.changed"]
     types += [type_ for type_, fires in _TRANSITIONS.items() if fires(previous, current)]
@@ -55,7 +57,8 @@ def status_events(
         "previous_engagement": (previous or {}).get("engagement"),
         **({"version": version} if version is not None else {}),
     }
-    traceparent = current_traceparent()  # the recompute span, child of the causing write
+    if traceparent is None:  # the recompute span, child of the causing write
+        traceparent = current_traceparent()
     return [
         cloud_event(
             type_=type_,

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import event_sequence, feed_position, outbox, webhook_delivery
-from ipt_core.events._sql import unnest_rows
+from ipt_core.db.unnest import unnest_params
 
 __all__ = [
     "FEED_CHANNEL",
@@ -80,7 +80,7 @@ _EVENT_COLUMNS: Final = (outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.aggr
 # and its cache key on every call costs more CPU than the round trip it replaces
 # (docs/architecture.md#events-outbox-and-relay). Rows travel as arrays, so one statement
 # serves any number of them.
-_reserved = unnest_rows("rows", aggregateid=Text, count=BigInteger)
+_reserved = unnest_params("rows", aggregateid=Text, count=BigInteger)
 _RESERVE: Final = (
     (
         upsert := pg_insert(event_sequence).from_select(
@@ -96,7 +96,7 @@ _RESERVE: Final = (
 )
 _COPIED: Final = ("id", "aggregatetype", "aggregateid", "type", "traceparent", "created_at")
 # The envelope travels as JSON text (serialized once, by the caller) and is cast to jsonb here.
-_new = unnest_rows("rows", payload=Text, **{name: outbox.c[name].type for name in _COPIED})
+_new = unnest_params("rows", payload=Text, **{name: outbox.c[name].type for name in _COPIED})
 _APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
     insert(outbox)
     .from_select(
@@ -112,7 +112,7 @@ _UNPUBLISHED: Final = (
     .limit(bindparam("limit"))
     .with_for_update()
 )
-_published = unnest_rows("rows", seq=BigInteger)
+_published = unnest_params("rows", seq=BigInteger)
 _positions = (
     select(
         (ordered := select(_published.c.seq).order_by(_published.c.seq).subquery("ordered")).c.seq,

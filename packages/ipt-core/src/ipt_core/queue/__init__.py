@@ -5,9 +5,13 @@ from ipt_core.queue._recompute import (
     Claim,
     claim_due,
     finish,
+    finish_many,
+    lock_owned,
+    queue_depth,
     release,
     request_recompute,
     retry_later,
+    retry_many,
 )
 
 __all__ = [
@@ -15,7 +19,11 @@ __all__ = [
     "WorkerLiveness",
     "claim_due",
     "finish",
+    "finish_many",
+    "lock_owned",
+    "queue_depth",
     "release",
     "request_recompute",
     "retry_later",
+    "retry_many",
 ]

@@ -12,22 +12,49 @@ because storing a course re-checks the claim under a row lock (docs/architecture
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Integer, Select, Text, cast, column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["LIVE_WORKERS_SQL", "WorkerLiveness"]
+__all__ = ["WorkerLiveness", "live_workers", "worker_key"]
 
-# The lock key of a worker id; `claim_due` computes the same key from `claimed_by`.
-_KEY_SQL: Final = "hashtextextended(CAST(:worker AS text), 0)"
-# The bigint keys of the advisory locks held in this database, as pg_locks shows them:
-# the high and low 32 bits in classid and objid, objsubid 1 for the one-bigint form.
-LIVE_WORKERS_SQL: Final = (
-    "SELECT classid::bigint AS high, objid::bigint AS low FROM pg_locks "
-    "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+# The catalogs read here are PostgreSQL's own, not tables of ours (so not in db/schema.py).
+_pg_locks = table(
+    "pg_locks",
+    column("locktype", Text),
+    column("objsubid", Integer),
+    column("granted"),
+    column("database"),
+    column("classid"),
+    column("objid"),
 )
+_pg_database = table("pg_database", column("oid"), column("datname", Text))
+
+
+def worker_key(worker: Any) -> ColumnElement[int]:
+    """The advisory lock key of a worker id (a bind value or the `claimed_by` column)."""
+    return func.hashtextextended(cast(worker, Text), 0)
+
+
+def live_workers() -> Select[int, int]:
+    """The bigint keys of the advisory locks held in this database, as pg_locks shows them.
+
+    The high and low 32 bits are in classid and objid, objsubid 1 for the one-bigint form.
+    """
+    this_database = select(_pg_database.c.oid).where(
+        _pg_database.c.datname == func.current_database()
+    )
+    return select(
+        cast(_pg_locks.c.classid, BigInteger).label("high"),
+        cast(_pg_locks.c.objid, BigInteger).label("low"),
+    ).where(
+        _pg_locks.c.locktype == "advisory",
+        _pg_locks.c.objsubid == 1,
+        _pg_locks.c.granted,
+        _pg_locks.c.database == this_database.scalar_subquery(),
+    )
 
 
 class WorkerLiveness:
@@ -55,9 +82,7 @@ class WorkerLiveness:
         await self.close()
         conn = await self.engine.connect()
         try:
-            await conn.execute(
-                text(f"SELECT pg_advisory_lock({_KEY_SQL})"), {"worker": self.worker_id}
-            )
+            await conn.execute(select(func.pg_advisory_lock(worker_key(self.worker_id))))
             await conn.commit()  # the lock is the session's; no transaction stays open
             self._driver = (await conn.get_raw_connection()).driver_connection
         except BaseException:

@@ -1,7 +1,8 @@
 """Load the status function's facts for a batch of courses with set-based queries.
 
 Reads the IPT projections (ipt_course, ipt_session, ipt_measure) and each course's stored
-CarePlan, in a fixed number of queries per batch whatever its size.
+CarePlan, in a fixed number of queries per batch whatever its size (SQLAlchemy Core; these
+reads are the status engine's, the projections' writes are `ipt/projections/`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Text, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.db.schema import ipt_course, ipt_measure, ipt_session, resource
+from ipt_core.db.unnest import among
 from ipt_core.ipt.codes import ACTIVITY_SYSTEM, PHQ9_ITEM9, PHQ9_TOTAL, SOCIAL_PRACTICE
 from ipt_core.status._calendar import cadence_from_timing
 from ipt_core.status._facts import CourseFacts, Phq9Fact, SessionFact
@@ -127,13 +130,11 @@ def _practice_statuses(careplan: dict[str, Any]) -> Iterable[str]:
 async def _courses(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, CourseRow]:
     if not ids:
         return {}
+    c, r = ipt_course, resource
     rows = await conn.execute(
-        text(
-            "SELECT c.*, r.content FROM ipt_course c JOIN resource r "
-            "ON r.resource_type = 'CarePlan' AND r.id = c.id AND NOT r.deleted "
-            "WHERE c.id = ANY(:ids)"
-        ),
-        {"ids": list(ids)},
+        select(c, r.c.content)
+        .join(r, (r.c.resource_type == "CarePlan") & (r.c.id == c.c.id) & ~r.c.deleted)
+        .where(among(c.c.id, ids, Text()))
     )
     return {row.id: row for row in rows}
 
@@ -143,12 +144,11 @@ async def _maintenance_of(
 ) -> dict[str, list[CourseRow]]:
     if not acute_ids:
         return {}
+    c = ipt_course
     rows = await conn.execute(
-        text(
-            "SELECT id, based_on, status, period_start FROM ipt_course "
-            "WHERE based_on = ANY(:ids) AND course_type = 'maintenance'"
-        ),
-        {"ids": list(acute_ids)},
+        select(c.c.id, c.c.based_on, c.c.status, c.c.period_start).where(
+            among(c.c.based_on, acute_ids, Text()), c.c.course_type == "maintenance"
+        )
     )
     found: dict[str, list[CourseRow]] = defaultdict(list)
     for row in rows:
@@ -162,20 +162,20 @@ async def _sessions(
     """Sessions per course, an Encounter merged with the Appointment it references."""
     if not course_ids:
         return {}
-    rows = list(
-        await conn.execute(
-            text(
-                "WITH linked AS (SELECT * FROM ipt_session WHERE course_id = ANY(:ids)) "
-                "SELECT * FROM linked "
-                "UNION SELECT s.* FROM ipt_session s JOIN linked l "
-                "  ON s.resource_type = 'Appointment' AND s.resource_id = l.appointment_id "
-                "UNION SELECT s.* FROM ipt_session s JOIN linked l "
-                "  ON l.resource_type = 'Appointment' AND s.resource_type = 'Encounter' "
-                "  AND s.appointment_id = l.resource_id"
-            ),
-            {"ids": list(course_ids)},
-        )
+    s = ipt_session
+    linked = select(s).where(among(s.c.course_id, course_ids, Text())).cte("linked")
+    # The linked rows, the Appointments their Encounters reference, the Encounters of their
+    # Appointments: a session is an Encounter merged with its Appointment.
+    their_appointments = select(s).join(
+        linked, (s.c.resource_type == "Appointment") & (s.c.resource_id == linked.c.appointment_id)
     )
+    their_encounters = select(s).join(
+        linked,
+        (linked.c.resource_type == "Appointment")
+        & (s.c.resource_type == "Encounter")
+        & (s.c.appointment_id == linked.c.resource_id),
+    )
+    rows = list(await conn.execute(union(select(linked), their_appointments, their_encounters)))
     appointments = {r.resource_id: r for r in rows if r.resource_type == "Appointment"}
     merged_appointments = {
         r.appointment_id
@@ -220,17 +220,14 @@ async def _phq9(conn: AsyncConnection, patients: set[str]) -> dict[str, tuple[Ph
     """PHQ-9 totals per patient, each with its item 9: a component wins over a separate one."""
     if not patients:
         return {}
+    m = ipt_measure
     rows = list(
         await conn.execute(
-            text(
-                "SELECT * FROM ipt_measure WHERE patient_id = ANY(:patients) "
-                "AND status = ANY(:statuses) AND code = ANY(:codes)"
-            ),
-            {
-                "patients": list(patients),
-                "statuses": list(_COUNTED_PHQ9),
-                "codes": [PHQ9_TOTAL, PHQ9_ITEM9],
-            },
+            select(m).where(
+                among(m.c.patient_id, list(patients), Text()),
+                among(m.c.status, _COUNTED_PHQ9, Text()),
+                among(m.c.code, [PHQ9_TOTAL, PHQ9_ITEM9], Text()),
+            )
         )
     )
     separate = {(r.patient_id, r.effective): r.value for r in rows if r.code == PHQ9_ITEM9}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import ResourceNotFound
 from ipt_core.instants import format_instant
+from ipt_core.status.repository import history_page
 
 __all__ = ["status_history"]
 
@@ -21,16 +21,7 @@ async def status_history(
     Raises:
         ResourceNotFound: when the course is not an IPT course with a stored status history.
     """
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT h.version, h.computed_at, h.cause, h.status FROM course_status_history h "
-                "JOIN ipt_course c ON c.id = h.course_id WHERE h.course_id = :id "
-                "AND h.version > :after ORDER BY h.version LIMIT :limit"
-            ),
-            {"id": course_id, "after": after_version, "limit": limit},
-        )
-    ).all()
+    rows = await history_page(conn, course_id, after_version=after_version, limit=limit)
     if not rows and after_version == 0:
         raise ResourceNotFound(f"No status history of IPT course {course_id!r}")
     return [

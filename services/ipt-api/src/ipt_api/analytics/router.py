@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_api.analytics.history import status_history
 from ipt_api.analytics.snapshot import StatusFilters, current_feed_position, status_page
 from ipt_api.analytics.trends import Interval, trends
-from ipt_api.authz import authorize, require_course
+from ipt_api.authz import authorize
 from ipt_api.deps import ConnectionDep, PrincipalDep, PublicBaseDep
 from ipt_api.fhir.paging import decode_cursor, encode_cursor
 from ipt_api.principal import Principal
+from ipt_api.status.access import DashboardFilters, ReadCourse
 from ipt_core.fhir.errors import InvalidRequest, NotAuthorized
 from ipt_core.instants import parse_instant
 
@@ -84,38 +85,32 @@ async def read_statuses(
     return StatusSnapshotPage(items=items, feed_after=feed_after, next=next_url)
 
 
+_HISTORY = "Every stored version of a course's status, oldest first"
+_TRENDS = "Courses by phase and engagement, attendance and outcome rates per interval"
+
+
 @analytics_router.get(
-    "/courses/{course_id}/status/history",
-    tags=["Course status"],
-    summary="Every stored version of a course's status, oldest first",
+    "/courses/{course_id}/status/history", tags=["Course status"], summary=_HISTORY
 )
 async def read_status_history(
-    course_id: str,
+    course_id: ReadCourse,
     conn: ConnectionDep,
-    principal: PrincipalDep,
     after_version: Annotated[int, Query(ge=0, description="Versions after this one")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The course's status versions with `computed_at` and `cause` (created, facts, time)."""
-    authorize(principal, "CarePlan", "read", id_=course_id)
-    await require_course(conn, principal, course_id)
     versions = await status_history(conn, course_id, after_version=after_version, limit=limit)
     return {"course_id": course_id, "versions": versions}
 
 
-@analytics_router.get(
-    "/dashboard/trends",
-    tags=["Dashboards"],
-    summary="Courses by phase and engagement, attendance and outcome rates per interval",
-)
+@analytics_router.get("/dashboard/trends", tags=["Dashboards"], summary=_TRENDS)
 async def dashboard_trends(
     conn: ConnectionDep,
     principal: PrincipalDep,
     from_: Annotated[str, Query(alias="from", description="An instant (inclusive)")],
     to: Annotated[str, Query(description="An instant (exclusive)")],
+    filters: DashboardFilters,
     interval: Interval = "week",
-    therapist: str | None = None,
-    organization: str | None = None,
 ) -> dict[str, Any]:
     """Aggregate the status history per interval (intervals start at UTC midnight/Monday/1st)."""
     _authorize_all_patients(principal, "trends")
@@ -129,8 +124,8 @@ async def dashboard_trends(
         interval=interval,
         start=start,
         end=end,
-        therapist=therapist,
-        organization=organization,
+        therapist=filters.therapist,
+        organization=filters.organization,
     )
     return {"interval": interval, "intervals": items}
 

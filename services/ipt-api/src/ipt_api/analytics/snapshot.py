@@ -17,70 +17,28 @@ event's position is drawn later and is > `feed_after`: the feed delivers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.instants import format_instant
+from ipt_core.status.repository import CourseScope, current_feed_position
+from ipt_core.status.repository import status_page as status_rows
 
 __all__ = ["StatusFilters", "current_feed_position", "status_page"]
 
 
-@dataclass(frozen=True)
-class StatusFilters:
-    """Which courses a snapshot covers (None: any)."""
-
-    therapist: str | None = None
-    organization: str | None = None
-    phase: str | None = None
-    course_type: str | None = None
-
-    def signature(self) -> str:
-        """A stable text of the filters, binding page cursors to their snapshot's filters."""
-        values = (self.therapist, self.organization, self.phase, self.course_type)
-        return "|".join(value or "" for value in values)
-
-
-async def current_feed_position(conn: AsyncConnection) -> int:
-    """The last feed position handed out so far (0 before the first publication).
-
-    Must run in a statement *before* the snapshot it describes is taken. Sequence values
-    are read outside transaction visibility, which is exactly what is wanted here: a
-    position drawn by a publication that has not committed yet is still <= the value.
-    """
-    value = await conn.scalar(
-        text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_feed_position")
-    )
-    return int(value or 0)
+StatusFilters = CourseScope  # which courses a snapshot covers (None: any)
 
 
 async def status_page(
     conn: AsyncConnection, filters: StatusFilters, *, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to `limit` stored statuses after course id `after`, in course id order."""
-    rows = await conn.execute(
-        text(
-            "SELECT s.course_id, s.version, s.computed_at, s.status, c.patient_id, "
-            "c.therapist_ref FROM course_status s JOIN ipt_course c ON c.id = s.course_id "
-            "WHERE (CAST(:after AS text) IS NULL OR s.course_id > :after) "
-            "AND (CAST(:therapist AS text) IS NULL OR c.therapist_ref = :therapist) "
-            "AND (CAST(:organization AS text) IS NULL OR c.organization_ref = :organization) "
-            "AND (CAST(:phase AS text) IS NULL OR s.phase = :phase) "
-            "AND (CAST(:course_type AS text) IS NULL OR c.course_type = :course_type) "
-            "ORDER BY s.course_id LIMIT :limit"
-        ),
-        {
-            "after": after,
-            "therapist": filters.therapist,
-            "organization": filters.organization,
-            "phase": filters.phase,
-            "course_type": filters.course_type,
-            "limit": limit,
-        },
-    )
-    return [_item(row) for row in rows]
+    """Up to `limit` stored statuses after course id `after`, in course id order.
+
+    `current_feed_position` must run in a statement *before* the first page's (above).
+    """
+    return [_item(row) for row in await status_rows(conn, filters, after=after, limit=limit)]
 
 
 def _item(row: Any) -> dict[str, Any]:

@@ -8,11 +8,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ipt_api.authz import authorize, require_course
+from ipt_api.authz import authorize
 from ipt_api.deps import ConnectionDep, PrincipalDep, PublicBaseDep
 from ipt_api.fhir.paging import decode_cursor, encode_cursor
 from ipt_api.fhir.responses import FhirResponse, json_response
 from ipt_api.openapi import fhir_responses
+from ipt_api.status.access import DashboardFilters, OperatedCourse, ReadCourse
 from ipt_api.status.dashboard import WorklistKind, summary, worklist
 from ipt_api.status.parameters import status_parameters
 from ipt_api.status.service import course_status
@@ -37,15 +38,9 @@ AsOf = Annotated[
     "/courses/{course_id}/status", summary="A course's status (docs/status-rules.md)"
 )
 async def read_status(
-    course_id: str,
-    conn: ConnectionDep,
-    principal: PrincipalDep,
-    request: Request,
-    as_of: AsOf = None,
+    course_id: ReadCourse, conn: ConnectionDep, request: Request, as_of: AsOf = None
 ) -> dict[str, Any]:
     """Return the stored status, or the status as of an instant (`?as_of=`)."""
-    authorize(principal, "CarePlan", "read", id_=course_id)
-    await require_course(conn, principal, course_id)
     return await course_status(conn, course_id, as_of=_instant(as_of), now=_now(request))
 
 
@@ -55,15 +50,9 @@ async def read_status(
     responses=fhir_responses(_200="Parameters"),
 )
 async def read_status_parameters(
-    course_id: str,
-    conn: ConnectionDep,
-    principal: PrincipalDep,
-    request: Request,
-    as_of: AsOf = None,
+    course_id: OperatedCourse, conn: ConnectionDep, request: Request, as_of: AsOf = None
 ) -> Response:
     """The same status as `/ipt/v1/courses/{id}/status`, as `Parameters`."""
-    authorize(principal, "CarePlan", "operation", id_=course_id)
-    await require_course(conn, principal, course_id)
     status = await course_status(conn, course_id, as_of=_instant(as_of), now=_now(request))
     return json_response(status_parameters(status))
 
@@ -74,15 +63,15 @@ async def read_status_parameters(
     summary="Counts by phase and engagement, attendance and outcome rates",
 )
 async def dashboard_summary(
-    conn: ConnectionDep,
-    principal: PrincipalDep,
-    therapist: str | None = None,
-    organization: str | None = None,
+    conn: ConnectionDep, principal: PrincipalDep, filters: DashboardFilters
 ) -> dict[str, Any]:
     """Aggregate the stored statuses, optionally of one therapist or organization."""
     authorize(principal, "CarePlan", "search", names=["therapist", "organization"])
     return await summary(
-        conn, therapist=therapist, organization=organization, patient=principal.compartment
+        conn,
+        therapist=filters.therapist,
+        organization=filters.organization,
+        patient=principal.compartment,
     )
 
 
@@ -97,8 +86,7 @@ async def dashboard_worklist(
     base: PublicBaseDep,
     principal: PrincipalDep,
     kind: WorklistKind,
-    therapist: str | None = None,
-    organization: str | None = None,
+    filters: DashboardFilters,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     page: str | None = None,
 ) -> dict[str, Any]:
@@ -111,8 +99,8 @@ async def dashboard_worklist(
     items = await worklist(
         conn,
         kind,
-        therapist=therapist,
-        organization=organization,
+        therapist=filters.therapist,
+        organization=filters.organization,
         patient=principal.compartment,
         after=after,
         limit=limit,
@@ -131,10 +119,8 @@ async def dashboard_worklist(
 
 
 def _instant(value: str | None) -> datetime | None:
-    if value is None:
-        return None
     try:
-        return parse_instant(value)
+        return None if value is None else parse_instant(value)
     except ValueError:
         raise InvalidRequest(f"as_of {value!r} is not an instant", expression=("as_of",)) from None
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import BusinessRuleViolated, ResourceNotFound
 from ipt_core.instants import format_instant
 from ipt_core.status import compute_status
 from ipt_core.status.loader import UnreadableCourse, load_facts
+from ipt_core.status.repository import read_status
 from ipt_core.status.serialize import status_json
 
 __all__ = ["course_status"]
@@ -30,14 +30,7 @@ async def course_status(
         ResourceNotFound: when the course does not exist or is entered-in-error.
     """
     if as_of is None:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT version, computed_at, status FROM course_status WHERE course_id = :id"
-                ),
-                {"id": course_id},
-            )
-        ).first()
+        row = await read_status(conn, course_id)
         if row is not None:
             return {
                 **row.status,

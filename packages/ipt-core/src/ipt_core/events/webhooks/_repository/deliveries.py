@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import ipt_course, outbox, webhook_delivery, webhook_endpoint
-from ipt_core.events._sql import unnest_rows
+from ipt_core.db.unnest import unnest_params
 from ipt_core.events.webhooks._model import Attempt, Delivered, DeliveryRecord, DueDelivery
 
 __all__ = [
@@ -122,7 +122,7 @@ async def queue_replay(
 
 def _sendable() -> Select[Any]:
     head, earlier = webhook_delivery.alias("head"), webhook_delivery.alias("earlier")
-    busy = unnest_rows("busy", endpoint_id=Text, partition_key=Text)
+    busy = unnest_params("busy", endpoint_id=Text, partition_key=Text)
     heads = (
         select(head.c.endpoint_id, head.c.partition_key)
         .join(webhook_endpoint, _e.id == head.c.endpoint_id)
@@ -207,7 +207,7 @@ async def sendable(
     return [DueDelivery(**row._mapping) for row in rows]
 
 
-_done = unnest_rows("done", id=BigInteger, code=Integer, at=DateTime(timezone=True))
+_done = unnest_params("done", id=BigInteger, code=Integer, at=DateTime(timezone=True))
 _RECORD_DELIVERED: Final = (
     update(webhook_endpoint)
     .where(

@@ -1,0 +1,65 @@
+"""The status engine's write-backs: the CarePlan's phase extension and the symptom Goal's
+`achievementStatus`, derived from the stored status (docs/fhir-mapping.md, "Derived values
+written back").
+
+Each write starts from the version the batch read (`if_match`); one whose resource changed
+meanwhile is skipped, since that change re-queues the course anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ipt_core.fhir.errors import PreconditionFailed
+from ipt_core.fhir.model import StoredResource
+from ipt_core.fhir.store import ResourceStore
+from ipt_core.ipt import course_phase, goal_achievement, with_course_phase, with_goal_achievement
+
+__all__ = ["VersionedWrite", "derived_writes", "write_backs"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VersionedWrite:
+    """An update of one resource from the version it was read at (the shape of the store's)."""
+
+    resource_type: str
+    id: str
+    body: dict[str, Any]
+    if_match: int
+
+
+def derived_writes(
+    careplan: StoredResource, goal: StoredResource | None, status: Mapping[str, Any]
+) -> list[VersionedWrite]:
+    """The write-backs one course's new status asks for: none when both are current."""
+    writes = []
+    content = orjson.loads(careplan.content or "{}")
+    if course_phase(content) != status["phase"]:
+        body = with_course_phase(content, status["phase"])
+        writes.append(VersionedWrite("CarePlan", careplan.id, body, careplan.version_id))
+    if goal is not None and not goal.deleted and goal.content is not None:
+        goal_content = orjson.loads(goal.content)
+        if goal_achievement(goal_content) != status["goal_status"]:
+            body = with_goal_achievement(goal_content, status["goal_status"])
+            writes.append(VersionedWrite("Goal", goal.id, body, goal.version_id))
+    return writes
+
+
+async def write_backs(store: ResourceStore, writes: Sequence[VersionedWrite]) -> None:
+    """Write `writes` through the store (cause: the store's, `status-writeback`).
+
+    If someone changed a resource since it was read, their write re-queues the course: the
+    version check fails before anything is written, so no savepoint is needed.
+    """
+    for write in writes:
+        try:
+            await store.update(write.resource_type, write.id, write.body, if_match=write.if_match)
+        except PreconditionFailed:
+            _log.info("write-back skipped: %s changed meanwhile", write.resource_type)
