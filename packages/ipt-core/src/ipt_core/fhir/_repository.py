@@ -1,30 +1,21 @@
-"""All SQL of the resource store: current rows, versions and search-index rows."""
+"""The resource store's reads and locks of current rows and versions.
+
+Writes are one set-based statement, in `_writes.py`; search SQL is in `search/`, history's
+in `history.py`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import ARRAY, Text, bindparam, column, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import SEARCH_TABLES, resource, resource_version
-from ipt_core.fhir.index import IndexEntries
+from ipt_core.db.schema import resource, resource_version
 from ipt_core.fhir.model import StoredResource
 
-__all__ = [
-    "current",
-    "insert_current",
-    "insert_version",
-    "lock_for_update",
-    "lock_key",
-    "replace_index",
-    "update_current",
-    "version",
-]
-
-_TABLES = {table.name: table for table in SEARCH_TABLES}
+__all__ = ["current", "lock_for_update", "lock_key", "lock_many", "version"]
 
 
 def _stored(row: Any) -> StoredResource:
@@ -61,6 +52,32 @@ async def lock_for_update(
     return None if row is None else _stored(row)
 
 
+# The keys arrive as two arrays, so the statement's text is the same for any number of rows.
+_KEYS = (
+    func.unnest(bindparam("types", type_=ARRAY(Text)), bindparam("ids", type_=ARRAY(Text)))
+    .table_valued(column("resource_type", Text), column("id", Text))
+    .render_derived(name="keys")
+)
+_LOCK_MANY = (
+    select(resource)
+    .where(tuple_(resource.c.resource_type, resource.c.id).in_(select(_KEYS)))
+    .order_by(resource.c.resource_type, resource.c.id)
+    .with_for_update()
+)
+
+
+async def lock_many(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource]:
+    """Lock the current rows of `keys` (type, id) in one deterministic order; return them.
+
+    Every set-based writer locks in `(type, id)` order, so two of them never deadlock.
+    """
+    params = {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
+    found = [_stored(row) for row in await conn.execute(_LOCK_MANY, params)]
+    return {(s.resource_type, s.id): s for s in found}
+
+
 async def version(
     conn: AsyncConnection, resource_type: str, id_: str, version_id: int
 ) -> StoredResource | None:
@@ -83,77 +100,8 @@ async def version(
     )
 
 
-async def insert_current(conn: AsyncConnection, stored: StoredResource) -> bool:
-    """Insert the first row of a resource; False when a concurrent writer created it first."""
-    values = _values(stored)
-    statement = (
-        pg_insert(resource).values(**values).on_conflict_do_nothing().returning(resource.c.id)
-    )
-    return (await conn.execute(statement)).first() is not None
-
-
-async def update_current(conn: AsyncConnection, stored: StoredResource) -> None:
-    """Replace the current row of a resource (already locked by `lock_for_update`)."""
-    await conn.execute(
-        update(resource)
-        .where(resource.c.resource_type == stored.resource_type, resource.c.id == stored.id)
-        .values(**_values(stored))
-    )
-
-
-async def insert_version(conn: AsyncConnection, stored: StoredResource, method: str) -> None:
-    """Append a version to the resource's history."""
-    values = _values(stored)
-    del values["deleted"]
-    await conn.execute(insert(resource_version).values(**values, method=method))
-
-
-async def replace_index(
-    conn: AsyncConnection,
-    resource_type: str,
-    id_: str,
-    entries: IndexEntries | None,
-    *,
-    had_index: bool = True,
-) -> None:
-    """Replace the search-index rows of a resource (None: remove them, as on delete).
-
-    One statement removes the old rows from every index table (skipped for a new resource),
-    then one insert per table that has rows: a write costs few round trips.
-    """
-    if had_index:
-        await conn.execute(_DELETE_INDEX, {"type": resource_type, "id": id_})
-    for name, rows in (entries or {}).items():
-        if rows:
-            await conn.execute(
-                insert(_TABLES[name]),
-                [{"resource_type": resource_type, "resource_id": id_, **asdict(r)} for r in rows],
-            )
-
-
-_DELETE_INDEX = text(
-    "WITH "
-    + ", ".join(
-        f"d{n} AS (DELETE FROM {table.name} WHERE resource_type = :type AND resource_id = :id)"
-        for n, table in enumerate(SEARCH_TABLES)
-    )
-    + " SELECT 1"
-)
-
-
 async def lock_key(conn: AsyncConnection, key: str) -> None:
     """Serialize transactions that use the same `key` until they end (conditional writes)."""
     await conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
     )
-
-
-def _values(stored: StoredResource) -> dict[str, Any]:
-    return {
-        "resource_type": stored.resource_type,
-        "id": stored.id,
-        "version_id": stored.version_id,
-        "last_updated": stored.last_updated,
-        "deleted": stored.deleted,
-        "content": stored.content,
-    }
