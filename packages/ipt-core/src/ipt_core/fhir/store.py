@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir import _many
 from ipt_core.fhir import _repository as rows
+from ipt_core.fhir._many import PutFailed
 from ipt_core.fhir._versions import (
     check_body,
     check_id,
@@ -43,6 +44,7 @@ from ipt_core.fhir.errors import (
 )
 from ipt_core.fhir.listeners import WriteListener, tell
 from ipt_core.fhir.model import (
+    ResourcePut,
     StoredResource,
     VersionedWrite,
     WriteCause,
@@ -53,6 +55,7 @@ from ipt_core.fhir.search import DEFAULT_SEARCH_LIMITS, SearchLimits
 
 __all__ = [
     "Clock",
+    "PutFailed",
     "ResourceChange",
     "ResourceStore",
     "WriteListener",
@@ -236,6 +239,18 @@ class ResourceStore:
         """
         return await _many.update_many(
             self.conn, self.listeners, writes, self.clock(), cause or self.cause
+        )
+
+    async def put_many(
+        self, puts: Sequence[ResourcePut], *, cause: WriteCause | None = None
+    ) -> list[WriteResult]:
+        """Create or update every one of `puts` set-based, as one by one would (a transaction).
+
+        Raises:
+            PutFailed: naming the first put that failed, with its FhirError.
+        """
+        return await _many.put_many(
+            self.conn, self.listeners, puts, self.clock, cause or self.cause
         )
 
     async def patch(
