@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,10 +20,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.dataset import course_resources, ident
+from bench.embedded_db import migrated_engine
 from ipt_core.composition import compose
-from ipt_core.db.embedded import EmbeddedPostgres
-from ipt_core.db.engine import create_engine
-from ipt_core.db.migrate import upgrade
 from ipt_core.fhir import _repository as rows
 from ipt_core.fhir.bulk import bulk_load
 from ipt_core.fhir.search import page_statement, parse_search, run_search, sort_plan
@@ -42,12 +39,7 @@ def main() -> None:
 
 async def _main(reads: int) -> None:
     compose()
-    cluster = EmbeddedPostgres(_DATA, throwaway=True)
-    cluster.stop()
-    shutil.rmtree(_DATA, ignore_errors=True)
-    engine = create_engine(cluster.start().url("postgres"), pool_size=1)
-    try:
-        await upgrade(engine)
+    async with migrated_engine("pg-store-read", pool_size=1) as engine:
         async with engine.begin() as conn:
             resources = (r for n in range(_PATIENTS) for r in course_resources(n, sessions=10))
             await bulk_load(conn, resources, now=datetime.now(UTC), validate=False)
@@ -55,9 +47,6 @@ async def _main(reads: int) -> None:
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await _compare(conn, ids, reads)
-    finally:
-        await engine.dispose()
-        cluster.stop()
 
 
 async def _compare(conn: AsyncConnection, ids: list[str], reads: int) -> None:
