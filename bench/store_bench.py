@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bench.dataset import course_resources
 from bench.embedded_db import migrated_engine
 from ipt_core.composition import write_listeners
-from ipt_core.fhir.model import VersionedWrite
+from ipt_core.fhir.model import ResourcePut, VersionedWrite
 from ipt_core.fhir.store import ResourceStore
 
 # The Patient `make bench` creates (bench/api/scenarios.py): four index tables' rows.
@@ -83,10 +83,17 @@ async def _run(engine: AsyncEngine, writes: int) -> None:
             count += 1
         return count
 
+    async def course_set(conn: AsyncConnection, n: int) -> int:
+        resources = list(course_resources(6_000_000 + n, sessions=13, phq9=5))
+        puts = [ResourcePut(r["resourceType"], r["id"], r) for r in resources]
+        await _store(conn).put_many(puts)
+        return len(puts)
+
     await _measure(engine, statements, "create Patient", writes, create)
     await _measure(engine, statements, "update Patient (If-Match)", writes, update)
     await _measure(engine, statements, "update_many, 20 Patients", writes // 20, update_many)
     await _measure(engine, statements, "course of 20 in one transaction", writes // 20, course)
+    await _measure(engine, statements, "course of 20, put_many", writes // 20, course_set)
 
 
 def _store(conn: AsyncConnection) -> ResourceStore:
