@@ -66,7 +66,7 @@ async def _one(conn: AsyncConnection, read: _Read, params: dict[str, Any]) -> St
     """The one row of a primary-key read; raw asyncpg on autocommit connections.
 
     The API reads in autocommit (docs/architecture.md#read-path), and there SQLAlchemy costs
-    3x the read itself: 1,325 µs against 389 µs on the driver, measured side by side
+    1.8-3.4x the driver's time for the same read, measured side by side
     (bench/store_read_bench.py). The SQL is still Core's, compiled once from schema.py and
     prepared once per connection by asyncpg. Inside a transaction the driver must not be
     used directly (SQLAlchemy opens its transaction at its first statement), so Core runs.
