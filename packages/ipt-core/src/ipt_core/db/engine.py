@@ -13,6 +13,11 @@ __all__ = ["asyncpg_url", "create_engine"]
 
 # A connection attempt gives up after this: an unreachable server answers 503, not a hang.
 _CONNECT_TIMEOUT_S: Final = 5.0
+# Each connection prepares a statement once and keeps it (SQLAlchemy's asyncpg cache; its
+# default is 100). The store's writes and primary-key reads are a few fixed statements, but
+# each shape of search is one more, so keep more of them rather than prepare them again.
+# `statement_timeout` is a session setting: it bounds prepared statements as well.
+_PREPARED_STATEMENTS: Final = 500
 
 
 def asyncpg_url(url: str) -> str:
@@ -42,7 +47,11 @@ def create_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"timeout": _CONNECT_TIMEOUT_S, **_server_settings(statement_timeout_ms)},
+        connect_args={
+            "timeout": _CONNECT_TIMEOUT_S,
+            "prepared_statement_cache_size": _PREPARED_STATEMENTS,
+            **_server_settings(statement_timeout_ms),
+        },
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed)
     return engine

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events._repository import insert_events, reserve_sequences
 
-__all__ = ["append_events", "next_sequence", "next_sequences"]
+__all__ = ["append_events", "append_sequenced", "next_sequence", "next_sequences"]
 
 
 async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1) -> int:
@@ -50,3 +50,37 @@ async def append_events(
             for event in events
         ],
     )
+
+
+async def append_sequenced(
+    conn: AsyncConnection, events: Sequence[tuple[str, dict[str, Any]]], now: datetime
+) -> None:
+    """Number and append `(aggregate type, envelope)` pairs: two statements for any count.
+
+    Each envelope's `sequence` becomes the next number of its `partitionkey`, in the order
+    given, as `next_sequence` one event at a time would (the write listeners' batch form).
+    """
+    if not events:
+        return
+    counts: dict[str, int] = {}
+    for _, event in events:
+        counts[event["partitionkey"]] = counts.get(event["partitionkey"], 0) + 1
+    following = await next_sequences(conn, counts)
+    rows = []
+    for aggregate_type, event in events:
+        key = event["partitionkey"]
+        # CloudEvents extension attributes are strings (`_envelope.cloud_event`).
+        numbered = {**event, "sequence": f"{following[key]:020d}"}
+        following[key] += 1
+        rows.append(
+            {
+                "id": numbered["id"],
+                "aggregatetype": aggregate_type,
+                "aggregateid": key,
+                "type": numbered["type"],
+                "payload": orjson.dumps(numbered).decode(),
+                "traceparent": numbered.get("traceparent"),
+                "created_at": now,
+            }
+        )
+    await insert_events(conn, rows)

@@ -1,159 +1,135 @@
-"""All SQL of the resource store: current rows, versions and search-index rows."""
+"""The resource store's reads and locks of current rows and versions.
+
+Writes are one set-based statement, in `_writes.py`; search SQL is in `search/`, history's
+in `history.py`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import ARRAY, Select, Text, bindparam, column, func, select, tuple_
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import SEARCH_TABLES, resource, resource_version
-from ipt_core.fhir.index import IndexEntries
+from ipt_core.db.schema import resource, resource_version
 from ipt_core.fhir.model import StoredResource
 
-__all__ = [
-    "current",
-    "insert_current",
-    "insert_version",
-    "lock_for_update",
-    "lock_key",
-    "replace_index",
-    "update_current",
-    "version",
-]
-
-_TABLES = {table.name: table for table in SEARCH_TABLES}
+__all__ = ["current", "lock_for_update", "lock_key", "lock_many", "version"]
 
 
 def _stored(row: Any) -> StoredResource:
     return StoredResource(
-        resource_type=row.resource_type,
-        id=row.id,
-        version_id=row.version_id,
-        last_updated=row.last_updated,
-        deleted=row.deleted,
-        content=row.content,
+        resource_type=row["resource_type"],
+        id=row["id"],
+        version_id=row["version_id"],
+        last_updated=row["last_updated"],
+        deleted=row["method"] == "DELETE" if "method" in row else row["deleted"],
+        content=row["content"],
     )
+
+
+# Built once: a statement built per call costs more CPU than the primary-key read itself
+# (bench/PROFILE.md, finding 3); the values are bound at execution.
+_CURRENT = select(resource).where(
+    resource.c.resource_type == bindparam("type"), resource.c.id == bindparam("id")
+)
+_LOCK = _CURRENT.with_for_update()
+_VERSION = select(resource_version).where(
+    resource_version.c.resource_type == bindparam("type"),
+    resource_version.c.id == bindparam("id"),
+    resource_version.c.version_id == bindparam("version"),
+)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A Core statement, and its SQL as asyncpg runs it (`$1`, `$2` … in `names` order)."""
+
+    statement: Select[Any]
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: Select[Any]) -> _Read:
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        return cls(statement, str(compiled), tuple(compiled.positiontup or ()))
+
+
+_READ_CURRENT = _Read.of(_CURRENT)
+_READ_VERSION = _Read.of(_VERSION)
+
+
+async def _one(conn: AsyncConnection, read: _Read, params: dict[str, Any]) -> StoredResource | None:
+    """The one row of a primary-key read; raw asyncpg on autocommit connections.
+
+    The API reads in autocommit (docs/architecture.md#read-path), and there SQLAlchemy costs
+    1.8-3.4x the driver's time for the same read, measured side by side
+    (bench/store_read_bench.py). The SQL is still Core's, compiled once from schema.py and
+    prepared once per connection by asyncpg. Inside a transaction the driver must not be
+    used directly (SQLAlchemy opens its transaction at its first statement), so Core runs.
+    """
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
+        record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
+        return None if record is None else _stored(record)
+    row = (await conn.execute(read.statement, params)).first()
+    return None if row is None else _stored(row._mapping)
 
 
 async def current(conn: AsyncConnection, resource_type: str, id_: str) -> StoredResource | None:
     """Return the current row of a resource, deleted or not."""
-    row = (
-        await conn.execute(
-            select(resource).where(resource.c.resource_type == resource_type, resource.c.id == id_)
-        )
-    ).first()
-    return None if row is None else _stored(row)
+    return await _one(conn, _READ_CURRENT, {"type": resource_type, "id": id_})
 
 
 async def lock_for_update(
     conn: AsyncConnection, resource_type: str, id_: str
 ) -> StoredResource | None:
     """Return the current row locked until the transaction ends (writers queue here)."""
-    query = (
-        select(resource)
-        .where(resource.c.resource_type == resource_type, resource.c.id == id_)
-        .with_for_update()
-    )
-    row = (await conn.execute(query)).first()
-    return None if row is None else _stored(row)
+    row = (await conn.execute(_LOCK, {"type": resource_type, "id": id_})).first()
+    return None if row is None else _stored(row._mapping)
+
+
+# The keys arrive as two arrays, so the statement's text is the same for any number of rows.
+_KEYS = (
+    func.unnest(bindparam("types", type_=ARRAY(Text)), bindparam("ids", type_=ARRAY(Text)))
+    .table_valued(column("resource_type", Text), column("id", Text))
+    .render_derived(name="keys")
+)
+_LOCK_MANY = (
+    select(resource)
+    .where(tuple_(resource.c.resource_type, resource.c.id).in_(select(_KEYS)))
+    .order_by(resource.c.resource_type, resource.c.id)
+    .with_for_update()
+)
+
+
+async def lock_many(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource]:
+    """Lock the current rows of `keys` (type, id) in one deterministic order; return them.
+
+    Every set-based writer locks in `(type, id)` order, so two of them never deadlock.
+    """
+    params = {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
+    found = [_stored(row._mapping) for row in await conn.execute(_LOCK_MANY, params)]
+    return {(s.resource_type, s.id): s for s in found}
 
 
 async def version(
     conn: AsyncConnection, resource_type: str, id_: str, version_id: int
 ) -> StoredResource | None:
     """Return one historical version of a resource."""
-    query = select(resource_version).where(
-        resource_version.c.resource_type == resource_type,
-        resource_version.c.id == id_,
-        resource_version.c.version_id == version_id,
-    )
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    return StoredResource(
-        resource_type=row.resource_type,
-        id=row.id,
-        version_id=row.version_id,
-        last_updated=row.last_updated,
-        deleted=row.method == "DELETE",
-        content=row.content,
-    )
-
-
-async def insert_current(conn: AsyncConnection, stored: StoredResource) -> bool:
-    """Insert the first row of a resource; False when a concurrent writer created it first."""
-    values = _values(stored)
-    statement = (
-        pg_insert(resource).values(**values).on_conflict_do_nothing().returning(resource.c.id)
-    )
-    return (await conn.execute(statement)).first() is not None
-
-
-async def update_current(conn: AsyncConnection, stored: StoredResource) -> None:
-    """Replace the current row of a resource (already locked by `lock_for_update`)."""
-    await conn.execute(
-        update(resource)
-        .where(resource.c.resource_type == stored.resource_type, resource.c.id == stored.id)
-        .values(**_values(stored))
-    )
-
-
-async def insert_version(conn: AsyncConnection, stored: StoredResource, method: str) -> None:
-    """Append a version to the resource's history."""
-    values = _values(stored)
-    del values["deleted"]
-    await conn.execute(insert(resource_version).values(**values, method=method))
-
-
-async def replace_index(
-    conn: AsyncConnection,
-    resource_type: str,
-    id_: str,
-    entries: IndexEntries | None,
-    *,
-    had_index: bool = True,
-) -> None:
-    """Replace the search-index rows of a resource (None: remove them, as on delete).
-
-    One statement removes the old rows from every index table (skipped for a new resource),
-    then one insert per table that has rows: a write costs few round trips.
-    """
-    if had_index:
-        await conn.execute(_DELETE_INDEX, {"type": resource_type, "id": id_})
-    for name, rows in (entries or {}).items():
-        if rows:
-            await conn.execute(
-                insert(_TABLES[name]),
-                [{"resource_type": resource_type, "resource_id": id_, **asdict(r)} for r in rows],
-            )
-
-
-_DELETE_INDEX = text(
-    "WITH "
-    + ", ".join(
-        f"d{n} AS (DELETE FROM {table.name} WHERE resource_type = :type AND resource_id = :id)"
-        for n, table in enumerate(SEARCH_TABLES)
-    )
-    + " SELECT 1"
-)
+    params = {"type": resource_type, "id": id_, "version": version_id}
+    return await _one(conn, _READ_VERSION, params)
 
 
 async def lock_key(conn: AsyncConnection, key: str) -> None:
     """Serialize transactions that use the same `key` until they end (conditional writes)."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-    )
+    await conn.execute(_LOCK_KEY, {"key": key})
 
 
-def _values(stored: StoredResource) -> dict[str, Any]:
-    return {
-        "resource_type": stored.resource_type,
-        "id": stored.id,
-        "version_id": stored.version_id,
-        "last_updated": stored.last_updated,
-        "deleted": stored.deleted,
-        "content": stored.content,
-    }
+_LOCK_KEY = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))

@@ -19,19 +19,20 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.schema import CreateIndex
+from sqlalchemy.schema import CreateIndex, DropIndex
 
+from ipt_core.db import schema
 from ipt_core.db.schema import SEARCH_TABLES, resource_version
+from ipt_core.fhir._versions import definition_or_404, with_meta
 from ipt_core.fhir.index import index_entries
-from ipt_core.fhir.store import definition_or_404, with_meta
 from ipt_core.fhir.validation import check_resource
 
 __all__ = ["bulk_load", "deferred_indexes"]
 
-_CURRENT_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "deleted", "content")
-_VERSION_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "method", "content")
+# COPY runs on the driver connection (SQLAlchemy has no COPY); names come from schema.py.
+_CURRENT_COLUMNS = [c.name for c in schema.resource.columns]
+_VERSION_COLUMNS = [c.name for c in resource_version.columns if c.name != "seq"]
 
 
 async def bulk_load(
@@ -74,7 +75,7 @@ async def deferred_indexes(engine: AsyncEngine) -> AsyncIterator[None]:
     indexes = [index for table in (*SEARCH_TABLES, resource_version) for index in table.indexes]
     async with engine.begin() as conn:
         for index in indexes:
-            await conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
+            await conn.execute(DropIndex(index, if_exists=True))
     try:
         yield
     finally:
@@ -103,10 +104,11 @@ async def _copy(
             index[table_name].extend((resource_type, id_, *astuple(e)) for e in entries)
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
-    await driver.copy_records_to_table("resource", records=current, columns=_CURRENT_COLUMNS)
-    await driver.copy_records_to_table(
-        "resource_version", records=versions, columns=_VERSION_COLUMNS
-    )
+    for table, records, columns in (
+        (schema.resource, current, _CURRENT_COLUMNS),
+        (resource_version, versions, _VERSION_COLUMNS),
+    ):
+        await driver.copy_records_to_table(table.name, records=records, columns=columns)
     for table in SEARCH_TABLES:
         if index[table.name]:
             columns = [column.name for column in table.columns]

@@ -8,7 +8,14 @@ from email.utils import format_datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-__all__ = ["Change", "StoredResource", "WriteCause", "WriteResult"]
+__all__ = [
+    "Change",
+    "ResourcePut",
+    "StoredResource",
+    "VersionedWrite",
+    "WriteCause",
+    "WriteResult",
+]
 
 
 class WriteCause(StrEnum):
@@ -72,3 +79,33 @@ class Change:
     resource: dict[str, Any] | None  # the new content; None after a delete
     previous: StoredResource | None
     cause: WriteCause = WriteCause.CLIENT
+
+
+@dataclass(frozen=True)
+class VersionedWrite:
+    """An update of `resource_type/id` to `body`, only if its current version is `if_match`.
+
+    `ResourceStore.update_many` writes a batch of these set-based and skips (writes nothing
+    for) those whose resource moved on meanwhile or was deleted.
+    """
+
+    resource_type: str
+    id: str
+    body: dict[str, Any]
+    if_match: int
+
+
+@dataclass(frozen=True)
+class ResourcePut:
+    """One create or update of a set-based write (`ResourceStore.put_many`).
+
+    `create`: a create with the id the server chose (`id`; the body's own id is ignored, as
+    R4 says); else an update (or a create with a client id) of `id`, whose body carries that
+    id, honouring `if_match` as `ResourceStore.update` does.
+    """
+
+    resource_type: str
+    id: str
+    body: dict[str, Any]
+    if_match: int | None = None
+    create: bool = False

@@ -12,16 +12,28 @@ same criteria queue on an advisory lock, so concurrent conditional creates make 
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.fhir import _many
 from ipt_core.fhir import _repository as rows
+from ipt_core.fhir._many import PutFailed
+from ipt_core.fhir._versions import (
+    check_body,
+    check_id,
+    check_update_id,
+    check_version,
+    definition_or_404,
+    deletion,
+    new_version,
+    with_meta,
+)
+from ipt_core.fhir._writes import write_rows
 from ipt_core.fhir.criteria import matching_ids, normalize_criteria
 from ipt_core.fhir.errors import (
     InvalidRequest,
@@ -30,15 +42,20 @@ from ipt_core.fhir.errors import (
     ResourceGone,
     ResourceNotFound,
 )
-from ipt_core.fhir.index import index_entries
-from ipt_core.fhir.model import Change, StoredResource, WriteCause, WriteResult
-from ipt_core.fhir.registry import ResourceDefinition, definition_of
+from ipt_core.fhir.listeners import WriteListener, tell
+from ipt_core.fhir.model import (
+    ResourcePut,
+    StoredResource,
+    VersionedWrite,
+    WriteCause,
+    WriteResult,
+)
+from ipt_core.fhir.registry import ResourceDefinition
 from ipt_core.fhir.search import DEFAULT_SEARCH_LIMITS, SearchLimits
-from ipt_core.fhir.validation import check_resource
-from ipt_core.instants import format_instant
 
 __all__ = [
     "Clock",
+    "PutFailed",
     "ResourceChange",
     "ResourceStore",
     "WriteListener",
@@ -48,15 +65,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], datetime]
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 ResourceChange = Callable[[dict[str, Any]], dict[str, Any]]  # e.g. a JSON Patch, applied
-
-
-class WriteListener(Protocol):
-    """Something that must change in the same transaction as a resource write."""
-
-    async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
-        """React to `change`; raising aborts the whole write."""
 
 
 def _utc_now() -> datetime:
@@ -149,7 +158,7 @@ class ResourceStore:
         returned instead, several matches are a 412. `new_id` is the id the server chose
         beforehand (a transaction assigns ids before writing, to resolve `urn:uuid:`s).
         """
-        definition = self._checked(resource, resource_type)
+        definition = check_body(resource, resource_type)
         if if_none_exist is not None:
             existing = await self._locked_match(definition, if_none_exist)
             if existing is not None:
@@ -171,19 +180,10 @@ class ResourceStore:
     ) -> WriteResult:
         """Update (or create, with a client id) `resource_type/id_`, honouring `If-Match`."""
         check_id(id_)
-        definition = self._checked(resource, resource_type)
-        body_id = resource.get("id")
-        if body_id is None:
-            raise InvalidRequest(
-                "The resource must carry its id in an update", expression=(f"{resource_type}.id",)
-            )
-        if body_id != id_:
-            raise InvalidRequest(
-                f"The resource's id {body_id!r} does not match the URL's id {id_!r}",
-                expression=(f"{resource_type}.id",),
-            )
+        definition = check_body(resource, resource_type)
+        check_update_id(resource, resource_type, id_)
         previous = await rows.lock_for_update(self.conn, resource_type, id_)
-        _check_version(previous, if_match)
+        check_version(previous, if_match)
         return await self._write(definition, id_, resource, previous, cause or self.cause)
 
     async def conditional_update(
@@ -196,7 +196,7 @@ class ResourceStore:
         cause: WriteCause | None = None,
     ) -> WriteResult:
         """Update the one resource matching `criteria`, or create one when none does."""
-        definition = self._checked(resource, resource_type)
+        definition = check_body(resource, resource_type)
         match = await self._locked_match(definition, criteria)
         body_id = resource.get("id")
         if match is None:
@@ -211,7 +211,7 @@ class ResourceStore:
                 expression=(f"{resource_type}.id",),
             )
         previous = await rows.lock_for_update(self.conn, resource_type, match)
-        _check_version(previous, if_match)
+        check_version(previous, if_match)
         body = {**resource, "id": match}
         return await self._write(definition, match, body, previous, cause or self.cause)
 
@@ -219,18 +219,39 @@ class ResourceStore:
         self, resource_type: str, id_: str, *, cause: WriteCause | None = None
     ) -> StoredResource | None:
         """Delete a resource; deleting a missing or deleted one succeeds and returns None."""
-        definition = definition_or_404(resource_type)
+        definition_or_404(resource_type)
         previous = await rows.lock_for_update(self.conn, resource_type, id_)
         if previous is None or previous.deleted:
             return None
-        stored = StoredResource(
-            resource_type, id_, previous.version_id + 1, self.clock(), deleted=True, content=None
+        row, change = deletion(previous, self.clock(), cause or self.cause)
+        await write_rows(self.conn, [row])
+        await tell(self.conn, self.listeners, [change])
+        return row.stored
+
+    async def update_many(
+        self, writes: Sequence[VersionedWrite], *, cause: WriteCause | None = None
+    ) -> list[WriteResult | None]:
+        """Update each resource of `writes` still at its `if_match` version, set-based.
+
+        The rows are locked in `(type, id)` order, those whose version moved on (or that
+        are deleted) are skipped (None, nothing written), the rest are written with one
+        statement and the listeners told of them in one batch. See `_many.update_many`.
+        """
+        return await _many.update_many(
+            self.conn, self.listeners, writes, self.clock(), cause or self.cause
         )
-        await rows.update_current(self.conn, stored)
-        await rows.insert_version(self.conn, stored, "DELETE")
-        await rows.replace_index(self.conn, definition.type, id_, None)
-        await self._tell(Change("delete", stored, None, previous, cause or self.cause))
-        return stored
+
+    async def put_many(
+        self, puts: Sequence[ResourcePut], *, cause: WriteCause | None = None
+    ) -> list[WriteResult]:
+        """Create or update every one of `puts` set-based, as one by one would (a transaction).
+
+        Raises:
+            PutFailed: naming the first put that failed, with its FhirError.
+        """
+        return await _many.put_many(
+            self.conn, self.listeners, puts, self.clock, cause or self.cause
+        )
 
     async def patch(
         self,
@@ -252,14 +273,14 @@ class ResourceStore:
             raise ResourceNotFound(f"{resource_type}/{id_} is not known")
         if previous.deleted:
             raise ResourceGone(f"{resource_type}/{id_} was deleted", expression=())
-        _check_version(previous, if_match)
+        check_version(previous, if_match)
         patched = change(orjson.loads(previous.content or "{}"))
         if patched.get("id") != id_:
             raise InvalidRequest(
                 "A patch must not change or remove the resource's id",
                 expression=(f"{resource_type}.id",),
             )
-        self._checked(patched, resource_type)
+        check_body(patched, resource_type)
         return await self._write(definition, id_, patched, previous, cause or self.cause)
 
     async def conditional_patch(
@@ -298,17 +319,6 @@ class ResourceStore:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _checked(self, resource: dict[str, Any], url_type: str) -> ResourceDefinition:
-        definition = definition_or_404(url_type)
-        if resource.get("resourceType") != url_type:
-            raise InvalidRequest(
-                f"The resource is a {resource.get('resourceType')!r}, but the URL is for "
-                f"{url_type}",
-                expression=("resourceType",),
-            )
-        check_resource(resource)
-        return definition
-
     async def _locked_match(self, definition: ResourceDefinition, criteria: str) -> str | None:
         pairs = normalize_criteria(criteria)
         await rows.lock_key(self.conn, f"{definition.type}?{pairs!r}")
@@ -325,80 +335,10 @@ class ResourceStore:
         previous: StoredResource | None,
         cause: WriteCause,
     ) -> WriteResult:
-        version_id = 1 if previous is None else previous.version_id + 1
-        now = self.clock()
-        body = with_meta(resource, id_, version_id, now)
-        stored = StoredResource(
-            definition.type,
-            id_,
-            version_id,
-            now,
-            deleted=False,
-            content=orjson.dumps(body).decode(),
-        )
-        if previous is None:
-            if not await rows.insert_current(self.conn, stored):
-                # A concurrent writer created this id first: become an update of its version.
-                raced = await rows.lock_for_update(self.conn, definition.type, id_)
-                return await self._write(definition, id_, resource, raced, cause)
-        else:
-            await rows.update_current(self.conn, stored)
-        created = previous is None or previous.deleted
-        await rows.insert_version(self.conn, stored, "POST" if created else "PUT")
-        await rows.replace_index(
-            self.conn,
-            definition.type,
-            id_,
-            index_entries(definition, body),
-            had_index=previous is not None and not previous.deleted,
-        )
-        action: Literal["create", "update"] = "create" if created else "update"
-        await self._tell(Change(action, stored, body, previous, cause))
-        return WriteResult(stored, created=created)
-
-    async def _tell(self, change: Change) -> None:
-        for listener in self.listeners:
-            await listener.resource_written(self.conn, change)
-
-
-def definition_or_404(resource_type: str) -> ResourceDefinition:
-    """Return the registry definition of `resource_type`; unknown types are a 404."""
-    definition = definition_of(resource_type)
-    if definition is None:
-        raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
-    return definition
-
-
-def check_id(id_: str) -> str:
-    """Return `id_` when it is a FHIR id; raise InvalidRequest (400) otherwise.
-
-    FHIR ids are `[A-Za-z0-9\\-\\.]{1,64}` (https://hl7.org/fhir/R4/datatypes.html#id); `.`
-    and `..` match that pattern but are path segments to every URL resolver, so they are
-    refused too.
-    """
-    if not _ID.fullmatch(id_) or id_ in {".", ".."}:
-        raise InvalidRequest(
-            "A resource id is 1-64 letters, digits, '-' and '.', and not '.' or '..'",
-            expression=("id",),
-        )
-    return id_
-
-
-def _check_version(previous: StoredResource | None, if_match: int | None) -> None:
-    if if_match is None:
-        return
-    if previous is None or previous.deleted:
-        raise PreconditionFailed("If-Match was given but the resource does not exist")
-    if previous.version_id != if_match:
-        raise PreconditionFailed(
-            f"If-Match names version {if_match}, but the current version is {previous.version_id}"
-        )
-
-
-def with_meta(resource: dict[str, Any], id_: str, version_id: int, now: datetime) -> dict[str, Any]:
-    """Return `resource` as stored: its id, and meta with `versionId` and `lastUpdated`."""
-    # resourceType, id and meta first: readers of raw JSON look there.
-    client_meta = resource.get("meta", {})
-    meta = {**client_meta, "versionId": str(version_id), "lastUpdated": format_instant(now)}
-    rest = {k: v for k, v in resource.items() if k not in {"resourceType", "id", "meta"}}
-    return {"resourceType": resource["resourceType"], "id": id_, "meta": meta, **rest}
+        row, change = new_version(definition, id_, resource, previous, self.clock(), cause)
+        if not await write_rows(self.conn, [row]):
+            # A concurrent writer created this id first: become an update of its version.
+            raced = await rows.lock_for_update(self.conn, definition.type, id_)
+            return await self._write(definition, id_, resource, raced, cause)
+        await tell(self.conn, self.listeners, [change])
+        return WriteResult(row.stored, created=change.action == "create")

@@ -22,7 +22,7 @@ from ipt_api.fhir.patch import JSON_PATCH, json_patch
 from ipt_api.fhir.search import searchset
 from ipt_api.principal import AUDIT_TYPE, Principal
 from ipt_core.fhir.errors import InvalidRequest, MethodNotAllowed, PreconditionFailed
-from ipt_core.fhir.model import StoredResource
+from ipt_core.fhir.model import ResourcePut, StoredResource
 from ipt_core.fhir.registry import REGISTRY
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import format_instant
@@ -33,6 +33,7 @@ __all__ = [
     "carry_out",
     "entry_interaction",
     "parse_entry",
+    "settled_put",
     "status_line",
     "written",
 ]
@@ -135,6 +136,29 @@ async def carry_out(
         result = await store.create(t, body, if_none_exist=entry.if_none_exist, new_id=entry.new_id)
         return written(result.stored, 201 if result.changed else 200, base)
     return await _put(entry, body, store, base)
+
+
+def settled_put(entry: BundleEntry) -> ResourcePut | None:
+    """The store write of a settled transaction's plain POST or PUT; None for other entries.
+
+    After a transaction settled its ids, a POST has its new id (or matched an existing
+    resource: no write) and a conditional PUT its target; `carry_out` does the rest.
+    """
+    t, body = entry.resource_type, entry.resource
+    if body is None:
+        return None
+    if entry.method == "POST":
+        if entry.existing_id is not None or entry.new_id is None:
+            return None
+        return ResourcePut(t, entry.new_id, body, create=True)
+    if entry.method != "PUT":
+        return None
+    if entry.id is not None:
+        return ResourcePut(t, entry.id, body, entry.if_match)
+    target = entry.existing_id or (entry.new_id if entry.if_match is None else None)
+    return (
+        None if target is None else ResourcePut(t, target, {**body, "id": target}, entry.if_match)
+    )
 
 
 def authorize_entry(entry: BundleEntry, principal: Principal) -> None:

@@ -28,7 +28,9 @@ from ipt_api.fhir.bundle_entries import (
     authorize_entry,
     carry_out,
     parse_entry,
+    settled_put,
     status_line,
+    written,
 )
 from ipt_api.fhir.context import FhirContextDep
 from ipt_api.fhir.media import check_content_type
@@ -42,7 +44,8 @@ from ipt_core.fhir.errors import (
     PayloadTooLarge,
     PreconditionFailed,
 )
-from ipt_core.fhir.store import ResourceStore
+from ipt_core.fhir.model import ResourcePut
+from ipt_core.fhir.store import PutFailed, ResourceStore
 
 __all__ = ["bundle_route"]
 
@@ -94,12 +97,39 @@ async def _transaction(
             except FhirError as error:
                 raise _in_entry(error, entry) from None
     responses: dict[int, dict[str, Any]] = {}
+    puts: list[tuple[BundleEntry, ResourcePut]] = []
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
         try:
+            put = settled_put(entry)
+            if put is not None:  # written with the other creates and updates next to it
+                authorize_entry(entry, principal)
+                puts.append((entry, put))
+                continue
+            await _put_all(puts, store, base, responses)
+            puts = []
             responses[entry.index] = await carry_out(entry, store, principal, base)
         except FhirError as error:
             raise _in_entry(error, entry) from None
+    await _put_all(puts, store, base, responses)
     return [responses[i] for i in range(len(entries))]
+
+
+async def _put_all(
+    puts: list[tuple[BundleEntry, ResourcePut]],
+    store: ResourceStore,
+    base: str,
+    responses: dict[int, dict[str, Any]],
+) -> None:
+    """Write consecutive creates and updates set-based (one statement, listeners in a batch)."""
+    if not puts:
+        return
+    try:
+        results = await store.put_many([put for _, put in puts])
+    except PutFailed as failed:
+        raise _in_entry(failed.error, puts[failed.position][0]) from None
+    for (entry, _), result in zip(puts, results, strict=True):
+        status = 201 if entry.method == "POST" or result.created else 200
+        responses[entry.index] = written(result.stored, status, base)
 
 
 async def _batch(

@@ -1,0 +1,136 @@
+"""The SQL of resource writes: current rows, history rows and search-index rows, set-based.
+
+One statement writes any number of resources (docs/architecture.md#write-path): the values
+arrive as one array per column and are `unnest`ed, so the statement's text never changes with
+the number of rows (asyncpg prepares it once per connection). In that statement:
+
+- `cur` upserts the current rows. A row is written only when it is new, or when the stored
+  version is the one before it (`ON CONFLICT … DO UPDATE … WHERE version_id + 1 = new`): a
+  create that loses a race to a concurrent creator of the same id writes nothing and is told
+  so (its caller then writes it as an update of the winner's version);
+- the history rows, the deletion of the old index rows and the new index rows are written
+  only for the rows `cur` wrote. All parts see one snapshot, so deleting a resource's old
+  index rows never touches the new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import CTE
+
+from ipt_core.db.schema import SEARCH_TABLES, resource, resource_version
+from ipt_core.fhir.index import IndexEntries
+from ipt_core.fhir.model import StoredResource
+
+__all__ = ["RowWrite", "write_rows"]
+
+
+@dataclass(frozen=True)
+class RowWrite:
+    """One resource version to store: its current row, its history method, its index rows."""
+
+    stored: StoredResource
+    method: str  # POST | PUT | DELETE, as history Bundles show it
+    index: IndexEntries  # empty for a deletion
+
+
+def _unnested(name: str, columns: Sequence[Column[Any]]) -> CTE:
+    """`SELECT * FROM unnest(:name_col1, :name_col2, …) AS name(col1, col2, …)` as a CTE."""
+    # The asyncpg dialect renders each array's type (`$1::TEXT[]`), which `unnest` needs.
+    arrays = [bindparam(f"{name}_{c.name}", type_=ARRAY(c.type)) for c in columns]
+    rows = (
+        func.unnest(*arrays)
+        .table_valued(*(column(c.name, c.type) for c in columns))
+        .render_derived(name=f"{name}_rows")
+    )
+    return select(rows).cte(f"{name}_in")
+
+
+_CURRENT = [resource.c[name] for name in ("resource_type", "id", "version_id", "last_updated")]
+_CURRENT += [
+    resource.c.deleted,
+    resource.c.content,
+    Column("method", resource_version.c.method.type),
+]
+
+
+def _statement() -> Select[Any]:
+    w = _unnested("w", _CURRENT)
+    upsert = pg_insert(resource).from_select(
+        [c.name for c in resource.columns], select(*(w.c[c.name] for c in resource.columns))
+    )
+    cur = (
+        upsert.on_conflict_do_update(
+            index_elements=[resource.c.resource_type, resource.c.id],
+            set_={c.name: upsert.excluded[c.name] for c in resource.columns if not c.primary_key},
+            where=resource.c.version_id + 1 == upsert.excluded.version_id,
+        )
+        .returning(resource.c.resource_type, resource.c.id)
+        .cte("cur")
+    )
+    written = and_(cur.c.resource_type == w.c.resource_type, cur.c.id == w.c.id)
+    history_columns = [c.name for c in resource_version.columns if c.name != "seq"]
+    parts: list[CTE] = [
+        insert(resource_version)
+        .from_select(history_columns, select(*(w.c[n] for n in history_columns)).join(cur, written))
+        .cte("history")
+    ]
+    for table in SEARCH_TABLES:
+        parts.extend(_replace_index(table, cur))
+    return select(cur.c.resource_type, cur.c.id).add_cte(*parts)
+
+
+def _replace_index(table: Table, cur: CTE) -> tuple[CTE, CTE]:
+    rows = _unnested(table.name, list(table.columns))
+    names = [c.name for c in table.columns]
+    ours = and_(cur.c.resource_type == rows.c.resource_type, cur.c.id == rows.c.resource_id)
+    old = delete(table).where(
+        table.c.resource_type == cur.c.resource_type, table.c.resource_id == cur.c.id
+    )
+    new = insert(table).from_select(names, select(*(rows.c[n] for n in names)).join(cur, ours))
+    return old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")
+
+
+_WRITE = _statement()
+_INDEX_COLUMNS = {table.name: [c.name for c in table.columns] for table in SEARCH_TABLES}
+
+
+async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[tuple[str, str]]:
+    """Write `writes` in one statement; return the `(type, id)` of the ones written.
+
+    A version-1 write of an id that exists already is left out (a lost creation race). A
+    resource must appear at most once in `writes`.
+    """
+    params: dict[str, list[Any]] = {f"w_{c.name}": [] for c in _CURRENT}
+    for table, names in _INDEX_COLUMNS.items():
+        params.update({f"{table}_{n}": [] for n in names})
+    for write in writes:
+        s = write.stored
+        current = (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.content)
+        for c, value in zip(_CURRENT, (*current, write.method), strict=True):
+            params[f"w_{c.name}"].append(value)
+        for table, entries in write.index.items():
+            names = _INDEX_COLUMNS[table]
+            for entry in entries:
+                for n, value in zip(names, (s.resource_type, s.id, *astuple(entry)), strict=True):
+                    params[f"{table}_{n}"].append(value)
+    result = await conn.execute(_WRITE, params)
+    return {(row.resource_type, row.id) for row in result}

@@ -1,0 +1,48 @@
+"""Write listeners: what must change in the same transaction as resource writes.
+
+A listener has the single form (`resource_written`, one change at a time) and may have the
+batch form too (`resources_written`, every change of one set-based write at once, in write
+order), which saves round trips: the outbox appends a batch's events with one statement.
+The store tells each listener in turn, in the order they were composed
+(docs/architecture.md#write-path); raising aborts the whole write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipt_core.fhir.model import Change
+
+__all__ = ["BatchWriteListener", "WriteListener", "tell"]
+
+
+class WriteListener(Protocol):
+    """Something that must change in the same transaction as a resource write."""
+
+    async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
+        """React to `change`; raising aborts the whole write."""
+
+
+class BatchWriteListener(WriteListener, Protocol):
+    """A listener that can also take every change of a set-based write at once."""
+
+    async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
+        """React to `changes` (in write order); raising aborts the whole write."""
+
+
+async def tell(
+    conn: AsyncConnection, listeners: Sequence[WriteListener], changes: Sequence[Change]
+) -> None:
+    """Tell every listener, in order, of `changes`: in one call when it has the batch form."""
+    if not changes:
+        return
+    for listener in listeners:
+        batch = getattr(listener, "resources_written", None)
+        if batch is not None:
+            await batch(conn, changes)
+            continue
+        for change in changes:
+            await listener.resource_written(conn, change)
