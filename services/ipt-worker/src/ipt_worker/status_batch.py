@@ -26,6 +26,7 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events import append_events, next_sequences
+from ipt_core.fhir.model import VersionedWrite
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.queue import Claim, finish_many, lock_owned
 from ipt_core.status import CourseFacts, StatusRules, compute_status
@@ -44,7 +45,7 @@ from ipt_core.status.serialize import status_json
 from ipt_core.telemetry import context_from_traceparent, current_traceparent
 from ipt_worker.status_events import event_count, status_events
 from ipt_worker.status_history import change_cause
-from ipt_worker.write_backs import VersionedWrite, derived_writes, write_backs
+from ipt_worker.write_backs import derived_writes, write_backs
 
 __all__ = ["store_batch"]
 

@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from ipt_core.fhir.errors import PreconditionFailed
-from ipt_core.fhir.model import StoredResource
+from ipt_core.fhir.model import StoredResource, VersionedWrite
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import course_phase, goal_achievement, with_course_phase, with_goal_achievement
 
-__all__ = ["VersionedWrite", "derived_writes", "write_backs"]
+__all__ = ["derived_writes", "write_backs"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VersionedWrite:
-    """An update of one resource from the version it was read at (the shape of the store's)."""
-
-    resource_type: str
-    id: str
-    body: dict[str, Any]
-    if_match: int
 
 
 def derived_writes(
@@ -53,13 +41,11 @@ def derived_writes(
 
 
 async def write_backs(store: ResourceStore, writes: Sequence[VersionedWrite]) -> None:
-    """Write `writes` through the store (cause: the store's, `status-writeback`).
+    """Write `writes` set-based through the store (cause: the store's, `status-writeback`).
 
-    If someone changed a resource since it was read, their write re-queues the course: the
-    version check fails before anything is written, so no savepoint is needed.
+    A resource someone changed since it was read is skipped (its write re-queues the course);
+    the version check comes before anything is written, so no savepoint is needed.
     """
-    for write in writes:
-        try:
-            await store.update(write.resource_type, write.id, write.body, if_match=write.if_match)
-        except PreconditionFailed:
-            _log.info("write-back skipped: %s changed meanwhile", write.resource_type)
+    skipped = sum(result is None for result in await store.update_many(writes))
+    if skipped:
+        _log.info("write-backs skipped: %d resources changed meanwhile", skipped)
