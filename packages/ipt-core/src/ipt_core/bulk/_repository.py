@@ -8,7 +8,7 @@ Which resources a step selects is built in `_selection.py` and run here.
 from __future__ import annotations
 
 import secrets
-from dataclasses import fields
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,16 +39,12 @@ _JOB_COLUMNS = [bulk_export.c[f.name] for f in fields(ExportJob)]
 async def create_export(conn: AsyncConnection, request: ExportRequest, now: datetime) -> str:
     """Queue an export; return its id (random: the status URL is not guessable)."""
     export_id = secrets.token_urlsafe(24)
+    # The request's fields are named like their columns.
+    request_columns = asdict(request) | {"types": list(request.types)}
     await conn.execute(
         insert(bulk_export).values(
             id=export_id,
-            owner=request.owner,
-            level=request.level,
-            group_id=request.group_id,
-            types=list(request.types),
-            since=request.since,
-            type_filters=request.type_filters,
-            request_url=request.request_url,
+            **request_columns,
             state="queued",
             transaction_time=now,
             created_at=now,

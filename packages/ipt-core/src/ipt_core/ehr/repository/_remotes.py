@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -56,8 +56,7 @@ async def local_id_of(
         .order_by(r.c.synced_at.desc())
         .limit(1)
     )
-    value = await conn.scalar(query)
-    return str(value) if value is not None else None
+    return await _text(conn, query)
 
 
 async def remember_remote(
@@ -88,8 +87,7 @@ async def watermark_of(
     query = select(w.c.watermark).where(
         w.c.endpoint == endpoint, w.c.resource_type == resource_type, w.c.patient_id == patient_id
     )
-    value = await conn.scalar(query)
-    return str(value) if value is not None else None
+    return await _text(conn, query)
 
 
 async def set_watermark(
@@ -111,3 +109,8 @@ async def _upsert(
     statement = insert(table).values(**key, **values)
     changes = {name: statement.excluded[name] for name in values}
     await conn.execute(statement.on_conflict_do_update(index_elements=list(key), set_=changes))
+
+
+async def _text(conn: AsyncConnection, query: Select[Any]) -> str | None:
+    value = await conn.scalar(query)
+    return str(value) if value is not None else None
