@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,18 +26,11 @@ from ipt_api.courses.responses import (
 from ipt_api.courses.service._course_io import load_course
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Phase
+from ipt_core.ipt.codes import APPOINTMENT_OUTCOMES, ENCOUNTER_OUTCOMES
 from ipt_core.status import CourseFacts, compute_status
 from ipt_core.status.loader import load_facts
 
 __all__ = ["course_summaries", "course_view", "session_views"]
-
-_ENCOUNTER_OUTCOME: Final = {"finished": "attended", "cancelled": "cancelled"}
-_APPOINTMENT_OUTCOME: Final = {
-    "fulfilled": "attended",
-    "noshow": "no-show",
-    "cancelled": "cancelled",
-    "booked": "booked",
-}
 
 
 async def course_view(store: ResourceStore, course_id: str) -> CourseView:
@@ -135,9 +128,9 @@ def session_views(rows: Sequence[Any], course_id: str, now: datetime) -> list[Se
 
 
 def _session(encounter: Any, appointment: Any) -> SessionView:
-    deciding = _ENCOUNTER_OUTCOME.get(encounter.status) if encounter is not None else None
+    deciding = ENCOUNTER_OUTCOMES.get(encounter.status) if encounter is not None else None
     if deciding is None and appointment is not None:
-        deciding = _APPOINTMENT_OUTCOME.get(appointment.status)
+        deciding = APPOINTMENT_OUTCOMES.get(appointment.status)
     link = encounter if encounter is not None and encounter.course_id else appointment
     return SessionView(
         number=None,
