@@ -73,15 +73,8 @@ async def idempotent(
         headers = {REPLAYED_HEADER: "true"}
         return JSONResponse(stored.response, stored.status_code, headers=headers)
     body = (await action()).model_dump(mode="json")
-    await repository.remember_answer(
-        conn,
-        scope=scope,
-        key=key,
-        fingerprint=fingerprint,
-        status_code=status_code,
-        body=body,
-        now=now,
-    )
+    answer = repository.StoredAnswer(fingerprint, status_code, body)
+    await repository.remember_answer(conn, scope, key, answer, now)
     return JSONResponse(body, status_code)
 
 

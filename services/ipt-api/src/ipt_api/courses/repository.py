@@ -4,6 +4,7 @@ its `Idempotency-Key` answers (the writes themselves go through the resource sto
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.db.schema import course_status, idempotency_key, ipt_course, ipt_session
 
 __all__ = [
+    "StoredAnswer",
     "course_rows",
     "lock_idempotency_key",
     "maintenance_course_ids",
@@ -106,33 +108,28 @@ async def lock_idempotency_key(conn: AsyncConnection, scope: str, key: str) -> N
     await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
 
 
-async def stored_answer(conn: AsyncConnection, scope: str, key: str) -> Any:
-    """The stored answer to a key (request_hash, status_code, response), or None."""
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer given to an `Idempotency-Key`, and the digest of the request it answered."""
+
+    request_hash: str
+    status_code: int
+    response: dict[str, Any]
+
+
+async def stored_answer(conn: AsyncConnection, scope: str, key: str) -> StoredAnswer | None:
+    """The stored answer to a key, or None."""
     k = idempotency_key
     query = select(k.c.request_hash, k.c.status_code, k.c.response).where(
         k.c.scope == scope, k.c.key == key
     )
-    return (await conn.execute(query)).first()
+    row = (await conn.execute(query)).first()
+    return StoredAnswer(**row._asdict()) if row is not None else None
 
 
 async def remember_answer(
-    conn: AsyncConnection,
-    *,
-    scope: str,
-    key: str,
-    fingerprint: str,
-    status_code: int,
-    body: dict[str, Any],
-    now: datetime,
+    conn: AsyncConnection, scope: str, key: str, answer: StoredAnswer, now: datetime
 ) -> None:
     """Store the answer to a key, in the transaction of the write it answers."""
-    await conn.execute(
-        insert(idempotency_key).values(
-            scope=scope,
-            key=key,
-            request_hash=fingerprint,
-            status_code=status_code,
-            response=body,
-            created_at=now,
-        )
-    )
+    values = {"scope": scope, "key": key, "created_at": now}
+    await conn.execute(insert(idempotency_key).values(**values, **asdict(answer)))

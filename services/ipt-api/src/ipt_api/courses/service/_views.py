@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +33,23 @@ from ipt_core.status.loader import load_facts
 __all__ = ["course_summaries", "course_view", "session_views"]
 
 
+# The fields of a course view that are the course's own, as the CarePlan holds them.
+_AS_STORED: Final = (
+    "id",
+    "identifier",
+    "patient",
+    "therapist",
+    "status",
+    "course_type",
+    "planned_sessions",
+    "session_minutes",
+    "cadence",
+    "start",
+    "end",
+    "based_on",
+)
+
+
 async def course_view(store: ResourceStore, course_id: str) -> CourseView:
     """The course with its goals, practice and sessions, as stored now."""
     course = (await load_course(store, course_id)).course
@@ -40,20 +57,9 @@ async def course_view(store: ResourceStore, course_id: str) -> CourseView:
     sessions = session_views(await repository.session_rows(store.conn, course_id), course_id, now)
     phases = await fresh_phases(store.conn, [course_id], now)
     return CourseView(
-        id=course.id,
-        identifier=course.identifier,
-        patient=course.patient,
-        therapist=course.therapist,
-        status=course.status,
+        **{name: getattr(course, name) for name in _AS_STORED},
         phase=phases.get(course_id),
-        course_type=course.course_type,
         problem_areas=list(course.problem_areas),
-        planned_sessions=course.planned_sessions,
-        session_minutes=course.session_minutes,
-        cadence=course.cadence,
-        start=course.start,
-        end=course.end,
-        based_on=course.based_on,
         conditions=list(course.conditions),
         symptom_goal=f"Goal/{course.symptom_goal_id}" if course.symptom_goal_id else None,
         interpersonal_goals=[
