@@ -23,6 +23,7 @@ from ipt_core.ipt.codes import PHQ9_TOTAL, Phq9Status
 from ipt_core.ipt.projections._linking import CourseWindow
 
 __all__ = [
+    "any_course",
     "course_encounters",
     "course_ids_of_patients",
     "course_row",
@@ -81,6 +82,11 @@ async def course_row(conn: AsyncConnection, course_id: str) -> Any:
     """The `ipt_course` row of a course, or None."""
     query = select(ipt_course).where(ipt_course.c.id == course_id)
     return (await conn.execute(query)).first()
+
+
+async def any_course(conn: AsyncConnection) -> bool:
+    """Whether the database holds any IPT course."""
+    return bool(await conn.scalar(select(select(ipt_course.c.id).exists())))
 
 
 async def delete_course(conn: AsyncConnection, course_id: str) -> None:
