@@ -4,14 +4,11 @@ with its session), so every status is current within 5 s of a restart, not after
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import httpx
 import pytest
@@ -20,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.chaos.support import FIGURES
 from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+from tests.support import processes
 from tests.support.waiting import poll_until
 
 __all__ = ["clock", "ipt"]
@@ -30,28 +28,14 @@ COURSES = 20
 LEASE_S = 60  # the default: a takeover that waited for the lease would take a minute
 
 
-@contextmanager
-def worker_process(database_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url.replace("+asyncpg", ""),
+def worker_process(database_url: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    settings = {
         "IPT_POLL_INTERVAL_S": "0.1",
         "IPT_BATCH_SIZE": str(COURSES),
         "IPT_LEASE_S": str(LEASE_S),
         "IPT_EVENT_PUBLISHERS": "log",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ipt_worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    return processes.worker_process(database_url, settings, stop_timeout_s=30)
 
 
 async def scalar(db: AsyncEngine, sql: str) -> int:

@@ -5,19 +5,18 @@ worker takes its leases over; tests/chaos/test_worker_kill.py times that).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.ipt_helpers import clock, enrol, enrolment, ipt, patient, record
+from tests.support import processes
 from tests.support.waiting import poll_until
 
 __all__ = ["clock", "ipt"]
@@ -25,27 +24,15 @@ __all__ = ["clock", "ipt"]
 LEASE_S = 5
 
 
-@contextmanager
-def worker_process(database_url: str, *, batch_size: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url.replace("+asyncpg", ""),
+def worker_process(
+    database_url: str, *, batch_size: int
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    settings = {
         "IPT_POLL_INTERVAL_S": "0.05",
         "IPT_BATCH_SIZE": str(batch_size),
         "IPT_LEASE_S": str(LEASE_S),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ipt_worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=20)
+    return processes.worker_process(database_url, settings)
 
 
 async def courses(client: httpx.AsyncClient, count: int) -> list[str]:
