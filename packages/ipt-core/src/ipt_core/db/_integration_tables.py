@@ -3,22 +3,7 @@
 Described here, created by migrations 0003-0005; `schema.py` exports them with the others.
 """
 
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    ForeignKey,
-    Identity,
-    Index,
-    Integer,
-    LargeBinary,
-    PrimaryKeyConstraint,
-    Table,
-    Text,
-    text,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ipt_core.db._metadata import metadata
@@ -33,76 +18,87 @@ __all__ = [
     "ehr_watermark",
 ]
 
+_TZ = sa.DateTime(timezone=True)  # every instant is stored with its time zone
+
 # -- EHR sync (docs/ehr-sync.md): endpoints, push queue, remote ids, pull watermarks. ---------
 
 # One row per endpoint of IPT_EHR_ENDPOINTS_FILE, written by every process at start; the write
 # listener enqueues push work for the configured rows whose accepted types hold the resource.
-ehr_endpoint = Table(
+ehr_endpoint = sa.Table(
     "ehr_endpoint",
     metadata,
-    Column("name", Text, primary_key=True),
-    Column("configured", Boolean, nullable=False),  # false: no longer in the endpoints file
-    Column("push_types", ARRAY(Text), nullable=False),  # from the file
-    Column("accepted_types", ARRAY(Text)),  # of those, what the CapabilityStatement accepts
-    Column("capabilities", JSONB),  # summary of the CapabilityStatement last read
-    Column("capabilities_at", DateTime(timezone=True)),
-    Column("last_push_at", DateTime(timezone=True)),  # last successful push
-    Column("last_pull_at", DateTime(timezone=True)),  # last complete pull pass
-    Column("last_error", Text),  # an error kind (http-503, timeout, …); never patient data
-    Column("last_error_at", DateTime(timezone=True)),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("configured", sa.Boolean, nullable=False),  # false: no longer in the endpoints file
+    sa.Column("push_types", sa.ARRAY(sa.Text), nullable=False),  # from the file
+    sa.Column(
+        "accepted_types", sa.ARRAY(sa.Text)
+    ),  # of those, what the CapabilityStatement accepts
+    sa.Column("capabilities", JSONB),  # summary of the CapabilityStatement last read
+    sa.Column("capabilities_at", _TZ),
+    sa.Column("last_push_at", _TZ),  # last successful push
+    sa.Column("last_pull_at", _TZ),  # last complete pull pass
+    sa.Column("last_error", sa.Text),  # an error kind (http-503, timeout, …); never patient data
+    sa.Column("last_error_at", _TZ),
 )
 
 # Push work: one row per (endpoint, kind, resource), coalescing bursts of writes. Workers lease
 # due rows with SKIP LOCKED; a write during a push bumps `generation`, so it is sent again.
-ehr_push_item = Table(
+ehr_push_item = sa.Table(
     "ehr_push_item",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    Column("endpoint", Text, nullable=False),
-    Column("kind", Text, nullable=False),  # resource | course-summary
-    Column("resource_type", Text, nullable=False),
-    Column("resource_id", Text, nullable=False),
-    Column("status", Text, nullable=False),  # pending | dead
-    Column("generation", BigInteger, nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("enqueued_at", DateTime(timezone=True), nullable=False),  # for the sync lag
-    Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("claimed_until", DateTime(timezone=True)),
-    Column("last_error", Text),  # an error kind; never patient data
-    Column("operation_outcome", JSONB),  # the EHR's OperationOutcome of a dead letter
-    Column("dead_at", DateTime(timezone=True)),
-    Index(None, "endpoint", "kind", "resource_type", "resource_id", unique=True),
-    Index(
-        "ix_ehr_push_item_due", "endpoint", "due_at", postgresql_where=text("status = 'pending'")
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # resource | course-summary
+    sa.Column("resource_type", sa.Text, nullable=False),
+    sa.Column("resource_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # pending | dead
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("enqueued_at", _TZ, nullable=False),  # for the sync lag
+    sa.Column("due_at", _TZ, nullable=False),
+    sa.Column("claimed_until", _TZ),
+    sa.Column("last_error", sa.Text),  # an error kind; never patient data
+    sa.Column("operation_outcome", JSONB),  # the EHR's OperationOutcome of a dead letter
+    sa.Column("dead_at", _TZ),
+    sa.Index(None, "endpoint", "kind", "resource_type", "resource_id", unique=True),
+    sa.Index(
+        "ix_ehr_push_item_due", "endpoint", "due_at", postgresql_where=sa.text("status = 'pending'")
     ),
 )
 
+
+def _endpoint_and_type() -> list[sa.Column[str]]:
+    """The leading key columns of the per-endpoint, per-resource-type tables."""
+    return [
+        sa.Column("endpoint", sa.Text, nullable=False),
+        sa.Column("resource_type", sa.Text, nullable=False),
+    ]
+
+
 # What each endpoint knows as our resource: its remote id and version (pushed or pulled).
-ehr_remote = Table(
+ehr_remote = sa.Table(
     "ehr_remote",
     metadata,
-    Column("endpoint", Text, nullable=False),
-    Column("resource_type", Text, nullable=False),
-    Column("resource_id", Text, nullable=False),  # ours
-    Column("remote_id", Text, nullable=False),
-    Column("remote_version", Text),  # opaque: integers on one EHR, strings on another
-    Column("local_version", Integer),  # our versionId last pushed or pulled
-    Column("direction", Text, nullable=False),  # push | pull | match (a matched Patient)
-    Column("synced_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("endpoint", "resource_type", "resource_id"),
-    Index(None, "endpoint", "resource_type", "remote_id"),
+    *_endpoint_and_type(),
+    sa.Column("resource_id", sa.Text, nullable=False),  # ours
+    sa.Column("remote_id", sa.Text, nullable=False),
+    sa.Column("remote_version", sa.Text),  # opaque: integers on one EHR, strings on another
+    sa.Column("local_version", sa.Integer),  # our versionId last pushed or pulled
+    sa.Column("direction", sa.Text, nullable=False),  # push | pull | match (a matched Patient)
+    sa.Column("synced_at", _TZ, nullable=False),
+    sa.PrimaryKeyConstraint("endpoint", "resource_type", "resource_id"),
+    sa.Index(None, "endpoint", "resource_type", "remote_id"),
 )
 
 # Pull watermarks: the greatest remote `meta.lastUpdated` stored, per endpoint, type and patient.
-ehr_watermark = Table(
+ehr_watermark = sa.Table(
     "ehr_watermark",
     metadata,
-    Column("endpoint", Text, nullable=False),
-    Column("resource_type", Text, nullable=False),
-    Column("patient_id", Text, nullable=False),  # ours
-    Column("watermark", Text, nullable=False),  # the EHR's instant, as it wrote it
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("endpoint", "resource_type", "patient_id"),
+    *_endpoint_and_type(),
+    sa.Column("patient_id", sa.Text, nullable=False),  # ours
+    sa.Column("watermark", sa.Text, nullable=False),  # the EHR's instant, as it wrote it
+    sa.Column("updated_at", _TZ, nullable=False),
+    sa.PrimaryKeyConstraint("endpoint", "resource_type", "patient_id"),
 )
 
 # -- AuditEvent: who read or changed patient data, when, from where, with what outcome. -------
@@ -110,25 +106,27 @@ ehr_watermark = Table(
 # Append-only (a trigger refuses UPDATE; only the retention purge deletes). `content` is the
 # FHIR AuditEvent served at /fhir/AuditEvent; the other columns are its search keys. Searches
 # are recorded with their parameter names only, never values (values carry patient data).
-audit_event = Table(
+audit_event = sa.Table(
     "audit_event",
     metadata,
-    Column("seq", BigInteger, Identity(always=True), primary_key=True),
-    Column("id", Text, nullable=False, unique=True),
-    Column("recorded", DateTime(timezone=True), nullable=False),
-    Column("subtype", Text, nullable=False),  # the FHIR interaction: read, search-type, create…
-    Column("action", Text, nullable=False),  # C R U D E
-    Column("outcome", Integer, nullable=False),  # 0 success, 4 minor, 8 serious failure
-    Column("agent", Text, nullable=False),  # the token's subject (user or system)
-    Column("client_id", Text),
-    Column("entity_type", Text),
-    Column("entity_id", Text),
-    Column("patient_id", Text),  # the patient whose data it is, when known
-    Column("content", JSONB, nullable=False),
-    Index(None, "recorded"),
-    Index(None, "entity_type", "entity_id"),
-    Index(None, "patient_id", "seq"),
-    Index(None, "agent", "seq"),
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("id", sa.Text, nullable=False, unique=True),
+    sa.Column("recorded", _TZ, nullable=False),
+    sa.Column(
+        "subtype", sa.Text, nullable=False
+    ),  # the FHIR interaction: read, search-type, create…
+    sa.Column("action", sa.Text, nullable=False),  # C R U D E
+    sa.Column("outcome", sa.Integer, nullable=False),  # 0 success, 4 minor, 8 serious failure
+    sa.Column("agent", sa.Text, nullable=False),  # the token's subject (user or system)
+    sa.Column("client_id", sa.Text),
+    sa.Column("entity_type", sa.Text),
+    sa.Column("entity_id", sa.Text),
+    sa.Column("patient_id", sa.Text),  # the patient whose data it is, when known
+    sa.Column("content", JSONB, nullable=False),
+    sa.Index(None, "recorded"),
+    sa.Index(None, "entity_type", "entity_id"),
+    sa.Index(None, "patient_id", "seq"),
+    sa.Index(None, "agent", "seq"),
 )
 
 # -- FHIR Bulk Data `$export` (migration 0005; docs/analytics.md). ----------------------------
@@ -136,43 +134,45 @@ audit_event = Table(
 # One row per kick-off. The worker leases it (claimed_until) and checkpoints its progress
 # (type_index, after_id, next_chunk, exported) in the transaction that stores each chunk, so
 # a worker killed mid-export is resumed by another from the last stored chunk.
-bulk_export = Table(
+bulk_export = sa.Table(
     "bulk_export",
     metadata,
-    Column("id", Text, primary_key=True),  # random, unguessable
-    Column("owner", Text, nullable=False),  # the token subject (client) that kicked it off
-    Column("level", Text, nullable=False),  # system | patient | group
-    Column("group_id", Text),
-    Column("types", ARRAY(Text), nullable=False),  # exported in this order
-    Column("since", DateTime(timezone=True)),
-    Column("type_filters", JSONB, nullable=False),  # {type: [query string, …]}
-    Column("request_url", Text, nullable=False),
-    Column("state", Text, nullable=False),  # queued | running | completed | failed
-    Column("transaction_time", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True)),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("claimed_by", Text),
-    Column("claimed_until", DateTime(timezone=True)),
-    Column("type_index", Integer, nullable=False),
-    Column("after_id", Text),
-    Column("next_chunk", Integer, nullable=False),
-    Column("exported", BigInteger, nullable=False),
-    Column("error", Text),  # an error type name; never patient data
-    Index(None, "state"),
-    Index(None, "expires_at"),
+    sa.Column("id", sa.Text, primary_key=True),  # random, unguessable
+    sa.Column("owner", sa.Text, nullable=False),  # the token subject (client) that kicked it off
+    sa.Column("level", sa.Text, nullable=False),  # system | patient | group
+    sa.Column("group_id", sa.Text),
+    sa.Column("types", sa.ARRAY(sa.Text), nullable=False),  # exported in this order
+    sa.Column("since", _TZ),
+    sa.Column("type_filters", JSONB, nullable=False),  # {type: [query string, …]}
+    sa.Column("request_url", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # queued | running | completed | failed
+    sa.Column("transaction_time", _TZ, nullable=False),
+    sa.Column("created_at", _TZ, nullable=False),
+    sa.Column("completed_at", _TZ),
+    sa.Column("expires_at", _TZ),
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_until", _TZ),
+    sa.Column("type_index", sa.Integer, nullable=False),
+    sa.Column("after_id", sa.Text),
+    sa.Column("next_chunk", sa.Integer, nullable=False),
+    sa.Column("exported", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text),  # an error type name; never patient data
+    sa.Index(None, "state"),
+    sa.Index(None, "expires_at"),
 )
 
 # The NDJSON output: each chunk is a run of whole lines of one resource type; a type's file
 # is its chunks in `chunk` order, streamed one chunk at a time.
-bulk_export_chunk = Table(
+bulk_export_chunk = sa.Table(
     "bulk_export_chunk",
     metadata,
-    Column("export_id", Text, ForeignKey("bulk_export.id", ondelete="CASCADE"), nullable=False),
-    Column("chunk", Integer, nullable=False),
-    Column("resource_type", Text, nullable=False),
-    Column("resources", Integer, nullable=False),
-    Column("data", LargeBinary, nullable=False),
-    PrimaryKeyConstraint("export_id", "chunk"),
-    Index(None, "export_id", "resource_type", "chunk"),
+    sa.Column(
+        "export_id", sa.Text, sa.ForeignKey("bulk_export.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("chunk", sa.Integer, nullable=False),
+    sa.Column("resource_type", sa.Text, nullable=False),
+    sa.Column("resources", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.PrimaryKeyConstraint("export_id", "chunk"),
+    sa.Index(None, "export_id", "resource_type", "chunk"),
 )

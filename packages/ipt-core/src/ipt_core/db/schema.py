@@ -9,6 +9,8 @@ A test compares these definitions with the database the migrations build, so the
 drift apart.
 """
 
+from typing import Any
+
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -69,6 +71,16 @@ __all__ = [
     "webhook_delivery",
     "webhook_endpoint",
 ]
+
+
+def _computed_status() -> list[Column[Any]]:
+    """A computed status: its version, when, and every field of docs/status-rules.md."""
+    types: dict[str, Any] = {
+        "version": BigInteger,
+        "computed_at": DateTime(timezone=True),
+        "status": JSONB,
+    }
+    return [Column(name, type_, nullable=False) for name, type_ in types.items()]
 
 
 # The current version of every resource. `content` is the exact JSON served on reads (meta
@@ -232,13 +244,12 @@ recompute_request = Table(
     Index(None, "due_at"),
 )
 
+
 course_status = Table(
     "course_status",
     metadata,
     Column("course_id", Text, primary_key=True),
-    Column("version", BigInteger, nullable=False),
-    Column("computed_at", DateTime(timezone=True), nullable=False),
-    Column("status", JSONB, nullable=False),  # every field of docs/status-rules.md
+    *_computed_status(),
     Column("phase", Text, nullable=False),
     Column("engagement", Text),
     Column("next_transition_at", DateTime(timezone=True)),
@@ -251,9 +262,7 @@ course_status_history = Table(
     "course_status_history",
     metadata,
     Column("course_id", Text, nullable=False),
-    Column("version", BigInteger, nullable=False),
-    Column("computed_at", DateTime(timezone=True), nullable=False),
-    Column("status", JSONB, nullable=False),  # the fields of docs/status-rules.md
+    *_computed_status(),
     Column("cause", Text, nullable=False),  # created | facts | time
     PrimaryKeyConstraint("course_id", "version"),
     Index(None, "computed_at"),

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.ehr.identifiers import pulled_from
-from ipt_core.ehr.repository import enqueue_push
+from ipt_core.ehr.repository import any_configured_endpoint, enqueue_push
 from ipt_core.ehr.summary import SUMMARY_KIND
 from ipt_core.fhir.model import Change
 from ipt_core.ipt import is_ipt_course
@@ -35,7 +34,7 @@ class EhrPushListener:
         stored = change.stored
         if resource is None or stored.resource_type not in _PUSHABLE:
             return
-        if not await _any_endpoint(conn):
+        if not await any_configured_endpoint(conn):
             return
         if not await _wanted(conn, stored.resource_type, stored.id, resource):
             return
@@ -72,12 +71,6 @@ def is_phq9(resource: dict[str, Any]) -> bool:
 def course_completed(careplan: dict[str, Any]) -> bool:
     """An IPT course whose CarePlan is completed."""
     return careplan.get("status") == "completed" and is_ipt_course(careplan)
-
-
-async def _any_endpoint(conn: AsyncConnection) -> bool:
-    return bool(
-        await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM ehr_endpoint WHERE configured)"))
-    )
 
 
 async def _wanted(

@@ -12,22 +12,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 import orjson
 from opentelemetry import trace
 
+from ipt_core.ehr import errors
 from ipt_core.ehr.auth import Authorizer, authorizer_for
 from ipt_core.ehr.endpoints import EhrEndpoint
-from ipt_core.ehr.errors import (
-    DestinationNotAllowed,
-    RemoteAuthFailed,
-    RemoteConflict,
-    RemoteNotFound,
-    RemoteRejected,
-    RemoteUnavailable,
-)
 from ipt_core.net.destinations import DestinationPolicy, DestinationRefused, GuardedTransport
 
 __all__ = ["FHIR_JSON", "RemoteEhr", "RetryDelay", "ehr_http_client", "version_of"]
@@ -37,7 +31,7 @@ _RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
 _tracer = trace.get_tracer("ipt_core.ehr")
 
 # Given the attempt number (1 = the first failure) and the failure, seconds to wait.
-RetryDelay = Callable[[int, RemoteUnavailable], float]
+RetryDelay = Callable[[int, errors.RemoteUnavailable], float]
 
 
 def ehr_http_client(
@@ -74,6 +68,17 @@ def version_of(resource: Mapping[str, Any], etag: str | None = None) -> str | No
     if etag:
         return etag.removeprefix("W/").strip('"')
     return None
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """One request to the EHR, as every attempt (and a retry with a fresh token) sends it."""
+
+    method: str
+    url: str
+    params: Mapping[str, str] | None
+    body: dict[str, Any] | None
+    headers: Mapping[str, str] | None
 
 
 class RemoteEhr:
@@ -165,8 +170,8 @@ class RemoteEhr:
         attempt = 0
         while True:
             try:
-                return await self._once(method, url, params, json, headers)
-            except RemoteUnavailable as error:
+                return await self._once(_Outgoing(method, url, params, json, headers))
+            except errors.RemoteUnavailable as error:
                 attempt += 1
                 # An EHR that is overloaded or down is given the backoff by every caller,
                 # not only by this request: the next request of any item waits for it too.
@@ -174,31 +179,16 @@ class RemoteEhr:
                 if attempt >= self.attempts or _maybe_written(method, error):
                     raise
 
-    async def _once(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        body: dict[str, Any] | None,
-        headers: Mapping[str, str] | None,
-    ) -> httpx.Response:
-        response = await self._send(method, url, params, body, headers, fresh=False)
+    async def _once(self, outgoing: _Outgoing) -> httpx.Response:
+        response = await self._send(outgoing, fresh=False)
         if response.status_code == 401:
-            response = await self._send(method, url, params, body, headers, fresh=True)
+            response = await self._send(outgoing, fresh=True)
         return _checked(response)
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        body: dict[str, Any] | None,
-        headers: Mapping[str, str] | None,
-        *,
-        fresh: bool,
-    ) -> httpx.Response:
+    async def _send(self, outgoing: _Outgoing, *, fresh: bool) -> httpx.Response:
+        method, url, body = outgoing.method, outgoing.url, outgoing.body
         await self._pace()
-        all_headers = {**(headers or {})}
+        all_headers = {**(outgoing.headers or {})}
         authorization = await self.authorizer.header(self.http, fresh=fresh)
         if authorization:
             all_headers["Authorization"] = authorization
@@ -217,20 +207,20 @@ class RemoteEhr:
         ) as span:
             try:
                 response = await self.http.request(
-                    method, url, params=params, content=content, headers=all_headers
+                    method, url, params=outgoing.params, content=content, headers=all_headers
                 )
             except DestinationRefused:
                 span.set_attribute("error.type", "destination-refused")
-                raise DestinationNotAllowed() from None  # nothing was sent
+                raise errors.DestinationNotAllowed() from None  # nothing was sent
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 span.set_attribute("error.type", "connect")
-                raise RemoteUnavailable("connect") from None  # never reached the EHR
+                raise errors.RemoteUnavailable("connect") from None  # never reached the EHR
             except httpx.TimeoutException:
                 span.set_attribute("error.type", "timeout")
-                raise RemoteUnavailable("timeout") from None
+                raise errors.RemoteUnavailable("timeout") from None
             except httpx.TransportError:
                 span.set_attribute("error.type", "network")
-                raise RemoteUnavailable("network") from None
+                raise errors.RemoteUnavailable("network") from None
             span.set_attribute("http.response.status_code", response.status_code)
             return response
 
@@ -256,7 +246,7 @@ class RemoteEhr:
         if not isinstance(id_, str) and location:
             id_ = _id_from_location(location)
         if not isinstance(id_, str):
-            raise RemoteRejected(response.status_code, None)
+            raise errors.RemoteRejected(response.status_code, None)
         version = version_of(body, response.headers.get("etag"))
         if version is None and location and "/_history/" in location:
             version = location.rsplit("/_history/", 1)[1].strip("/")
@@ -268,7 +258,7 @@ class RemoteEhr:
         )
 
 
-def _maybe_written(method: str, error: RemoteUnavailable) -> bool:
+def _maybe_written(method: str, error: errors.RemoteUnavailable) -> bool:
     """A POST that may have reached the EHR is not sent again blindly: it could create a
     second copy. The caller searches by our identifier first (search-then-write)."""
     return method == "POST" and error.reason in {"timeout", "network"}
@@ -279,14 +269,14 @@ def _checked(response: httpx.Response) -> httpx.Response:
     if status < 400:
         return response
     if status in _RETRYABLE:
-        raise RemoteUnavailable(f"http-{status}", response.headers.get("retry-after"))
+        raise errors.RemoteUnavailable(f"http-{status}", response.headers.get("retry-after"))
     if status in {401, 403}:
-        raise RemoteAuthFailed(f"http-{status}")
+        raise errors.RemoteAuthFailed(f"http-{status}")
     if status in {404, 410}:
-        raise RemoteNotFound(status)
+        raise errors.RemoteNotFound(status)
     if status in {409, 412}:
-        raise RemoteConflict(f"http-{status}")
-    raise RemoteRejected(status, _outcome(response))
+        raise errors.RemoteConflict(f"http-{status}")
+    raise errors.RemoteRejected(status, _outcome(response))
 
 
 def _outcome(response: httpx.Response) -> dict[str, Any] | None:
@@ -303,9 +293,9 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        raise RemoteUnavailable("invalid-json") from None
+        raise errors.RemoteUnavailable("invalid-json") from None
     if not isinstance(body, dict):
-        raise RemoteUnavailable("invalid-json")
+        raise errors.RemoteUnavailable("invalid-json")
     return body
 
 

@@ -20,6 +20,18 @@ _NARRATIVE = ("generated", "extensions", "additional", "empty")
 _COMPARATOR = ("<", "<=", ">=", ">")
 _ADDRESS_USE = ("home", "work", "temp", "old", "billing")
 _ADDRESS_TYPE = ("postal", "physical", "both")
+# Encounter.status and Encounter.statusHistory.status share one value set.
+_ENCOUNTER_STATUS = (
+    "planned",
+    "arrived",
+    "triaged",
+    "in-progress",
+    "onleave",
+    "finished",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+)
 
 # Bindings every resource type shares (data types that appear anywhere).
 _COMMON: Mapping[str, tuple[str, ...]] = {
@@ -96,28 +108,8 @@ REQUIRED_CODES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     },
     "Encounter": {
         **_COMMON,
-        "status": (
-            "planned",
-            "arrived",
-            "triaged",
-            "in-progress",
-            "onleave",
-            "finished",
-            "cancelled",
-            "entered-in-error",
-            "unknown",
-        ),
-        "statusHistory.status": (
-            "planned",
-            "arrived",
-            "triaged",
-            "in-progress",
-            "onleave",
-            "finished",
-            "cancelled",
-            "entered-in-error",
-            "unknown",
-        ),
+        "status": _ENCOUNTER_STATUS,
+        "statusHistory.status": _ENCOUNTER_STATUS,
         "location.status": ("planned", "active", "reserved", "completed"),
     },
     "Appointment": {

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ipt_core.ipt import codes
 from ipt_core.ipt._model import MAX_PLANNED_SESSIONS, MAX_PROBLEM_AREAS, MIN_PLANNED_SESSIONS
-from ipt_core.ipt.codes import (
-    ACTIVITY_SYSTEM,
-    ASSESS_PLAN,
-    CANONICAL_BASE,
-    COURSE_IDENTIFIER_SYSTEM,
-    COURSE_TYPE_SYSTEM,
-    IPT_THERAPY,
-    PHASE_EXTENSION,
-    PHASE_SYSTEM,
-    PROBLEM_AREA_SYSTEM,
-    SNOMED,
-    SOCIAL_PRACTICE,
-    US_CORE_CAREPLAN_CATEGORY,
-)
 from ipt_core.ipt.fhir_json import coding, narrative
 
-COURSE_PROFILE: Final = f"{CANONICAL_BASE}/StructureDefinition/ipt-course"
+COURSE_PROFILE: Final = f"{codes.CANONICAL_BASE}/StructureDefinition/ipt-course"
 _FHIR_CORE: Final = "http://hl7.org/fhir/StructureDefinition"
 _VERSION: Final = "1.0.0"
 _MAINTENANCE_BASED_ON: Final = (
-    f"category.coding.where(system = '{COURSE_TYPE_SYSTEM}' and code = 'maintenance').exists()"
-    " implies basedOn.exists()"
+    f"category.coding.where(system = '{codes.COURSE_TYPE_SYSTEM}' and code = 'maintenance')"
+    ".exists() implies basedOn.exists()"
 )
 
 
@@ -67,12 +54,12 @@ def phase_extension_definition() -> dict[str, Any]:
                     max="1",
                 ),
                 _element("Extension.extension", max="0"),
-                _element("Extension.url", fixedUri=PHASE_EXTENSION),
+                _element("Extension.url", fixedUri=codes.PHASE_EXTENSION),
                 _element(
                     "Extension.value[x]",
                     min=1,
                     type=[{"code": "Coding"}],
-                    patternCoding={"system": PHASE_SYSTEM},
+                    patternCoding={"system": codes.PHASE_SYSTEM},
                 ),
             ]
         },
@@ -80,7 +67,7 @@ def phase_extension_definition() -> dict[str, Any]:
 
 
 def _header(sd_id: str, name: str, title: str, kind: str) -> dict[str, Any]:
-    url = f"{CANONICAL_BASE}/StructureDefinition/{sd_id}"
+    url = f"{codes.CANONICAL_BASE}/StructureDefinition/{sd_id}"
     description = (
         "A course of interpersonal psychotherapy (IPT): a CarePlan whose category holds "
         "SNOMED CT 443730003."
@@ -123,15 +110,14 @@ def _course_elements() -> list[dict[str, Any]]:
             "CarePlan.extension",
             slice_name="phase",
             max="1",
-            type=[{"code": "Extension", "profile": [PHASE_EXTENSION]}],
+            type=[{"code": "Extension", "profile": [codes.PHASE_EXTENSION]}],
         ),
-        _element("CarePlan.identifier", slicing=_slicing("value", "system")),
-        _element("CarePlan.identifier", slice_name="course", max="1", mustSupport=True),
+        *_single_slice("CarePlan.identifier", _slicing("value", "system"), "course"),
         _element(
             "CarePlan.identifier.system",
             "CarePlan.identifier:course",
             min=1,
-            fixedUri=COURSE_IDENTIFIER_SYSTEM,
+            fixedUri=codes.COURSE_IDENTIFIER_SYSTEM,
         ),
         _element(
             "CarePlan.basedOn",
@@ -158,10 +144,10 @@ def _course_elements() -> list[dict[str, Any]]:
 
 def _category_elements() -> list[dict[str, Any]]:
     slices = [
-        ("assessPlan", 0, "1", coding(US_CORE_CAREPLAN_CATEGORY, ASSESS_PLAN)),
-        ("ipt", 1, "1", coding(SNOMED, IPT_THERAPY)),
-        ("courseType", 0, "1", {"system": COURSE_TYPE_SYSTEM}),
-        ("problemArea", 1, str(MAX_PROBLEM_AREAS), {"system": PROBLEM_AREA_SYSTEM}),
+        ("assessPlan", 0, "1", coding(codes.US_CORE_CAREPLAN_CATEGORY, codes.ASSESS_PLAN)),
+        ("ipt", 1, "1", coding(codes.SNOMED, codes.IPT_THERAPY)),
+        ("courseType", 0, "1", {"system": codes.COURSE_TYPE_SYSTEM}),
+        ("problemArea", 1, str(MAX_PROBLEM_AREAS), {"system": codes.PROBLEM_AREA_SYSTEM}),
     ]
     return [
         _element("CarePlan.category", min=2, slicing=_slicing("pattern", "$this")),
@@ -182,13 +168,12 @@ def _category_elements() -> list[dict[str, Any]]:
 def _activity_elements() -> list[dict[str, Any]]:
     timing = "CarePlan.activity.detail.scheduledTiming[x]"
     return [
-        _element("CarePlan.activity", slicing=_slicing("pattern", "detail.code")),
-        _element("CarePlan.activity", slice_name="sessions", max="1", mustSupport=True),
+        *_single_slice("CarePlan.activity", _slicing("pattern", "detail.code"), "sessions"),
         _element(
             "CarePlan.activity.detail.code",
             "CarePlan.activity:sessions",
             min=1,
-            patternCodeableConcept={"coding": [coding(SNOMED, IPT_THERAPY)]},
+            patternCodeableConcept={"coding": [coding(codes.SNOMED, codes.IPT_THERAPY)]},
         ),
         _element(timing, "CarePlan.activity:sessions", type=[{"code": "Timing"}], mustSupport=True),
         _element(
@@ -203,7 +188,9 @@ def _activity_elements() -> list[dict[str, Any]]:
             "CarePlan.activity.detail.code",
             "CarePlan.activity:practice",
             min=1,
-            patternCodeableConcept={"coding": [coding(ACTIVITY_SYSTEM, SOCIAL_PRACTICE)]},
+            patternCodeableConcept={
+                "coding": [coding(codes.ACTIVITY_SYSTEM, codes.SOCIAL_PRACTICE)]
+            },
         ),
         _element(
             "CarePlan.activity.detail.description", "CarePlan.activity:practice", mustSupport=True
@@ -225,6 +212,14 @@ def _element(
     if slice_name:
         element["sliceName"] = slice_name
     return element | fields
+
+
+def _single_slice(path: str, slicing: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """`path` sliced by `slicing`, and its slice `name`: at most one, must-support."""
+    return [
+        _element(path, slicing=slicing),
+        _element(path, slice_name=name, max="1", mustSupport=True),
+    ]
 
 
 def _slicing(kind: str, path: str) -> dict[str, Any]:

@@ -23,18 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ipt_core.ipt.codes import (
-    CadenceCode,
-    CarePlanStatus,
-    CourseType,
-    GoalAchievement,
-    Phase,
-    Phq9Status,
-    PracticeStatus,
-    ProblemArea,
-    RecordedOutcome,
-    SessionMode,
-)
+from ipt_core.ipt import codes
 
 DEFAULT_PLANNED_SESSIONS = 20
 DEFAULT_SESSION_MINUTES = 60
@@ -80,16 +69,16 @@ class InterpersonalGoal(_Frozen):
     """An intended change in the patient's relationships, e.g. "see my sister weekly"."""
 
     text: Text
-    problem_area: ProblemArea
+    problem_area: codes.ProblemArea
     id: FhirId | None = None
-    achievement: GoalAchievement | None = None  # set by the clinician
+    achievement: codes.GoalAchievement | None = None  # set by the clinician
 
 
 class PracticeAssignment(_Frozen):
     """A social activity, once stressful, that the patient is urged to practise."""
 
     description: Text
-    status: PracticeStatus = "not-started"
+    status: codes.PracticeStatus = "not-started"
 
 
 class TreatmentOutline(_Frozen):
@@ -101,13 +90,15 @@ class TreatmentOutline(_Frozen):
     patient: PatientReference
     therapist: TherapistReference | None = None
     conditions: tuple[ConditionReference, ...] = ()
-    problem_areas: tuple[ProblemArea, ...] = Field(min_length=1, max_length=MAX_PROBLEM_AREAS)
-    course_type: CourseType = "acute"
+    problem_areas: tuple[codes.ProblemArea, ...] = Field(min_length=1, max_length=MAX_PROBLEM_AREAS)
+    course_type: codes.CourseType = "acute"
     planned_sessions: int | None = Field(
         default=DEFAULT_PLANNED_SESSIONS, ge=MIN_PLANNED_SESSIONS, le=MAX_PLANNED_SESSIONS
     )
     session_minutes: int = Field(default=DEFAULT_SESSION_MINUTES, ge=1)
-    cadence: CadenceCode = "weekly"  # when not given: weekly for acute, monthly for maintenance
+    cadence: codes.CadenceCode = (
+        "weekly"  # when not given: weekly for acute, monthly for maintenance
+    )
     start: Instant
     interpersonal_goals: tuple[InterpersonalGoal, ...] = ()
     based_on: FhirId | None = None
@@ -136,12 +127,12 @@ class Course(TreatmentOutline):
     """A course of IPT as kept in the CarePlan: the outline plus what happened since."""
 
     id: FhirId
-    status: CarePlanStatus = "draft"
+    status: codes.CarePlanStatus = "draft"
     end: Instant | None = None
     practice_assignments: tuple[PracticeAssignment, ...] = ()
     symptom_goal_id: FhirId | None = None
     session_references: tuple[SessionReference, ...] = ()
-    phase: Phase | None = None  # derived; written back by the status engine
+    phase: codes.Phase | None = None  # derived; written back by the status engine
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> Self:
@@ -183,8 +174,8 @@ class Session(_Frozen):
     patient: PatientReference
     start: Instant
     minutes: int | None = Field(default=DEFAULT_SESSION_MINUTES, ge=1)
-    outcome: RecordedOutcome
-    mode: SessionMode = "in-person"
+    outcome: codes.RecordedOutcome
+    mode: codes.SessionMode = "in-person"
     course_id: FhirId | None = None
     therapist: TherapistReference | None = None
     encounter_id: FhirId | None = None
@@ -198,7 +189,7 @@ class Phq9(_Frozen):
     total: int = Field(ge=0, le=27, strict=True)
     item9: int | None = Field(default=None, ge=0, le=3, strict=True)
     effective: Instant
-    status: Phq9Status = "final"
+    status: codes.Phq9Status = "final"
     id: FhirId | None = None
     encounter_id: FhirId | None = None
     goal_id: FhirId | None = None  # the symptom Goal the score measures

@@ -9,19 +9,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ipt_core.instants import format_instant, parse_optional_instant
+from ipt_core.ipt import fhir_json
 from ipt_core.ipt._goal import PHQ9_TOTAL_DISPLAY
 from ipt_core.ipt._model import Phq9
 from ipt_core.ipt.codes import LOINC, OBSERVATION_CATEGORY, PHQ9_ITEM9, PHQ9_TOTAL, SURVEY
-from ipt_core.ipt.fhir_json import (
-    as_dict,
-    as_list,
-    concept,
-    has_code,
-    narrative,
-    reference,
-    reference_id,
-    relative_reference,
-)
 
 PHQ9_MAX: Final = 27
 ITEM9_MAX: Final = 3
@@ -35,14 +26,17 @@ def phq9_to_observation(phq9: Phq9) -> dict[str, Any]:
     observation |= {
         "text": _narrative(phq9),
         "status": phq9.status,
-        "category": [concept(OBSERVATION_CATEGORY, SURVEY, "Survey")],
-        "code": {**concept(LOINC, PHQ9_TOTAL, PHQ9_TOTAL_DISPLAY), "text": "PHQ-9 total score"},
-        "subject": reference(phq9.patient),
+        "category": [fhir_json.concept(OBSERVATION_CATEGORY, SURVEY, "Survey")],
+        "code": {
+            **fhir_json.concept(LOINC, PHQ9_TOTAL, PHQ9_TOTAL_DISPLAY),
+            "text": "PHQ-9 total score",
+        },
+        "subject": fhir_json.reference(phq9.patient),
     }
     if phq9.goal_id:
-        observation["focus"] = [reference(f"Goal/{phq9.goal_id}")]
+        observation["focus"] = [fhir_json.reference(f"Goal/{phq9.goal_id}")]
     if phq9.encounter_id:
-        observation["encounter"] = reference(f"Encounter/{phq9.encounter_id}")
+        observation["encounter"] = fhir_json.reference(f"Encounter/{phq9.encounter_id}")
     observation["effectiveDateTime"] = format_instant(phq9.effective)
     observation["valueInteger"] = phq9.total
     if phq9.item9 is not None:
@@ -57,16 +51,18 @@ def phq9_from_observation(observation: dict[str, Any]) -> Phq9:
         pydantic.ValidationError: when the Observation has no valid total, Patient subject,
             effective time or final/amended/corrected status.
     """
-    focus = (reference_id(ref, "Goal") for ref in as_list(observation.get("focus")))
+    focus = (
+        fhir_json.reference_id(ref, "Goal") for ref in fhir_json.as_list(observation.get("focus"))
+    )
     return Phq9.model_validate(
         {
-            "patient": relative_reference(observation.get("subject"), "Patient"),
+            "patient": fhir_json.relative_reference(observation.get("subject"), "Patient"),
             "total": integer_value(observation),
             "item9": phq9_item9(observation),
             "effective": parse_optional_instant(observation.get("effectiveDateTime")),
             "status": observation.get("status"),
             "id": observation.get("id"),
-            "encounter_id": reference_id(observation.get("encounter"), "Encounter"),
+            "encounter_id": fhir_json.reference_id(observation.get("encounter"), "Encounter"),
             "goal_id": next((goal_id for goal_id in focus if goal_id), None),
         }
     )
@@ -74,7 +70,7 @@ def phq9_from_observation(observation: dict[str, Any]) -> Phq9:
 
 def is_phq9_total(observation: dict[str, Any]) -> bool:
     """Whether an Observation's code is the PHQ-9 total score (LOINC 44261-6)."""
-    return has_code(observation.get("code"), LOINC, PHQ9_TOTAL)
+    return fhir_json.has_code(observation.get("code"), LOINC, PHQ9_TOTAL)
 
 
 def phq9_total(observation: dict[str, Any]) -> int | None:
@@ -90,10 +86,12 @@ def phq9_item9(observation: dict[str, Any]) -> int | None:
 
     Reads a total Observation's component, or the value of a separate item 9 Observation.
     """
-    if has_code(observation.get("code"), LOINC, PHQ9_ITEM9):
+    if fhir_json.has_code(observation.get("code"), LOINC, PHQ9_ITEM9):
         return _within(integer_value(observation), ITEM9_MAX)
-    for component in as_list(observation.get("component")):
-        if isinstance(component, dict) and has_code(component.get("code"), LOINC, PHQ9_ITEM9):
+    for component in fhir_json.as_list(observation.get("component")):
+        if isinstance(component, dict) and fhir_json.has_code(
+            component.get("code"), LOINC, PHQ9_ITEM9
+        ):
             return _within(integer_value(component), ITEM9_MAX)
     return None
 
@@ -105,7 +103,7 @@ def integer_value(element: dict[str, Any]) -> int | None:
     """
     value = element.get("valueInteger")
     if value is None:
-        value = as_dict(element.get("valueQuantity")).get("value")
+        value = fhir_json.as_dict(element.get("valueQuantity")).get("value")
         if isinstance(value, float) and value.is_integer():
             return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -116,11 +114,11 @@ def _within(value: int | None, maximum: int) -> int | None:
 
 
 def _item9_code() -> dict[str, Any]:
-    return {**concept(LOINC, PHQ9_ITEM9), "text": "PHQ-9 item 9: thoughts of self-harm"}
+    return {**fhir_json.concept(LOINC, PHQ9_ITEM9), "text": "PHQ-9 item 9: thoughts of self-harm"}
 
 
 def _narrative(phq9: Phq9) -> dict[str, Any]:
     facts = [("Total score", str(phq9.total)), ("Effective", format_instant(phq9.effective))]
     if phq9.item9 is not None:
         facts.insert(1, ("Item 9 (thoughts of self-harm)", str(phq9.item9)))
-    return narrative("PHQ-9 total score", facts)
+    return fhir_json.narrative("PHQ-9 total score", facts)

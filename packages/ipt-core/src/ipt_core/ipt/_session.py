@@ -7,6 +7,7 @@ extension, because R4 `Encounter.basedOn` can only point at a ServiceRequest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Final
 
@@ -17,8 +18,10 @@ from ipt_core.ipt._vocabulary import IPT_THERAPY_DISPLAY
 from ipt_core.ipt.codes import (
     ACT_CODE,
     APPOINTMENT_BASED_ON_EXTENSION,
+    APPOINTMENT_OUTCOMES,
     CPT,
     ENCOUNTER_BASED_ON_EXTENSION,
+    ENCOUNTER_OUTCOMES,
     IN_PERSON,
     IPT_THERAPY,
     SNOMED,
@@ -48,16 +51,9 @@ _CLASS: Final[dict[SessionMode, tuple[str, str]]] = {
     "in-person": (IN_PERSON, "ambulatory"),
     "virtual": (VIRTUAL, "virtual"),
 }
-_ENCOUNTER_STATUS: Final[dict[RecordedOutcome, str]] = {
-    "attended": "finished",
-    "cancelled": "cancelled",
-}
-_APPOINTMENT_STATUS: Final[dict[RecordedOutcome, str]] = {
-    "attended": "fulfilled",
-    "no-show": "noshow",
-    "cancelled": "cancelled",
-    "booked": "booked",
-}
+# The FHIR status that records each outcome: the codes' maps, read the other way.
+_ENCOUNTER_STATUS: Final = {outcome: status for status, outcome in ENCOUNTER_OUTCOMES.items()}
+_APPOINTMENT_STATUS: Final = {outcome: status for status, outcome in APPOINTMENT_OUTCOMES.items()}
 _SECONDS_PER: Final = {"s": 1, "min": 60, "h": 3600}
 _BASED_ON: Final = {
     "Encounter": ENCOUNTER_BASED_ON_EXTENSION,
@@ -144,7 +140,7 @@ def session_from_encounter(encounter: dict[str, Any]) -> Session:
         ValueError: for any other Encounter status.
         pydantic.ValidationError: when the Encounter lacks a Patient subject or a start.
     """
-    outcome = _outcome(_ENCOUNTER_STATUS, encounter.get("status"))
+    outcome = _outcome(ENCOUNTER_OUTCOMES, encounter.get("status"))
     period = as_dict(encounter.get("period"))
     participants = as_list(encounter.get("participant"))
     appointments = (
@@ -172,7 +168,7 @@ def session_from_appointment(appointment: dict[str, Any]) -> Session:
         ValueError: for any other Appointment status.
         pydantic.ValidationError: when no participant is a Patient or there is no start.
     """
-    outcome = _outcome(_APPOINTMENT_STATUS, appointment.get("status"))
+    outcome = _outcome(APPOINTMENT_OUTCOMES, appointment.get("status"))
     participants = as_list(appointment.get("participant"))
     minutes = appointment.get("minutesDuration")
     return Session.model_validate(
@@ -239,10 +235,9 @@ def _narrative(session: Session) -> dict[str, Any]:
     return narrative("Interpersonal psychotherapy session", facts)
 
 
-def _outcome(statuses: dict[RecordedOutcome, str], status: Any) -> RecordedOutcome:
-    for outcome, fhir_status in statuses.items():
-        if fhir_status == status:
-            return outcome
+def _outcome(outcomes: Mapping[str, RecordedOutcome], status: Any) -> RecordedOutcome:
+    if isinstance(status, str) and status in outcomes:
+        return outcomes[status]
     raise ValueError(f"status {status!r} is not a recorded IPT session")
 
 

@@ -1,5 +1,6 @@
 """Code systems and codes of the IPT model (docs/ipt-model.md#codes), named once for the project."""
 
+from collections.abc import Mapping
 from typing import Final, Literal, get_args
 
 CANONICAL_BASE: Final = "http://fhir.ipt-care.org"
@@ -55,6 +56,19 @@ SessionOutcome = Literal["attended", "no-show", "cancelled", "booked", "none"]
 """What a session came to; `none` when nothing decides yet (docs/status-rules.md)."""
 RecordedOutcome = Literal["attended", "no-show", "cancelled", "booked"]
 """The outcome a clinician records for a session (every `SessionOutcome` but `none`)."""
+
+# The statuses that record a session's outcome, and which (docs/fhir-mapping.md#session-outcomes);
+# any other status records none. An Encounter's decides over its Appointment's.
+ENCOUNTER_OUTCOMES: Final[Mapping[str, RecordedOutcome]] = {
+    "finished": "attended",
+    "cancelled": "cancelled",
+}
+APPOINTMENT_OUTCOMES: Final[Mapping[str, RecordedOutcome]] = {
+    "fulfilled": "attended",
+    "noshow": "no-show",
+    "cancelled": "cancelled",
+    "booked": "booked",
+}
 SessionMode = Literal["in-person", "virtual"]
 PracticeStatus = Literal["not-started", "in-progress", "completed", "cancelled"]
 Phq9Status = Literal["final", "amended", "corrected"]

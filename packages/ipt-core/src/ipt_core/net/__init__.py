@@ -1,19 +1,11 @@
-"""Outbound connections: which destinations the service may reach (SSRF guard)."""
+"""Outbound connections: which destinations the service may reach (SSRF guard).
 
-from ipt_core.net.destinations import (
-    DestinationPolicy,
-    DestinationRefused,
-    GuardedTransport,
-    check_destination,
-    guarded_client,
-    redact_userinfo,
-)
+The names below are re-exported from `destinations.py` (the `X as X` form marks them public).
+"""
 
-__all__ = [
-    "DestinationPolicy",
-    "DestinationRefused",
-    "GuardedTransport",
-    "check_destination",
-    "guarded_client",
-    "redact_userinfo",
-]
+from ipt_core.net.destinations import DestinationPolicy as DestinationPolicy
+from ipt_core.net.destinations import DestinationRefused as DestinationRefused
+from ipt_core.net.destinations import GuardedTransport as GuardedTransport
+from ipt_core.net.destinations import check_destination as check_destination
+from ipt_core.net.destinations import guarded_client as guarded_client
+from ipt_core.net.destinations import redact_userinfo as redact_userinfo

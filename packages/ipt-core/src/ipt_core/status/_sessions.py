@@ -13,20 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from ipt_core.ipt.codes import SessionOutcome
+from ipt_core.ipt.codes import APPOINTMENT_OUTCOMES, ENCOUNTER_OUTCOMES, SessionOutcome
 
 from ._facts import SessionFact
 
-_ENCOUNTER_DECIDES: Final[dict[str, SessionOutcome]] = {
-    "finished": "attended",
-    "cancelled": "cancelled",
-}
-_APPOINTMENT_OUTCOME: Final[dict[str, SessionOutcome]] = {
-    "fulfilled": "attended",
-    "noshow": "no-show",
-    "cancelled": "cancelled",
-    "booked": "booked",
-}
 _ERROR: Final = "entered-in-error"
 
 
@@ -66,10 +56,10 @@ def resolve_session(
 def _deciding_outcome(
     encounter_status: str | None, appointment_status: str | None
 ) -> SessionOutcome | None:
-    if encounter_status in _ENCOUNTER_DECIDES:
-        return _ENCOUNTER_DECIDES[encounter_status]
+    if encounter_status is not None and encounter_status in ENCOUNTER_OUTCOMES:
+        return ENCOUNTER_OUTCOMES[encounter_status]
     if appointment_status is not None and appointment_status != _ERROR:
-        return _APPOINTMENT_OUTCOME.get(appointment_status, "none")
+        return APPOINTMENT_OUTCOMES.get(appointment_status, "none")
     if appointment_status is None and encounter_status is not None:
         return "none"
     return None

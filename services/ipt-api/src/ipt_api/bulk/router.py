@@ -33,6 +33,7 @@ from ipt_core.bulk import (
     delete_export,
     find_export,
     group_patients,
+    has_rows,
     output_files,
     read_chunk,
 )
@@ -207,7 +208,7 @@ async def _kick_off(
 
 async def _require_group(conn: Any, group_id: str) -> None:
     members = group_patients(group_id)
-    if members is None or (await conn.execute(members.limit(1))).first() is None:
+    if members is None or not await has_rows(conn, members):
         raise ResourceNotFound(
             "No such Group: groups are ipt-therapist-<Practitioner id> or "
             "ipt-organization-<Organization id> with at least one IPT course"

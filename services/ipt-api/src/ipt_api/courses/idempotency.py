@@ -11,17 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 import orjson
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_api.courses import repository
 from ipt_api.courses.errors import IdempotencyKeyReused
-from ipt_core.db.schema import idempotency_key
 from ipt_core.fhir.errors import InvalidRequest
 
 __all__ = ["REPLAYED_HEADER", "idempotent", "request_fingerprint"]
@@ -65,11 +62,8 @@ async def idempotent(
     if key is None:
         return JSONResponse((await action()).model_dump(mode="json"), status_code)
     _check_key(key)
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
-        {"name": f"idempotency-key:{scope}:{key}"},
-    )
-    stored = await _stored(conn, scope, key)
+    await repository.lock_idempotency_key(conn, scope, key)
+    stored = await repository.stored_answer(conn, scope, key)
     if stored is not None:
         if stored.request_hash != fingerprint:
             raise IdempotencyKeyReused(
@@ -79,7 +73,8 @@ async def idempotent(
         headers = {REPLAYED_HEADER: "true"}
         return JSONResponse(stored.response, stored.status_code, headers=headers)
     body = (await action()).model_dump(mode="json")
-    await _remember(conn, scope, key, fingerprint, status_code, body, now)
+    answer = repository.StoredAnswer(fingerprint, status_code, body)
+    await repository.remember_answer(conn, scope, key, answer, now)
     return JSONResponse(body, status_code)
 
 
@@ -89,32 +84,3 @@ def _check_key(key: str) -> None:
             f"An Idempotency-Key is 1-{_MAX_KEY_LENGTH} printable characters",
             expression=("Idempotency-Key",),
         )
-
-
-async def _stored(conn: AsyncConnection, scope: str, key: str) -> Any:
-    k = idempotency_key
-    query = select(k.c.request_hash, k.c.status_code, k.c.response).where(
-        k.c.scope == scope, k.c.key == key
-    )
-    return (await conn.execute(query)).first()
-
-
-async def _remember(
-    conn: AsyncConnection,
-    scope: str,
-    key: str,
-    fingerprint: str,
-    status_code: int,
-    body: dict[str, Any],
-    now: datetime,
-) -> None:
-    await conn.execute(
-        insert(idempotency_key).values(
-            scope=scope,
-            key=key,
-            request_hash=fingerprint,
-            status_code=status_code,
-            response=body,
-            created_at=now,
-        )
-    )

@@ -1,32 +1,54 @@
-"""All SQL of the domain API's reads: the IPT projections and stored course statuses."""
+"""All SQL of the domain API: its reads of the IPT projections and stored course statuses, and
+its `Idempotency-Key` answers (the writes themselves go through the resource store)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import course_status, ipt_course
+from ipt_core.db.schema import course_status, idempotency_key, ipt_course, ipt_session
 
-__all__ = ["course_rows", "maintenance_course_ids", "session_rows", "stored_phases"]
-
-# A course's sessions, and the other half of each merged session (Encounter + Appointment).
-_SESSIONS = text(
-    "WITH linked AS (SELECT * FROM ipt_session WHERE course_id = :id) "
-    "SELECT * FROM linked "
-    "UNION SELECT s.* FROM ipt_session s JOIN linked l "
-    "  ON s.resource_type = 'Appointment' AND s.resource_id = l.appointment_id "
-    "UNION SELECT s.* FROM ipt_session s JOIN linked l "
-    "  ON l.resource_type = 'Appointment' AND s.resource_type = 'Encounter' "
-    "  AND s.appointment_id = l.resource_id"
-)
+__all__ = [
+    "StoredAnswer",
+    "course_rows",
+    "lock_idempotency_key",
+    "maintenance_course_ids",
+    "remember_answer",
+    "session_rows",
+    "stored_answer",
+    "stored_phases",
+]
 
 
 async def session_rows(conn: AsyncConnection, course_id: str) -> list[Any]:
-    """The `ipt_session` rows of a course, with the halves of its merged sessions."""
-    return list(await conn.execute(_SESSIONS, {"id": course_id}))
+    """The `ipt_session` rows of a course, with the other half of each merged session.
+
+    An Encounter and the Appointment it references are one session
+    (docs/fhir-mapping.md#merged-sessions), even when only one of them is linked to the course.
+    """
+    linked = select(ipt_session).where(ipt_session.c.course_id == course_id).cte("linked")
+    other = ipt_session.alias("other")
+    appointments = select(other).join(
+        linked,
+        and_(
+            other.c.resource_type == "Appointment", other.c.resource_id == linked.c.appointment_id
+        ),
+    )
+    encounters = select(other).join(
+        linked,
+        and_(
+            linked.c.resource_type == "Appointment",
+            other.c.resource_type == "Encounter",
+            other.c.appointment_id == linked.c.resource_id,
+        ),
+    )
+    return list(await conn.execute(union(select(linked), appointments, encounters)))
 
 
 async def maintenance_course_ids(conn: AsyncConnection, course_id: str) -> list[str]:
@@ -78,3 +100,36 @@ async def stored_phases(conn: AsyncConnection, course_ids: Sequence[str]) -> dic
         )
     )
     return {row.course_id: row.phase for row in rows}
+
+
+async def lock_idempotency_key(conn: AsyncConnection, scope: str, key: str) -> None:
+    """Queue behind any other request with the same key, until this transaction ends."""
+    name = f"idempotency-key:{scope}:{key}"
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer given to an `Idempotency-Key`, and the digest of the request it answered."""
+
+    request_hash: str
+    status_code: int
+    response: dict[str, Any]
+
+
+async def stored_answer(conn: AsyncConnection, scope: str, key: str) -> StoredAnswer | None:
+    """The stored answer to a key, or None."""
+    k = idempotency_key
+    query = select(k.c.request_hash, k.c.status_code, k.c.response).where(
+        k.c.scope == scope, k.c.key == key
+    )
+    row = (await conn.execute(query)).first()
+    return StoredAnswer(**row._asdict()) if row is not None else None
+
+
+async def remember_answer(
+    conn: AsyncConnection, scope: str, key: str, answer: StoredAnswer, now: datetime
+) -> None:
+    """Store the answer to a key, in the transaction of the write it answers."""
+    values = {"scope": scope, "key": key, "created_at": now}
+    await conn.execute(insert(idempotency_key).values(**values, **asdict(answer)))

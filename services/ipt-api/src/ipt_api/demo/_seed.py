@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_api.courses import service
@@ -29,6 +28,7 @@ from ipt_core.fhir.model import WriteCause
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import add_months
 from ipt_core.ipt.fhir_json import narrative
+from ipt_core.ipt.projections import repository as ipt_rows
 
 __all__ = ["has_ipt_courses", "seed_demo"]
 
@@ -48,7 +48,7 @@ class _WalkingClock:
 
 async def has_ipt_courses(conn: AsyncConnection) -> bool:
     """Whether the database holds any IPT course."""
-    return bool((await conn.execute(text("SELECT EXISTS (SELECT 1 FROM ipt_course)"))).scalar())
+    return await ipt_rows.any_course(conn)
 
 
 async def seed_demo(engine: AsyncEngine, *, now: Callable[[], datetime] | None = None) -> int:

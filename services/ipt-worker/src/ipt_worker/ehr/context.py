@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -112,15 +112,5 @@ class EndpointSync:
 
 def timing_from(settings: WorkerSettings) -> EhrTiming:
     """The sync timings of the worker's settings (`IPT_EHR_*`)."""
-    return EhrTiming(
-        timeout_s=settings.ehr_timeout_s,
-        attempts=settings.ehr_attempts,
-        backoff_initial_s=settings.ehr_backoff_initial_s,
-        backoff_max_s=settings.ehr_backoff_max_s,
-        poll_interval_s=settings.ehr_poll_interval_s,
-        batch_size=settings.ehr_batch_size,
-        concurrency=settings.ehr_concurrency,
-        lease_s=settings.ehr_lease_s,
-        capabilities_refresh_s=settings.ehr_capabilities_refresh_s,
-        page_size=settings.ehr_page_size,
-    )
+    # Each timing is the setting of the same name with the `ehr_` prefix.
+    return EhrTiming(**{f.name: getattr(settings, f"ehr_{f.name}") for f in fields(EhrTiming)})

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.ehr import repository as repo
@@ -27,6 +26,7 @@ from ipt_core.fhir.errors import FhirError
 from ipt_core.fhir.model import WriteCause
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt.codes import LOINC, PHQ9_TOTAL
+from ipt_core.ipt.projections import repository as ipt_rows
 from ipt_worker.ehr import metrics
 from ipt_worker.ehr.context import EndpointSync
 from ipt_worker.ehr.patients import remote_patient_of
@@ -64,7 +64,7 @@ async def pull_once(
     """
     counts = PullCounts()
     async with sync.engine.connect() as conn:
-        patients = await _patients_with_open_courses(conn)
+        patients = await ipt_rows.patients_with_courses(conn, _OPEN_STATUSES)
     types = [t for t in sync.endpoint.pull if _searchable(sync, t)]
     total, done = len(patients) * len(types), 0
     for patient_id in patients:
@@ -100,17 +100,6 @@ def _searchable(sync: EndpointSync, type_: str) -> bool:
         return False
     capability = sync.capabilities.types.get(type_)
     return capability is not None and "search-type" in capability.interactions
-
-
-async def _patients_with_open_courses(conn: AsyncConnection) -> list[str]:
-    rows = await conn.execute(
-        text(
-            "SELECT DISTINCT patient_id FROM ipt_course WHERE status = ANY(:open) "
-            "ORDER BY patient_id"
-        ),
-        {"open": list(_OPEN_STATUSES)},
-    )
-    return [str(row.patient_id) for row in rows]
 
 
 async def _pull_type(

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.ehr.listener import course_completed
 from ipt_core.ehr.summary import CourseSummary, GoalLine, SessionLine
-from ipt_core.ipt.codes import PHQ9_TOTAL
-from ipt_core.ipt.projections import _repository as ipt_rows
+from ipt_core.ipt.projections import repository as ipt_rows
 
 __all__ = ["course_summary"]
 
@@ -21,26 +19,9 @@ async def course_summary(conn: AsyncConnection, course_id: str) -> CourseSummary
     course = await ipt_rows.course_row(conn, course_id)
     if careplan is None or course is None or not course_completed(careplan):
         return None
-    sessions = await conn.execute(
-        text(
-            "SELECT start, status, minutes FROM ipt_session WHERE course_id = :course "
-            "AND resource_type = 'Encounter' ORDER BY start NULLS LAST"
-        ),
-        {"course": course_id},
-    )
-    scores = await conn.execute(
-        text(
-            "SELECT effective, value FROM ipt_measure WHERE patient_id = :patient "
-            "AND code = :code AND status IN ('final', 'amended', 'corrected') "
-            "AND effective >= coalesce(:start, '-infinity'::timestamptz) "
-            "AND effective <= coalesce(:end, 'infinity'::timestamptz) ORDER BY effective"
-        ),
-        {
-            "patient": course.patient_id,
-            "code": PHQ9_TOTAL,
-            "start": course.period_start,
-            "end": course.period_end,
-        },
+    sessions = await ipt_rows.course_encounters(conn, course_id)
+    scores = await ipt_rows.phq9_totals(
+        conn, course.patient_id, course.period_start, course.period_end
     )
     goal_ids = [_id(goal) for goal in careplan.get("goal", [])]
     goals = await ipt_rows.read_resources(conn, "Goal", [g for g in goal_ids if g])

@@ -14,8 +14,8 @@ from ipt_core.ipt.projections._linking import (
     decide_link,
 )
 from ipt_core.ipt.projections._listener import IptProjections, check_ipt_rules
-from ipt_core.ipt.projections._repository import courses_referencing, session_row
 from ipt_core.ipt.projections._rows import SessionFacts, course_row, measure_row, session_facts
+from ipt_core.ipt.projections.repository import courses_referencing, session_row
 
 __all__ = [
     "CourseWindow",

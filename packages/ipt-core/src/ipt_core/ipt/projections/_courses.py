@@ -16,7 +16,7 @@ from ipt_core.ipt._careplan_facts import is_ipt_course, outcome_references
 from ipt_core.ipt._condition import is_recurrent_depression
 from ipt_core.ipt._goal import is_symptom_goal
 from ipt_core.ipt.fhir_json import as_list, reference_id
-from ipt_core.ipt.projections import _repository as repo
+from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._rows import ENTERED_IN_ERROR, course_row
 from ipt_core.ipt.projections._sessions import reproject_session
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.fhir.errors import BusinessRuleViolated, Issue
 from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.ipt._rules import RuleViolation, related_course_id, rule_violations
-from ipt_core.ipt.projections import _repository as repo
+from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._courses import project_course, refresh_courses
 from ipt_core.ipt.projections._measures import project_measure
 from ipt_core.ipt.projections._sessions import project_session

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.ipt.projections import _repository as repo
+from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._rows import measure_row
 
 __all__ = ["project_measure"]

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.ipt._careplan_facts import outcome_references
-from ipt_core.ipt.projections import _repository as repo
+from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._linking import NO_LINK, CourseWindow, Link, decide_link
 from ipt_core.ipt.projections._rows import ENTERED_IN_ERROR, SessionFacts, session_facts
 

@@ -48,12 +48,10 @@ async def record_session(
     course = stored.course
     require_status(course, {"active"}, "record a session")
     _check_session(course, request, store)
+    # The request's fields of the same name, with the course's patient and therapist.
     session = Session(
+        **request.model_dump(include={"start", "minutes", "outcome", "mode"}),
         patient=course.patient,
-        start=request.start,
-        minutes=request.minutes,
-        outcome=request.outcome,
-        mode=request.mode,
         course_id=course.id,
         therapist=course.therapist,
     )

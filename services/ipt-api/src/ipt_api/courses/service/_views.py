@@ -26,18 +26,28 @@ from ipt_api.courses.responses import (
 from ipt_api.courses.service._course_io import load_course
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Phase
+from ipt_core.ipt.codes import APPOINTMENT_OUTCOMES, ENCOUNTER_OUTCOMES
 from ipt_core.status import CourseFacts, compute_status
 from ipt_core.status.loader import load_facts
 
 __all__ = ["course_summaries", "course_view", "session_views"]
 
-_ENCOUNTER_OUTCOME: Final = {"finished": "attended", "cancelled": "cancelled"}
-_APPOINTMENT_OUTCOME: Final = {
-    "fulfilled": "attended",
-    "noshow": "no-show",
-    "cancelled": "cancelled",
-    "booked": "booked",
-}
+
+# The fields of a course view that are the course's own, as the CarePlan holds them.
+_AS_STORED: Final = (
+    "id",
+    "identifier",
+    "patient",
+    "therapist",
+    "status",
+    "course_type",
+    "planned_sessions",
+    "session_minutes",
+    "cadence",
+    "start",
+    "end",
+    "based_on",
+)
 
 
 async def course_view(store: ResourceStore, course_id: str) -> CourseView:
@@ -47,20 +57,9 @@ async def course_view(store: ResourceStore, course_id: str) -> CourseView:
     sessions = session_views(await repository.session_rows(store.conn, course_id), course_id, now)
     phases = await fresh_phases(store.conn, [course_id], now)
     return CourseView(
-        id=course.id,
-        identifier=course.identifier,
-        patient=course.patient,
-        therapist=course.therapist,
-        status=course.status,
+        **{name: getattr(course, name) for name in _AS_STORED},
         phase=phases.get(course_id),
-        course_type=course.course_type,
         problem_areas=list(course.problem_areas),
-        planned_sessions=course.planned_sessions,
-        session_minutes=course.session_minutes,
-        cadence=course.cadence,
-        start=course.start,
-        end=course.end,
-        based_on=course.based_on,
         conditions=list(course.conditions),
         symptom_goal=f"Goal/{course.symptom_goal_id}" if course.symptom_goal_id else None,
         interpersonal_goals=[
@@ -135,9 +134,9 @@ def session_views(rows: Sequence[Any], course_id: str, now: datetime) -> list[Se
 
 
 def _session(encounter: Any, appointment: Any) -> SessionView:
-    deciding = _ENCOUNTER_OUTCOME.get(encounter.status) if encounter is not None else None
+    deciding = ENCOUNTER_OUTCOMES.get(encounter.status) if encounter is not None else None
     if deciding is None and appointment is not None:
-        deciding = _APPOINTMENT_OUTCOME.get(appointment.status)
+        deciding = APPOINTMENT_OUTCOMES.get(appointment.status)
     link = encounter if encounter is not None and encounter.course_id else appointment
     return SessionView(
         number=None,

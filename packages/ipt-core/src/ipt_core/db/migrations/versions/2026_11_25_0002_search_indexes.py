@@ -1,18 +1,9 @@
-"""Search indexes cover the resource id, so search's EXISTS probes are index-only scans.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-25
-"""
-
-from collections.abc import Sequence
+"""Search indexes cover the resource id, so search's EXISTS probes are index-only scans."""
 
 from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 # Each index table's lookup index: (resource_type, param, value columns…). Searching by a
 # value then needs the matching resource ids only, so carrying them in the index spares a

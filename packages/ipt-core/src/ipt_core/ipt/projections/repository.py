@@ -1,24 +1,30 @@
 """All SQL of the IPT projections: the ipt_course, ipt_session and ipt_measure rows.
 
-Resources are read straight from the store's `resource` table (current, not deleted): the
-projections run inside the store's write, after the resource row is written, so they see
-the transaction's own writes.
+The one repository of that table family (docs/architecture.md#where-things-live): the
+projection listener writes through it, other write listeners and the EHR course summary read
+through it. Resources are read straight from the store's `resource` table (current, not
+deleted): the projections run inside the store's write, after the resource row is written, so
+they see the transaction's own writes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, get_args
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import ipt_course, ipt_measure, ipt_session, resource, search_reference
+from ipt_core.ipt.codes import PHQ9_TOTAL, Phq9Status
 from ipt_core.ipt.projections._linking import CourseWindow
 
 __all__ = [
+    "any_course",
+    "course_encounters",
     "course_ids_of_patients",
     "course_row",
     "course_windows",
@@ -29,6 +35,8 @@ __all__ = [
     "encounters_of_appointment",
     "maintenance_course_ids",
     "measure_patient",
+    "patients_with_courses",
+    "phq9_totals",
     "read_resource",
     "read_resources",
     "session_row",
@@ -76,6 +84,11 @@ async def course_row(conn: AsyncConnection, course_id: str) -> Any:
     return (await conn.execute(query)).first()
 
 
+async def any_course(conn: AsyncConnection) -> bool:
+    """Whether the database holds any IPT course."""
+    return bool(await conn.scalar(select(select(ipt_course.c.id).exists())))
+
+
 async def delete_course(conn: AsyncConnection, course_id: str) -> None:
     """Remove a course's row."""
     await conn.execute(delete(ipt_course).where(ipt_course.c.id == course_id))
@@ -93,19 +106,28 @@ async def course_windows(conn: AsyncConnection, patient_id: str) -> list[CourseW
 
 async def course_ids_of_patients(conn: AsyncConnection, patient_ids: Iterable[str]) -> set[str]:
     """The ids of every IPT course of the patients."""
-    wanted = sorted(set(patient_ids))
-    if not wanted:
-        return set()
-    rows = await conn.execute(select(ipt_course.c.id).where(ipt_course.c.patient_id.in_(wanted)))
-    return {row.id for row in rows}
+    return await _course_ids_where(conn, ipt_course.c.patient_id, patient_ids)
 
 
 async def maintenance_course_ids(conn: AsyncConnection, course_ids: Iterable[str]) -> set[str]:
     """The ids of the courses `basedOn` any of `course_ids` (maintenance courses)."""
-    wanted = sorted(set(course_ids))
+    return await _course_ids_where(conn, ipt_course.c.based_on, course_ids)
+
+
+async def patients_with_courses(conn: AsyncConnection, statuses: Iterable[str]) -> list[str]:
+    """The patients with an IPT course in one of `statuses`, in id order."""
+    c = ipt_course
+    query = select(c.c.patient_id).where(c.c.status.in_(list(statuses))).distinct()
+    return [str(row.patient_id) for row in await conn.execute(query.order_by(c.c.patient_id))]
+
+
+async def _course_ids_where(
+    conn: AsyncConnection, column: ColumnElement[Any], values: Iterable[str]
+) -> set[str]:
+    wanted = sorted(set(values))
     if not wanted:
         return set()
-    rows = await conn.execute(select(ipt_course.c.id).where(ipt_course.c.based_on.in_(wanted)))
+    rows = await conn.execute(select(ipt_course.c.id).where(column.in_(wanted)))
     return {row.id for row in rows}
 
 
@@ -151,6 +173,42 @@ async def encounters_of_appointment(conn: AsyncConnection, appointment_id: str) 
     """The session rows of Encounters that reference an Appointment (the same session)."""
     s = ipt_session
     query = select(s).where(s.c.resource_type == "Encounter", s.c.appointment_id == appointment_id)
+    return list(await conn.execute(query))
+
+
+async def course_encounters(conn: AsyncConnection, course_id: str) -> Sequence[Any]:
+    """The Encounter session rows (start, status, minutes) of a course, in time order."""
+    s = ipt_session
+    query = (
+        select(s.c.start, s.c.status, s.c.minutes)
+        .where(s.c.course_id == course_id, s.c.resource_type == "Encounter")
+        .order_by(s.c.start.asc().nulls_last())
+    )
+    return list(await conn.execute(query))
+
+
+async def phq9_totals(
+    conn: AsyncConnection, patient_id: str, start: datetime | None, end: datetime | None
+) -> Sequence[Any]:
+    """A patient's scored PHQ-9 totals (effective, value) within a period, in time order.
+
+    An open end of the period is unbounded (docs/fhir-mapping.md#phq-9-of-a-course: measures
+    link to courses by patient and time only).
+    """
+    m = ipt_measure
+    query = (
+        select(m.c.effective, m.c.value)
+        .where(
+            m.c.patient_id == patient_id,
+            m.c.code == PHQ9_TOTAL,
+            m.c.status.in_(get_args(Phq9Status)),
+        )
+        .order_by(m.c.effective)
+    )
+    if start is not None:
+        query = query.where(m.c.effective >= start)
+    if end is not None:
+        query = query.where(m.c.effective <= end)
     return list(await conn.execute(query))
 
 
