@@ -84,8 +84,9 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     ipt: httpx.AsyncClient, db: AsyncEngine, database_url: str
 ) -> None:
     ids = await courses(ipt, 40)
-    with worker_process(database_url, batch_size=40) as doomed:
-        # Kill it once it holds the whole batch and has stored part of it.
+    # A claimed batch is stored in one transaction: small batches, so the kill lands after
+    # some are stored and while the next one is claimed.
+    with worker_process(database_url, batch_size=4) as doomed:
         await wait_until(db, "SELECT count(*) FROM course_status", lambda n: n >= 1, 60)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=10)
@@ -93,7 +94,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     leased = await scalar(db, "SELECT count(*) FROM recompute_request WHERE claimed_by IS NOT NULL")
     assert stored_before < len(ids), "the worker finished before it could be killed"
     assert leased > 0  # the dead worker's leases are still held
-    with worker_process(database_url, batch_size=40):
+    with worker_process(database_url, batch_size=4):
         await wait_until(
             db, "SELECT count(*) FROM course_status", lambda n: n == len(ids), LEASE_S + 60
         )
