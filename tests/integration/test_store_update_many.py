@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.db.schema import outbox, resource_version, search_token
@@ -172,3 +173,27 @@ async def test_a_resource_twice_in_one_batch_is_refused(db: AsyncEngine) -> None
     async with db.begin() as conn:
         with pytest.raises(ValueError, match="at most once"):
             await ResourceStore(conn).update_many([write, write])
+
+
+async def test_read_many_answers_current_rows_and_locks_them(db: AsyncEngine) -> None:
+    kept, changed, gone = await _create(db, 3)
+    async with db.begin() as conn:
+        store = ResourceStore(conn)
+        await store.update("Patient", changed, _patient("other", changed))
+        await store.delete("Patient", gone)
+    keys = [("Patient", i) for i in (kept, changed, gone, "never-written")]
+    async with db.begin() as conn:
+        found = await ResourceStore(conn).read_many(keys, for_update=True)
+        assert {key: (row.version_id, row.deleted) for key, row in found.items()} == {
+            ("Patient", kept): (1, False),
+            ("Patient", changed): (2, False),
+            ("Patient", gone): (2, True),
+        }
+        # Held until this transaction ends: another writer of the row cannot take it.
+        with pytest.raises(DBAPIError, match="lock timeout"):
+            async with db.begin() as other:
+                await other.execute(select(func.set_config("lock_timeout", "100ms", True)))
+                await ResourceStore(other).update("Patient", kept, _patient("male", kept))
+    async with db.connect() as conn:
+        unlocked = await ResourceStore(conn).read_many([("Patient", kept)])
+    assert unlocked[("Patient", kept)].version_id == 1

@@ -26,17 +26,15 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events import append_events, next_sequences
-from ipt_core.fhir.model import VersionedWrite
+from ipt_core.fhir.model import StoredResource, VersionedWrite
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.ipt.projections import repository as projections
 from ipt_core.queue import Claim, finish_many, lock_owned
 from ipt_core.status import CourseFacts, StatusRules, compute_status
 from ipt_core.status.repository import (
-    LockedCourse,
     StatusWrite,
     StoredStatus,
-    current_resources,
     delete_statuses,
-    lock_courses,
     lock_statuses,
     save_statuses,
     touch_statuses,
@@ -78,7 +76,8 @@ async def store_batch(
     """
     conn = store.conn
     ids = sorted(claim.course_id for claim in claims)
-    locked = await lock_courses(conn, ids)
+    # The lock order of every writer: the CarePlans first (in id order), then the requests.
+    careplans = await store.read_many([("CarePlan", i) for i in ids], for_update=True)
     owned = await lock_owned(conn, ids, worker=worker)
     mine = sorted((c for c in claims if c.course_id in owned), key=lambda c: c.course_id)
     stored = await lock_statuses(
@@ -118,7 +117,7 @@ async def store_batch(
     await save_statuses(conn, [change.write for change in changes], now=now)
     await touch_statuses(conn, unchanged, now=now)
     await append_events(conn, "CarePlan", await _events(conn, changes, now), now)
-    await write_backs(store, await _write_backs(store, changes, locked))
+    await write_backs(store, await _write_backs(store, changes, careplans))
     await finish_many(conn, done, now=now)
 
 
@@ -146,19 +145,25 @@ async def _events(
 
 
 async def _write_backs(
-    store: ResourceStore, changes: Sequence[_Change], locked: Mapping[str, LockedCourse]
+    store: ResourceStore,
+    changes: Sequence[_Change],
+    careplans: Mapping[tuple[str, str], StoredResource],
 ) -> list[VersionedWrite]:
-    live = [
-        c for c in changes if c.course_id in locked and not locked[c.course_id].careplan.deleted
-    ]
-    goal_ids = [g for c in live if (g := locked[c.course_id].symptom_goal_id) is not None]
-    goals = await current_resources(store.conn, "Goal", goal_ids)
+    live = {
+        c.course_id: careplan
+        for c in changes
+        if (careplan := careplans.get(("CarePlan", c.course_id))) is not None
+        and not careplan.deleted
+    }
+    goal_of = await projections.symptom_goal_ids(store.conn, live)
+    goals = await store.read_many([("Goal", goal_id) for goal_id in goal_of.values()])
     return [
         write
-        for change in live
+        for change in changes
+        if change.course_id in live
         for write in derived_writes(
-            locked[change.course_id].careplan,
-            goals.get(locked[change.course_id].symptom_goal_id or ""),
+            live[change.course_id],
+            goals.get(("Goal", goal_of.get(change.course_id, ""))),
             change.write.status,
         )
     ]

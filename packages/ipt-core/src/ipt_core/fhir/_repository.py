@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.db.schema import resource, resource_version
 from ipt_core.fhir.model import StoredResource
 
-__all__ = ["current", "lock_for_update", "lock_key", "lock_many", "version"]
+__all__ = ["current", "current_many", "lock_for_update", "lock_key", "lock_many", "version"]
 
 
 def _stored(row: Any) -> StoredResource:
@@ -99,12 +99,19 @@ _KEYS = (
     .table_valued(column("resource_type", Text), column("id", Text))
     .render_derived(name="keys")
 )
-_LOCK_MANY = (
+_CURRENT_MANY = (
     select(resource)
     .where(tuple_(resource.c.resource_type, resource.c.id).in_(select(_KEYS)))
     .order_by(resource.c.resource_type, resource.c.id)
-    .with_for_update()
 )
+_LOCK_MANY = _CURRENT_MANY.with_for_update()
+
+
+async def current_many(
+    conn: AsyncConnection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource]:
+    """Return the current rows of `keys` (type, id), deleted or not, unlocked."""
+    return await _many(conn, _CURRENT_MANY, keys)
 
 
 async def lock_many(
@@ -114,8 +121,16 @@ async def lock_many(
 
     Every set-based writer locks in `(type, id)` order, so two of them never deadlock.
     """
+    return await _many(conn, _LOCK_MANY, keys)
+
+
+async def _many(
+    conn: AsyncConnection, statement: Select[Any], keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource]:
+    if not keys:
+        return {}
     params = {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
-    found = [_stored(row._mapping) for row in await conn.execute(_LOCK_MANY, params)]
+    found = [_stored(row._mapping) for row in await conn.execute(statement, params)]
     return {(s.resource_type, s.id): s for s in found}
 
 

@@ -129,6 +129,18 @@ class ResourceStore:
             raise ResourceNotFound(f"{resource_type}/{id_} is not known")
         return stored
 
+    async def read_many(
+        self, keys: Sequence[tuple[str, str]], *, for_update: bool = False
+    ) -> dict[tuple[str, str], StoredResource]:
+        """Return the current rows of `keys` (type, id), deleted or not, in one statement.
+
+        Those never written are missing from the answer. With `for_update`, the rows stay
+        locked until this transaction ends, taken in `(type, id)` order like every set-based
+        writer's, so two batches never deadlock.
+        """
+        fetch = rows.lock_many if for_update else rows.current_many
+        return await fetch(self.conn, keys)
+
     async def vread(self, resource_type: str, id_: str, version_id: str) -> StoredResource:
         """Return one version. Raises ResourceNotFound, or ResourceGone for a deletion."""
         definition_or_404(resource_type)

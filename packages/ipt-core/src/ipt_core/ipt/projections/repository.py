@@ -2,9 +2,9 @@
 
 The one repository of that table family (docs/architecture.md#where-things-live): the
 projection listener writes through it, other write listeners and the EHR course summary read
-through it. Resources are read straight from the store's `resource` table (current, not
-deleted): the projections run inside the store's write, after the resource row is written, so
-they see the transaction's own writes.
+through it. Resources are read through the resource store (current, not deleted): the
+projections run inside the store's write, after the resource row is written, so they see the
+transaction's own writes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import ipt_course, ipt_measure, ipt_session, resource, search_reference
+from ipt_core.db.schema import ipt_course, ipt_measure, ipt_session, search_reference
+from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt.codes import PHQ9_TOTAL, Phq9Status
 from ipt_core.ipt.projections._linking import CourseWindow
 
@@ -40,6 +41,7 @@ __all__ = [
     "read_resource",
     "read_resources",
     "session_row",
+    "symptom_goal_ids",
     "upsert",
 ]
 
@@ -55,18 +57,28 @@ async def read_resource(
 async def read_resources(
     conn: AsyncConnection, resource_type: str, ids: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
-    """The current content of the resources of one type that exist, by id."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
+    """The current content of the resources of one type that exist, by id.
+
+    Read through the resource store, the `resource` table's one owner (one statement).
+    """
+    keys = [(resource_type, id_) for id_ in sorted(set(ids))]
+    found = await ResourceStore(conn).read_many(keys)
+    return {
+        id_: orjson.loads(row.content)
+        for (_, id_), row in found.items()
+        if not row.deleted and row.content
+    }
+
+
+async def symptom_goal_ids(conn: AsyncConnection, course_ids: Iterable[str]) -> dict[str, str]:
+    """The symptom Goal's id of each of `course_ids` that has one."""
     rows = await conn.execute(
-        select(resource.c.id, resource.c.content).where(
-            resource.c.resource_type == resource_type,
-            resource.c.id.in_(wanted),
-            resource.c.deleted.is_(False),
+        select(ipt_course.c.id, ipt_course.c.symptom_goal_id).where(
+            ipt_course.c.id.in_(sorted(set(course_ids))),
+            ipt_course.c.symptom_goal_id.is_not(None),
         )
     )
-    return {row.id: orjson.loads(row.content) for row in rows if row.content}
+    return {row.id: row.symptom_goal_id for row in rows}
 
 
 async def upsert(conn: AsyncConnection, table_name: str, row: dict[str, Any]) -> None:

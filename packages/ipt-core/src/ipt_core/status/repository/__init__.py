@@ -27,20 +27,16 @@ from ipt_core.status.repository._dashboard import (
     status_totals,
     worklist_rows,
 )
-from ipt_core.status.repository._resources import LockedCourse, current_resources, lock_courses
 
 __all__ = [
     "WORKLIST_KINDS",
     "Cause",
     "CourseScope",
-    "LockedCourse",
     "StatusWrite",
     "StoredStatus",
     "current_feed_position",
-    "current_resources",
     "delete_statuses",
     "history_page",
-    "lock_courses",
     "lock_statuses",
     "read_status",
     "save_statuses",
