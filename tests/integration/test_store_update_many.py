@@ -191,9 +191,13 @@ async def test_read_many_answers_current_rows_and_locks_them(db: AsyncEngine) ->
         }
         # Held until this transaction ends: another writer of the row cannot take it.
         with pytest.raises(DBAPIError, match="lock timeout"):
-            async with db.begin() as other:
-                await other.execute(select(func.set_config("lock_timeout", "100ms", True)))
-                await ResourceStore(other).update("Patient", kept, _patient("male", kept))
+            await _update_within(db, "100ms", kept)
     async with db.connect() as conn:
         unlocked = await ResourceStore(conn).read_many([("Patient", kept)])
     assert unlocked[("Patient", kept)].version_id == 1
+
+
+async def _update_within(db: AsyncEngine, lock_timeout: str, id_: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(select(func.set_config("lock_timeout", lock_timeout, True)))
+        await ResourceStore(conn).update("Patient", id_, _patient("male", id_))
