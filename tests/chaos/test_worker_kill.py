@@ -75,8 +75,12 @@ async def test_a_worker_stopped_or_killed_mid_batch_leaves_no_status_stale(
 
     # SIGKILL mid-batch: its leases stay in the table, but its liveness lock is gone.
     with worker_process(database_url) as doomed:
+        # Killed while it holds a claimed batch (it does most of the time, not between two).
         await poll_until(
-            lambda: _stored(db, at_least=after_stop + 1), within_s=60, what="another status"
+            lambda: _stored_and_leased(db, at_least=after_stop + 1),
+            within_s=60,
+            every_s=0.005,
+            what="another status, with a batch claimed",
         )
         doomed.send_signal(signal.SIGKILL)
         await asyncio.to_thread(doomed.wait, 10)
@@ -113,6 +117,17 @@ async def test_a_worker_stopped_or_killed_mid_batch_leaves_no_status_stale(
 async def _taken_over(db: AsyncEngine, stored_before: int) -> bool:
     # The first status the new worker stores from the dead worker's batch.
     return await _stored(db, at_least=stored_before + 1)
+
+
+async def _stored_and_leased(db: AsyncEngine, *, at_least: int) -> bool:
+    return (
+        await scalar(
+            db,
+            "SELECT (SELECT count(*) FROM course_status) >= "
+            f"{at_least} AND EXISTS (SELECT FROM recompute_request WHERE claimed_until > now())",
+        )
+        == 1
+    )
 
 
 async def _stored(db: AsyncEngine, *, at_least: int) -> bool:

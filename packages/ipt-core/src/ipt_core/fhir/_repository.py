@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, Text, bindparam, column, func, select, tuple_
+from sqlalchemy import Select, Text, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import resource, resource_version
+from ipt_core.db.unnest import unnest_params
 from ipt_core.fhir.model import StoredResource
 
 __all__ = ["current", "current_many", "lock_for_update", "lock_key", "lock_many", "version"]
@@ -94,11 +95,7 @@ async def lock_for_update(
 
 
 # The keys arrive as two arrays, so the statement's text is the same for any number of rows.
-_KEYS = (
-    func.unnest(bindparam("types", type_=ARRAY(Text)), bindparam("ids", type_=ARRAY(Text)))
-    .table_valued(column("resource_type", Text), column("id", Text))
-    .render_derived(name="keys")
-)
+_KEYS = unnest_params("keys", resource_type=Text, id=Text)
 _CURRENT_MANY = (
     select(resource)
     .where(tuple_(resource.c.resource_type, resource.c.id).in_(select(_KEYS)))
@@ -129,7 +126,7 @@ async def _many(
 ) -> dict[tuple[str, str], StoredResource]:
     if not keys:
         return {}
-    params = {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
+    params = {"each_resource_type": [t for t, _ in keys], "each_id": [i for _, i in keys]}
     found = [_stored(row._mapping) for row in await conn.execute(statement, params)]
     return {(s.resource_type, s.id): s for s in found}
 
