@@ -39,6 +39,7 @@ from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.events import FeedSignal
+from ipt_core.heap import freeze_startup_heap
 from ipt_core.fhir.store import WriteListener
 from ipt_core.telemetry import configure_process, setup_logging
 from ipt_worker.ehr import register_endpoints
@@ -118,6 +119,7 @@ def create_app(
             app.state.database.engine, retention_days=settings.audit_retention_days
         )
         app.state.audit_buffer.start()
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.composition import write_listeners
 from ipt_core.db.provision import open_database
 from ipt_core.ehr import EhrEndpoint, EndpointsFileError, configured_endpoints
+from ipt_core.heap import freeze_startup_heap
 from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, setup_tracing
 from ipt_worker.ehr import run_ehr_sync, timing_from
 from ipt_worker.exports import Exporter, run_export_loop
@@ -57,6 +58,7 @@ async def _run(
     )
     relay = build_relay(database.engine, settings, lambda: datetime.now(UTC))
     logging.getLogger(__name__).info("worker %s started", recomputer.worker_id)
+    freeze_startup_heap()
     try:
         await asyncio.gather(
             run_recompute_loop(recomputer, stop, poll_interval_s=settings.poll_interval_s),
