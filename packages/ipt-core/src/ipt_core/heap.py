@@ -3,7 +3,7 @@
 After start-up a service process holds a few hundred thousand objects that live as long as
 it does: every module, class and function, and the FHIR models' and pydantic's schemas.
 CPython's full (generation 2) collection walks all of them; measured under 8 connections of
-reads, each full pass stopped the event loop for 120–160 ms and was the whole p99 of a read
+reads, each full pass stopped the event loop for 120-160 ms and was the whole p99 of a read
 (bench/PROFILE.md, "Garbage collector pauses"). `gc.freeze()` moves the objects alive now to a
 permanent generation the collector never scans; later full passes cost a few milliseconds.
 Frozen objects are still freed by reference counting; only cycles among them stay.

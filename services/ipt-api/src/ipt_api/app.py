@@ -39,8 +39,8 @@ from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.events import FeedSignal
-from ipt_core.heap import freeze_startup_heap
 from ipt_core.fhir.store import WriteListener
+from ipt_core.heap import freeze_startup_heap
 from ipt_core.telemetry import configure_process, setup_logging
 from ipt_worker.ehr import register_endpoints
 
