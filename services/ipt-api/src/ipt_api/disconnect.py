@@ -6,6 +6,10 @@ expensive search would run to its end (or to the statement timeout) for nobody. 
 connection once the request body has been read and cancels the request's task on
 `http.disconnect`; cancelling an asyncpg query sends PostgreSQL a cancel request, so the
 statement stops too (README, "Input limits").
+
+The exchange is also where the edge meets the request's messages, so the body is counted
+against the limit in its `receive` and the response's start is seen (`on_start`: status,
+security headers) in its `send`: one wrapper each way instead of one per concern.
 """
 
 from __future__ import annotations
@@ -13,18 +17,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from collections.abc import Callable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ipt_api.gate import declared_length
+from ipt_api.gate import body_limit_exceeded
 
 __all__ = ["serve_until_disconnect"]
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
-async def serve_until_disconnect(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run the request; cancel it if the client leaves before the response is complete."""
-    exchange = _Exchange(receive, send, has_body=declared_length(scope) != 0)
+async def serve_until_disconnect(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    has_body: bool,
+    max_body_bytes: int,
+    on_start: Callable[[Message], None],
+) -> None:
+    """Run the request; cancel it if the client leaves before the response is complete.
+
+    Reading more than `max_body_bytes` of body fails (413); `on_start` sees the response's
+    `http.response.start` message before it is sent.
+    """
+    exchange = _Exchange(receive, send, has_body, max_body_bytes, on_start)
     task = asyncio.current_task()
     assert task is not None
     watcher = asyncio.create_task(exchange.watch(task))
@@ -42,9 +61,18 @@ async def serve_until_disconnect(app: ASGIApp, scope: Scope, receive: Receive, s
 class _Exchange:
     """One request's messages: the body goes to the app, then the watcher owns `receive`."""
 
-    def __init__(self, receive: Receive, send: Send, *, has_body: bool) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        has_body: bool,
+        max_body_bytes: int,
+        on_start: Callable[[Message], None],
+    ) -> None:
         self._receive = receive
         self._send = send
+        self._on_start = on_start
+        self._limit = self._body_left = max_body_bytes  # counted down as the body comes in
         self.body_read = asyncio.Event()  # set: the app has the whole body
         self.disconnected = asyncio.Event()
         self.complete = False
@@ -66,12 +94,18 @@ class _Exchange:
         if message["type"] == "http.disconnect":
             self.disconnected.set()
             self.body_read.set()
-        elif not message.get("more_body", False):
+            return message
+        self._body_left -= len(message.get("body", b""))
+        if self._body_left < 0:
+            raise body_limit_exceeded(self._limit)
+        if not message.get("more_body", False):
             self.body_read.set()
         return message
 
     async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
+        if message["type"] == "http.response.start":
+            self._on_start(message)
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
             self.complete = True
         await self._send(message)
 
