@@ -28,9 +28,9 @@ from ipt_api.edge import Edge
 from ipt_api.ehr.router import ehr_router
 from ipt_api.errors import install_error_handlers, render_error
 from ipt_api.events.router import events_router
-from ipt_api.fhir.dispatch import FhirDispatch
 from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
+from ipt_api.fhir.dispatch import FhirDispatch
 from ipt_api.fhir.interactions import fhir_documented_routes, fhir_router
 from ipt_api.fhir.smart import smart_router
 from ipt_api.health import health_router, prometheus_metrics
@@ -44,8 +44,8 @@ from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.events import FeedSignal
-from ipt_core.heap import freeze_startup_heap
 from ipt_core.fhir.store import WriteListener
+from ipt_core.heap import freeze_startup_heap
 from ipt_core.telemetry import configure_process, setup_logging
 from ipt_worker.ehr import register_endpoints
 
@@ -192,14 +192,15 @@ class _App(FastAPI):
     """FastAPI with only the per-request layers this app uses (bench/PROFILE.md, finding 1)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        """ServerError → the edge → handlers → FHIR dispatch → the router.
+        """ServerError → the edge → FHIR dispatch → handlers → the router.
 
         FastAPI's own stack (fastapi/applications.py) adds two layers this app leaves out:
         `ExceptionTelemetryMiddleware`, which only reports to FastAPI's native telemetry (off
         here: the edge traces), and `AppBodyLimitMiddleware`, a pass-through without the app's
         `max_body_size` (the edge limits bodies). The FHIR operations are dispatched before the
-        router walks its routes (ipt_api/fhir/dispatch.py); `AsyncExitStackMiddleware` stays in
-        front of the router, which needs it.
+        exception middleware and the router (ipt_api/fhir/dispatch.py: it answers errors with
+        the same handlers); `AsyncExitStackMiddleware` stays in front of the router, which
+        needs it.
         """
         assert self.max_body_size is None, "bodies are limited by the edge (IPT_MAX_BODY_BYTES)"
         error_handler = None
@@ -209,10 +210,16 @@ class _App(FastAPI):
                 error_handler = value
             else:
                 handlers[key] = value
-        app: ASGIApp = FhirDispatch(
-            AsyncExitStackMiddleware(self.router), self.router.routes, self.router
+        app: ASGIApp = ExceptionMiddleware(
+            AsyncExitStackMiddleware(self.router), handlers=handlers, debug=self.debug
         )
-        app = ExceptionMiddleware(app, handlers=handlers, debug=self.debug)
+        app = FhirDispatch(
+            app,
+            routes=self.router.routes,
+            router=self.router,
+            handlers=handlers,
+            overrides=self.dependency_overrides,
+        )
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)

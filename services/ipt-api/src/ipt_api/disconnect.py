@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -8,30 +8,35 @@ four closures and an anyio cancel scope for the `yield` dependency, and solves t
 dependency through its generic machinery: a third of a read's CPU (bench/PROFILE.md,
 finding 1).
 
-`FhirDispatch` sits where the router sat (inside the exception middleware, so every error
-still goes through the app's handlers, ipt_api/errors.py). It matches a request against ONE
-regular expression per method, compiled from the app's own routes in routing order (each
-route's own pattern, so what it matches is exactly what Starlette would match, first match
-wins). When the first route the request fully matches is a FHIR operation, the dispatcher
-builds the `FhirContext` itself (`open_context`: the same Accept and type checks as the
-dependency) and calls the operation's endpoint; the store's transaction closes before the
-response is sent, as with `scope="function"`. Every other request (another route matched
-first, only a partial match: 405, no match: 404, a `root_path`) goes to the router as
-before.
+`FhirDispatch` sits in front of the exception middleware and the router. It matches a
+request against ONE regular expression per method, compiled from the app's own routes in
+routing order (each route's own pattern, so what it matches is exactly what Starlette would
+match, first match wins). When the first route the request fully matches is a FHIR
+operation, the dispatcher builds the `FhirContext` itself (`open_context`: the same Accept
+and type checks as the dependency) and calls the operation's endpoint; the store's
+transaction closes before the response is sent, as with `scope="function"`. An error raised
+until then is answered by the app's handler for it (ipt_api/errors.py), looked up as the
+exception middleware looks it up; one without a handler goes on to the server-error handler
+(a 500 OperationOutcome), as before. Every other request (another route matched first, only
+a partial match: 405, no match: 404, a `root_path`) goes to `app`, the exception middleware
+and router, as before.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette._utils import is_async_callable
 from starlette.convertors import StringConvertor
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,6 +46,7 @@ from ipt_api.fhir.routes import Route
 __all__ = ["FhirDispatch"]
 
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -56,17 +62,38 @@ class _Operation:
 class FhirDispatch:
     """ASGI app: FHIR operations straight to their endpoints, everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], router: object) -> None:
-        """Fall back to `app`; `routes` are the app's routes in routing order (read lazily)."""
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Sequence[BaseRoute],
+        router: object,
+        handlers: Mapping[Any, Any],
+        overrides: Mapping[Any, Any],
+    ) -> None:
+        """Fall back to `app`; `routes` are the app's routes in routing order (read lazily).
+
+        `handlers` are the exception middleware's: by exception class or HTTP status. While
+        the app's dependency `overrides` hold any (tests), every request goes to the router.
+        """
         self.app = app
         self._routes = routes
         self._router = router
+        self._overrides = overrides
+        assert all(map(is_async_callable, handlers.values())), "the app's handlers are async"
+        self._by_status: dict[int, _Handler] = {}
+        self._by_class: dict[type, _Handler] = {}
+        for key, handler in handlers.items():
+            if isinstance(key, int):
+                self._by_status[key] = handler
+            else:
+                self._by_class[key] = handler
         self._tables: dict[str, tuple[re.Pattern[str], dict[str, _Operation | None]]] | None
         self._tables = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a FHIR operation directly, or pass the request on."""
-        if scope["type"] == "http" and not scope.get("root_path"):
+        if scope["type"] == "http" and not scope.get("root_path") and not self._overrides:
             if self._tables is None:
                 self._tables = _compile(self._routes)
             table = self._tables.get(scope["method"])
@@ -86,10 +113,28 @@ class FhirDispatch:
         scope["endpoint"] = op.endpoint
         scope.setdefault("router", self._router)
         request = Request(scope, receive, send)
-        async with AsyncExitStack() as stack:  # closed (committed) before the response is sent
-            ctx: FhirContext = open_context(request, stack)
-            response = await op.endpoint(ctx, *[params[name] for name in op.arguments])
+        try:
+            async with AsyncExitStack() as stack:  # closed (committed) before the response
+                ctx: FhirContext = open_context(request, stack)
+                response = await op.endpoint(ctx, *[params[name] for name in op.arguments])
+        except Exception as error:
+            response = await self._handle(request, error)
         await response(scope, receive, send)
+
+    async def _handle(self, request: Request, error: Exception) -> Response:
+        """The app's answer to `error` (Starlette's lookup: status, then the class's MRO)."""
+        handler = None
+        if isinstance(error, HTTPException):
+            handler = self._by_status.get(error.status_code)
+        if handler is None:
+            handler = next(
+                (self._by_class[c] for c in type(error).__mro__ if c in self._by_class), None
+            )
+        if handler is None:
+            raise error  # unexpected: the server-error handler answers (500) and logs it
+        response = await handler(request, error)
+        error.__traceback__ = None  # as Starlette: a reused exception would keep growing it
+        return response
 
 
 def _compile(
@@ -127,8 +172,12 @@ def _operation(rc: Any) -> _Operation | None:
     route = rc.original_route
     if not isinstance(route, APIRoute) or route.path != rc.path:
         return None
+    if not inspect.iscoroutinefunction(route.endpoint):
+        return None
     parameters = list(inspect.signature(route.endpoint).parameters.values())
-    if not parameters or not _takes_context(route, parameters[0].name):
+    if not parameters or not _takes_context(
+        getattr(rc, "dependant", route.dependant), parameters[0].name
+    ):
         return None
     arguments = tuple(p.name for p in parameters[1:])
     convertors = rc.param_convertors
@@ -141,9 +190,11 @@ def _operation(rc: Any) -> _Operation | None:
     return _Operation(route, route.endpoint, rc.path_regex, arguments)
 
 
-def _takes_context(route: APIRoute, name: str) -> bool:
-    """Whether the endpoint's first parameter is the FHIR context and its only dependency."""
-    dependant = route.dependant
+def _takes_context(dependant: Any, name: str) -> bool:
+    """Whether the endpoint's first parameter is the FHIR context and its only dependency.
+
+    `dependant` is the route's as included (with the including routers' dependencies).
+    """
     if dependant.query_params or dependant.header_params or dependant.cookie_params:
         return False
     if dependant.body_params or len(dependant.dependencies) != 1:
