@@ -3,9 +3,9 @@
 Neither uvicorn nor Starlette cancels a request's task when the client disconnects, so an
 expensive search would run to its end (or to the statement timeout) for nobody. The edge
 (ipt_api/edge.py) runs every request through `serve_until_disconnect`, which watches the
-connection once the request body has been read and cancels the request's task on
-`http.disconnect`; cancelling an asyncpg query sends PostgreSQL a cancel request, so the
-statement stops too (README, "Input limits").
+connection once the request body has been read (and the request has run for 20 ms) and
+cancels the request's task on `http.disconnect`; cancelling an asyncpg query sends
+PostgreSQL a cancel request, so the statement stops too (README, "Input limits").
 
 The exchange is also where the edge meets the request's messages, so the body is counted
 against the limit in its `receive` and the response's start is seen (`on_start`: status,
@@ -25,6 +25,7 @@ from ipt_api.gate import body_limit_exceeded
 __all__ = ["serve_until_disconnect"]
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_WATCH_AFTER_S = 0.02  # a request still running after this long is watched
 
 
 async def serve_until_disconnect(
@@ -45,16 +46,23 @@ async def serve_until_disconnect(
     exchange = _Exchange(receive, send, has_body, max_body_bytes, on_start)
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.create_task(exchange.watch(task))
+    # The watcher is a task of its own, started only once the request has run for a while:
+    # most requests are done sooner, and a task per request (created, then cancelled) was a
+    # cost of every one (bench/PROFILE.md, finding 1). A client gone before then is seen as
+    # soon as the watcher starts.
+    timer = asyncio.get_running_loop().call_later(_WATCH_AFTER_S, exchange.start_watching, task)
     try:
         await app(scope, exchange.receive, exchange.send)
     except asyncio.CancelledError:
         if not exchange.cancelled or task.uncancel() > 0:
             raise  # cancelled from outside (shutdown): not ours to swallow
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        timer.cancel()
+        watcher = exchange.watcher
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
 
 class _Exchange:
@@ -76,6 +84,7 @@ class _Exchange:
         self.disconnected = asyncio.Event()
         self.complete = False
         self.cancelled = False
+        self.watcher: asyncio.Task[None] | None = None
         self._empty: Message | None = None
         if not has_body:
             # The app gets its empty body from here; the server's copy goes to the watcher.
@@ -107,6 +116,9 @@ class _Exchange:
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             self.complete = True
         await self._send(message)
+
+    def start_watching(self, task: asyncio.Task[object]) -> None:
+        self.watcher = asyncio.get_running_loop().create_task(self.watch(task))
 
     async def watch(self, task: asyncio.Task[object]) -> None:
         await self.body_read.wait()
