@@ -22,28 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_api.gate import body_limit_exceeded
 
-__all__ = ["serve_until_disconnect"]
+__all__ = ["Exchange", "serve_until_disconnect"]
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 _WATCH_AFTER_S = 0.02  # a request still running after this long is watched
 
 
-async def serve_until_disconnect(
-    app: ASGIApp,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    *,
-    has_body: bool,
-    max_body_bytes: int,
-    on_start: Callable[[Message], None],
-) -> None:
-    """Run the request; cancel it if the client leaves before the response is complete.
-
-    Reading more than `max_body_bytes` of body fails (413); `on_start` sees the response's
-    `http.response.start` message before it is sent.
-    """
-    exchange = _Exchange(receive, send, has_body, max_body_bytes, on_start)
+async def serve_until_disconnect(app: ASGIApp, scope: Scope, exchange: Exchange) -> None:
+    """Run the request; cancel it if the client leaves before the response is complete."""
     task = asyncio.current_task()
     assert task is not None
     # The watcher is a task of its own, started only once the request has run for a while:
@@ -65,17 +51,23 @@ async def serve_until_disconnect(
                 await watcher
 
 
-class _Exchange:
-    """One request's messages: the body goes to the app, then the watcher owns `receive`."""
+class Exchange:
+    """One request's messages: the body goes to the app, then the watcher owns `receive`.
+
+    Reading more than `max_body_bytes` of body fails (413); `on_start` sees the response's
+    `http.response.start` message before it is sent.
+    """
 
     def __init__(
         self,
         receive: Receive,
         send: Send,
+        *,
         has_body: bool,
         max_body_bytes: int,
         on_start: Callable[[Message], None],
     ) -> None:
+        """The exchange of the server's `receive` and `send`."""
         self._receive = receive
         self._send = send
         self._on_start = on_start

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipt_api.audit import queue_unrecorded, request_trail
 from ipt_api.audit.trail import open_trail
-from ipt_api.disconnect import serve_until_disconnect
+from ipt_api.disconnect import Exchange, serve_until_disconnect
 from ipt_api.gate import Authenticate, add_security_headers, check_request, declared_length, is_docs
 from ipt_api.http_telemetry import HttpTelemetry, RequestRecord
 from ipt_core.fhir.errors import FhirError
@@ -81,15 +81,14 @@ class Edge:
             return
         # The exchange counts the body against the limit and sees the response start: no
         # further wrapper around `receive` or `send` (bench/PROFILE.md, finding 1).
-        await serve_until_disconnect(
-            self.app,
-            scope,
+        exchange = Exchange(
             receive,
             send,
             has_body=declared_length(scope) != 0,
             max_body_bytes=self.max_body_bytes,
             on_start=on_start,
         )
+        await serve_until_disconnect(self.app, scope, exchange)
 
 
 def _starting(on_start: Callable[[Message], None], send: Send) -> Send:
