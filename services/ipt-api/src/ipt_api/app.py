@@ -8,8 +8,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp
 
 from ipt_api.analytics.router import analytics_router
 from ipt_api.audit import AuditBuffer, AuditWriteListener
@@ -26,6 +30,7 @@ from ipt_api.errors import install_error_handlers, render_error
 from ipt_api.events.router import events_router
 from ipt_api.fhir.capability import SOFTWARE_VERSION
 from ipt_api.fhir.conformance import conformance_router
+from ipt_api.fhir.dispatch import FhirDispatch
 from ipt_api.fhir.interactions import fhir_documented_routes, fhir_router
 from ipt_api.fhir.smart import smart_router
 from ipt_api.health import health_router, prometheus_metrics
@@ -130,7 +135,7 @@ def create_app(
             if database is None:
                 await app.state.database.close()
 
-    app = FastAPI(
+    app = _App(
         title="IPT Care Service",
         version=SOFTWARE_VERSION,
         description=_DESCRIPTION,
@@ -181,6 +186,43 @@ def create_app(
     app.include_router(ehr_router)
     app.openapi = lambda: openapi_document(app, fhir_documented_routes)  # type: ignore[method-assign]
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with only the per-request layers this app uses (bench/PROFILE.md, finding 1)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """ServerError → the edge → FHIR dispatch → handlers → the router.
+
+        FastAPI's own stack (fastapi/applications.py) adds two layers this app leaves out:
+        `ExceptionTelemetryMiddleware`, which only reports to FastAPI's native telemetry (off
+        here: the edge traces), and `AppBodyLimitMiddleware`, a pass-through without the app's
+        `max_body_size` (the edge limits bodies). The FHIR operations are dispatched before the
+        exception middleware and the router (ipt_api/fhir/dispatch.py: it answers errors with
+        the same handlers); `AsyncExitStackMiddleware` stays in front of the router, which
+        needs it.
+        """
+        assert self.max_body_size is None, "bodies are limited by the edge (IPT_MAX_BODY_BYTES)"
+        error_handler = None
+        handlers = {}
+        for key, value in self.exception_handlers.items():
+            if key in (500, Exception):
+                error_handler = value
+            else:
+                handlers[key] = value
+        app: ASGIApp = ExceptionMiddleware(
+            AsyncExitStackMiddleware(self.router), handlers=handlers, debug=self.debug
+        )
+        app = FhirDispatch(
+            app,
+            routes=self.router.routes,
+            router=self.router,
+            handlers=handlers,
+            overrides=self.dependency_overrides,
+        )
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
 
 
 def _install_edge(app: FastAPI, settings: ApiSettings, telemetry: HttpTelemetry) -> None:

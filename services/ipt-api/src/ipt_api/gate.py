@@ -9,9 +9,9 @@ limits"):
    so an anonymous client cannot make the server receive (or answer `100 Continue` to) an
    upload. The principal is kept for the route's `PrincipalDep`, which does not verify twice.
 3. The body is limited to `IPT_MAX_BODY_BYTES`: a larger `Content-Length` is a 413 before
-   reading; otherwise the bytes are counted as they stream in (Starlette's
-   `RequestBodyLimitMiddleware`, installed by the edge) and the read that passes the limit
-   fails with a 413.
+   reading; otherwise the bytes are counted as they stream in (`body_limit_exceeded`, checked
+   by the edge's receive, ipt_api/disconnect.py) and the read that passes the limit fails
+   with a 413.
 4. Every response carries `X-Content-Type-Options: nosniff` and, unless the route set its own,
    `Cache-Control: no-store` (answers hold patient data; shared caches must not keep them).
 """
@@ -22,13 +22,21 @@ import re
 from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import Message, Scope, Send
+from starlette.types import Message, Scope
 
 from ipt_api.json_input import CONTROL_CHARACTERS
 from ipt_core.fhir.errors import InvalidRequest, PayloadTooLarge
 
-__all__ = ["Authenticate", "check_request", "declared_length", "with_security_headers"]
+__all__ = [
+    "Authenticate",
+    "add_security_headers",
+    "body_limit_exceeded",
+    "check_request",
+    "declared_length",
+    "is_docs",
+]
 
 Authenticate = Callable[[Request], Awaitable[object]]
 
@@ -62,16 +70,24 @@ def declared_length(scope: Scope) -> int | None:
     return length
 
 
-def with_security_headers(scope: Scope, send: Send) -> Send:
-    """`send`, adding the security headers to the response's start."""
-    docs = scope["path"].startswith(_DOCS)
+def body_limit_exceeded(max_body_bytes: int) -> HTTPException:
+    """The error of the body read that passes the limit: a 413 (`too-long`) OperationOutcome.
 
-    async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            headers.setdefault("X-Content-Type-Options", "nosniff")
-            if not docs:
-                headers.setdefault("Cache-Control", "no-store")
-        await send(message)
+    An HTTPException, as Starlette's body limit raised: FastAPI's body parsing (the domain
+    API's models) passes it on to the handlers, where another error would become a 400.
+    """
+    return HTTPException(413, f"The body is over the limit of {max_body_bytes} bytes")
 
-    return send_with_headers
+
+def is_docs(scope: Scope) -> bool:
+    """Whether the request is for the API's documentation (its pages may be cached)."""
+    path: str = scope["path"]
+    return path.startswith(_DOCS)
+
+
+def add_security_headers(start: Message, docs: bool) -> None:
+    """Add the security headers to a response's `http.response.start` message."""
+    headers = MutableHeaders(scope=start)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    if not docs:
+        headers.setdefault("Cache-Control", "no-store")

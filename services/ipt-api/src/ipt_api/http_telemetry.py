@@ -10,12 +10,11 @@ and status codes are recorded: no path, query, host or body (README, "Observabil
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import Scope
 
@@ -25,6 +24,7 @@ __all__ = ["HttpTelemetry", "RequestRecord"]
 
 _UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes
 _PROPAGATED = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_ROOT = Context()  # what the propagators extract from no headers
 
 
 @dataclass
@@ -48,39 +48,69 @@ class HttpTelemetry:
             "http.server.active_requests", unit="{request}", description="Requests in flight"
         )
 
-    @contextmanager
-    def request(self, scope: Scope) -> Iterator[RequestRecord]:
-        """Trace and measure the request of `scope` for the duration of the block."""
-        record = RequestRecord()
+    def request(self, scope: Scope) -> _Traced:
+        """Trace and measure the request of `scope` for the duration of a `with` block."""
+        return _Traced(self, scope)
+
+
+class _Traced:
+    """The span and measurements of one request, as a context manager.
+
+    A plain class rather than `@contextmanager` around `start_as_current_span`: those are
+    three generator-based context managers per request (bench/PROFILE.md, finding 1). It does
+    what `start_as_current_span` does: start the span, make it current, then (after the name
+    and attributes are set) restore the context and end the span.
+    """
+
+    __slots__ = ("_base", "_scope", "_span", "_started", "_telemetry", "_token", "record")
+
+    def __init__(self, telemetry: HttpTelemetry, scope: Scope) -> None:
+        self._telemetry = telemetry
+        self._scope = scope
+        self.record = RequestRecord()
+
+    def __enter__(self) -> RequestRecord:
+        scope, telemetry = self._scope, self._telemetry
         if scope["path"] in _UNTRACED:
-            yield record
-            return
+            self._span = None
+            return self.record
         method: str = scope["method"]
-        base = {"http.request.method": method, "url.scheme": scope.get("scheme", "http")}
-        self._active.add(1, base)
-        started = time.perf_counter()
-        parent = propagate.extract(_carrier(scope))
-        with self._tracer.start_as_current_span(
+        self._base = {"http.request.method": method, "url.scheme": scope.get("scheme", "http")}
+        telemetry._active.add(1, self._base)
+        self._started = time.perf_counter()
+        carrier = _carrier(scope)
+        # Without trace headers the propagators return an empty root context: skip them.
+        parent = propagate.extract(carrier) if carrier else _ROOT
+        self._span = span = telemetry._tracer.start_span(
             method,
             context=parent,
             kind=SpanKind.SERVER,
             record_exception=False,
             set_status_on_exception=False,
-        ) as span:
-            try:
-                yield record
-            finally:
-                route = route_template(scope)
-                attributes = {**base, "http.response.status_code": record.status}
-                if route is not None:
-                    attributes["http.route"] = route
-                    span.update_name(f"{method} {route}")
-                if record.status >= 500:
-                    attributes["error.type"] = str(record.status)
-                    span.set_status(Status(StatusCode.ERROR))
-                span.set_attributes(attributes)
-                self._duration.record(time.perf_counter() - started, attributes)
-                self._active.add(-1, base)
+        )
+        self._token = context.attach(trace.set_span_in_context(span))
+        return self.record
+
+    def __exit__(self, *exc_info: object) -> None:
+        span = self._span
+        if span is None:
+            return
+        try:
+            scope, status = self._scope, self.record.status
+            route = route_template(scope)
+            attributes = {**self._base, "http.response.status_code": status}
+            if route is not None:
+                attributes["http.route"] = route
+                span.update_name(f"{scope['method']} {route}")
+            if status >= 500:
+                attributes["error.type"] = str(status)
+                span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(attributes)
+            self._telemetry._duration.record(time.perf_counter() - self._started, attributes)
+            self._telemetry._active.add(-1, self._base)
+        finally:
+            context.detach(self._token)
+            span.end()
 
 
 def route_template(scope: Scope) -> str | None:

@@ -26,7 +26,7 @@ from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.fhir.registry import REGISTRY
 from ipt_core.fhir.store import ResourceStore
 
-__all__ = ["FhirContext", "FhirContextDep", "check_type", "fhir_context"]
+__all__ = ["FhirContext", "FhirContextDep", "check_type", "fhir_context", "open_context"]
 
 _SYSTEM_PATHS = frozenset({"metadata", "_history"})  # /fhir/metadata, /fhir/_history
 
@@ -78,14 +78,23 @@ def check_type(request: Request, resource_type: str) -> None:
     raise ResourceNotFound(f"Resource type {resource_type!r} is not supported")
 
 
-async def fhir_context(request: Request) -> AsyncIterator[FhirContext]:
-    """The request's context; refuses an unacceptable `Accept` (406) or unknown type (404)."""
+def open_context(request: Request, stack: AsyncExitStack) -> FhirContext:
+    """The request's context; refuses an unacceptable `Accept` (406) or unknown type (404).
+
+    `stack` closes what the route opened (its transaction) when the caller exits it: the
+    dependency below, or the dispatcher (ipt_api/fhir/dispatch.py), before the response.
+    """
     check_accept(request)
     resource_type = request.path_params.get("type")
     if resource_type is not None:
         check_type(request, resource_type)
+    return FhirContext(request, stack)
+
+
+async def fhir_context(request: Request) -> AsyncIterator[FhirContext]:
+    """The context as a dependency (routes are dispatched without it, ipt_api/fhir/dispatch)."""
     async with AsyncExitStack() as stack:
-        yield FhirContext(request, stack)
+        yield open_context(request, stack)
 
 
 FhirContextDep = Annotated[FhirContext, Depends(fhir_context, scope="function")]
