@@ -187,3 +187,25 @@ async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None
             await conn.execute(text(f'DROP ROLE "{role}"'))
             await conn.commit()
     assert_unavailable(response, "overloaded", "2")
+
+
+async def test_a_request_that_waits_in_vain_for_a_pooled_connection_answers_503(
+    database: ChaosDatabase,
+) -> None:
+    # The pool has no overflow (ipt_core.db.engine): a request that finds every connection
+    # busy queues for one, and gives up with a 503, never a 500, when none comes free.
+    small = create_engine(database.url, pool_size=1, pool_timeout_s=0.3)
+    app = create_app(api_settings(), database=Database(small))
+    try:
+        async with LifespanManager(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver"
+            ) as client:
+                async with small.connect():  # the pool's only connection, held
+                    waited = await client.get("/fhir/Patient/nobody")
+                served = await client.get("/fhir/Patient/nobody")
+    finally:
+        await small.dispose()
+    assert_unavailable(waited, "overloaded", "2")
+    assert served.status_code == 404  # the connection came back: served again
