@@ -38,7 +38,9 @@ async def test_the_driver_and_core_reads_return_the_same_rows(db: AsyncEngine) -
         ("Patient", uuid.uuid4().hex, 1),  # never written
     ]
     async with Database(db).reads.connect() as autocommit:  # as the API's reads
-        assert (await autocommit.get_raw_connection()).dbapi_connection.autocommit
+        dbapi = (await autocommit.get_raw_connection()).dbapi_connection
+        assert dbapi is not None
+        assert dbapi.autocommit  # so `_one` takes the driver's path
         on_driver = await _reads(autocommit, keys)
     async with db.begin() as transaction:
         on_core = await _reads(transaction, keys)
