@@ -27,21 +27,11 @@ async def database() -> AsyncIterator[ChaosDatabase]:
         yield created
 
 
-async def _reader(
-    http: httpx.AsyncClient, path: str, reads: list[Read], stop: asyncio.Event
-) -> None:
-    while not stop.is_set():
-        started = time.monotonic()
-        response = await http.get(path)
-        reads.append((started, response.status_code, response.headers.get("retry-after")))
-        await asyncio.sleep(0.01)
-
-
 async def test_a_restart_under_concurrent_reads_answers_503_then_serves_again(
     database: ChaosDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="ipt_api")
     reads: list[Read] = []
+    caplog.set_level(logging.WARNING, logger="ipt_api")  # the outage log's lines
     with serve_api(database.url) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             created = await http.post(
@@ -77,3 +67,13 @@ async def test_a_restart_under_concurrent_reads_answers_503_then_serves_again(
     assert all(after and after.isdigit() for _, status, after in reads if status == 503)
     assert sum("database unavailable" in m for m in messages) == 1
     assert sum("available again" in m for m in messages) == 1  # recovered() on the read path
+
+
+async def _reader(
+    http: httpx.AsyncClient, path: str, reads: list[Read], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        started = time.monotonic()
+        response = await http.get(path)
+        reads.append((started, response.status_code, response.headers.get("retry-after")))
+        await asyncio.sleep(0.01)
