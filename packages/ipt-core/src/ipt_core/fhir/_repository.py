@@ -75,7 +75,16 @@ async def _one(conn: AsyncConnection, read: _Read, params: dict[str, Any]) -> St
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
-        record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
+        try:
+            record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
+        except BaseException:
+            # SQLAlchemy would have invalidated the connection; its error bypassed SQLAlchemy.
+            # After a failure (the server shut down mid-statement, the request was cancelled)
+            # the driver may be mid-protocol, and the next request to check it out would fail
+            # with InternalClientError, a 500 (tests/chaos/test_database_restart_reads.py).
+            # Closed now, the pool replaces it at its next checkout (`db/engine.py`).
+            driver.terminate()
+            raise
         return None if record is None else _stored(record)
     row = (await conn.execute(read.statement, params)).first()
     return None if row is None else _stored(row._mapping)
