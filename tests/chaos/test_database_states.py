@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -34,7 +35,14 @@ async def database() -> AsyncIterator[ChaosDatabase]:
 
 @pytest.fixture
 async def http(database: ChaosDatabase) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(api_settings(), database=Database(database.engine))
+    async with _client(database.engine) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the API served on `engine`."""
+    app = create_app(api_settings(), database=Database(engine))
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -173,17 +181,29 @@ async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None
         await conn.execute(text(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0'))
         await conn.commit()
     limited = create_engine(str(make_url(database.url).set(username=role)), pool_size=1)
-    app = create_app(api_settings(), database=Database(limited))
     try:
-        async with LifespanManager(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver"
-            ) as client:
-                response = await client.get("/fhir/Patient")
+        async with _client(limited) as client:
+            response = await client.get("/fhir/Patient")
     finally:
         await limited.dispose()
         async with database.engine.connect() as conn:
             await conn.execute(text(f'DROP ROLE "{role}"'))
             await conn.commit()
     assert_unavailable(response, "overloaded", "2")
+
+
+async def test_a_request_that_waits_in_vain_for_a_pooled_connection_answers_503(
+    database: ChaosDatabase,
+) -> None:
+    # The pool has no overflow (ipt_core.db.engine): a request that finds every connection
+    # busy queues for one, and gives up with a 503, never a 500, when none comes free.
+    small = create_engine(database.url, pool_size=1, pool_timeout_s=0.3)
+    try:
+        async with _client(small) as client:
+            async with small.connect():  # the pool's only connection, held
+                waited = await client.get("/fhir/Patient/nobody")
+            served = await client.get("/fhir/Patient/nobody")
+    finally:
+        await small.dispose()
+    assert_unavailable(waited, "overloaded", "2")
+    assert served.status_code == 404  # the connection came back: served again

@@ -22,7 +22,7 @@ class CoreSettings(BaseSettings):
     Attributes:
         database_url: `DATABASE_URL`; when unset, an embedded PostgreSQL is started.
         data_dir: `IPT_DATA_DIR`; holds the embedded PostgreSQL's data directory.
-        database_pool_size: connections each process keeps open.
+        database_pool_size: the most connections each process opens (and then keeps open).
         outbound_allow: `IPT_OUTBOUND_ALLOW`, comma-separated CIDRs and host names that
             webhook and EHR destinations may resolve to although they are not public
             (on-premise receivers); everything else internal is refused.
@@ -41,7 +41,7 @@ class CoreSettings(BaseSettings):
 
     database_url: PostgresDsn | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Path("var")
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
     secrets_keys: SecretStr | None = None
     ehr_endpoints_file: Path | None = None

@@ -18,6 +18,7 @@ from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
 from ipt_core.audit import insert_records
 from ipt_core.db.faults import database_fault
+from ipt_core.db.provision import Database
 from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
@@ -64,13 +65,14 @@ async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]
     is lost during COMMIT nobody knows whether the write was stored: the client is told so
     (`CommitOutcomeUnknown`), to check before it retries.
     """
-    engine: AsyncEngine = request.app.state.database.engine
+    database: Database = request.app.state.database
     if request.method in _SAFE_METHODS:
         # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
-        async with engine.connect() as conn:
+        async with database.reads.connect() as conn:
             outage_log(request).recovered()
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
         return
+    engine = database.engine
     trail = current_trail()
     committing = False
     try:
