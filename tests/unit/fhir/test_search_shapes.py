@@ -6,9 +6,12 @@ must give exactly the SQL and arguments that compiling the query's own statement
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from ipt_core.fhir.search import page_statement, parse_search, sort_plan
+import pytest
+from sqlalchemy import Select
+
+from ipt_core.fhir.search import SearchQuery, SortPlan, page_statement, parse_search, sort_plan
 from ipt_core.fhir.search._page import count_statement
 from ipt_core.fhir.search._statements import _compile_now, _probe, _sql
 
@@ -36,7 +39,7 @@ def test_cached_shapes_bind_each_search_s_own_values(kind: str) -> None:
         query = parse_search(resource_type, params)
         plan = sort_plan(query)
 
-        def build(q, plan=plan):  # type: ignore[no-untyped-def]
+        def build(q: SearchQuery, plan: SortPlan = plan) -> Select[Any]:
             return page_statement(q, plan, None) if kind == "page" else count_statement(q)
 
         assert _probe(query) is not None, params
