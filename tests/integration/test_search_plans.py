@@ -18,8 +18,9 @@ _BY_PATIENT = [("patient", "Patient/p1"), ("code", "http://loinc.org|44261-6")]
 
 
 async def _prepared(conn: AsyncConnection) -> list[str]:
+    """The connection's prepared searches (a pooled connection may hold others' statements)."""
     rows = await conn.execute(text("SELECT statement FROM pg_prepared_statements"))
-    return [row[0] for row in rows if row[0].startswith("SELECT") and "search_token" in row[0]]
+    return [row[0] for row in rows if "EXISTS (SELECT" in row[0] and "search_token" in row[0]]
 
 
 async def test_autocommit_search_by_value_is_planned_for_its_values(db: AsyncEngine) -> None:
