@@ -13,7 +13,7 @@ modifiers), `_values` (prefixes, precision), `_conditions` (SQL), `_sort` and `_
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import resource
@@ -31,7 +31,7 @@ from ipt_core.fhir.search._model import (
     TokenValue,
     ValueClause,
 )
-from ipt_core.fhir.search._page import Position, matching, page_statement, plan_per_search
+from ipt_core.fhir.search._page import Position, matching, page_statement
 from ipt_core.fhir.search._parse import (
     DEFAULT_SEARCH_LIMITS,
     IGNORED_PARAMS,
@@ -43,6 +43,7 @@ from ipt_core.fhir.search._position import position_from_json, position_to_json
 from ipt_core.fhir.search._results import DEFAULT_COUNT, MAX_COUNT
 from ipt_core.fhir.search._search import SearchPage, run_search
 from ipt_core.fhir.search._sort import SortPlan, sort_plan
+from ipt_core.fhir.search._statements import search_runner
 from ipt_core.fhir.search._values import parse_values
 
 __all__ = [
@@ -82,6 +83,10 @@ __all__ = [
 
 async def matching_ids(conn: AsyncConnection, query: SearchQuery, limit: int) -> list[str]:
     """Return up to `limit` ids of current resources matching `query`'s criteria."""
-    await plan_per_search(conn)
-    statement = select(resource.c.id).where(*matching(query)).limit(limit)
-    return [row.id for row in await conn.execute(statement)]
+    runner = await search_runner(conn)
+    rows = await runner.rows(None, query, lambda q: _ids_statement(q, limit))
+    return [row[0] for row in rows]
+
+
+def _ids_statement(query: SearchQuery, limit: int) -> Select[tuple[str]]:
+    return select(resource.c.id).where(*matching(query)).limit(limit)

@@ -29,6 +29,8 @@ def subset_content(
     content: str, resource_type: str, summary: Summary | None, elements: tuple[str, ...]
 ) -> str:
     """Return `content` reduced as `_summary` / `_elements` ask (unchanged when neither does)."""
+    if not elements and summary in {None, "false"}:  # the common case: no table to look up
+        return content
     kept = _kept_elements(resource_type, summary, elements)
     if kept is None:
         return content

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, select, text, values
+from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, select, values
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,15 +31,16 @@ from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.search._conditions import Subject, clause_condition
 from ipt_core.fhir.search._model import SearchQuery
 from ipt_core.fhir.search._sort import SortPlan
+from ipt_core.fhir.search._statements import SearchRunner
 
 __all__ = [
     "PageRows",
     "Position",
     "count_matches",
+    "count_statement",
     "matching",
     "page_rows",
     "page_statement",
-    "plan_per_search",
 ]
 
 # Resources changed since the snapshot that a later page may place; beyond this the search
@@ -64,16 +65,6 @@ class PageRows:
     snapshot: int
 
 
-async def plan_per_search(conn: AsyncConnection) -> None:
-    """Make PostgreSQL plan each search for its own values, for the rest of the transaction.
-
-    Search values are skewed (one patient has 20 Encounters, one LOINC code has 250,000
-    Observations). After five runs of a prepared statement PostgreSQL may switch to a generic
-    plan that ignores the values and drives from the common code: 20x slower, measured.
-    """
-    await conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-
-
 def matching(query: SearchQuery) -> list[ColumnElement[bool]]:
     """The WHERE conditions of `query` over the `resource` table."""
     r = resource
@@ -85,10 +76,14 @@ def matching(query: SearchQuery) -> list[ColumnElement[bool]]:
     ]
 
 
-async def count_matches(conn: AsyncConnection, query: SearchQuery) -> int:
+def count_statement(query: SearchQuery) -> Select[Any]:
+    """The SQL counting the current resources that match `query`."""
+    return select(func.count()).select_from(resource).where(*matching(query))
+
+
+async def count_matches(runner: SearchRunner, query: SearchQuery) -> int:
     """Return how many current resources match `query`."""
-    statement = select(func.count()).select_from(resource).where(*matching(query))
-    return int((await conn.execute(statement)).scalar_one())
+    return int((await runner.rows("count", query, count_statement))[0][0])
 
 
 def page_statement(query: SearchQuery, plan: SortPlan, position: Position | None) -> Select[Any]:
@@ -129,14 +124,25 @@ def page_statement(query: SearchQuery, plan: SortPlan, position: Position | None
 
 
 async def page_rows(
-    conn: AsyncConnection, query: SearchQuery, plan: SortPlan, position: Position | None
+    runner: SearchRunner, query: SearchQuery, plan: SortPlan, position: Position | None
 ) -> PageRows:
     """Fetch the page after `position` (or the first page), one extra row to see if more."""
-    found = list(await conn.execute(page_statement(query, plan, position)))
-    width = len(plan.components)
-    rows = [(_stored(query.resource_type, row), tuple(row[5 : 5 + width])) for row in found]
     if position is None:
-        return PageRows(rows, int(found[0].snapshot or 0) if found else 0)
+        found = await runner.rows("page", query, lambda q: page_statement(q, plan, None))
+    else:  # not a shape of its own: the key values are bound, compiled per page
+        found = await runner.rows(None, query, lambda q: page_statement(q, plan, position))
+    end = 5 + len(plan.components)
+    resource_type = query.resource_type
+    rows = [
+        (
+            StoredResource(resource_type, row[0], row[1], row[2], deleted=False, content=row[3]),
+            tuple(row[5:end]),
+        )
+        for row in found
+    ]
+    if position is None:
+        return PageRows(rows, int(found[0][4] or 0) if found else 0)
+    conn = runner.conn
     movers = await _movers(conn, query, position.snapshot)
     if movers:
         rows = await _merged(conn, query, plan, position, rows, movers)

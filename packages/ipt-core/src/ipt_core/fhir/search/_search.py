@@ -10,8 +10,9 @@ from ipt_core.fhir.errors import Issue
 from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.search._include import included_resources
 from ipt_core.fhir.search._model import SearchQuery
-from ipt_core.fhir.search._page import Position, count_matches, page_rows, plan_per_search
+from ipt_core.fhir.search._page import Position, count_matches, page_rows
 from ipt_core.fhir.search._sort import sort_plan
+from ipt_core.fhir.search._statements import search_runner
 
 __all__ = ["SearchPage", "run_search"]
 
@@ -32,14 +33,18 @@ async def run_search(
     conn: AsyncConnection, query: SearchQuery, position: Position | None = None
 ) -> SearchPage:
     """Return the page of `query` at `position` (the first page when None)."""
-    await plan_per_search(conn)
-    total = await count_matches(conn, query) if query.total or query.counts_only else None
+    runner = await search_runner(conn)
     if query.counts_only:
-        return SearchPage([], [], total, None, None, query.issues)
+        return SearchPage([], [], await count_matches(runner, query), None, None, query.issues)
     plan = sort_plan(query)
-    found = await page_rows(conn, query, plan, position)
+    found = await page_rows(runner, query, plan, position)
     rows = found.rows[: query.count]
     more = len(found.rows) > query.count
+    total = None
+    if query.total:
+        # A first page that holds every match is its own count: no COUNT statement.
+        complete = position is None and not more
+        total = len(rows) if complete else await count_matches(runner, query)
     backward = position is not None and position.backward
     if backward:
         rows.reverse()
