@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ipt_api.courses.errors import CourseStateConflict
 from ipt_core.fhir.errors import BusinessRuleViolated, ResourceGone, ResourceNotFound
+from ipt_core.fhir.model import ResourcePut
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import format_instant
 from ipt_core.ipt import Course, course_from_fhir, course_to_careplan, detail_has, is_ipt_course
@@ -33,7 +34,14 @@ from ipt_core.ipt.codes import (
 )
 from ipt_core.ipt.fhir_json import as_list, reference_id
 
-__all__ = ["StoredCourse", "load_course", "merged_careplan", "require_status", "save_course"]
+__all__ = [
+    "StoredCourse",
+    "course_put",
+    "load_course",
+    "merged_careplan",
+    "require_status",
+    "save_course",
+]
 
 # Categories the mapping writes; any other category of an EHR's CarePlan is kept as sent.
 _MAPPED_CATEGORY_CODES = frozenset(
@@ -92,11 +100,19 @@ async def save_course(
     store: ResourceStore, stored: StoredCourse, course: Course, *, note: str | None = None
 ) -> None:
     """Write a changed course back over the version read, adding `note` when given."""
+    put = course_put(store, stored, course, note=note)
+    await store.update("CarePlan", course.id, put.body, if_match=put.if_match)
+
+
+def course_put(
+    store: ResourceStore, stored: StoredCourse, course: Course, *, note: str | None = None
+) -> ResourcePut:
+    """The write of `save_course`, for a set-based write with other resources (`put_many`)."""
     careplan = merged_careplan(stored.careplan, course_to_careplan(course))
     if note is not None:
         entry = {"text": note, "time": format_instant(store.clock())}
         careplan["note"] = [*as_list(careplan.get("note")), entry]
-    await store.update("CarePlan", course.id, careplan, if_match=stored.version)
+    return ResourcePut("CarePlan", course.id, careplan, if_match=stored.version)
 
 
 def merged_careplan(original: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any]:
