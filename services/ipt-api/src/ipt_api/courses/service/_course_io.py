@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from ipt_api.courses.errors import CourseStateConflict
-from ipt_core.fhir.errors import BusinessRuleViolated, ResourceGone, ResourceNotFound
+from ipt_core.fhir.errors import BusinessRuleViolated, ResourceNotFound
 from ipt_core.fhir.model import ResourcePut
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import format_instant
@@ -75,10 +75,10 @@ async def load_course(
     careplan: dict[str, Any] = orjson.loads(stored.content or "{}")
     if not is_ipt_course(careplan) or careplan.get("status") == "entered-in-error":
         raise ResourceNotFound(f"No IPT course {course_id!r}")
-    goal_ids = (reference_id(ref, "Goal") for ref in as_list(careplan.get("goal")))
-    goals = [await _read_or_none(store, "Goal", goal_id) for goal_id in goal_ids if goal_id]
+    goal_ids = [reference_id(ref, "Goal") for ref in as_list(careplan.get("goal"))]
+    goals = await _goals(store, [goal_id for goal_id in goal_ids if goal_id])
     try:
-        course = course_from_fhir(careplan, [goal for goal in goals if goal is not None])
+        course = course_from_fhir(careplan, goals)
     except ValidationError as error:
         raise BusinessRuleViolated(
             f"CarePlan/{course_id} cannot be managed as an IPT course: {error.errors()[0]['msg']}"
@@ -128,15 +128,15 @@ def merged_careplan(original: dict[str, Any], rebuilt: dict[str, Any]) -> dict[s
     return merged
 
 
-async def _read_or_none(
-    store: ResourceStore, resource_type: str, id_: str
-) -> dict[str, Any] | None:
-    try:
-        stored = await store.read(resource_type, id_)
-    except (ResourceNotFound, ResourceGone):
-        return None
-    content: dict[str, Any] = orjson.loads(stored.content or "{}")
-    return content
+async def _goals(store: ResourceStore, goal_ids: list[str]) -> list[dict[str, Any]]:
+    """The Goals of `goal_ids` that exist and are not deleted, in order, with one read."""
+    if not goal_ids:
+        return []
+    found = await store.read_many([("Goal", goal_id) for goal_id in dict.fromkeys(goal_ids)])
+    rows = (found.get(("Goal", goal_id)) for goal_id in goal_ids)
+    return [
+        orjson.loads(row.content or "{}") for row in rows if row is not None and not row.deleted
+    ]
 
 
 def _url(extension: Any) -> Any:
