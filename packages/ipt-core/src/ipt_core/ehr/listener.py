@@ -3,10 +3,14 @@
 What is pushed (docs/ehr-sync.md): PHQ-9 Observations, the Encounters of IPT sessions, IPT
 course CarePlans and their Goals, and a course summary when a course completes. A resource
 pulled from an EHR is never queued for that EHR (it would echo back).
+
+The batch form asks once per batch whether any endpoint is configured (a statement per
+written resource before, for nothing when none is, as in most deployments).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,34 +34,44 @@ class EhrPushListener:
 
     async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
         """Queue `change` for every endpoint that takes it (nothing when none is configured)."""
-        resource = change.resource
-        stored = change.stored
-        if resource is None or stored.resource_type not in _PUSHABLE:
+        await self.resources_written(conn, [change])
+
+    async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
+        """Queue each of `changes`, in order, as `resource_written` does."""
+        pushable = [
+            c for c in changes if c.resource is not None and c.stored.resource_type in _PUSHABLE
+        ]
+        if not pushable or not await any_configured_endpoint(conn):
             return
-        if not await any_configured_endpoint(conn):
-            return
-        if not await _wanted(conn, stored.resource_type, stored.id, resource):
-            return
-        exclude = sorted(pulled_from(resource))
+        for change in pushable:
+            await _queue(conn, change)
+
+
+async def _queue(conn: AsyncConnection, change: Change) -> None:
+    resource = change.resource
+    stored = change.stored
+    if resource is None or not await _wanted(conn, stored.resource_type, stored.id, resource):
+        return
+    exclude = sorted(pulled_from(resource))
+    await enqueue_push(
+        conn,
+        kind=RESOURCE_KIND,
+        resource_type=stored.resource_type,
+        resource_id=stored.id,
+        push_type=stored.resource_type,
+        now=stored.last_updated,
+        exclude=exclude,
+    )
+    if stored.resource_type == "CarePlan" and course_completed(resource):
         await enqueue_push(
             conn,
-            kind=RESOURCE_KIND,
-            resource_type=stored.resource_type,
+            kind=SUMMARY_KIND,
+            resource_type="CarePlan",
             resource_id=stored.id,
-            push_type=stored.resource_type,
+            push_type="DocumentReference",
             now=stored.last_updated,
             exclude=exclude,
         )
-        if stored.resource_type == "CarePlan" and course_completed(resource):
-            await enqueue_push(
-                conn,
-                kind=SUMMARY_KIND,
-                resource_type="CarePlan",
-                resource_id=stored.id,
-                push_type="DocumentReference",
-                now=stored.last_updated,
-                exclude=exclude,
-            )
 
 
 def is_phq9(resource: dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ from ipt_core.fhir._versions import (
 )
 from ipt_core.fhir._writes import RowWrite, write_rows
 from ipt_core.fhir.errors import FhirError
-from ipt_core.fhir.listeners import WriteListener, tell
+from ipt_core.fhir.listeners import ChangeRefused, WriteListener, tell
 from ipt_core.fhir.model import (
     Change,
     ResourcePut,
@@ -175,6 +175,8 @@ async def _tell_each(
         if batch is not None:
             try:
                 await batch(conn, changes)
+            except ChangeRefused as refused:
+                raise PutFailed(offset + refused.index, refused.error) from None
             except FhirError as error:  # a batch refusal names no change: the round's first
                 raise PutFailed(offset, error) from None
             continue

@@ -3,6 +3,8 @@
 A listener has the single form (`resource_written`, one change at a time) and may have the
 batch form too (`resources_written`, every change of one set-based write at once, in write
 order), which saves round trips: the outbox appends a batch's events with one statement.
+A batch listener refusing one change of the batch raises `ChangeRefused`, naming it, so a
+transaction Bundle can name the entry it came from.
 The store tells each listener in turn, in the order they were composed
 (docs/architecture.md#write-path); raising aborts the whole write.
 """
@@ -14,9 +16,20 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.fhir.errors import FhirError
 from ipt_core.fhir.model import Change
 
-__all__ = ["BatchWriteListener", "WriteListener", "tell"]
+__all__ = ["BatchWriteListener", "ChangeRefused", "WriteListener", "tell"]
+
+
+class ChangeRefused(Exception):
+    """A batch listener refused the change at `index` of its batch, for `error`."""
+
+    def __init__(self, index: int, error: FhirError) -> None:
+        """Name the refused change (its position in the batch) and the error."""
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
 
 
 class WriteListener(Protocol):
@@ -42,7 +55,10 @@ async def tell(
     for listener in listeners:
         batch = getattr(listener, "resources_written", None)
         if batch is not None:
-            await batch(conn, changes)
+            try:
+                await batch(conn, changes)
+            except ChangeRefused as refused:
+                raise refused.error from None
             continue
         for change in changes:
             await listener.resource_written(conn, change)

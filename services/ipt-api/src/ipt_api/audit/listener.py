@@ -2,9 +2,12 @@
 
 A write that rolls back takes its record with it; the failure is then recorded on its own
 (see `deps.get_connection`), so the trail never claims a change that did not happen.
+The batch form appends a set-based write's records with one statement, in write order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,21 +25,28 @@ class AuditWriteListener:
 
     async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
         """Insert the audit record of `change` (no request, as in the worker: nothing)."""
+        await self.resources_written(conn, [change])
+
+    async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
+        """Insert the audit records of `changes`, in order, with one statement."""
         trail = current_trail()
         if trail is None:
             return
-        stored = change.stored
-        content = change.resource
-        if content is None and change.previous is not None and change.previous.content:
-            content = orjson.loads(change.previous.content)
-        patients = sorted(patients_of(stored.resource_type, content or {}))
-        access = Access(
-            change.action,
-            stored.resource_type,
-            stored.id,
-            stored.version_id,
-            patient_id=patients[0] if patients else None,
-        )
-        status = 201 if change.action == "create" else 200
-        await insert_records(conn, [trail.record(access, status)])
-        trail.written_types.add(stored.resource_type)
+        records = []
+        for change in changes:
+            stored = change.stored
+            content = change.resource
+            if content is None and change.previous is not None and change.previous.content:
+                content = orjson.loads(change.previous.content)
+            patients = sorted(patients_of(stored.resource_type, content or {}))
+            access = Access(
+                change.action,
+                stored.resource_type,
+                stored.id,
+                stored.version_id,
+                patient_id=patients[0] if patients else None,
+            )
+            status = 201 if change.action == "create" else 200
+            records.append(trail.record(access, status))
+        await insert_records(conn, records)
+        trail.written_types.update(change.stored.resource_type for change in changes)

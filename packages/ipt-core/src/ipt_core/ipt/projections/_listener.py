@@ -8,22 +8,32 @@ and recompute requests commit or roll back with the resource. For each write it:
 2. checks the IPT rules (issue 4, item 2); a violation aborts the write with a 422;
 3. updates the projection rows the resource feeds;
 4. asks for a recompute of every course whose facts changed, due at the write's time.
+
+The batch form (`resources_written`, a set-based write's changes) does the same with fewer
+statements: the rules read every related CarePlan at once, a run of Encounter or Observation
+writes is projected set-based (`project_encounters`, `project_measures`), the others one by
+one in order, and the recompute requests of one due time are asked for with one statement
+(a course asked for by several changes is bumped once, not once per change: the queue only
+compares generations, docs/architecture.md#status-engine).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import BusinessRuleViolated, Issue
+from ipt_core.fhir.listeners import ChangeRefused
 from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.ipt._rules import RuleViolation, related_course_id, rule_violations
 from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._courses import project_course, refresh_courses
-from ipt_core.ipt.projections._measures import project_measure
+from ipt_core.ipt.projections._measures import project_measure, project_measures
+from ipt_core.ipt.projections._session_batch import project_encounters
 from ipt_core.ipt.projections._sessions import project_session
 from ipt_core.queue import request_recompute
 
@@ -31,6 +41,9 @@ __all__ = ["IptProjections", "check_ipt_rules"]
 
 Resource = dict[str, Any]
 Projection = Callable[[AsyncConnection, str, Resource | None, Resource | None], Awaitable[set[str]]]
+RunProjection = Callable[
+    [AsyncConnection, Sequence[tuple[str, Resource | None]]], Awaitable[list[set[str]]]
+]
 _RULED: Final = frozenset({"CarePlan", "Encounter", "Appointment", "Observation"})
 
 
@@ -43,15 +56,73 @@ class IptProjections:
         Raises:
             BusinessRuleViolated: when the resource breaks an IPT rule (the write aborts).
         """
-        projection = _PROJECTIONS.get(change.stored.resource_type)
-        if projection is None or change.cause is WriteCause.STATUS_WRITEBACK:
-            return
-        previous = _content(change.previous)
-        current = change.resource
-        if current is not None:
-            await check_ipt_rules(conn, current)
-        affected = await projection(conn, change.stored.id, current, previous)
-        await request_recompute(conn, affected, change.stored.last_updated)
+        try:
+            await self.resources_written(conn, [change])
+        except ChangeRefused as refused:
+            raise refused.error from None
+
+    async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
+        """What `resource_written` does for each of `changes`, in order, set-based.
+
+        Raises:
+            ChangeRefused: naming the first change that breaks an IPT rule (the write aborts).
+        """
+        projected = [
+            (index, change)
+            for index, change in enumerate(changes)
+            if change.stored.resource_type in _PROJECTIONS
+            and change.cause is not WriteCause.STATUS_WRITEBACK
+        ]
+        await _check_rules(conn, projected)
+        asked: dict[datetime, set[str]] = {}
+        for run in _runs([change for _, change in projected]):
+            affected = await _project_run(conn, run)
+            for change, courses in zip(run, affected, strict=True):
+                asked.setdefault(change.stored.last_updated, set()).update(courses)
+        for due_at, courses in asked.items():
+            await request_recompute(conn, courses, due_at)
+
+
+async def _check_rules(conn: AsyncConnection, changes: list[tuple[int, Change]]) -> None:
+    """`check_ipt_rules` of every change, the related CarePlans read with one statement."""
+    ruled = [
+        (index, change.resource)
+        for index, change in changes
+        if change.resource is not None and change.resource.get("resourceType") in _RULED
+    ]
+    related = {index: related_course_id(resource) for index, resource in ruled}
+    wanted = {id_ for id_ in related.values() if id_}
+    careplans = await repo.read_resources(conn, "CarePlan", wanted) if wanted else {}
+    for index, resource in ruled:
+        related_id = related[index]
+        violations = rule_violations(resource, careplans.get(related_id) if related_id else None)
+        if violations:
+            raise ChangeRefused(index, _refusal(violations))
+
+
+def _runs(changes: list[Change]) -> list[list[Change]]:
+    """Consecutive changes of one type, each resource at most once per run."""
+    runs: list[list[Change]] = []
+    for change in changes:
+        run = runs[-1] if runs else None
+        if (
+            run is None
+            or run[0].stored.resource_type != change.stored.resource_type
+            or any(c.stored.id == change.stored.id for c in run)
+        ):
+            runs.append([change])
+        else:
+            run.append(change)
+    return runs
+
+
+async def _project_run(conn: AsyncConnection, run: list[Change]) -> list[set[str]]:
+    """The courses each change of `run` affects, after projecting them (set-based if it can)."""
+    set_based = _SET_BASED.get(run[0].stored.resource_type)
+    if set_based is not None and len(run) > 1:
+        return await set_based(conn, [(c.stored.id, c.resource) for c in run])
+    projection = _PROJECTIONS[run[0].stored.resource_type]
+    return [await projection(conn, c.stored.id, c.resource, _content(c.previous)) for c in run]
 
 
 async def check_ipt_rules(conn: AsyncConnection, resource: Resource) -> None:
@@ -66,8 +137,12 @@ async def check_ipt_rules(conn: AsyncConnection, resource: Resource) -> None:
     related = await repo.read_resource(conn, "CarePlan", related_id) if related_id else None
     violations = rule_violations(resource, related)
     if violations:
-        issues = tuple(map(_issue, violations))
-        raise BusinessRuleViolated(issues[0].diagnostics, issues=issues)
+        raise _refusal(violations)
+
+
+def _refusal(violations: list[RuleViolation]) -> BusinessRuleViolated:
+    issues = tuple(map(_issue, violations))
+    return BusinessRuleViolated(issues[0].diagnostics, issues=issues)
 
 
 def _issue(violation: RuleViolation) -> Issue:
@@ -123,4 +198,9 @@ _PROJECTIONS: Final[dict[str, Projection]] = {
     "Observation": _measure,
     "Condition": _referencing_courses("condition", "Condition"),
     "Goal": _referencing_courses("goal", "Goal"),
+}
+
+_SET_BASED: Final[dict[str, RunProjection]] = {
+    "Encounter": project_encounters,
+    "Observation": project_measures,
 }

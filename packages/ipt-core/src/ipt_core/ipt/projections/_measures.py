@@ -7,6 +7,7 @@ is the status engine's).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._rows import measure_row
 
-__all__ = ["project_measure"]
+__all__ = ["project_measure", "project_measures"]
 
 
 async def project_measure(
@@ -35,3 +36,26 @@ async def project_measure(
         await repo.delete_measure(conn, observation_id)
     patients = {old_patient, row["patient_id"] if row is not None else None}
     return await repo.course_ids_of_patients(conn, (p for p in patients if p))
+
+
+async def project_measures(
+    conn: AsyncConnection, observations: Sequence[tuple[str, dict[str, Any] | None]]
+) -> list[set[str]]:
+    """`project_measure` of many Observations (each at most once), set-based.
+
+    A measure row depends on its Observation alone, so the rows of a run of Observation
+    writes are read, written and deleted with one statement each. Returns the courses each
+    one concerns, in order.
+    """
+    ids = [observation_id for observation_id, _ in observations]
+    old_patients = await repo.measure_patients(conn, ids)
+    rows = [measure_row(o) if o is not None else None for _, o in observations]
+    await repo.upsert_many(conn, "ipt_measure", [row for row in rows if row is not None])
+    gone = [i for i, row in zip(ids, rows, strict=True) if row is None and i in old_patients]
+    await repo.delete_measures(conn, gone)
+    patients = [
+        {old_patients.get(i), row["patient_id"] if row is not None else None} - {None}
+        for i, row in zip(ids, rows, strict=True)
+    ]
+    windows = await repo.course_windows_of(conn, {p for found in patients for p in found if p})
+    return [{w.id for p in found if p for w in windows.get(p, ())} for found in patients]

@@ -16,7 +16,8 @@ import orjson
 from pydantic import ValidationError
 
 from ipt_api.courses.errors import CourseStateConflict
-from ipt_core.fhir.errors import BusinessRuleViolated, ResourceGone, ResourceNotFound
+from ipt_core.fhir.errors import BusinessRuleViolated, ResourceNotFound
+from ipt_core.fhir.model import ResourcePut
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import format_instant
 from ipt_core.ipt import Course, course_from_fhir, course_to_careplan, detail_has, is_ipt_course
@@ -33,7 +34,14 @@ from ipt_core.ipt.codes import (
 )
 from ipt_core.ipt.fhir_json import as_list, reference_id
 
-__all__ = ["StoredCourse", "load_course", "merged_careplan", "require_status", "save_course"]
+__all__ = [
+    "StoredCourse",
+    "course_put",
+    "load_course",
+    "merged_careplan",
+    "require_status",
+    "save_course",
+]
 
 # Categories the mapping writes; any other category of an EHR's CarePlan is kept as sent.
 _MAPPED_CATEGORY_CODES = frozenset(
@@ -67,10 +75,10 @@ async def load_course(
     careplan: dict[str, Any] = orjson.loads(stored.content or "{}")
     if not is_ipt_course(careplan) or careplan.get("status") == "entered-in-error":
         raise ResourceNotFound(f"No IPT course {course_id!r}")
-    goal_ids = (reference_id(ref, "Goal") for ref in as_list(careplan.get("goal")))
-    goals = [await _read_or_none(store, "Goal", goal_id) for goal_id in goal_ids if goal_id]
+    goal_ids = [reference_id(ref, "Goal") for ref in as_list(careplan.get("goal"))]
+    goals = await _goals(store, [goal_id for goal_id in goal_ids if goal_id])
     try:
-        course = course_from_fhir(careplan, [goal for goal in goals if goal is not None])
+        course = course_from_fhir(careplan, goals)
     except ValidationError as error:
         raise BusinessRuleViolated(
             f"CarePlan/{course_id} cannot be managed as an IPT course: {error.errors()[0]['msg']}"
@@ -92,11 +100,19 @@ async def save_course(
     store: ResourceStore, stored: StoredCourse, course: Course, *, note: str | None = None
 ) -> None:
     """Write a changed course back over the version read, adding `note` when given."""
+    put = course_put(store, stored, course, note=note)
+    await store.update("CarePlan", course.id, put.body, if_match=put.if_match)
+
+
+def course_put(
+    store: ResourceStore, stored: StoredCourse, course: Course, *, note: str | None = None
+) -> ResourcePut:
+    """The write of `save_course`, for a set-based write with other resources (`put_many`)."""
     careplan = merged_careplan(stored.careplan, course_to_careplan(course))
     if note is not None:
         entry = {"text": note, "time": format_instant(store.clock())}
         careplan["note"] = [*as_list(careplan.get("note")), entry]
-    await store.update("CarePlan", course.id, careplan, if_match=stored.version)
+    return ResourcePut("CarePlan", course.id, careplan, if_match=stored.version)
 
 
 def merged_careplan(original: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any]:
@@ -112,15 +128,15 @@ def merged_careplan(original: dict[str, Any], rebuilt: dict[str, Any]) -> dict[s
     return merged
 
 
-async def _read_or_none(
-    store: ResourceStore, resource_type: str, id_: str
-) -> dict[str, Any] | None:
-    try:
-        stored = await store.read(resource_type, id_)
-    except (ResourceNotFound, ResourceGone):
-        return None
-    content: dict[str, Any] = orjson.loads(stored.content or "{}")
-    return content
+async def _goals(store: ResourceStore, goal_ids: list[str]) -> list[dict[str, Any]]:
+    """The Goals of `goal_ids` that exist and are not deleted, in order, with one read."""
+    if not goal_ids:
+        return []
+    found = await store.read_many([("Goal", goal_id) for goal_id in dict.fromkeys(goal_ids)])
+    rows = (found.get(("Goal", goal_id)) for goal_id in goal_ids)
+    return [
+        orjson.loads(row.content or "{}") for row in rows if row is not None and not row.deleted
+    ]
 
 
 def _url(extension: Any) -> Any:

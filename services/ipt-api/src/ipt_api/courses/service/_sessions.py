@@ -3,17 +3,20 @@
 An attended session is an Encounter (`finished`); a no-show or a cancelled session is an
 Appointment (`noshow`, `cancelled`), as docs/fhir-mapping.md maps them. The session carries the
 explicit course link (rule 1) and the course lists it in `outcomeReference` (rule 2), all in
-the request's one transaction.
+the request's one transaction, written with one set-based `put_many` (in that order: session,
+PHQ-9, note, course), as a transaction Bundle of the same writes would be.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Final
 
 from ipt_api.courses.schemas import SessionRequest
-from ipt_api.courses.service._course_io import load_course, require_status, save_course
+from ipt_api.courses.service._course_io import course_put, load_course, require_status
 from ipt_core.fhir.errors import BusinessRuleViolated
-from ipt_core.fhir.store import ResourceStore
+from ipt_core.fhir.model import ResourcePut
+from ipt_core.fhir.store import PutFailed, ResourceStore
 from ipt_core.instants import format_instant
 from ipt_core.ipt import (
     Course,
@@ -55,9 +58,9 @@ async def record_session(
         course_id=course.id,
         therapist=course.therapist,
     )
-    session_ref = await _write_session(store, session, request.notes)
-    written = [session_ref]
-    encounter_id = session_ref.split("/")[1] if session_ref.startswith("Encounter/") else None
+    puts = [_session_put(session, request.notes)]
+    session_ref = f"{puts[0].resource_type}/{puts[0].id}"
+    encounter_id = puts[0].id if puts[0].resource_type == "Encounter" else None
     if request.phq9 is not None:
         phq9 = Phq9(
             patient=course.patient,
@@ -67,17 +70,22 @@ async def record_session(
             encounter_id=encounter_id,
             goal_id=course.symptom_goal_id,
         )
-        created = await store.create("Observation", phq9_to_observation(phq9))
-        written.append(f"Observation/{created.stored.id}")
+        puts.append(_created("Observation", phq9_to_observation(phq9)))
     if request.notes is not None and encounter_id is not None:
-        note = _progress_note(course, encounter_id, request)
-        created = await store.create("Observation", note)
-        written.append(f"Observation/{created.stored.id}")
+        puts.append(_created("Observation", _progress_note(course, encounter_id, request)))
     listed = course.model_copy(
         update={"session_references": (*course.session_references, session_ref)}
     )
-    await save_course(store, stored, listed)
-    return session_ref, [*written, f"CarePlan/{course.id}"]
+    puts.append(course_put(store, stored, listed))
+    try:
+        await store.put_many(puts)
+    except PutFailed as failed:
+        raise failed.error from None
+    return session_ref, [f"{put.resource_type}/{put.id}" for put in puts]
+
+
+def _created(resource_type: str, body: dict[str, Any]) -> ResourcePut:
+    return ResourcePut(resource_type, str(uuid.uuid4()), body, create=True)
 
 
 def _check_session(course: Course, request: SessionRequest, store: ResourceStore) -> None:
@@ -98,15 +106,13 @@ def _check_session(course: Course, request: SessionRequest, store: ResourceStore
         )
 
 
-async def _write_session(store: ResourceStore, session: Session, notes: str | None) -> str:
+def _session_put(session: Session, notes: str | None) -> ResourcePut:
     if session.outcome == "attended":
-        created = await store.create("Encounter", session_to_encounter(session))
-        return f"Encounter/{created.stored.id}"
+        return _created("Encounter", session_to_encounter(session))
     appointment = session_to_appointment(session)
     if notes is not None:
         appointment["comment"] = notes  # an Appointment carries its own free-text comment
-    created = await store.create("Appointment", appointment)
-    return f"Appointment/{created.stored.id}"
+    return _created("Appointment", appointment)
 
 
 def _progress_note(course: Course, encounter_id: str, request: SessionRequest) -> dict[str, Any]:
