@@ -205,7 +205,7 @@ async def _sessions(
         & (s.c.appointment_id == linked.c.resource_id),
     )
     statement = union(select(linked), their_appointments, their_encounters)
-    rows: list[Any] = list((await conn.execute(statement)).tuples())
+    rows: list[Any] = list(await conn.execute(statement))
     return _session_facts(rows, set(course_ids))
 
 
@@ -262,7 +262,7 @@ async def _phq9(conn: AsyncConnection, patients: set[str]) -> dict[str, tuple[Ph
         among(m.c.status, _COUNTED_PHQ9, Text()),
         among(m.c.code, [PHQ9_TOTAL, PHQ9_ITEM9], Text()),
     )
-    rows: list[Any] = list((await conn.execute(statement)).tuples())
+    rows: list[Any] = list(await conn.execute(statement))
     items = [row for row in rows if row[2] == PHQ9_ITEM9]
     separate = {(patient, effective): value for _, patient, _, effective, value, _, _ in items}
     by_id = {observation: value for observation, _, _, _, value, _, _ in items}
