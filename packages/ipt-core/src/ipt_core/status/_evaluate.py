@@ -21,6 +21,13 @@ _SCHEDULED_PHASES: Final[frozenset[Phase]] = frozenset(
 _PRACTICE_NOT_COUNTED: Final = frozenset({"cancelled", "entered-in-error"})
 
 
+class _Unknown:
+    """Not given (None is a value: no booking)."""
+
+
+_UNKNOWN: Final = _Unknown()
+
+
 def evaluate(facts: CourseFacts, now: datetime, rules: StatusRules) -> CourseStatus:
     """Compute every status field of `facts` at `now`; `next_transition_at` is left None."""
     tally = tally_sessions(facts.sessions, now)
@@ -28,7 +35,7 @@ def evaluate(facts: CourseFacts, now: datetime, rules: StatusRules) -> CourseSta
     planned = planned_sessions(facts, rules)
     phase = course_phase(facts, attended, planned, rules)
     scheduled = facts.is_active and phase in _SCHEDULED_PHASES
-    due = next_session_due(facts, now, rules) if scheduled else None
+    due = next_session_due(facts, now, rules, booking=tally.next_booking) if scheduled else None
     phq9 = summarize_phq9(facts, now, rules.phq9)
     maintenance_due_at = _maintenance_next_due(facts, phase, due, now, rules)
     window = rules.maintenance_window
@@ -113,7 +120,12 @@ def last_attended_at(facts: CourseFacts, now: datetime) -> datetime | None:
 
 
 def next_session_due(
-    course: CourseFacts, now: datetime, rules: StatusRules, acute: CourseFacts | None = None
+    course: CourseFacts,
+    now: datetime,
+    rules: StatusRules,
+    acute: CourseFacts | None = None,
+    *,
+    booking: datetime | _Unknown | None = _UNKNOWN,
 ) -> datetime | None:
     """When a course that expects another session next has it due (`next_session_due`).
 
@@ -123,12 +135,15 @@ def next_session_due(
         rules: The thresholds.
         acute: The acute course of a maintenance course when `course.related` is not it (an
             acute course mirroring its maintenance course passes itself).
+        booking: The course's earliest booking after `now` when the caller has tallied its
+            sessions already (one tally per evaluation instead of two).
 
     Returns:
         The earliest future booking of the course; else the last attended session + cadence;
         with nothing attended, `period.start`.
     """
-    booking = tally_sessions(course.sessions, now).next_booking
+    if isinstance(booking, _Unknown):
+        booking = tally_sessions(course.sessions, now).next_booking
     if booking is not None:
         return booking
     if acute is not None:

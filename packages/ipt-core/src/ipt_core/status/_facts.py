@@ -9,7 +9,7 @@ loader's job: facts may lie after `now`, and `compute_status` decides what count
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, get_args
 
 from ipt_core.instants import ensure_utc
@@ -18,6 +18,11 @@ from ipt_core.ipt.codes import CarePlanStatus, CourseType, SessionOutcome
 from ._calendar import Cadence
 
 ACTIVE_STATUSES: Final[frozenset[CarePlanStatus]] = frozenset({"active", "unknown"})
+# The literal types' members as sets, built once: `get_args` per fact was a measurable share
+# of a batch's facts (bench/recompute_bench.py, py-spy).
+_OUTCOMES: Final = frozenset(get_args(SessionOutcome))
+_COURSE_STATUSES: Final = frozenset(get_args(CarePlanStatus)) - {"entered-in-error"}
+_COURSE_TYPES: Final = frozenset(get_args(CourseType))
 PHQ9_MAX: Final = 27
 ITEM9_MAX: Final = 3
 
@@ -39,8 +44,9 @@ class SessionFact:
 
     def __post_init__(self) -> None:
         """Normalise the time to UTC and reject unknown outcomes."""
-        object.__setattr__(self, "time", ensure_utc(self.time, f"session {self.id} time"))
-        if self.outcome not in get_args(SessionOutcome):
+        if self.time.tzinfo is not UTC:  # the loader's instants are UTC already
+            object.__setattr__(self, "time", ensure_utc(self.time, f"session {self.id} time"))
+        if self.outcome not in _OUTCOMES:
             raise ValueError(f"session {self.id}: unknown outcome {self.outcome!r}")
 
 
@@ -62,7 +68,8 @@ class Phq9Fact:
 
     def __post_init__(self) -> None:
         """Normalise the time to UTC and reject scores outside the instrument's range."""
-        object.__setattr__(self, "time", ensure_utc(self.time, f"PHQ-9 {self.id} time"))
+        if self.time.tzinfo is not UTC:
+            object.__setattr__(self, "time", ensure_utc(self.time, f"PHQ-9 {self.id} time"))
         if not _is_score(self.value, PHQ9_MAX):
             raise ValueError(f"PHQ-9 {self.id}: total must be an integer 0-27, got {self.value!r}")
         if self.item9 is not None and not _is_score(self.item9, ITEM9_MAX):
@@ -108,13 +115,13 @@ class CourseFacts:
     def __post_init__(self) -> None:
         """Normalise the period to UTC and reject facts no rule can read."""
         # A CarePlan entered in error is no course at all: the loader never reads one.
-        if self.status not in get_args(CarePlanStatus) or self.status == "entered-in-error":
+        if self.status not in _COURSE_STATUSES:
             raise ValueError(f"CarePlan status {self.status!r} is not an IPT course status")
-        if self.course_type not in get_args(CourseType):
+        if self.course_type not in _COURSE_TYPES:
             raise ValueError(f"unknown course type {self.course_type!r}")
         for name in ("period_start", "period_end"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value.tzinfo is not UTC:
                 object.__setattr__(self, name, ensure_utc(value, name))
         if self.planned_count is not None and self.planned_count < 0:
             raise ValueError(f"planned_count must not be negative, got {self.planned_count}")

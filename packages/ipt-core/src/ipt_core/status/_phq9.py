@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 
 from ipt_core.ipt.codes import GoalStatus, Severity
 
@@ -75,7 +76,7 @@ def is_response(summary: Phq9Summary, rules: Phq9Rules) -> bool:
     baseline, latest = _pair(summary)
     if baseline is None or latest is None:
         return False
-    return baseline >= rules.min_baseline and latest <= rules.response_ratio * baseline
+    return baseline >= rules.min_baseline and _at_most(latest, rules.response_ratio, baseline)
 
 
 def is_remission(summary: Phq9Summary, rules: Phq9Rules) -> bool:
@@ -94,11 +95,19 @@ def goal_status(summary: Phq9Summary, rules: Phq9Rules) -> GoalStatus:
     if is_remission(summary, rules):
         return "achieved"
     improved_by_points = latest <= baseline - rules.improving_drop
-    if improved_by_points or latest <= rules.improving_ratio * baseline:
+    if improved_by_points or _at_most(latest, rules.improving_ratio, baseline):
         return "improving"
     if latest >= baseline + rules.worsening_rise:
         return "worsening"
     return "no-change"
+
+
+def _at_most(score: int, ratio: Fraction, baseline: int) -> bool:
+    """`score <= ratio * baseline`, exactly, in integers: Fraction arithmetic on every
+    evaluation was a tenth of a course's computation (bench/recompute_bench.py, py-spy)."""
+    if isinstance(ratio, Fraction | int):  # the denominator is positive
+        return score * ratio.denominator <= ratio.numerator * baseline
+    return score <= ratio * baseline
 
 
 def _pair(summary: Phq9Summary) -> tuple[int | None, int | None]:

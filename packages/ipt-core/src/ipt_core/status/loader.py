@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.db.schema import ipt_course, ipt_measure, ipt_session, resource
 from ipt_core.db.unnest import among
 from ipt_core.ipt.codes import ACTIVITY_SYSTEM, PHQ9_ITEM9, PHQ9_TOTAL, SOCIAL_PRACTICE
-from ipt_core.status._calendar import cadence_from_timing
+from ipt_core.status._calendar import Cadence, cadence_from_timing
 from ipt_core.status._facts import CourseFacts, Phq9Fact, SessionFact
 from ipt_core.status._sessions import resolve_session
 
@@ -85,36 +86,51 @@ def _facts(
         if active:
             latest = max(active, key=lambda m: (m.period_start or _EPOCH, m.id))
             related = _own_facts(courses[latest.id], sessions, phq9)
-    return replace(
-        _own_facts(row, sessions, phq9), related=related, has_maintenance_course=has_maintenance
-    )
+    return _own_facts(row, sessions, phq9, related=related, has_maintenance=has_maintenance)
 
 
 def _own_facts(
     row: CourseRow,
     sessions: dict[str, tuple[SessionFact, ...]],
     phq9: dict[str, tuple[Phq9Fact, ...]],
+    *,
+    related: CourseFacts | None = None,
+    has_maintenance: bool = False,
 ) -> CourseFacts:
     careplan = orjson.loads(row.content)
     timing = row.timing or {}
-    period = timing.get("period")
-    cadence = cadence_from_timing(
-        Decimal(str(period)) if period is not None else None,
-        timing.get("periodUnit"),
-        timing.get("frequency"),
-    )
+    count = timing.get("count")
     return CourseFacts(
         status=row.status,
         course_type=row.course_type,
         period_start=row.period_start,
         period_end=row.period_end,
-        planned_count=timing.get("count") if isinstance(timing.get("count"), int) else None,
-        cadence=cadence,
+        planned_count=count if isinstance(count, int) else None,
+        cadence=_cadence(timing.get("period"), timing.get("periodUnit"), timing.get("frequency")),
         addresses_recurrent_depression=row.recurrent,
         sessions=sessions.get(row.id, ()),
         phq9=phq9.get(row.patient_id, ()),
         practice_statuses=tuple(_practice_statuses(careplan)),
+        related=related,
+        has_maintenance_course=has_maintenance,
     )
+
+
+def _cadence(period: Any, unit: Any, frequency: Any) -> Cadence | None:
+    try:
+        return _cached_cadence(period, unit, frequency)
+    except TypeError:  # an unhashable JSON value: let the function itself judge it
+        return _cadence_of(period, unit, frequency)
+
+
+def _cadence_of(period: Any, unit: Any, frequency: Any) -> Cadence | None:
+    exact = Decimal(str(period)) if period is not None else None
+    return cadence_from_timing(exact, unit, frequency)
+
+
+# Courses share a handful of timings: a cadence (frozen) is worked out once per timing, not
+# once per course. `typed`: 1, 1.0 and True are different JSON values.
+_cached_cadence = lru_cache(maxsize=256, typed=True)(_cadence_of)
 
 
 def _practice_statuses(careplan: dict[str, Any]) -> Iterable[str]:
@@ -156,61 +172,73 @@ async def _maintenance_of(
     return found
 
 
+_S = ipt_session
+# Only the columns the facts read: each column of every row is decoded, and a batch of 500
+# courses reads thousands of rows. (type, id) is the key, so the UNION dedups as before.
+_SESSION_COLUMNS = (
+    _S.c.resource_type,
+    _S.c.resource_id,
+    _S.c.course_id,
+    _S.c.appointment_id,
+    _S.c.status,
+    _S.c.start,
+)
+
+
 async def _sessions(
     conn: AsyncConnection, course_ids: Sequence[str]
 ) -> dict[str, tuple[SessionFact, ...]]:
     """Sessions per course, an Encounter merged with the Appointment it references."""
     if not course_ids:
         return {}
-    s = ipt_session
-    linked = select(s).where(among(s.c.course_id, course_ids, Text())).cte("linked")
+    s = _S
+    linked = select(*_SESSION_COLUMNS).where(among(s.c.course_id, course_ids, Text())).cte("linked")
     # The linked rows, the Appointments their Encounters reference, the Encounters of their
     # Appointments: a session is an Encounter merged with its Appointment.
-    their_appointments = select(s).join(
+    their_appointments = select(*_SESSION_COLUMNS).join(
         linked, (s.c.resource_type == "Appointment") & (s.c.resource_id == linked.c.appointment_id)
     )
-    their_encounters = select(s).join(
+    their_encounters = select(*_SESSION_COLUMNS).join(
         linked,
         (linked.c.resource_type == "Appointment")
         & (s.c.resource_type == "Encounter")
         & (s.c.appointment_id == linked.c.resource_id),
     )
-    rows = list(await conn.execute(union(select(linked), their_appointments, their_encounters)))
-    appointments = {r.resource_id: r for r in rows if r.resource_type == "Appointment"}
+    statement = union(select(linked), their_appointments, their_encounters)
+    rows: list[Any] = list(await conn.execute(statement))
+    return _session_facts(rows, set(course_ids))
+
+
+def _session_facts(rows: list[Any], wanted: set[str]) -> dict[str, tuple[SessionFact, ...]]:
+    """Rows are (type, id, course, appointment id, status, start) tuples."""
+    appointments = {row[1]: row for row in rows if row[0] == "Appointment"}
     merged_appointments = {
-        r.appointment_id
-        for r in rows
-        if r.resource_type == "Encounter"
-        and r.appointment_id in appointments
-        and r.status != "entered-in-error"
+        row[3]
+        for row in rows
+        if row[0] == "Encounter" and row[3] in appointments and row[4] != "entered-in-error"
     }
     found: dict[str, list[SessionFact]] = defaultdict(list)
-    wanted = set(course_ids)
     for row in rows:
-        if row.resource_type == "Appointment" and row.resource_id in merged_appointments:
-            continue  # decided together with its Encounter below
-        appointment = (
-            appointments.get(row.appointment_id)
-            if row.resource_type == "Encounter"
-            else (row if row.resource_type == "Appointment" else None)
-        )
-        encounter = row if row.resource_type == "Encounter" else None
-        course = (
-            encounter.course_id
-            if encounter is not None and encounter.course_id
-            else appointment.course_id
-            if appointment is not None
-            else None
-        )
-        if course not in wanted:
+        kind, resource_id, course, appointment_id, status, start = row
+        if kind == "Encounter":
+            appointment = appointments.get(appointment_id)
+            if not course:
+                course = appointment[2] if appointment is not None else None
+            if course not in wanted:
+                continue
+            fact = resolve_session(
+                appointment[1] if appointment is not None else resource_id,
+                encounter_status=status,
+                encounter_start=start,
+                appointment_status=appointment[4] if appointment is not None else None,
+                appointment_start=appointment[5] if appointment is not None else None,
+            )
+        elif kind == "Appointment":
+            if resource_id in merged_appointments or course not in wanted:
+                continue  # a merged one is decided together with its Encounter
+            fact = resolve_session(resource_id, appointment_status=status, appointment_start=start)
+        else:
             continue
-        fact = resolve_session(
-            appointment.resource_id if appointment is not None else row.resource_id,
-            encounter_status=encounter.status if encounter is not None else None,
-            encounter_start=encounter.start if encounter is not None else None,
-            appointment_status=appointment.status if appointment is not None else None,
-            appointment_start=appointment.start if appointment is not None else None,
-        )
         if fact is not None:
             found[course].append(fact)
     return {course: tuple(facts) for course, facts in found.items()}
@@ -221,24 +249,29 @@ async def _phq9(conn: AsyncConnection, patients: set[str]) -> dict[str, tuple[Ph
     if not patients:
         return {}
     m = ipt_measure
-    rows = list(
-        await conn.execute(
-            select(m).where(
-                among(m.c.patient_id, list(patients), Text()),
-                among(m.c.status, _COUNTED_PHQ9, Text()),
-                among(m.c.code, [PHQ9_TOTAL, PHQ9_ITEM9], Text()),
-            )
-        )
+    statement = select(
+        m.c.observation_id,
+        m.c.patient_id,
+        m.c.code,
+        m.c.effective,
+        m.c.value,
+        m.c.item9,
+        m.c.members,
+    ).where(
+        among(m.c.patient_id, list(patients), Text()),
+        among(m.c.status, _COUNTED_PHQ9, Text()),
+        among(m.c.code, [PHQ9_TOTAL, PHQ9_ITEM9], Text()),
     )
-    separate = {(r.patient_id, r.effective): r.value for r in rows if r.code == PHQ9_ITEM9}
-    by_id = {r.observation_id: r.value for r in rows if r.code == PHQ9_ITEM9}
+    rows: list[Any] = list(await conn.execute(statement))
+    items = [row for row in rows if row[2] == PHQ9_ITEM9]
+    separate = {(patient, effective): value for _, patient, _, effective, value, _, _ in items}
+    by_id = {observation: value for observation, _, _, _, value, _, _ in items}
     found: dict[str, list[Phq9Fact]] = defaultdict(list)
-    for row in rows:
-        if row.code != PHQ9_TOTAL:
+    for observation, patient, code, effective, value, item9, members in rows:
+        if code != PHQ9_TOTAL:
             continue
-        item9 = row.item9
         if item9 is None:
-            members = [by_id[m] for m in row.members or [] if m in by_id]
-            item9 = members[0] if members else separate.get((row.patient_id, row.effective))
-        found[row.patient_id].append(Phq9Fact(row.observation_id, row.effective, row.value, item9))
+            answers = [by_id[m] for m in members or () if m in by_id]
+            item9 = answers[0] if answers else separate.get((patient, effective))
+        found[patient].append(Phq9Fact(observation, effective, value, item9))
     return {patient: tuple(facts) for patient, facts in found.items()}
