@@ -7,6 +7,7 @@ python -m bench export [ARGS]        # Bulk Data $export throughput and the API'
 python -m bench recompute [ARGS]     # status engine: full recompute, idle polls
 python -m bench events [ARGS]        # event latency and relay throughput
 python -m bench search [ARGS]        # search latency and plans at 1,000 / 50,000 courses
+python -m bench memory [ARGS]        # API RSS over 1,000,000 reads (`make bench-memory`)
 """
 
 import importlib
@@ -19,6 +20,7 @@ _BENCHMARKS = {
     "recompute": "bench.recompute_bench",
     "events": "bench.events_bench",
     "search": "bench.search_bench",
+    "memory": "bench.memory_bench",
 }
 # What `make bench` runs, with each one's arguments; the others take long alone. The export
 # runs at 100,000 resources here (1,000,000: `python -m bench export --resources 1000000`,
