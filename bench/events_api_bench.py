@@ -1,9 +1,9 @@
 """Event latency, write commit -> webhook receipt, at the highest write rate the API sustains.
 
 `ipt run` as `make run` starts it (the relay and the webhook delivery loop run inside the API
-process) on the bench database under `.bench/api/`, subscribed by one webhook endpoint to every
-event; a webhook receiver in its own process; wrk creating Patients over HTTP as fast as the
-API takes them. Every create commits one `fhir.resource.changed` event.
+process) on a throwaway embedded PostgreSQL under `.bench/pg-events-api/`, subscribed by one
+webhook endpoint to every event; a webhook receiver in its own process; wrk creating Patients
+over HTTP as fast as the API takes them. Every create commits one `fhir.resource.changed` event.
 
 An event's latency is its first receipt minus its `time`: the write's instant, stamped in the
 write's transaction just before its commit, so the figure bounds commit -> receipt from above
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,9 @@ from bench.api import servers
 from bench.api.scenarios import SCENARIOS, Fixture
 from bench.api.wrk import WrkResult, run_wrk, wait_until_idle
 from bench.webhook_receiver import Receipt, WebhookReceiver
+from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
+from ipt_core.db.migrate import upgrade
 from ipt_core.db.schema import outbox
 from ipt_core.events import RESOURCE_CHANGED
 from ipt_core.events.webhooks import create_endpoint
@@ -35,6 +38,7 @@ from ipt_core.sealing import Keyring, new_key
 
 __all__ = ["ApiLatency", "measure_api_latency", "stages", "subscribe"]
 
+_DATA = Path(".bench") / "pg-events-api"
 _WARM_UP_S = 3
 _TARGET_P99_MS = 1000.0
 _SECRETS_KEYS = new_key("bench")  # seals the receiver's secret for this run only
@@ -50,6 +54,7 @@ class ApiLatency:
     duplicates: int  # events received more than once
     missing: int
     latency_ms: dict[str, float]  # p50, p99, max
+    p99_by_quarter_ms: list[float]  # by write time: rising means delivery falls behind
     stages_ms: dict[str, float]  # write -> published, published -> delivery recorded
     server_cpu_ms_per_write: float
 
@@ -64,6 +69,7 @@ class ApiLatency:
             "duplicates": self.duplicates,
             "missing": self.missing,
             "latency_ms": self.latency_ms,
+            "p99_by_quarter_ms": self.p99_by_quarter_ms,
             "stages_ms": self.stages_ms,
             "server_cpu_ms_per_write": round(self.server_cpu_ms_per_write, 2),
             "target_p99_lt_1s": "met" if self.latency_ms["p99"] < _TARGET_P99_MS else "not met",
@@ -79,7 +85,10 @@ class ApiLatency:
             f"events: {self.events} in the outbox, {self.missing} missing, "
             f"{self.duplicates} received twice or more: {once}",
             "write commit -> webhook receipt: "
-            + ", ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items()),
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items())
+            + "; p99 by quarter of the run "
+            + " / ".join(f"{v:.0f}" for v in self.p99_by_quarter_ms)
+            + " ms",
             "stages (p50 / p99): write -> published "
             f"{self.stages_ms['published_p50']:.1f} / {self.stages_ms['published_p99']:.1f} ms, "
             f"published -> delivery recorded {self.stages_ms['delivered_p50']:.1f} / "
@@ -89,12 +98,16 @@ class ApiLatency:
 
 
 def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
-    """Seed an empty bench database, start ours with a subscriber, drive creates, measure."""
-    url, _ = servers.seed_ours(())
+    """Start a throwaway database and ours on it with a subscriber, drive creates, measure."""
+    cluster = EmbeddedPostgres(_DATA, throwaway=True)
+    cluster.stop()
+    shutil.rmtree(_DATA, ignore_errors=True)
+    url = cluster.start().url("postgres")
     receiver = WebhookReceiver()
     try:
-        asyncio.run(_subscribe_at(url, receiver.url))
+        asyncio.run(_prepare(url, receiver.url))
         settings = {
+            "DATABASE_URL": url,  # its own database: `.bench/api` may serve another benchmark
             "IPT_EVENT_PUBLISHERS": "webhooks",
             "IPT_OUTBOUND_ALLOW": "127.0.0.1",  # the local receiver
             "IPT_SECRETS_KEYS": _SECRETS_KEYS,
@@ -115,9 +128,17 @@ def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
             split = asyncio.run(_stages_at(url, set(measured)))
     finally:
         receiver.stop()
-    latencies = sorted(
-        (receipt.first_at - _epoch(receipt.event_time)) * 1000 for receipt in measured.values()
+        cluster.stop()
+    by_time = sorted(
+        (_epoch(receipt.event_time), (receipt.first_at - _epoch(receipt.event_time)) * 1000)
+        for receipt in measured.values()
     )
+    latencies = sorted(latency for _, latency in by_time)
+    quarter = max(len(by_time) // 4, 1)
+    quarters = [
+        _percentiles(sorted(latency for _, latency in by_time[n * quarter : (n + 1) * quarter]))
+        for n in range(4)
+    ]
     return ApiLatency(
         creates=creates,
         connections=connections,
@@ -125,6 +146,7 @@ def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
         duplicates=sum(1 for receipt in measured.values() if receipt.count > 1),
         missing=len(outboxed - measured.keys()),
         latency_ms=_percentiles(latencies),
+        p99_by_quarter_ms=[round(q["p99"], 1) for q in quarters],
         stages_ms=split,
         server_cpu_ms_per_write=cpu * 1000 / max(len(outboxed), 1),
     )
@@ -178,9 +200,11 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
     }
 
 
-async def _subscribe_at(database_url: str, url: str) -> None:
+async def _prepare(database_url: str, url: str) -> None:
+    """Migrate the database and subscribe the receiver."""
     engine = create_engine(database_url, pool_size=1)
     try:
+        await upgrade(engine)
         await subscribe(engine, url, Keyring.parse(_SECRETS_KEYS))
     finally:
         await engine.dispose()
