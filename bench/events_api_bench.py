@@ -122,9 +122,8 @@ def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
             received = asyncio.run(_all_received(url, receiver))
             wait_until_idle(ours.pid)
             cpu = _cpu_s(ours.pid) - cpu
-            # While ours runs: it owns the embedded PostgreSQL, which stops with it.
-            measured = {key: receipt for key, receipt in received.items() if key not in warm}
-            outboxed = asyncio.run(_event_ids(url)) - warm.keys()
+            outboxed = asyncio.run(_event_ids(url)) - warm.keys()  # the creates' events only
+            measured = {key: receipt for key, receipt in received.items() if key in outboxed}
             split = asyncio.run(_stages_at(url, set(measured)))
     finally:
         receiver.stop()

@@ -102,6 +102,10 @@ class WebhookDeliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; attempts still in flight then are abandoned (retried)."""
+        # A new run (a new leadership) reads every queue afresh: nothing left busy or waiting
+        # by an earlier run may hold a queue back.
+        self._busy.clear()
+        self._waiting.clear()
         senders: set[asyncio.Task[None]] = set()
         acks = Acknowledgements(self.engine)
         recorder = asyncio.create_task(acks.run())
