@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 # As root the embedded PostgreSQL runs as a system user that `useradd` (in /usr/sbin) creates.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: help install run test check lint layers typecheck openapi openapi-check helm bench clean
+.PHONY: help install run test check lint layers typecheck openapi openapi-check helm bench bench-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -79,6 +79,11 @@ bench: install ## Benchmark ours vs a peer FHIR server vs the bare stack (bench/
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
 		|| { echo "wrk is missing: sudo apt-get install -y wrk (Debian/Ubuntu)"; exit 1; }
 	$(RUN) python -m bench $(ARGS)
+
+bench-memory: install ## The API's RSS over 1,000,000 reads after warm-up (bench/results/memory.md)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing: sudo apt-get install -y wrk (Debian/Ubuntu)"; exit 1; }
+	$(RUN) python -m bench memory $(ARGS)
 
 clean: ## Remove installed tools, the virtual environment and local data
 	rm -rf .tools .venv var .bench

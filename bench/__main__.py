@@ -1,12 +1,13 @@
 """`python -m bench`: every benchmark in one run (`make bench`), or one of them by name.
 
-python -m bench                      # all: api, then ehr and export (100k resources)
+python -m bench                      # all: api, ehr, export (100k resources), events (api phase)
 python -m bench [api] --OPTIONS      # bench.api: ours vs peer vs stack limit, wrk (bench/results/)
 python -m bench ehr [ARGS]           # EHR sync: push and pull throughput to a local sekmet-fhir
 python -m bench export [ARGS]        # Bulk Data $export throughput and the API's peak memory
 python -m bench recompute [ARGS]     # status engine: full recompute, idle polls
 python -m bench events [ARGS]        # event latency and relay throughput
 python -m bench search [ARGS]        # search latency and plans at 1,000 / 50,000 courses
+python -m bench memory [ARGS]        # API RSS over 1,000,000 reads (`make bench-memory`)
 """
 
 import importlib
@@ -19,11 +20,19 @@ _BENCHMARKS = {
     "recompute": "bench.recompute_bench",
     "events": "bench.events_bench",
     "search": "bench.search_bench",
+    "memory": "bench.memory_bench",
 }
 # What `make bench` runs, with each one's arguments; the others take long alone. The export
 # runs at 100,000 resources here (1,000,000: `python -m bench export --resources 1000000`,
-# whose bulk load alone takes tens of minutes on 2 cores).
-_DEFAULT = {"api": None, "ehr": [], "export": ["--resources", "100000"]}
+# whose bulk load alone takes tens of minutes on 2 cores). Events: the latency at the API's
+# sustained write rate (about 2 minutes); the memory benchmark (1M reads, ~20 minutes or more)
+# is `make bench-memory`.
+_DEFAULT = {
+    "api": None,
+    "ehr": [],
+    "export": ["--resources", "100000"],
+    "events": ["--phases", "api"],
+}
 
 
 def _run(name: str, args: list[str]) -> None:

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,11 +106,12 @@ def _process(command: list[str], env: dict[str, str], probe: str, name: str) -> 
 
 
 @contextlib.contextmanager
-def running_ours() -> Iterator[Running]:
-    """`ipt run` on the seeded bench database, as `make run` starts it."""
+def running_ours(settings: Mapping[str, str] | None = None) -> Iterator[Running]:
+    """`ipt run` on the seeded bench database, as `make run` starts it (plus `settings`)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        **(settings or {}),
         "IPT_AUTH_MODE": "disabled",
         "IPT_DATA_DIR": str(_DATA),
         "IPT_API_PORT": str(port),

@@ -6,6 +6,7 @@ course's events in order, every signature valid (checked by `standardwebhooks`).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.events.webhooks import set_enabled
+from ipt_worker.publishers import WebhookFanOut
+from ipt_worker.relay import EventRelay
 from tests.integration.events_support import (
     Reply,
     WebhookReceiver,
@@ -25,6 +28,7 @@ from tests.integration.events_support import (
     subscribe,
     webhook_relay,
 )
+from tests.support.clock import utc_now
 from tests.support.waiting import poll_until
 
 COURSES = ("course-a", "course-b", "course-c")
@@ -250,3 +254,45 @@ async def test_a_connection_broken_mid_response_is_retried(db: AsyncEngine) -> N
     async with db.connect() as conn:
         row = (await conn.execute(text("SELECT status, attempts FROM webhook_delivery"))).one()
     assert (row.status, row.attempts) == ("delivered", 2)
+
+
+async def test_a_sender_goes_on_while_its_successes_are_being_recorded(db: AsyncEngine) -> None:
+    # The recording of successes is blocked (a SHARE lock stops its UPDATE, not the reads):
+    # with one sender, course-b is sent anyway, and course-a, delivered but not yet recorded,
+    # is not sent again meanwhile. Once the lock goes, both are recorded delivered.
+    requests: list[httpx.Request] = []
+
+    def accept(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(204)
+
+    receiver = WebhookReceiver()  # not started: only its URL and secret are used
+    await subscribe(db, receiver)
+    await append_course_events(db, ["course-a", "course-b"], 1)
+    async with db.connect() as conn:  # fanned out, not yet delivered
+        await EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now).publish_batch(conn)
+    deliverer = webhook_relay(
+        db, fast_policy(concurrency=1), transport=httpx.MockTransport(accept)
+    ).deliverer
+    assert deliverer is not None
+    stop, tasks = asyncio.Event(), []
+    try:
+        async with db.connect() as locker:  # closed (lock released) before the loop stops
+            await locker.begin()
+            await locker.execute(text("LOCK TABLE webhook_delivery IN SHARE MODE"))
+            tasks.append(asyncio.create_task(deliverer.run(stop)))
+            await poll_until(lambda: len(requests) == 2, what="both courses sent", within_s=5)
+            await asyncio.sleep(0.5)  # five poll intervals: course-a is not claimed again
+            assert len({r.headers["webhook-id"] for r in requests}) == len(requests) == 2
+        await poll_until(lambda: _delivered(db, 2), what="both recorded delivered")
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+
+
+async def _delivered(db: AsyncEngine, count: int) -> bool:
+    async with db.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'")
+        )
+    return int(found) == count

@@ -1,9 +1,10 @@
 """`Acknowledgements`: successful deliveries recorded many at a time (group commit).
 
-Every chain of the delivery loop hands its successes here and, before its queue is looked at
-again, waits until they are recorded. One task writes whatever has gathered meanwhile with one
-statement, so under load a single round trip records the successes of many chains, and when
-the loop is idle a success is recorded at once (docs/architecture.md#events-outbox-and-relay).
+Every sender of the delivery loop hands its successes here; its queue is not looked at again
+until they are recorded (the sender itself moves on to the next queue meanwhile). One task
+writes whatever has gathered meanwhile with one statement, so under load a single round trip
+records the successes of many queues, and when the loop is idle a success is recorded at once
+(docs/architecture.md#events-outbox-and-relay).
 A success that is never recorded (the database went away, the process died) leaves its row
 pending: it is sent again, with the same `webhook-id` — at least once, never lost.
 """

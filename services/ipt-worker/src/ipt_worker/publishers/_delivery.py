@@ -1,9 +1,11 @@
 """`WebhookDeliverer`: sends the webhook delivery queue, one request in flight per course.
 
-One statement finds up to `concurrency` sendable queues (endpoint, course) with up to
-`_PER_QUEUE` of their rows each; a chain per queue sends its rows one after the other, and
-successes are recorded many at a time (`Acknowledgements`). So a busy loop spends one query
-per batch of queues and one write per round of successes, not two statements per event.
+One statement finds up to two rounds of sendable queues (endpoint, course) with up to
+`_PER_QUEUE` of their rows each; up to `concurrency` senders take the queues one after the
+other, each sending a queue's rows in order, and successes are recorded many at a time
+(`Acknowledgements`). So a busy loop spends one query per batch of queues and one write per
+round of successes, not two statements per event; a sender does not wait for the write (the
+queue stays out of claims until it is done), so under load a delivery costs its request.
 
 Each attempt POSTs the structured CloudEvent (`application/cloudevents+json`) with Standard
 Webhooks headers; `webhook-id` is the event id, so a receiver dedupes retries by it. A 2xx
@@ -19,7 +21,6 @@ tried and logged as `refused`, whatever is (or is not) listening there.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -93,15 +94,19 @@ class WebhookDeliverer:
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()  # set by the relay after it queued deliveries
         self._next_retry: datetime | None = None
-        self._ended: set[Partition] = set()  # chains that ended during the current query
         self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
-        self._waiting: dict[Partition, list[DueDelivery]] = {}  # claimed, no chain yet
+        self._waiting: dict[Partition, list[DueDelivery]] = {}  # claimed, no sender yet
+        self._busy: set[Partition] = set()  # being sent, or their successes not recorded yet
         self._claimed_at = 0.0  # monotonic time of the last claim
         self._secrets: dict[tuple[str, str], str] = {}  # opened once per (endpoint, sealed)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; attempts still in flight then are abandoned (retried)."""
-        chains: dict[Partition, asyncio.Task[None]] = {}
+        # A new run (a new leadership) reads every queue afresh: nothing left busy or waiting
+        # by an earlier run may hold a queue back.
+        self._busy.clear()
+        self._waiting.clear()
+        senders: set[asyncio.Task[None]] = set()
         acks = Acknowledgements(self.engine)
         recorder = asyncio.create_task(acks.run())
         async with httpx.AsyncClient(
@@ -113,51 +118,44 @@ class WebhookDeliverer:
             try:
                 while not stop.is_set():
                     self.wake.clear()
-                    await self._start_chains(client, chains, acks)
-                    await self._wait(stop, chains)
+                    await self._start_senders(client, senders, acks)
+                    await self._wait(stop, senders)
             finally:
-                for task in chains.values():
+                for task in senders:
                     task.cancel()
-                await asyncio.gather(*chains.values(), return_exceptions=True)
+                await asyncio.gather(*senders, return_exceptions=True)
                 recorder.cancel()
                 await asyncio.gather(recorder, return_exceptions=True)
                 await acks.drain()
 
-    async def _start_chains(
-        self,
-        client: httpx.AsyncClient,
-        chains: dict[Partition, asyncio.Task[None]],
-        acks: Acknowledgements,
+    async def _start_senders(
+        self, client: httpx.AsyncClient, senders: set[asyncio.Task[None]], acks: Acknowledgements
     ) -> None:
-        """Start a chain for each sendable queue that has none running, up to `concurrency`.
+        """Claim queues when fewer than a round of them wait; start senders up to `concurrency`.
 
-        One look claims queues for two rounds of chains: those that find no free slot wait
-        here (at most a poll interval, after which they are looked up afresh), so a loop
-        busy with one-event queues queries once per `concurrency` queues, not once per event.
+        One look claims queues for two rounds of senders, so a loop busy with one-event queues
+        queries about once per `concurrency` queues, not once per event. Waiting queues are
+        looked up afresh after a poll interval.
         """
         if time.monotonic() - self._claimed_at > self.policy.poll_interval_s:
             self._waiting.clear()  # rows read too long ago: read them again
-        free = self.policy.concurrency - len(chains)
-        if free > len(self._waiting):
-            await self._claim(2 * self.policy.concurrency - len(chains), chains)
-        while self._waiting and len(chains) < self.policy.concurrency:
-            partition = next(iter(self._waiting))
-            task = asyncio.create_task(self._chain(client, self._waiting.pop(partition), acks))
-            chains[partition] = task
-            task.add_done_callback(functools.partial(self._forget, chains, partition))
+        if len(self._waiting) < self.policy.concurrency:
+            await self._claim(2 * self.policy.concurrency - len(self._waiting))
+        while self._waiting and len(senders) < self.policy.concurrency:
+            task = asyncio.create_task(self._sender(client, acks))
+            senders.add(task)
+            task.add_done_callback(senders.discard)
 
-    async def _claim(self, wanted: int, chains: dict[Partition, asyncio.Task[None]]) -> None:
-        """Add up to `wanted` sendable queues (running and waiting ones count) to `_waiting`."""
-        self._ended.clear()
-        busy = [*chains, *self._waiting]
+    async def _claim(self, wanted: int) -> None:
+        """Add up to `wanted` sendable queues to `_waiting`, none of them busy or waiting."""
+        busy = [*self._busy, *self._waiting]
         try:
             async with self.engine.connect() as conn:
+                # One statement, one snapshot: autocommit spares a BEGIN and a ROLLBACK, two
+                # round trips between an event's publication and its delivery.
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 rows = await sendable(
-                    conn,
-                    self.clock(),
-                    queues=wanted - len(self._waiting),
-                    per_queue=_PER_QUEUE,
-                    busy=busy,
+                    conn, self.clock(), queues=wanted, per_queue=_PER_QUEUE, busy=busy
                 )
         except Exception as error:  # the database may be restarting: try again shortly
             self._outage.failed(database_fault(error) or type(error).__name__)
@@ -166,19 +164,9 @@ class WebhookDeliverer:
         self._claimed_at = time.monotonic()
         for delivery in rows:
             partition = (delivery.endpoint_id, delivery.partition_key)
-            if partition in self._ended:
-                # Its chain ended while the query ran: the rows read may be ones it just sent.
-                self.wake.set()  # look again at once
-                continue
             self._waiting.setdefault(partition, []).append(delivery)
 
-    def _forget(
-        self, chains: dict[Partition, asyncio.Task[None]], partition: Partition, _: object
-    ) -> None:
-        chains.pop(partition, None)
-        self._ended.add(partition)
-
-    async def _wait(self, stop: asyncio.Event, chains: dict[Partition, asyncio.Task[None]]) -> None:
+    async def _wait(self, stop: asyncio.Event, senders: set[asyncio.Task[None]]) -> None:
         timeout = self.policy.poll_interval_s
         if self._next_retry is not None:
             until_retry = (self._next_retry - self.clock()).total_seconds()
@@ -188,24 +176,57 @@ class WebhookDeliverer:
         signals = [asyncio.create_task(stop.wait()), asyncio.create_task(self.wake.wait())]
         try:
             await asyncio.wait(
-                [*signals, *chains.values()],
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
+                [*signals, *senders], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             for signal in signals:
                 signal.cancel()
 
-    async def _chain(
-        self, client: httpx.AsyncClient, queue: list[DueDelivery], acks: Acknowledgements
+    async def _sender(self, client: httpx.AsyncClient, acks: Acknowledgements) -> None:
+        """Send waiting queues, oldest first, one after the other, until none waits.
+
+        A queue stays busy (never claimed again) from the moment it is taken until its
+        successes are recorded: until then its rows still look pending. The sender does not
+        wait for that recording: it goes on with the next queue, so under load a delivery
+        costs its request, not also a round trip of the acknowledgements.
+        """
+        while self._waiting:
+            partition = next(iter(self._waiting))
+            queue = self._waiting.pop(partition)
+            self._busy.add(partition)
+            recorded: list[asyncio.Future[None]] = []
+            try:
+                await self._send_queue(client, queue, acks, recorded)
+            finally:
+                self._release_when_recorded(partition, recorded)
+
+    def _release_when_recorded(
+        self, partition: Partition, recorded: list[asyncio.Future[None]]
+    ) -> None:
+        """Let `partition` be claimed again once `recorded` are settled (then look again)."""
+
+        def release(_: object = None) -> None:
+            self._busy.discard(partition)
+            self.wake.set()  # its later rows (beyond the rows claimed) are sendable now
+
+        if not recorded:
+            release()
+            return
+        # Settled whether recorded or not: a success never recorded stays pending, is re-sent.
+        asyncio.gather(*set(recorded), return_exceptions=True).add_done_callback(release)
+
+    async def _send_queue(
+        self,
+        client: httpx.AsyncClient,
+        queue: list[DueDelivery],
+        acks: Acknowledgements,
+        recorded: list[asyncio.Future[None]],
     ) -> None:
         """Deliver one queue's rows one after the other until one fails or is not due yet.
 
-        Only this task sends to its (endpoint, partition key) while it runs, so the course's
-        events leave in order. It ends once its successes are recorded: until then its rows
-        still look pending and must not be read as sendable again.
+        Only this sender sends to its (endpoint, partition key) while it is busy, so the
+        course's events leave in order. Each success's recording is appended to `recorded`.
         """
-        recorded: list[asyncio.Future[None]] = []
         try:
             for delivery in queue:
                 if delivery.next_attempt_at > self.clock():
@@ -229,7 +250,6 @@ class WebhookDeliverer:
                 )
                 await self._failed(attempt, finished)
                 break
-            await acks.recorded(recorded)
         except Exception as failure:  # not recorded: the delivery is attempted again
             self._outage.failed(database_fault(failure) or type(failure).__name__)
             await asyncio.sleep(self.policy.poll_interval_s)  # the database may be down
