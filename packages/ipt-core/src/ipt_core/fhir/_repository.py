@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Select, Text, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.db.driver import autocommit_driver, driver_statement
 from ipt_core.db.schema import resource, resource_version
 from ipt_core.db.unnest import unnest_params
 from ipt_core.fhir.model import StoredResource
@@ -73,26 +73,10 @@ async def _one(conn: AsyncConnection, read: _Read, params: dict[str, Any]) -> St
     prepared once per connection by asyncpg. Inside a transaction the driver must not be
     used directly (SQLAlchemy opens its transaction at its first statement), so Core runs.
     """
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
-        try:
+    driver = await autocommit_driver(conn)
+    if driver is not None:
+        async with driver_statement(driver):
             record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
-        except asyncpg.InternalClientError as error:
-            # The server ended the session (a restart's admin_shutdown) while the connection
-            # sat in the pool: asyncpg read the error but not yet the socket's close, so the
-            # checkout took it as open and the statement found the protocol mid-error. The
-            # connection is gone: say so (08003, a 503), not a 500
-            # (tests/chaos/test_database_restart_reads.py).
-            driver.terminate()
-            raise asyncpg.ConnectionDoesNotExistError("connection closed by the server") from error
-        except BaseException:
-            # SQLAlchemy would have invalidated the connection; its error bypassed SQLAlchemy.
-            # After a failure (the server shut down mid-statement, the request was cancelled)
-            # the driver may be mid-protocol, and the next request to check it out would fail.
-            # Closed now, the pool replaces it at its next checkout (`db/engine.py`).
-            driver.terminate()
-            raise
         return None if record is None else _stored(record)
     row = (await conn.execute(read.statement, params)).first()
     return None if row is None else _stored(row._mapping)

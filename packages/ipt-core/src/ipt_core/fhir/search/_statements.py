@@ -31,6 +31,7 @@ from sqlalchemy import Select, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.db.driver import autocommit_driver, driver_statement
 from ipt_core.fhir.index import token_key
 from ipt_core.fhir.search._model import ReferenceValue, SearchQuery, TokenValue, ValueClause
 
@@ -89,10 +90,11 @@ class SearchRunner:
         if self.driver is None:
             return list(await self.conn.execute(build(query)))
         sql, arguments = _sql(kind, query, build)
-        if _patient_bounded(query):
-            return list(await self.driver.fetch(sql, *arguments))
-        statement = await self.driver.prepare(sql, name="")  # unnamed: planned at each bind
-        return list(await statement.fetch(*arguments))
+        async with driver_statement(self.driver):
+            if _patient_bounded(query):
+                return list(await self.driver.fetch(sql, *arguments))
+            statement = await self.driver.prepare(sql, name="")  # unnamed: planned at bind
+            return list(await statement.fetch(*arguments))
 
 
 async def search_runner(conn: AsyncConnection) -> SearchRunner:
@@ -104,9 +106,9 @@ async def search_runner(conn: AsyncConnection) -> SearchRunner:
     transaction block `SET LOCAL` does nothing, which is why autocommit reads use unnamed
     statements instead.)
     """
-    raw = await conn.get_raw_connection()
-    if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
-        return SearchRunner(conn, raw.driver_connection)
+    driver = await autocommit_driver(conn)
+    if driver is not None:
+        return SearchRunner(conn, driver)
     await conn.execute(_PLAN_PER_VALUES)
     return SearchRunner(conn, None)
 

@@ -1,0 +1,49 @@
+"""Statements on the asyncpg connection under SQLAlchemy's pool: the API's autocommit reads.
+
+The store's primary-key reads and the searches run on the driver when their connection is in
+autocommit (docs/architecture.md, "Read path"): SQLAlchemy's execution layer cost more than
+PostgreSQL's answer. Inside a transaction the driver must not be used directly (SQLAlchemy
+opens the transaction at its own first statement), so callers fall back to Core there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["autocommit_driver", "driver_statement"]
+
+
+async def autocommit_driver(conn: AsyncConnection) -> Any | None:
+    """The asyncpg connection under `conn` when `conn` is in autocommit, else None."""
+    raw = await conn.get_raw_connection()
+    if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
+        return raw.driver_connection
+    return None
+
+
+@asynccontextmanager
+async def driver_statement(driver: Any) -> AsyncIterator[None]:
+    """Run statements on `driver`; after a failure the connection is closed, never reused.
+
+    SQLAlchemy would have invalidated the connection, but a driver error bypasses it. After a
+    failure (the server shut down mid-statement, the request was cancelled) the driver may be
+    mid-protocol and the next request to check it out would fail; closed now, the pool
+    replaces it at its next checkout (`db/engine.py`).
+    """
+    try:
+        yield
+    except asyncpg.InternalClientError as error:
+        # The server ended the session (a restart's admin_shutdown) while the connection sat
+        # in the pool: asyncpg read the error but not yet the socket's close, so the checkout
+        # took it as open and the statement found the protocol mid-error. The connection is
+        # gone: say so (08003, a 503), not a 500 (tests/chaos/test_database_restart_reads.py).
+        driver.terminate()
+        raise asyncpg.ConnectionDoesNotExistError("connection closed by the server") from error
+    except BaseException:
+        driver.terminate()
+        raise
