@@ -37,7 +37,9 @@ from tests.unit.ipt.support import START, FhirCheck, fhir_ids, instants
 
 texts = (
     st.text(
-        st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from("<>&\"'\n\t"),
+        # The model refuses what XML cannot carry: surrogates, controls, U+FFFE and U+FFFF.
+        st.characters(exclude_categories=("Cs", "Cc"), exclude_characters="\ufffe\uffff")
+        | st.sampled_from("<>&\"'\n\t"),
         min_size=1,
         max_size=30,
     )
