@@ -8,6 +8,7 @@ opens the transaction at its own first statement), so callers fall back to Core 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,12 +32,18 @@ async def driver_statement(driver: Any) -> AsyncIterator[None]:
     """Run statements on `driver`; after a failure the connection is closed, never reused.
 
     SQLAlchemy would have invalidated the connection, but a driver error bypasses it. After a
-    failure (the server shut down mid-statement, the request was cancelled) the driver may be
+    failure (the server shut down mid-statement, a protocol error) the driver may be
     mid-protocol and the next request to check it out would fail; closed now, the pool
     replaces it at its next checkout (`db/engine.py`).
     """
     try:
         yield
+    except asyncio.CancelledError:
+        # Not a failure of the connection: asyncpg sends PostgreSQL a cancel request for the
+        # running statement and makes the connection's next statement wait for it. Closing the
+        # connection now would drop that request and leave the statement running on the server
+        # after its client left (tests/integration/test_search_cost.py).
+        raise
     except asyncpg.InternalClientError as error:
         # The server ended the session (a restart's admin_shutdown) while the connection sat
         # in the pool: asyncpg read the error but not yet the socket's close, so the checkout
