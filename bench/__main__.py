@@ -1,6 +1,6 @@
 """`python -m bench`: every benchmark in one run (`make bench`), or one of them by name.
 
-python -m bench                      # all: api, ehr, export (100k resources), events (api phase)
+python -m bench                      # all: api, ehr, export, recompute, events (api phase)
 python -m bench [api] --OPTIONS      # bench.api: ours vs peer vs stack limit, wrk (bench/results/)
 python -m bench ehr [ARGS]           # EHR sync: push and pull throughput to a local sekmet-fhir
 python -m bench export [ARGS]        # Bulk Data $export throughput and the API's peak memory
@@ -25,12 +25,14 @@ _BENCHMARKS = {
 # What `make bench` runs, with each one's arguments; the others take long alone. The export
 # runs at 100,000 resources here (1,000,000: `python -m bench export --resources 1000000`,
 # whose bulk load alone takes tens of minutes on 2 cores). Events: the latency at the API's
-# sustained write rate (about 2 minutes); the memory benchmark (1M reads, ~20 minutes or more)
-# is `make bench-memory`.
+# sustained write rate (about 2 minutes); recompute at 10,000 courses, seeded with COPY (about
+# 2 minutes), the size the issue's targets name. The memory benchmark (1M reads, ~20 minutes
+# or more) is `make bench-memory`.
 _DEFAULT = {
     "api": None,
     "ehr": [],
     "export": ["--resources", "100000"],
+    "recompute": ["--courses", "10000"],
     "events": ["--phases", "api"],
 }
 
