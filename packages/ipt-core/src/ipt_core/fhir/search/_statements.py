@@ -15,9 +15,12 @@ Encounters>&_count=20` takes 24 ms with a plan made for its value and 315 ms wit
 generic plan PostgreSQL adopts after five runs of a prepared statement whose first values
 were rare (EXPLAIN ANALYZE). So a search's statements are planned for their values: an
 unnamed statement, planned at bind (+0.35 ms of server CPU a statement, measured). Except
-when a clause names one Patient: that reference bounds the matches by one person's record
-and drives every plan, the generic plan equals the custom one (both bench searches,
-measured), and the named prepared statement is reused. In a transaction (POST `_search`,
+when the search's only clause names one Patient: then there is nothing else to drive the
+plan, the generic plan is the custom one, and the named prepared statement is reused.
+A second clause is enough to break that: for `Observation?patient=…&code=<PHQ-9>` the
+generic plan drives from the code, which every PHQ-9 shares, and took 63.7 ms against
+0.4 ms (EXPLAIN ANALYZE on the `make bench` data; the bench's PHQ-9 search fell from
+2,000 to 71 req/s once PostgreSQL switched plans). In a transaction (POST `_search`,
 conditional writes) Core runs the statements after a `SET LOCAL` to the same effect.
 """
 
@@ -91,7 +94,7 @@ class SearchRunner:
             return list(await self.conn.execute(build(query)))
         sql, arguments = _sql(kind, query, build)
         async with driver_statement(self.driver):
-            if _patient_bounded(query):
+            if _one_patient_only(query):
                 return list(await self.driver.fetch(sql, *arguments))
             statement = await self.driver.prepare(sql, name="")  # unnamed: planned at bind
             return list(await statement.fetch(*arguments))
@@ -113,14 +116,18 @@ async def search_runner(conn: AsyncConnection) -> SearchRunner:
     return SearchRunner(conn, None)
 
 
-def _patient_bounded(query: SearchQuery) -> bool:
-    return any(
+def _one_patient_only(query: SearchQuery) -> bool:
+    """Whether the search's only clause names one Patient (plain reference, one value)."""
+    if len(query.clauses) != 1 or query.sort:
+        return False
+    (clause,) = query.clauses
+    return (
         isinstance(clause, ValueClause)
         and clause.param.type == "reference"
         and clause.modifier is None
-        and clause.values
-        and all(isinstance(v, ReferenceValue) and v.type == "Patient" for v in clause.values)
-        for clause in query.clauses
+        and len(clause.values) == 1
+        and isinstance(clause.values[0], ReferenceValue)
+        and clause.values[0].type == "Patient"
     )
 
 
