@@ -1,7 +1,8 @@
 """Event latency, write commit -> webhook receipt, at the highest write rate the API sustains.
 
 `ipt run` as `make run` starts it (the relay and the webhook delivery loop run inside the API
-process) on a throwaway embedded PostgreSQL under `.bench/pg-events-api/`, subscribed by one
+process), or (`split`) `ipt serve` and `ipt-worker` in two processes as the Helm chart deploys
+them, on a throwaway embedded PostgreSQL under `.bench/pg-events-api/`, subscribed by one
 webhook endpoint to every event; a webhook receiver in its own process; wrk creating Patients
 over HTTP as fast as the API takes them. Every create commits one `fhir.resource.changed` event.
 
@@ -49,6 +50,7 @@ class ApiLatency:
     """One run: the write rate wrk got, the events, their latency and the server's CPU."""
 
     creates: WrkResult
+    topology: str  # which processes served: `ipt run`, or `ipt serve` + `ipt-worker`
     connections: int
     events: int
     duplicates: int  # events received more than once
@@ -61,6 +63,7 @@ class ApiLatency:
     def summary(self) -> dict[str, Any]:
         """The figures as JSON-ready values."""
         return {
+            "topology": self.topology,
             "connections": self.connections,
             "creates_per_s": round(self.creates.ok_per_second, 1),
             "create_p99_ms": self.creates.p99_ms,
@@ -79,7 +82,7 @@ class ApiLatency:
         """The figures as report lines."""
         once = "exactly once" if not (self.duplicates or self.missing) else "NOT exactly once"
         return [
-            f"creates over HTTP (wrk, {self.connections} connections): "
+            f"creates over HTTP to `{self.topology}` (wrk, {self.connections} connections): "
             f"{self.creates.ok_per_second:.0f}/s sustained, p99 {self.creates.p99_ms:.0f} ms, "
             f"{self.creates.errors} failed; server CPU {self.server_cpu_ms_per_write:.2f} ms/write",
             f"events: {self.events} in the outbox, {self.missing} missing, "
@@ -97,8 +100,12 @@ class ApiLatency:
         ]
 
 
-def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
-    """Start a throwaway database and ours on it with a subscriber, drive creates, measure."""
+def measure_api_latency(seconds: float, connections: int, *, split: bool = False) -> ApiLatency:
+    """Start a throwaway database and ours on it with a subscriber, drive creates, measure.
+
+    `split`: the API and the worker in their own processes (the worker's relay and webhook
+    delivery then have the machine's other core); else `ipt run`, everything in one process.
+    """
     cluster = EmbeddedPostgres(_DATA, throwaway=True)
     cluster.stop()
     shutil.rmtree(_DATA, ignore_errors=True)
@@ -113,18 +120,21 @@ def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
             "IPT_SECRETS_KEYS": _SECRETS_KEYS,
         }
         create = next(s for s in SCENARIOS if s.name == "create").script(Fixture([], []))
-        with servers.running_ours(settings) as ours:
+        running = servers.running_split if split else servers.running_ours
+        with running(settings) as ours:
             run_wrk(ours.root_url, create, connections=connections, seconds=_WARM_UP_S)
             warm = asyncio.run(_all_received(url, receiver))
-            wait_until_idle(ours.pid)
-            cpu = _cpu_s(ours.pid)
+            for pid in ours.pids:
+                wait_until_idle(pid)
+            cpu = sum(_cpu_s(pid) for pid in ours.pids)
             creates = run_wrk(ours.root_url, create, connections=connections, seconds=seconds)
             received = asyncio.run(_all_received(url, receiver))
-            wait_until_idle(ours.pid)
-            cpu = _cpu_s(ours.pid) - cpu
+            for pid in ours.pids:
+                wait_until_idle(pid)
+            cpu = sum(_cpu_s(pid) for pid in ours.pids) - cpu
             outboxed = asyncio.run(_event_ids(url)) - warm.keys()  # the creates' events only
             measured = {key: receipt for key, receipt in received.items() if key in outboxed}
-            split = asyncio.run(_stages_at(url, set(measured)))
+            by_stage = asyncio.run(_stages_at(url, set(measured)))
     finally:
         receiver.stop()
         cluster.stop()
@@ -140,13 +150,14 @@ def measure_api_latency(seconds: float, connections: int) -> ApiLatency:
     ]
     return ApiLatency(
         creates=creates,
+        topology="ipt serve + ipt-worker" if split else "ipt run",
         connections=connections,
         events=len(outboxed),
         duplicates=sum(1 for receipt in measured.values() if receipt.count > 1),
         missing=len(outboxed - measured.keys()),
         latency_ms=_percentiles(latencies),
         p99_by_quarter_ms=[round(q["p99"], 1) for q in quarters],
-        stages_ms=split,
+        stages_ms=by_stage,
         server_cpu_ms_per_write=cpu * 1000 / max(len(outboxed), 1),
     )
 

@@ -1,7 +1,8 @@
 """Event delivery: latency from FHIR write commit to webhook receipt, and relay throughput.
 
 Three phases (`--phases`, default all; `make bench` runs `api`):
-- api: at the highest write rate the API sustains, through `ipt run` (`bench.events_api_bench`);
+- api: at the highest write rate the API sustains, through `ipt run` and again through
+  `ipt serve` + `ipt-worker` in two processes (`bench.events_api_bench`);
 - store: a throwaway embedded PostgreSQL, a real `ipt-worker` process (relay leader, webhook
   publisher) and the webhook receiver; Patients created through the FHIR store (with the
   default listeners, as the API writes) at a fixed `--rate`, one transaction each;
@@ -45,6 +46,12 @@ from ipt_worker.relay import EventRelay, RelayTiming
 _DATA = Path(".bench") / "pg-events"
 _PATIENT = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-01"}
 _PHASES = ("api", "store", "throughput")
+# The api phase, twice: everything in one process as `make run` starts it, then API and worker
+# in their own processes as the Helm chart deploys them (the worker gets a core of its own).
+_TOPOLOGIES = (
+    ("api", False, "`ipt run`: one process"),
+    ("api_split", True, "`ipt serve` + `ipt-worker`: two processes"),
+)
 
 _SECRETS_KEYS = new_key("bench")  # seals the receiver's secret for this run only
 _KEYRING = Keyring.parse(_SECRETS_KEYS)
@@ -65,11 +72,12 @@ def main() -> None:
     data: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
     data["load average"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     if "api" in phases:
-        api = measure_api_latency(args.seconds, args.connections)
-        data["api"] = api.summary()
-        lines += ["## At the API's sustained write rate (`ipt run`, wrk creates)", ""]
-        lines += [f"- {line}" for line in api.lines()] + [""]
-        print("\n".join(api.lines()), flush=True)
+        for key, split, title in _TOPOLOGIES:
+            api = measure_api_latency(args.seconds, args.connections, split=split)
+            data[key] = api.summary()
+            lines += [f"## At the API's sustained write rate ({title}, wrk creates)", ""]
+            lines += [f"- {line}" for line in api.lines()] + [""]
+            print("\n".join(api.lines()), flush=True)
     if {"store", "throughput"} & set(phases):
         lines += asyncio.run(_store_phases(phases, args))
     markdown = f"# Event latency and relay throughput\n\n{data['date']}, load average " \

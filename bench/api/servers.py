@@ -2,7 +2,8 @@
 
 - ours: `ipt run` as `make run` starts it (one process, the worker loops inside, auth
   disabled on loopback) against its own embedded PostgreSQL under `.bench/api/`, seeded
-  beforehand through the bulk-load path;
+  beforehand through the bulk-load path (`running_split`: `ipt serve` and `ipt-worker` in
+  two processes, as the Helm chart deploys them, for the event benchmark);
 - limit: `bench.stack_limit` on the same database;
 - peer: sekmet-fhir as shipped, from its own virtual environment (tests/support/sekmet.py),
   seeded with the same resources through its API (transactions of PUTs, so ids are kept).
@@ -35,7 +36,14 @@ from ipt_core.fhir.bulk import bulk_load, deferred_indexes
 from tests.support.network import free_port
 from tests.support.sekmet import running_sekmet
 
-__all__ = ["Running", "running_limit", "running_ours", "running_peer", "seed_ours"]
+__all__ = [
+    "Running",
+    "running_limit",
+    "running_ours",
+    "running_peer",
+    "running_split",
+    "seed_ours",
+]
 
 _DATA = Path(".bench") / "api"
 
@@ -46,6 +54,12 @@ class Running:
 
     root_url: str
     pid: int
+    others: tuple[int, ...] = ()  # its other processes (a separate worker)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every process of the server."""
+        return (self.pid, *self.others)
 
 
 def _settings() -> ApiSettings:
@@ -97,12 +111,16 @@ def _process(command: list[str], env: dict[str, str], probe: str, name: str) -> 
         _wait_until_up(process, probe, log)
         yield process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager
@@ -120,6 +138,25 @@ def running_ours(settings: Mapping[str, str] | None = None) -> Iterator[Running]
     root = f"http://127.0.0.1:{port}"
     with _process([ipt, "run"], env, f"{root}/fhir/metadata", "ours") as pid:
         yield Running(root, pid)
+
+
+@contextlib.contextmanager
+def running_split(settings: Mapping[str, str]) -> Iterator[Running]:
+    """`ipt serve` and `ipt-worker` on `settings["DATABASE_URL"]`, as the Helm chart runs them."""
+    port = free_port()
+    env = {**os.environ, **settings, "IPT_AUTH_MODE": "disabled", "IPT_API_PORT": str(port)}
+    bin_dir = Path(sys.executable).parent
+    root = f"http://127.0.0.1:{port}"
+    _DATA.mkdir(parents=True, exist_ok=True)
+    with (_DATA / "worker.log").open("wb") as out:
+        worker = subprocess.Popen(
+            [str(bin_dir / "ipt-worker")], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        with _process([str(bin_dir / "ipt"), "serve"], env, f"{root}/fhir/metadata", "api") as pid:
+            yield Running(root, pid, (worker.pid,))
+    finally:
+        _stop(worker)
 
 
 @contextlib.contextmanager

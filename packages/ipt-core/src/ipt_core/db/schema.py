@@ -26,9 +26,11 @@ from sqlalchemy import (
     Sequence,
     Table,
     Text,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 from ipt_core.db._integration_tables import (
     audit_event,
@@ -58,6 +60,7 @@ __all__ = [
     "ipt_course",
     "ipt_measure",
     "ipt_session",
+    "is_pending",
     "metadata",
     "outbox",
     "recompute_request",
@@ -373,3 +376,17 @@ idempotency_key = Table(
     PrimaryKeyConstraint("scope", "key"),
     Index(None, "created_at"),
 )
+
+
+def is_pending(status: ColumnElement[Any]) -> ColumnElement[bool]:
+    """`status = 'pending'` with the constant in the SQL text, never a bound value.
+
+    The delivery and push queues are found through partial indexes `WHERE status =
+    'pending'`. A prepared statement's generic plan (asyncpg reuses statements, PostgreSQL
+    switches to the generic plan after five runs) cannot use a partial index whose predicate
+    it would have to prove from a parameter: with `status = $1` the webhook delivery loop's
+    query scanned every delivery of the endpoint per queue head, 300 ms a call with 5,000 rows
+    (docs/architecture.md, "Events, outbox and relay").
+    """
+    return status == literal_column("'pending'")
+

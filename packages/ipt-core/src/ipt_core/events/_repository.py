@@ -27,7 +27,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import event_sequence, feed_position, outbox, webhook_delivery
+from ipt_core.db.schema import (
+    event_sequence,
+    feed_position,
+    is_pending,
+    outbox,
+    webhook_delivery,
+)
 from ipt_core.db.unnest import unnest_params
 
 __all__ = [
@@ -213,7 +219,7 @@ async def delete_expired_events(conn: AsyncConnection, cutoff: datetime, *, chun
     """
     old = outbox.alias("old")  # not correlated with the DELETE's own `outbox`
     waited_for = exists().where(
-        webhook_delivery.c.event_seq == old.c.seq, webhook_delivery.c.status == "pending"
+        webhook_delivery.c.event_seq == old.c.seq, is_pending(webhook_delivery.c.status)
     )
     expired = (
         select(old.c.seq)

@@ -13,7 +13,7 @@ from sqlalchemy import any_, case, delete, func, literal, null, or_, select, upd
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import ehr_endpoint, ehr_push_item
+from ipt_core.db.schema import ehr_endpoint, ehr_push_item, is_pending
 from ipt_core.ehr.repository._endpoints import ERROR_CHARS
 
 __all__ = [
@@ -104,7 +104,7 @@ async def claim_push_items(
         select(p.c.id)
         .where(
             p.c.endpoint == endpoint,
-            p.c.status == "pending",
+            is_pending(p.c.status),
             p.c.due_at <= now,
             or_(p.c.claimed_until.is_(None), p.c.claimed_until < now),
         )

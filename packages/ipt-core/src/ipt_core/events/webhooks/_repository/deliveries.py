@@ -33,7 +33,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import ipt_course, outbox, webhook_delivery, webhook_endpoint
+from ipt_core.db.schema import (
+    ipt_course,
+    is_pending,
+    outbox,
+    webhook_delivery,
+    webhook_endpoint,
+)
 from ipt_core.db.unnest import unnest_params
 from ipt_core.events.webhooks._model import Attempt, Delivered, DeliveryRecord, DueDelivery
 
@@ -126,12 +132,12 @@ def _sendable() -> Select[Any]:
     heads = (
         select(head.c.endpoint_id, head.c.partition_key)
         .join(webhook_endpoint, _e.id == head.c.endpoint_id)
-        .where(head.c.status == "pending", head.c.next_attempt_at <= bindparam("now"), _e.enabled)
+        .where(is_pending(head.c.status), head.c.next_attempt_at <= bindparam("now"), _e.enabled)
         .where(
             ~exists().where(
                 earlier.c.endpoint_id == head.c.endpoint_id,
                 earlier.c.partition_key == head.c.partition_key,
-                earlier.c.status == "pending",
+                is_pending(earlier.c.status),
                 earlier.c.id < head.c.id,
             ),
             ~exists()
@@ -150,7 +156,7 @@ def _sendable() -> Select[Any]:
         .where(
             _d.endpoint_id == heads.c.endpoint_id,
             _d.partition_key == heads.c.partition_key,
-            _d.status == "pending",
+            is_pending(_d.status),
         )
         .order_by(_d.id)
         .limit(bindparam("per_queue"))

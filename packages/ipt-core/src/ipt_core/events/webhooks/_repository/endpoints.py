@@ -9,7 +9,7 @@ from typing import Any, Final
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.schema import webhook_delivery, webhook_endpoint
+from ipt_core.db.schema import is_pending, webhook_delivery, webhook_endpoint
 from ipt_core.events.webhooks._model import Endpoint
 
 __all__ = [
@@ -111,7 +111,7 @@ async def set_enabled(
             update(webhook_delivery)
             .where(
                 waiting.endpoint_id == endpoint_id,
-                waiting.status == "pending",
+                is_pending(waiting.status),
                 waiting.next_attempt_at > now,
             )
             .values(next_attempt_at=now)
