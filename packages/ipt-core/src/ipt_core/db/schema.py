@@ -389,4 +389,3 @@ def is_pending(status: ColumnElement[Any]) -> ColumnElement[bool]:
     (docs/architecture.md, "Events, outbox and relay").
     """
     return status == literal_column("'pending'")
-
