@@ -5,33 +5,23 @@ A generic plan can use an index `WHERE status = 'pending'` only if the query say
 `'pending'` in its text: with `status = $1` the loop's query walked every delivery of the
 endpoint for each queue head (300 ms a call at 5,000 rows, then webhook p99 of 45 s in
 `make bench`; docs/architecture.md, "Events, outbox and relay").
-`EXPLAIN (GENERIC_PLAN)` (PostgreSQL 16+) shows the generic plan without running it.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.events.webhooks._repository.deliveries import _SENDABLE
-
-_PLAN = text(
-    "CREATE FUNCTION pg_temp.generic_plan(query text) RETURNS SETOF text LANGUAGE plpgsql "
-    "AS $$ BEGIN RETURN QUERY EXECUTE 'EXPLAIN (GENERIC_PLAN) ' || query; END $$"
-)
+from tests.support.plans import generic_plan
 
 
 async def test_the_delivery_queue_query_uses_the_pending_indexes_when_generic(
     db: AsyncEngine,
 ) -> None:
-    sql = str(_SENDABLE.compile(dialect=asyncpg_dialect()))  # type: ignore[no-untyped-call]
-    assert "$1" in sql  # a parameterised statement, as the driver prepares it
     async with db.connect() as conn:
         await conn.execute(text("SET enable_seqscan = off"))  # the tables are empty here
-        await conn.execute(_PLAN)
-        rows = await conn.execute(text("SELECT pg_temp.generic_plan(:sql)"), {"sql": sql})
-        plan = "\n".join(row[0] for row in rows)
+        plan = await generic_plan(conn, _SENDABLE)
         await conn.rollback()
     assert "ix_webhook_delivery_queue" in plan, plan  # each queue's head, its rows
     assert "ix_webhook_delivery_endpoint_id_id" not in plan, plan  # not every delivery

@@ -16,6 +16,7 @@ from bench.dataset import course_resources, ident
 from ipt_core.fhir.bulk import bulk_load
 from ipt_core.fhir.search import page_statement, parse_search, revinclude_statement, sort_plan
 from ipt_core.ipt import codes
+from tests.support.plans import generic_plan
 
 COURSES = 200
 BIG_TABLES = ("resource", "resource_version", "search_token", "search_reference", "search_date")
@@ -54,3 +55,15 @@ async def test_benchmark_searches_use_indexes(seeded: AsyncEngine) -> None:
             scanned = [t for t in BIG_TABLES if f"Seq Scan on {t} " in plan + " "]
             assert not scanned, f"{name} scans {scanned} sequentially:\n{plan}"
             assert "Index" in plan, plan
+
+
+async def test_the_phq9_search_starts_from_the_patient_even_when_generic(
+    seeded: AsyncEngine,
+) -> None:
+    # Its statement is prepared and reused (a clause names a Patient): the generic plan must
+    # not drive from the PHQ-9 code every Observation here shares (docs/architecture.md,
+    # "Search plans fit the values").
+    async with seeded.connect() as conn:
+        plan = await generic_plan(conn, statements(ident("patient", 1))["phq9"])
+    assert "CTE patient_rows" in plan, plan
+    assert "ix_search_token_resource_type_param_code_system" not in plan, plan

@@ -4,6 +4,11 @@ Each clause becomes one `EXISTS` over its index table, keyed by (resource_type, 
 so the planner probes the lookup index; the values of a clause are OR-ed inside that EXISTS.
 A condition is built for a *subject*: the resource type and the SQL expression of its id, so
 the same code serves the searched resource, a chained target, and a `_has` source.
+
+A search bounded by Patients (`patient_clause`) reads that clause first, as a materialized
+CTE of the Patients' resources: no plan, custom or generic, can then start from a value
+thousands of resources share (the PHQ-9 code), so its prepared statement can be reused
+(docs/architecture.md, "Search plans fit the values").
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, false, not_, or_, true
+from sqlalchemy import ColumnElement, Table, and_, exists, false, not_, or_, select, true
 
 from ipt_core.db.schema import (
     resource,
@@ -37,7 +42,7 @@ from ipt_core.fhir.search._model import (
     ValueClause,
 )
 
-__all__ = ["Subject", "clause_condition"]
+__all__ = ["Subject", "clause_condition", "patient_clause", "patients_condition"]
 
 _TABLE_OF_TYPE: dict[str, Table] = {
     "token": search_token,
@@ -82,6 +87,45 @@ def clause_condition(clause: Clause, subject: Subject) -> ColumnElement[bool]:
         matched = or_(*(_value(table, clause.modifier, v) for v in clause.values))
     found = exists().where(*keyed, matched)
     return not_(found) if clause.modifier == "not" else found
+
+
+def patient_clause(clauses: tuple[Clause, ...]) -> ValueClause | None:
+    """The first clause naming only Patients (plain references): it bounds the search.
+
+    A bare id counts when the parameter can only point at a Patient (`Observation?patient=`).
+    """
+    for clause in clauses:
+        if (
+            isinstance(clause, ValueClause)
+            and clause.param.type == "reference"
+            and clause.modifier is None
+            and clause.values
+            and all(_names_a_patient(clause, v) for v in clause.values)
+        ):
+            return clause
+    return None
+
+
+def _names_a_patient(clause: ValueClause, value: Value) -> bool:
+    if not isinstance(value, ReferenceValue):
+        return False
+    return value.type == "Patient" or (value.type is None and clause.param.targets == ("Patient",))
+
+
+def patients_condition(clause: ValueClause, subject: Subject) -> ColumnElement[bool]:
+    """`clause` (a `patient_clause`) as `id IN (a materialized CTE of the Patients' rows)`."""
+    r = search_reference
+    rows = (
+        select(r.c.resource_id)
+        .where(
+            r.c.resource_type == subject.resource_type,
+            r.c.param == clause.param.name,
+            or_(*(_value(r, None, value) for value in clause.values)),
+        )
+        .cte("patient_rows")
+        .prefix_with("MATERIALIZED")
+    )
+    return subject.id.in_(select(rows.c.resource_id))
 
 
 def _resource_column(clause: Clause, subject: Subject) -> ColumnElement[bool]:

@@ -28,7 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.db.schema import resource, resource_version
 from ipt_core.fhir.errors import ResourceGone
 from ipt_core.fhir.model import StoredResource
-from ipt_core.fhir.search._conditions import Subject, clause_condition
+from ipt_core.fhir.search._conditions import (
+    Subject,
+    clause_condition,
+    patient_clause,
+    patients_condition,
+)
 from ipt_core.fhir.search._model import SearchQuery
 from ipt_core.fhir.search._sort import SortPlan
 from ipt_core.fhir.search._statements import SearchRunner
@@ -69,10 +74,16 @@ def matching(query: SearchQuery) -> list[ColumnElement[bool]]:
     """The WHERE conditions of `query` over the `resource` table."""
     r = resource
     subject = Subject(query.resource_type, r.c.id, r.c.last_updated)
+    patients = patient_clause(query.clauses)
     return [
         r.c.resource_type == query.resource_type,
         r.c.deleted.is_(False),
-        *(clause_condition(clause, subject) for clause in query.clauses),
+        *(
+            patients_condition(clause, subject)
+            if clause is patients
+            else clause_condition(clause, subject)
+            for clause in query.clauses
+        ),
     ]
 
 

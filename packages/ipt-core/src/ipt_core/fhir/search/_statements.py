@@ -15,13 +15,14 @@ Encounters>&_count=20` takes 24 ms with a plan made for its value and 315 ms wit
 generic plan PostgreSQL adopts after five runs of a prepared statement whose first values
 were rare (EXPLAIN ANALYZE). So a search's statements are planned for their values: an
 unnamed statement, planned at bind (+0.35 ms of server CPU a statement, measured). Except
-when the search's only clause names one Patient: then there is nothing else to drive the
-plan, the generic plan is the custom one, and the named prepared statement is reused.
-A second clause is enough to break that: for `Observation?patient=…&code=<PHQ-9>` the
-generic plan drives from the code, which every PHQ-9 shares, and took 63.7 ms against
-0.4 ms (EXPLAIN ANALYZE on the `make bench` data; the bench's PHQ-9 search fell from
-2,000 to 71 req/s once PostgreSQL switched plans). In a transaction (POST `_search`,
-conditional writes) Core runs the statements after a `SET LOCAL` to the same effect.
+when a clause names Patients: the search then reads that clause first, from a materialized
+CTE (`_conditions.patients_condition`), so every plan starts from the Patients' rows and the
+named prepared statement is reused. Without the CTE a second clause was enough to mislead
+the generic plan: for `Observation?patient=…&code=<PHQ-9>` it drove from the code every
+PHQ-9 shares, 63.7 ms against 0.4 ms (EXPLAIN ANALYZE on the `make bench` data; the bench's
+PHQ-9 search fell from 2,000 to 71 req/s once PostgreSQL switched plans). In a transaction
+(POST `_search`, conditional writes) Core runs the statements after a `SET LOCAL` to the
+same effect.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.driver import autocommit_driver, driver_statement
 from ipt_core.fhir.index import token_key
+from ipt_core.fhir.search._conditions import patient_clause
 from ipt_core.fhir.search._model import ReferenceValue, SearchQuery, TokenValue, ValueClause
 
 __all__ = ["SearchRunner", "search_runner"]
@@ -46,7 +48,9 @@ Build = Callable[[SearchQuery], Select[Any]]
 # those become slots of the shape; every other field is part of the shape.
 _SLOTS: dict[type, tuple[tuple[str, Callable[[str], str]], ...]] = {
     TokenValue: (("system", token_key), ("code", token_key)),
-    ReferenceValue: (("type", str), ("id", token_key)),
+    # A reference's type is part of the shape: whether it names a Patient decides the SQL
+    # (`_conditions.patient_clause`).
+    ReferenceValue: (("id", token_key),),
 }
 _OTHER = {
     kind: tuple(f.name for f in fields(kind) if f.name not in {name for name, _ in slots})
@@ -94,7 +98,7 @@ class SearchRunner:
             return list(await self.conn.execute(build(query)))
         sql, arguments = _sql(kind, query, build)
         async with driver_statement(self.driver):
-            if _one_patient_only(query):
+            if patient_clause(query.clauses) is not None:
                 return list(await self.driver.fetch(sql, *arguments))
             statement = await self.driver.prepare(sql, name="")  # unnamed: planned at bind
             return list(await statement.fetch(*arguments))
@@ -114,21 +118,6 @@ async def search_runner(conn: AsyncConnection) -> SearchRunner:
         return SearchRunner(conn, driver)
     await conn.execute(_PLAN_PER_VALUES)
     return SearchRunner(conn, None)
-
-
-def _one_patient_only(query: SearchQuery) -> bool:
-    """Whether the search's only clause names one Patient (plain reference, one value)."""
-    if len(query.clauses) != 1 or query.sort:
-        return False
-    (clause,) = query.clauses
-    return (
-        isinstance(clause, ValueClause)
-        and clause.param.type == "reference"
-        and clause.modifier is None
-        and len(clause.values) == 1
-        and isinstance(clause.values[0], ReferenceValue)
-        and clause.values[0].type == "Patient"
-    )
 
 
 def _sql(kind: str | None, query: SearchQuery, build: Build) -> tuple[str, list[Any]]:
