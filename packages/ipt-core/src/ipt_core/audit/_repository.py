@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, delete, insert, or_, select
+import orjson
+from sqlalchemy import ColumnElement, Integer, Text, cast, delete, insert, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.audit._model import AuditRecord, audit_event_json
 from ipt_core.db.schema import audit_event
+from ipt_core.db.unnest import INSTANT, unnest_params
 
 __all__ = ["AuditFilter", "insert_records", "purge_before", "read_record", "search_records"]
 
@@ -30,28 +33,50 @@ class AuditFilter:
     outcomes: tuple[int, ...] = ()
 
 
+# The append of a whole batch: one statement built once, the records as one array per column
+# (`unnest`) and the content as JSON text cast to jsonb. A SQLAlchemy executemany of 500
+# records took 18 ms of CPU in the API's event loop (the JSON through the driver's codec, one
+# parameter set per row); every read waiting behind that stall was the read tail.
+_rows = unnest_params(
+    "a",
+    id=Text,
+    recorded=INSTANT,
+    subtype=Text,
+    action=Text,
+    outcome=Integer,
+    agent=Text,
+    client_id=Text,
+    entity_type=Text,
+    entity_id=Text,
+    patient_id=Text,
+    content=Text,
+)
+_COLUMNS = [c.name for c in _rows.c if c.name != "content"]
+_INSERT: Final = insert(audit_event).from_select(
+    [*_COLUMNS, "content"],
+    select(*(_rows.c[c] for c in _COLUMNS), cast(_rows.c.content, JSONB)),
+)
+
+
 async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) -> None:
-    """Append `records` (in the caller's transaction)."""
+    """Append `records` (in the caller's transaction), with one statement."""
     if not records:
         return
     await conn.execute(
-        insert(audit_event),
-        [
-            {
-                "id": r.id,
-                "recorded": r.recorded,
-                "subtype": r.subtype,
-                "action": r.action,
-                "outcome": r.outcome,
-                "agent": r.agent,
-                "client_id": r.client_id,
-                "entity_type": r.entity_type,
-                "entity_id": r.entity_id,
-                "patient_id": r.patient_id or r.patient_scope,
-                "content": audit_event_json(r),
-            }
-            for r in records
-        ],
+        _INSERT,
+        {
+            "each_id": [r.id for r in records],
+            "each_recorded": [r.recorded for r in records],
+            "each_subtype": [r.subtype for r in records],
+            "each_action": [r.action for r in records],
+            "each_outcome": [r.outcome for r in records],
+            "each_agent": [r.agent for r in records],
+            "each_client_id": [r.client_id for r in records],
+            "each_entity_type": [r.entity_type for r in records],
+            "each_entity_id": [r.entity_id for r in records],
+            "each_patient_id": [r.patient_id or r.patient_scope for r in records],
+            "each_content": [orjson.dumps(audit_event_json(r)).decode() for r in records],
+        },
     )
 
 
