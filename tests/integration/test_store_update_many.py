@@ -151,6 +151,40 @@ async def test_every_body_is_validated_before_anything_is_written(db: AsyncEngin
         assert (await ResourceStore(conn).read("Patient", first)).version_id == 1
 
 
+async def test_only_status_write_backs_skip_the_model_validation(db: AsyncEngine) -> None:
+    (patient,) = await _create(db, 1)
+    derived = VersionedWrite(
+        "Patient", patient, _patient("male", patient), 1, derived_from_stored=True
+    )
+    async with db.begin() as conn:
+        for cause in (WriteCause.CLIENT, WriteCause.EHR_PULL, WriteCause.SEED):
+            with pytest.raises(ValueError, match="only status write-backs"):
+                await ResourceStore(conn).update_many([derived], cause=cause)
+        assert (await ResourceStore(conn).read("Patient", patient)).version_id == 1
+
+
+async def test_a_derived_body_still_meets_the_json_rules_and_required_codes(
+    db: AsyncEngine,
+) -> None:
+    first, second, third = await _create(db, 3)
+    broken = [
+        _patient("bogus", first),  # a code outside the required value set
+        {**_patient("male", second), "name": [{"family": " "}]},  # a blank string
+    ]
+    for body in broken:
+        write = VersionedWrite("Patient", body["id"], body, 1, derived_from_stored=True)
+        async with db.begin() as conn:
+            with pytest.raises(InvalidResource):
+                await ResourceStore(conn).update_many([write], cause=WriteCause.STATUS_WRITEBACK)
+    fine = VersionedWrite("Patient", third, _patient("male", third), 1, derived_from_stored=True)
+    async with db.begin() as conn:
+        store = ResourceStore(conn)
+        (result,) = await store.update_many([fine], cause=WriteCause.STATUS_WRITEBACK)
+        assert result is not None
+        assert result.stored.version_id == 2
+        assert '"male"' in ((await store.read("Patient", third)).content or "")
+
+
 async def test_the_outbox_numbers_a_batch_in_order(db: AsyncEngine) -> None:
     ids = await _create(db, 3)
     writes = [VersionedWrite("Patient", i, _patient("male", i), 1) for i in ids]

@@ -47,20 +47,28 @@ async def update_many(
     """Write each of `writes` whose resource is still at its `if_match` version.
 
     Returns one result per write, in order; None for a skipped one (moved on, deleted or
-    never written), which writes nothing. Every body is validated before any SQL runs.
+    never written), which writes nothing. Every body is validated before any SQL runs
+    (without the model for one `derived_from_stored`).
 
     Raises:
-        ValueError: when a resource appears twice in `writes`.
+        ValueError: when a resource appears twice in `writes`, or a write is
+            `derived_from_stored` and `cause` is not `STATUS_WRITEBACK`.
         FhirError: an invalid body, or a listener refusing a change (the caller's
             transaction must then roll back, as for any failed write).
     """
     keys = [(w.resource_type, w.id) for w in writes]
     if len(set(keys)) != len(keys):
         raise ValueError("update_many writes each resource at most once")
+    if cause is not WriteCause.STATUS_WRITEBACK and any(w.derived_from_stored for w in writes):
+        raise ValueError("only status write-backs skip the model validation of their bodies")
     definitions = []
     for write in writes:
         check_id(write.id)
-        definitions.append(check_body(write.body, write.resource_type))
+        definitions.append(
+            check_body(
+                write.body, write.resource_type, derived_from_stored=write.derived_from_stored
+            )
+        )
         check_update_id(write.body, write.resource_type, write.id)
     if not writes:
         return []

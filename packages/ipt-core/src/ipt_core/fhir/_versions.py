@@ -16,7 +16,7 @@ from ipt_core.fhir.errors import InvalidRequest, PreconditionFailed, ResourceNot
 from ipt_core.fhir.index import index_entries
 from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.fhir.registry import ResourceDefinition, definition_of
-from ipt_core.fhir.validation import check_resource
+from ipt_core.fhir.validation import check_derived_resource, check_resource
 from ipt_core.instants import format_instant
 
 __all__ = [
@@ -56,15 +56,21 @@ def check_id(id_: str) -> str:
     return id_
 
 
-def check_body(resource: dict[str, Any], url_type: str) -> ResourceDefinition:
-    """Validate `resource` (once per write) as a resource of the URL's type; return its type."""
+def check_body(
+    resource: dict[str, Any], url_type: str, *, derived_from_stored: bool = False
+) -> ResourceDefinition:
+    """Validate `resource` (once per write) as a resource of the URL's type; return its type.
+
+    `derived_from_stored`: the server derived the body from a stored version, so the
+    fhir.resources model is not run (`validation.check_derived_resource`).
+    """
     definition = definition_or_404(url_type)
     if resource.get("resourceType") != url_type:
         raise InvalidRequest(
             f"The resource is a {resource.get('resourceType')!r}, but the URL is for {url_type}",
             expression=("resourceType",),
         )
-    check_resource(resource)
+    (check_derived_resource if derived_from_stored else check_resource)(resource)
     return definition
 
 
