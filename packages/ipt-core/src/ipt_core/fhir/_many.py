@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir import _repository as rows
@@ -24,6 +25,7 @@ from ipt_core.fhir._versions import (
 )
 from ipt_core.fhir._writes import RowWrite, write_rows
 from ipt_core.fhir.errors import FhirError
+from ipt_core.fhir.index import same_index
 from ipt_core.fhir.listeners import ChangeRefused, WriteListener, tell
 from ipt_core.fhir.model import (
     Change,
@@ -80,7 +82,16 @@ async def update_many(
         if previous is None or previous.deleted or previous.version_id != write.if_match:
             results.append(None)
             continue
-        prepared.append(new_version(definition, write.id, write.body, previous, now, cause))
+        # A derived body rarely changes a searchable element (the phase extension is not
+        # one): its version's index rows then stay, neither extracted nor rewritten.
+        keep_index = write.derived_from_stored and same_index(
+            definition, orjson.loads(previous.content or "{}"), write.body
+        )
+        prepared.append(
+            new_version(
+                definition, write.id, write.body, previous, now, cause, keep_index=keep_index
+            )
+        )
         results.append(WriteResult(prepared[-1][0].stored, created=False))
     if prepared:
         # Every row is locked at its expected version, so every one of them is written.

@@ -116,15 +116,22 @@ def new_version(
     previous: StoredResource | None,
     now: datetime,
     cause: WriteCause,
+    *,
+    keep_index: bool = False,
 ) -> tuple[RowWrite, Change]:
-    """The rows of the version after `previous` holding `resource`, and its listeners' Change."""
+    """The rows of the version after `previous` holding `resource`, and its listeners' Change.
+
+    `keep_index`: `resource` has the index rows of `previous` (`index.same_index`), which
+    then stay as stored instead of being extracted and written again.
+    """
     version_id = 1 if previous is None else previous.version_id + 1
     body = with_meta(resource, id_, version_id, now)
     content = orjson.dumps(body).decode()
     stored = StoredResource(definition.type, id_, version_id, now, deleted=False, content=content)
     created = previous is None or previous.deleted
     action: Literal["create", "update"] = "create" if created else "update"
-    row = RowWrite(stored, "POST" if created else "PUT", index_entries(definition, body))
+    index = None if keep_index and not created else index_entries(definition, body)
+    row = RowWrite(stored, "POST" if created else "PUT", index)
     return row, Change(action, stored, body, previous, cause)
 
 
