@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -149,6 +149,83 @@ async def test_every_body_is_validated_before_anything_is_written(db: AsyncEngin
         with pytest.raises(InvalidResource):
             await ResourceStore(conn).update_many(writes)
         assert (await ResourceStore(conn).read("Patient", first)).version_id == 1
+
+
+async def test_only_status_write_backs_skip_the_model_validation(db: AsyncEngine) -> None:
+    (patient,) = await _create(db, 1)
+    derived = VersionedWrite(
+        "Patient", patient, _patient("male", patient), 1, derived_from_stored=True
+    )
+    async with db.begin() as conn:
+        for cause in (WriteCause.CLIENT, WriteCause.EHR_PULL, WriteCause.SEED):
+            with pytest.raises(ValueError, match="only status write-backs"):
+                await ResourceStore(conn).update_many([derived], cause=cause)
+        assert (await ResourceStore(conn).read("Patient", patient)).version_id == 1
+
+
+async def test_a_derived_body_still_meets_the_json_rules_and_required_codes(
+    db: AsyncEngine,
+) -> None:
+    first, second, third = await _create(db, 3)
+    broken = [
+        _patient("bogus", first),  # a code outside the required value set
+        {**_patient("male", second), "name": [{"family": " "}]},  # a blank string
+    ]
+    for body in broken:
+        write = VersionedWrite("Patient", body["id"], body, 1, derived_from_stored=True)
+        async with db.begin() as conn:
+            with pytest.raises(InvalidResource):
+                await ResourceStore(conn).update_many([write], cause=WriteCause.STATUS_WRITEBACK)
+    fine = VersionedWrite("Patient", third, _patient("male", third), 1, derived_from_stored=True)
+    async with db.begin() as conn:
+        store = ResourceStore(conn)
+        (result,) = await store.update_many([fine], cause=WriteCause.STATUS_WRITEBACK)
+        assert result is not None
+        assert result.stored.version_id == 2
+        assert '"male"' in ((await store.read("Patient", third)).content or "")
+
+
+async def _index_rows(db: AsyncEngine, id_: str) -> list[tuple[str, str, str]]:
+    """The Patient's token rows with their physical location (`ctid`): a rewrite moves them."""
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            select(text("ctid::text"), search_token.c.param, search_token.c.code)
+            .where(search_token.c.resource_id == id_)
+            .order_by(search_token.c.param)
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_derived_write_keeps_index_rows_unless_it_changes_a_searchable_element(
+    db: AsyncEngine,
+) -> None:
+    kept, reindexed, client = await _create(db, 3)
+    before = {id_: await _index_rows(db, id_) for id_ in (kept, reindexed, client)}
+    writes = [
+        # `active` is no search parameter's: the stored index rows stay as they are.
+        VersionedWrite(
+            "Patient",
+            kept,
+            {**_patient("female", kept), "active": True},
+            1,
+            derived_from_stored=True,
+        ),
+        VersionedWrite(
+            "Patient", reindexed, _patient("male", reindexed), 1, derived_from_stored=True
+        ),
+        # Not derived: re-indexed as every write always is.
+        VersionedWrite("Patient", client, {**_patient("female", client), "active": True}, 1),
+    ]
+    async with db.begin() as conn:
+        results = await ResourceStore(conn).update_many(writes, cause=WriteCause.STATUS_WRITEBACK)
+    assert [r.stored.version_id if r else None for r in results] == [2, 2, 2]
+    assert await _index_rows(db, kept) == before[kept]
+    assert [(p, c) for _, p, c in await _index_rows(db, reindexed)] == [("gender", "male")]
+    assert [(p, c) for _, p, c in await _index_rows(db, client)] == [("gender", "female")]
+    assert await _index_rows(db, client) != before[client]  # rewritten: new row locations
+    async with db.connect() as conn:
+        found = await ResourceStore(conn).read("Patient", kept)
+    assert '"active":true' in (found.content or "")
 
 
 async def test_the_outbox_numbers_a_batch_in_order(db: AsyncEngine) -> None:

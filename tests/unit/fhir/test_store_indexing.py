@@ -14,9 +14,10 @@ from ipt_core.fhir.index import (
     StringEntry,
     TokenEntry,
     index_entries,
+    same_index,
 )
 from ipt_core.fhir.references import Target, parse_reference
-from ipt_core.fhir.registry import REGISTRY
+from ipt_core.fhir.registry import REGISTRY, ResourceDefinition, SearchParam
 from ipt_core.instants import date_range
 
 
@@ -130,3 +131,55 @@ def test_names_are_normalized() -> None:
     strings = index_entries(REGISTRY["Patient"], patient)["search_string"]
     assert StringEntry("family", "muller", "Müller") in strings
     assert StringEntry("name", "zoe", "Zoë") in strings
+
+
+_CONDITION = {
+    "resourceType": "Condition",
+    "id": "c1",
+    "meta": {"versionId": "1", "lastUpdated": "2026-01-01T00:00:00Z"},
+    "subject": {"reference": "Patient/p1"},
+    "code": {"text": "Depression"},
+    "onsetDateTime": "2025-11-01",
+    "note": [{"text": "first note"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "same"),
+    [
+        ({}, True),
+        ({"note": [{"text": "another note"}]}, True),  # not searchable
+        ({"extension": [{"url": "http://example.org/x", "valueString": "x"}]}, True),
+        ({"code": {"text": "Grief"}}, False),
+        ({"subject": {"reference": "Patient/p2"}}, False),
+        ({"onsetDateTime": "2025-12-01"}, False),  # a choice element
+        ({"onsetPeriod": {"start": "2025-12-01"}}, False),  # another type of the same choice
+    ],
+)
+def test_same_index_compares_the_searchable_elements(
+    changes: dict[str, object], same: bool
+) -> None:
+    condition = REGISTRY["Condition"]
+    new = _CONDITION | changes
+    assert same_index(condition, _CONDITION, new) is same
+    assert (index_entries(condition, _CONDITION) == index_entries(condition, new)) or not same
+
+
+def test_same_index_sees_searchable_extensions() -> None:
+    link = "http://example.org/course"
+    encounter = ResourceDefinition(
+        "Encounter",
+        {"careplan": SearchParam("careplan", "reference", (f"Encounter.extension({link})",), "")},
+    )
+    old = {"resourceType": "Encounter", "id": "e1", "status": "finished"}
+    new = old | {"extension": [{"url": link, "valueReference": {"reference": "CarePlan/c1"}}]}
+    assert not same_index(encounter, old, new)
+    assert same_index(encounter, new, dict(new))
+
+
+def test_same_index_never_trusts_meta() -> None:
+    tagged = ResourceDefinition(
+        "Patient", {"_tag": SearchParam("_tag", "token", ("Patient.meta.tag",), "")}
+    )
+    patient = {"resourceType": "Patient", "id": "p1", "meta": {"tag": [{"code": "a"}]}}
+    assert not same_index(tagged, patient, dict(patient))

@@ -3,7 +3,10 @@
 written back").
 
 Each write starts from the version the batch read (`if_match`); one whose resource changed
-meanwhile is skipped, since that change re-queues the course anyway.
+meanwhile is skipped, since that change re-queues the course anyway. The bodies are those
+versions with one value of ours set, so they are `derived_from_stored`: written without the
+fhir.resources model validation their versions passed when stored (docs/architecture.md,
+"Status engine"; tests/unit/worker/test_write_back_bodies.py validates them in full).
 """
 
 from __future__ import annotations
@@ -31,12 +34,18 @@ def derived_writes(
     content = orjson.loads(careplan.content or "{}")
     if course_phase(content) != status["phase"]:
         body = with_course_phase(content, status["phase"])
-        writes.append(VersionedWrite("CarePlan", careplan.id, body, careplan.version_id))
+        writes.append(
+            VersionedWrite(
+                "CarePlan", careplan.id, body, careplan.version_id, derived_from_stored=True
+            )
+        )
     if goal is not None and not goal.deleted and goal.content is not None:
         goal_content = orjson.loads(goal.content)
         if goal_achievement(goal_content) != status["goal_status"]:
             body = with_goal_achievement(goal_content, status["goal_status"])
-            writes.append(VersionedWrite("Goal", goal.id, body, goal.version_id))
+            writes.append(
+                VersionedWrite("Goal", goal.id, body, goal.version_id, derived_from_stored=True)
+            )
     return writes
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir import _repository as rows
@@ -24,6 +25,7 @@ from ipt_core.fhir._versions import (
 )
 from ipt_core.fhir._writes import RowWrite, write_rows
 from ipt_core.fhir.errors import FhirError
+from ipt_core.fhir.index import same_index
 from ipt_core.fhir.listeners import ChangeRefused, WriteListener, tell
 from ipt_core.fhir.model import (
     Change,
@@ -47,20 +49,28 @@ async def update_many(
     """Write each of `writes` whose resource is still at its `if_match` version.
 
     Returns one result per write, in order; None for a skipped one (moved on, deleted or
-    never written), which writes nothing. Every body is validated before any SQL runs.
+    never written), which writes nothing. Every body is validated before any SQL runs
+    (without the model for one `derived_from_stored`).
 
     Raises:
-        ValueError: when a resource appears twice in `writes`.
+        ValueError: when a resource appears twice in `writes`, or a write is
+            `derived_from_stored` and `cause` is not `STATUS_WRITEBACK`.
         FhirError: an invalid body, or a listener refusing a change (the caller's
             transaction must then roll back, as for any failed write).
     """
     keys = [(w.resource_type, w.id) for w in writes]
     if len(set(keys)) != len(keys):
         raise ValueError("update_many writes each resource at most once")
+    if cause is not WriteCause.STATUS_WRITEBACK and any(w.derived_from_stored for w in writes):
+        raise ValueError("only status write-backs skip the model validation of their bodies")
     definitions = []
     for write in writes:
         check_id(write.id)
-        definitions.append(check_body(write.body, write.resource_type))
+        definitions.append(
+            check_body(
+                write.body, write.resource_type, derived_from_stored=write.derived_from_stored
+            )
+        )
         check_update_id(write.body, write.resource_type, write.id)
     if not writes:
         return []
@@ -72,7 +82,16 @@ async def update_many(
         if previous is None or previous.deleted or previous.version_id != write.if_match:
             results.append(None)
             continue
-        prepared.append(new_version(definition, write.id, write.body, previous, now, cause))
+        # A derived body rarely changes a searchable element (the phase extension is not
+        # one): its version's index rows then stay, neither extracted nor rewritten.
+        keep_index = write.derived_from_stored and same_index(
+            definition, orjson.loads(previous.content or "{}"), write.body
+        )
+        prepared.append(
+            new_version(
+                definition, write.id, write.body, previous, now, cause, keep_index=keep_index
+            )
+        )
         results.append(WriteResult(prepared[-1][0].stored, created=False))
     if prepared:
         # Every row is locked at its expected version, so every one of them is written.

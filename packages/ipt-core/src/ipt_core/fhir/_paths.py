@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
-__all__ = ["values_at"]
+__all__ = ["top_element", "values_at"]
 
 _EXTENSION_STEP = re.compile(r"^extension\((?P<url>[^)]+)\)$")
 
@@ -18,6 +19,15 @@ def values_at(resource: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
     """
     steps = _split(path)[1:]  # the first step is the resource type
     yield from _walk(resource, steps, "")
+
+
+@cache
+def top_element(path: str) -> str | None:
+    """The resource's own element `path` starts at (`onset[x]`, `extension`), if it has one."""
+    steps = _split(path)
+    if len(steps) < 2:
+        return None
+    return "extension" if _EXTENSION_STEP.match(steps[1]) else steps[1]
 
 
 def _split(path: str) -> list[str]:

@@ -16,7 +16,7 @@ from ipt_core.fhir.errors import InvalidRequest, PreconditionFailed, ResourceNot
 from ipt_core.fhir.index import index_entries
 from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.fhir.registry import ResourceDefinition, definition_of
-from ipt_core.fhir.validation import check_resource
+from ipt_core.fhir.validation import check_derived_resource, check_resource
 from ipt_core.instants import format_instant
 
 __all__ = [
@@ -56,15 +56,21 @@ def check_id(id_: str) -> str:
     return id_
 
 
-def check_body(resource: dict[str, Any], url_type: str) -> ResourceDefinition:
-    """Validate `resource` (once per write) as a resource of the URL's type; return its type."""
+def check_body(
+    resource: dict[str, Any], url_type: str, *, derived_from_stored: bool = False
+) -> ResourceDefinition:
+    """Validate `resource` (once per write) as a resource of the URL's type; return its type.
+
+    `derived_from_stored`: the server derived the body from a stored version, so the
+    fhir.resources model is not run (`validation.check_derived_resource`).
+    """
     definition = definition_or_404(url_type)
     if resource.get("resourceType") != url_type:
         raise InvalidRequest(
             f"The resource is a {resource.get('resourceType')!r}, but the URL is for {url_type}",
             expression=("resourceType",),
         )
-    check_resource(resource)
+    (check_derived_resource if derived_from_stored else check_resource)(resource)
     return definition
 
 
@@ -110,15 +116,22 @@ def new_version(
     previous: StoredResource | None,
     now: datetime,
     cause: WriteCause,
+    *,
+    keep_index: bool = False,
 ) -> tuple[RowWrite, Change]:
-    """The rows of the version after `previous` holding `resource`, and its listeners' Change."""
+    """The rows of the version after `previous` holding `resource`, and its listeners' Change.
+
+    `keep_index`: `resource` has the index rows of `previous` (`index.same_index`), which
+    then stay as stored instead of being extracted and written again.
+    """
     version_id = 1 if previous is None else previous.version_id + 1
     body = with_meta(resource, id_, version_id, now)
     content = orjson.dumps(body).decode()
     stored = StoredResource(definition.type, id_, version_id, now, deleted=False, content=content)
     created = previous is None or previous.deleted
     action: Literal["create", "update"] = "create" if created else "update"
-    row = RowWrite(stored, "POST" if created else "PUT", index_entries(definition, body))
+    index = None if keep_index and not created else index_entries(definition, body)
+    row = RowWrite(stored, "POST" if created else "PUT", index)
     return row, Change(action, stored, body, previous, cause)
 
 

@@ -9,8 +9,9 @@ the number of rows (asyncpg prepares it once per connection). In that statement:
   create that loses a race to a concurrent creator of the same id writes nothing and is told
   so (its caller then writes it as an update of the winner's version);
 - the history rows, the deletion of the old index rows and the new index rows are written
-  only for the rows `cur` wrote. All parts see one snapshot, so deleting a resource's old
-  index rows never touches the new ones.
+  only for the rows `cur` wrote, the index rows only for those that `reindex` (a write whose
+  searchable elements are those of the version it replaces keeps that version's rows). All
+  parts see one snapshot, so deleting a resource's old index rows never touches the new ones.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    Boolean,
     Column,
     Select,
     Table,
@@ -49,7 +51,7 @@ class RowWrite:
 
     stored: StoredResource
     method: str  # POST | PUT | DELETE, as history Bundles show it
-    index: IndexEntries  # empty for a deletion
+    index: IndexEntries | None  # empty for a deletion; None: the stored index rows stay
 
 
 def _unnested(name: str, columns: Sequence[Column[Any]]) -> CTE:
@@ -69,6 +71,7 @@ _CURRENT += [
     resource.c.deleted,
     resource.c.content,
     Column("method", resource_version.c.method.type),
+    Column("reindex", Boolean()),
 ]
 
 
@@ -88,24 +91,31 @@ def _statement() -> Select[Any]:
     )
     written = and_(cur.c.resource_type == w.c.resource_type, cur.c.id == w.c.id)
     history_columns = [c.name for c in resource_version.columns if c.name != "seq"]
+    reindexed = (
+        select(cur.c.resource_type, cur.c.id).join(w, written).where(w.c.reindex).cte("reindexed")
+    )
     parts: list[CTE] = [
         insert(resource_version)
         .from_select(history_columns, select(*(w.c[n] for n in history_columns)).join(cur, written))
         .cte("history")
     ]
     for table in SEARCH_TABLES:
-        parts.extend(_replace_index(table, cur))
+        parts.extend(_replace_index(table, reindexed))
     return select(cur.c.resource_type, cur.c.id).add_cte(*parts)
 
 
-def _replace_index(table: Table, cur: CTE) -> tuple[CTE, CTE]:
+def _replace_index(table: Table, reindexed: CTE) -> tuple[CTE, CTE]:
     rows = _unnested(table.name, list(table.columns))
     names = [c.name for c in table.columns]
-    ours = and_(cur.c.resource_type == rows.c.resource_type, cur.c.id == rows.c.resource_id)
-    old = delete(table).where(
-        table.c.resource_type == cur.c.resource_type, table.c.resource_id == cur.c.id
+    ours = and_(
+        reindexed.c.resource_type == rows.c.resource_type, reindexed.c.id == rows.c.resource_id
     )
-    new = insert(table).from_select(names, select(*(rows.c[n] for n in names)).join(cur, ours))
+    old = delete(table).where(
+        table.c.resource_type == reindexed.c.resource_type, table.c.resource_id == reindexed.c.id
+    )
+    new = insert(table).from_select(
+        names, select(*(rows.c[n] for n in names)).join(reindexed, ours)
+    )
     return old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")
 
 
@@ -137,9 +147,10 @@ async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[t
     for write in writes:
         s = write.stored
         current = (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.content)
-        for c, value in zip(_CURRENT, (*current, write.method), strict=True):
+        reindex = write.index is not None
+        for c, value in zip(_CURRENT, (*current, write.method, reindex), strict=True):
             params[f"w_{c.name}"].append(value)
-        for table, entries in write.index.items():
+        for table, entries in (write.index or {}).items():
             names = _INDEX_COLUMNS[table]
             for entry in entries:
                 values = _values(entry)

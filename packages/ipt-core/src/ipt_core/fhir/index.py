@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ipt_core.fhir._paths import values_at
+from ipt_core.fhir._paths import top_element, values_at
 from ipt_core.fhir.references import parse_reference
 from ipt_core.fhir.registry import ResourceDefinition, SearchParam
 from ipt_core.instants import MAX_INSTANT, MIN_INSTANT, date_range
@@ -29,6 +29,7 @@ __all__ = [
     "index_entries",
     "normalize_string",
     "optional_token_key",
+    "same_index",
     "string_key",
     "token_key",
 ]
@@ -99,6 +100,30 @@ def index_entries(definition: ResourceDefinition, resource: dict[str, Any]) -> I
                 for entry in _entries(param, element, value):
                     entries[_TABLE_OF[type(entry)]].append(entry)
     return entries
+
+
+def same_index(definition: ResourceDefinition, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether `new` has the index rows of `old`: every element a parameter reads is equal.
+
+    Compares whole top-level elements (`extension` as a whole, every `onset…` of `onset[x]`),
+    so a False may be needless but a True never is. `meta` counts as changed: each version
+    stamps its own.
+    """
+    for param in definition.params.values():
+        for path in param.paths:
+            element = top_element(path)
+            if element is None or element == "meta":
+                return False
+            if element.endswith("[x]"):
+                if _choices(old, element[:-3]) != _choices(new, element[:-3]):
+                    return False
+            elif old.get(element) != new.get(element):
+                return False
+    return True
+
+
+def _choices(resource: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k.startswith(prefix)}
 
 
 # PostgreSQL refuses btree index rows over ~2.7 kB, and FHIR strings may be 1 MiB long. Index

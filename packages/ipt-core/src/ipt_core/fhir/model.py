@@ -87,12 +87,19 @@ class VersionedWrite:
 
     `ResourceStore.update_many` writes a batch of these set-based and skips (writes nothing
     for) those whose resource moved on meanwhile or was deleted.
+
+    `derived_from_stored`: `body` is the stored version `if_match` with a value the server
+    derived set in it (the status engine's write-backs), so its fhir.resources model
+    validation is skipped (`validation.check_derived_resource`; docs/architecture.md,
+    "Status engine"). Only a write with the cause `STATUS_WRITEBACK` may say so: never a
+    body from a client or an EHR.
     """
 
     resource_type: str
     id: str
     body: dict[str, Any]
     if_match: int
+    derived_from_stored: bool = False
 
 
 @dataclass(frozen=True)

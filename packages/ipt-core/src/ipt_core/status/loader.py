@@ -143,12 +143,27 @@ def _practice_statuses(careplan: dict[str, Any]) -> Iterable[str]:
             yield str(detail.get("status", "not-started"))
 
 
+_C = ipt_course
+# Only the columns the facts read (not problem_areas, whose array every row would decode).
+_COURSE_COLUMNS = (
+    _C.c.id,
+    _C.c.patient_id,
+    _C.c.status,
+    _C.c.course_type,
+    _C.c.timing,
+    _C.c.period_start,
+    _C.c.period_end,
+    _C.c.based_on,
+    _C.c.recurrent,
+)
+
+
 async def _courses(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, CourseRow]:
     if not ids:
         return {}
-    c, r = ipt_course, resource
+    c, r = _C, resource
     rows = await conn.execute(
-        select(c, r.c.content)
+        select(*_COURSE_COLUMNS, r.c.content)
         .join(r, (r.c.resource_type == "CarePlan") & (r.c.id == c.c.id) & ~r.c.deleted)
         .where(among(c.c.id, ids, Text()))
     )
@@ -205,7 +220,8 @@ async def _sessions(
         & (s.c.appointment_id == linked.c.resource_id),
     )
     statement = union(select(linked), their_appointments, their_encounters)
-    rows: list[Any] = list(await conn.execute(statement))
+    # `all()` fetches the rows at once; iterating the result fetched them one call per row.
+    rows: list[Any] = list((await conn.execute(statement)).all())
     return _session_facts(rows, set(course_ids))
 
 
@@ -262,7 +278,7 @@ async def _phq9(conn: AsyncConnection, patients: set[str]) -> dict[str, tuple[Ph
         among(m.c.status, _COUNTED_PHQ9, Text()),
         among(m.c.code, [PHQ9_TOTAL, PHQ9_ITEM9], Text()),
     )
-    rows: list[Any] = list(await conn.execute(statement))
+    rows: list[Any] = list((await conn.execute(statement)).all())
     items = [row for row in rows if row[2] == PHQ9_ITEM9]
     separate = {(patient, effective): value for _, patient, _, effective, value, _, _ in items}
     by_id = {observation: value for observation, _, _, _, value, _, _ in items}
