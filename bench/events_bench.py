@@ -42,6 +42,7 @@ from ipt_core.net import DestinationPolicy
 from ipt_core.sealing import Keyring, new_key
 from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
 from ipt_worker.relay import EventRelay, RelayTiming
+from tests.support.processes import stop_process
 
 _DATA = Path(".bench") / "pg-events"
 _PATIENT = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-01"}
@@ -125,8 +126,7 @@ async def _latency(
         achieved = len(writes) / (time.perf_counter() - started)
         received = await _received_by_resource(receiver, set(committed))
     finally:
-        worker.terminate()
-        worker.wait(timeout=15)
+        stop_process(worker, timeout_s=15)
     latencies = sorted((received[id_] - at) * 1000 for id_, at in committed.items())
     split = await stages(engine)
     lines = [

@@ -29,6 +29,7 @@ from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
 from ipt_core.fhir.bulk import bulk_load, deferred_indexes
 from tests.support.network import free_port
+from tests.support.processes import stop_process
 
 _DATA = Path(".bench") / "pg-export"
 _OBSERVATIONS_PER_PATIENT = 20
@@ -132,8 +133,7 @@ async def _export(url: str, loaded: int, page_size: int) -> None:
         print(f"worker peak memory (VmHWM): {_peak_mb(worker.pid):,.0f} MB", flush=True)
     finally:
         for process in (api, worker):
-            process.terminate()
-            process.wait(timeout=30)
+            stop_process(process)
 
 
 _SERVE = "from ipt_api.cli import main; main(['serve'])"

@@ -34,6 +34,7 @@ from ipt_core.db.migrate import upgrade
 from ipt_core.db.provision import database_url
 from ipt_core.fhir.bulk import bulk_load, deferred_indexes
 from tests.support.network import free_port
+from tests.support.processes import stop_process
 from tests.support.sekmet import running_sekmet
 
 __all__ = [
@@ -111,16 +112,7 @@ def _process(command: list[str], env: dict[str, str], probe: str, name: str) -> 
         _wait_until_up(process, probe, log)
         yield process.pid
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        stop_process(process, timeout_s=60)
 
 
 @contextlib.contextmanager
@@ -156,7 +148,7 @@ def running_split(settings: Mapping[str, str]) -> Iterator[Running]:
         with _process([str(bin_dir / "ipt"), "serve"], env, f"{root}/fhir/metadata", "api") as pid:
             yield Running(root, pid, (worker.pid,))
     finally:
-        _stop(worker)
+        stop_process(worker, timeout_s=60)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from tests.integration.events_support import (
 )
 from tests.support.clock import utc_now
 from tests.support.network import free_port, port_open
+from tests.support.processes import stop_process
 from tests.support.waiting import poll_until, poll_until_sync
 
 STREAM = "IPT_TEST_EVENTS"
@@ -60,8 +61,7 @@ def nats_url(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     server = start_nats(port, tmp_path / "jetstream")
     yield f"nats://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
+    stop_process(server, timeout_s=10)
 
 
 @pytest.fixture
@@ -126,8 +126,7 @@ async def test_a_batch_nats_refuses_is_sent_once_nats_is_back(
             messages = await stream_messages(client)
             await client.close()
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            stop_process(server, timeout_s=10)
     assert [envelope["id"] for _, _, envelope in messages] == [e["id"] for e in sent]
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from tests.support.network import free_port
+from tests.support.processes import stop_process
 
 __all__ = ["SEKMET_BIN", "Sekmet", "SekmetNotInstalledError", "running_sekmet"]
 
@@ -150,9 +151,4 @@ def running_sekmet(
         _wait_until_up(process, base_url, log)
         yield Sekmet(base_url, root_url, port, home, bearer_token)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=10)
