@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import orjson
 import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -64,6 +65,11 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout_s,
+        # jsonb values (course timing, outbox envelopes, audit content…) through orjson, not
+        # the standard library's json: the status engine's facts loader decodes thousands of
+        # them per batch.
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
         connect_args={
             "timeout": _CONNECT_TIMEOUT_S,
             "prepared_statement_cache_size": _PREPARED_STATEMENTS,
@@ -72,6 +78,11 @@ def create_engine(
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed)
     return engine
+
+
+def _json_text(value: Any) -> str:
+    # Non-string keys become strings, as json.dumps makes them.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _server_settings(statement_timeout_ms: int | None) -> dict[str, Any]:
