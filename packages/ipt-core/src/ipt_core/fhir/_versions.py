@@ -16,7 +16,7 @@ from ipt_core.fhir.errors import InvalidRequest, PreconditionFailed, ResourceNot
 from ipt_core.fhir.index import index_entries
 from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.fhir.registry import ResourceDefinition, definition_of
-from ipt_core.fhir.validation import check_derived_resource, check_resource
+from ipt_core.fhir.validation import check_resource
 from ipt_core.instants import format_instant
 
 __all__ = [
@@ -62,7 +62,7 @@ def check_body(
     """Validate `resource` (once per write) as a resource of the URL's type; return its type.
 
     `derived_from_stored`: the server derived the body from a stored version, so the
-    fhir.resources model is not run (`validation.check_derived_resource`).
+    fhir.resources model is not run (`validation.check_resource`, `model=False`).
     """
     definition = definition_or_404(url_type)
     if resource.get("resourceType") != url_type:
@@ -70,7 +70,7 @@ def check_body(
             f"The resource is a {resource.get('resourceType')!r}, but the URL is for {url_type}",
             expression=("resourceType",),
         )
-    (check_derived_resource if derived_from_stored else check_resource)(resource)
+    check_resource(resource, model=not derived_from_stored)
     return definition
 
 

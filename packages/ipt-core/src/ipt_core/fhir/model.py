@@ -90,7 +90,7 @@ class VersionedWrite:
 
     `derived_from_stored`: `body` is the stored version `if_match` with a value the server
     derived set in it (the status engine's write-backs), so its fhir.resources model
-    validation is skipped (`validation.check_derived_resource`; docs/architecture.md,
+    validation is skipped (`validation.check_resource`, `model=False`; docs/architecture.md,
     "Status engine"). Only a write with the cause `STATUS_WRITEBACK` may say so: never a
     body from a client or an EHR.
     """

@@ -18,40 +18,28 @@ from fhir.resources.R4B import get_fhir_model_class
 from ipt_core.fhir.codesets import CODEABLE_BINDINGS, REQUIRED_CODES
 from ipt_core.fhir.errors import InvalidResource, Issue
 
-__all__ = ["MAX_STRING_LENGTH", "check_derived_resource", "check_resource", "fhirpath"]
+__all__ = ["MAX_STRING_LENGTH", "check_resource", "fhirpath"]
 
 MAX_STRING_LENGTH = 1024 * 1024  # FHIR R4: "strings SHALL NOT exceed 1MB in size"
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def check_resource(resource: dict[str, Any]) -> None:
-    """Raise `InvalidResource` listing every problem of `resource`; return when it is valid."""
-    resource_type = str(resource.get("resourceType"))
-    _raise_if_any(
-        [
-            *_json_rule_issues(resource, resource_type),
-            *_model_issues(resource, resource_type),
-            *_code_issues(resource, resource_type),
-        ]
-    )
+def check_resource(resource: dict[str, Any], *, model: bool = True) -> None:
+    """Raise `InvalidResource` listing every problem of `resource`; return when it is valid.
 
-
-def check_derived_resource(resource: dict[str, Any]) -> None:
-    """`check_resource` without the fhir.resources model, for a body the server derived.
-
-    Only for a stored version (validated in full when it was written) in which the server
-    set a value of its own making: the status engine's write-backs (docs/architecture.md,
-    "Status engine"). The model's validation was about a third of a first computation's CPU
-    and can find nothing new in such a body; the JSON rules and required codes, which are
-    cheap, still run. Never for a body from a client or an EHR.
+    `model=False` leaves out the fhir.resources model, and only for a stored version
+    (validated in full when it was written) in which the server set a value of its own
+    making: the status engine's write-backs (docs/architecture.md, "Status engine"). The
+    model's validation was about a third of a first computation's CPU and can find nothing
+    new in such a body; the JSON rules and required codes, which are cheap, still run.
+    Never for a body from a client or an EHR.
     """
     resource_type = str(resource.get("resourceType"))
-    _raise_if_any(
-        [*_json_rule_issues(resource, resource_type), *_code_issues(resource, resource_type)]
-    )
-
-
-def _raise_if_any(issues: list[Issue]) -> None:
+    issues = [
+        *_json_rule_issues(resource, resource_type),
+        *(_model_issues(resource, resource_type) if model else ()),
+        *_code_issues(resource, resource_type),
+    ]
     if issues:
         summary = "; ".join(f"{', '.join(i.expression)}: {i.diagnostics}" for i in issues[:5])
         raise InvalidResource(summary, issues=tuple(issues))
