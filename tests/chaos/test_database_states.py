@@ -173,7 +173,10 @@ async def test_pooled_connections_closed_by_the_server_are_replaced_at_checkout(
     assert statuses == [200] * 5  # no request met a dead connection
 
 
-async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None:
+# A search checks out a SQLAlchemy connection; a read by id the pool's driver connection
+# alone (ipt_core.db.driver.pooled_driver): a refused connection is a 503 on both paths.
+@pytest.mark.parametrize("path", ["/fhir/Patient", "/fhir/Patient/nobody"])
+async def test_too_many_connections_answers_503(database: ChaosDatabase, path: str) -> None:
     if database.cluster is None:
         pytest.skip("needs a server where a new role may log in without a password (embedded)")
     role = f"ipt_chaos_{uuid.uuid4().hex[:8]}"
@@ -183,7 +186,7 @@ async def test_too_many_connections_answers_503(database: ChaosDatabase) -> None
     limited = create_engine(str(make_url(database.url).set(username=role)), pool_size=1)
     try:
         async with _client(limited) as client:
-            response = await client.get("/fhir/Patient")
+            response = await client.get(path)
     finally:
         await limited.dispose()
         async with database.engine.connect() as conn:

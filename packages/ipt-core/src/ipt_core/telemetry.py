@@ -38,11 +38,16 @@ _URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.query", "url.path
 
 def setup_tracing(
     service_name: str, *, otlp_endpoint: str | None, extra: SpanProcessor | None = None
-) -> TracerProvider:
-    """Install the process's tracer provider (OTLP export when an endpoint is configured).
+) -> TracerProvider | None:
+    """Install the process's tracer provider when spans go somewhere; return it, else None.
 
-    `extra` adds a processor, e.g. an in-memory exporter's in tests.
+    Spans are exported over OTLP when an endpoint is configured; `extra` adds a processor
+    (an in-memory exporter's in tests). With neither, no provider is installed and
+    OpenTelemetry's default no-op tracer stays: a span that no processor takes is CPU spent
+    on nothing, ~30 µs per request at the API's edge (bench/PROFILE.md, "Third round").
     """
+    if not otlp_endpoint and extra is None:
+        return None
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -140,12 +145,15 @@ def meter_provider(readers: Sequence[Any] = ()) -> Any:
 
 
 def setup_metrics(*, prometheus: bool) -> None:
-    """Install the meter provider; with `prometheus`, metrics are served at /metrics."""
+    """Install the meter provider when metrics are read: with `prometheus`, at /metrics.
+
+    Without a reader no provider is installed and the default no-op meter stays: recording
+    into a provider nobody reads cost ~25 µs per API request (bench/PROFILE.md, "Third
+    round").
+    """
+    if not prometheus:
+        return
     from opentelemetry import metrics
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-    readers: list[Any] = []
-    if prometheus:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-        readers.append(PrometheusMetricReader())
-    metrics.set_meter_provider(meter_provider(readers))
+    metrics.set_meter_provider(meter_provider([PrometheusMetricReader()]))

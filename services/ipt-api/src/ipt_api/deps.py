@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
@@ -219,16 +220,25 @@ def _refuse_unless_loopback(request: Request) -> None:
     with in-process test transports, never from a network server, which reports addresses.
     """
     server = request.scope.get("server")
-    if server is None:
-        address = None  # a Unix socket: a proxy may forward anyone through it
-    else:
-        try:
-            address = ipaddress.ip_address(str(server[0]).strip("[]"))
-        except ValueError:
-            return  # an in-process transport (tests) names a host: there is no socket at all
-    if address is None or not address.is_loopback:
+    host = None if server is None else str(server[0])  # None: a Unix socket (a proxy's)
+    if not _loopback_socket(host):
         _log.error("development authentication on a socket off loopback: refused")
         raise AuthenticationMisconfigured(
             "Authentication is disabled or uses the dev key, "
             "which is allowed only on a loopback address"
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _loopback_socket(host: str | None) -> bool:
+    """Whether the server socket `host` is on loopback (cached: a server has few sockets).
+
+    A Unix socket (None) is not: a proxy may forward anyone through it. A host name appears
+    only with an in-process test transport: there is no socket at all.
+    """
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True

@@ -88,7 +88,11 @@ class _Traced:
             record_exception=False,
             set_status_on_exception=False,
         )
-        self._token = context.attach(trace.set_span_in_context(span))
+        # A span nobody records (no tracer provider installed: nothing exports spans) is not
+        # made current: attaching and detaching it cost more than the request's span itself.
+        self._token = (
+            context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
+        )
         return self.record
 
     def __exit__(self, *exc_info: object) -> None:
@@ -109,7 +113,8 @@ class _Traced:
             self._telemetry._duration.record(time.perf_counter() - self._started, attributes)
             self._telemetry._active.add(-1, self._base)
         finally:
-            context.detach(self._token)
+            if self._token is not None:
+                context.detach(self._token)
             span.end()
 
 

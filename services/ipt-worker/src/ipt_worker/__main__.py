@@ -16,7 +16,7 @@ from ipt_core.composition import write_listeners
 from ipt_core.db.provision import open_database
 from ipt_core.ehr import EhrEndpoint, EndpointsFileError, configured_endpoints
 from ipt_core.heap import freeze_startup_heap
-from ipt_core.telemetry import instrument_engine, setup_logging, setup_metrics, setup_tracing
+from ipt_core.telemetry import instrument_engine, setup_logging, setup_tracing
 from ipt_worker.ehr import run_ehr_sync, timing_from
 from ipt_worker.exports import Exporter, run_export_loop
 from ipt_worker.loop import run_recompute_loop
@@ -36,15 +36,15 @@ def main() -> None:
     except EndpointsFileError as error:
         sys.exit(f"IPT_EHR_ENDPOINTS_FILE: {error}")
     provider = setup_tracing("ipt-worker", otlp_endpoint=settings.otel_exporter_otlp_endpoint)
-    setup_metrics(prometheus=False)
     asyncio.run(_run(settings, provider, endpoints))
 
 
 async def _run(
-    settings: WorkerSettings, provider: TracerProvider, endpoints: tuple[EhrEndpoint, ...]
+    settings: WorkerSettings, provider: TracerProvider | None, endpoints: tuple[EhrEndpoint, ...]
 ) -> None:
     database = await open_database(settings)
-    instrument_engine(database.engine, provider)
+    if provider is not None:  # SQL spans only when spans are exported
+        instrument_engine(database.engine, provider)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -19,7 +19,16 @@ from ipt_core.db.schema import resource, resource_version
 from ipt_core.db.unnest import unnest_params
 from ipt_core.fhir.model import StoredResource
 
-__all__ = ["current", "current_many", "lock_for_update", "lock_key", "lock_many", "version"]
+__all__ = [
+    "current",
+    "current_many",
+    "current_on_driver",
+    "lock_for_update",
+    "lock_key",
+    "lock_many",
+    "version",
+    "version_on_driver",
+]
 
 
 def _stored(row: Any) -> StoredResource:
@@ -75,16 +84,25 @@ async def _one(conn: AsyncConnection, read: _Read, params: dict[str, Any]) -> St
     """
     driver = await autocommit_driver(conn)
     if driver is not None:
-        async with driver_statement(driver):
-            record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
-        return None if record is None else _stored(record)
+        return await _fetch_one(driver, read, params)
     row = (await conn.execute(read.statement, params)).first()
     return None if row is None else _stored(row._mapping)
+
+
+async def _fetch_one(driver: Any, read: _Read, params: dict[str, Any]) -> StoredResource | None:
+    async with driver_statement(driver):
+        record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
+    return None if record is None else _stored(record)
 
 
 async def current(conn: AsyncConnection, resource_type: str, id_: str) -> StoredResource | None:
     """Return the current row of a resource, deleted or not."""
     return await _one(conn, _READ_CURRENT, {"type": resource_type, "id": id_})
+
+
+async def current_on_driver(driver: Any, resource_type: str, id_: str) -> StoredResource | None:
+    """`current`, on an asyncpg connection in autocommit (`ipt_core.db.driver.pooled_driver`)."""
+    return await _fetch_one(driver, _READ_CURRENT, {"type": resource_type, "id": id_})
 
 
 async def lock_for_update(
@@ -146,3 +164,11 @@ async def lock_key(conn: AsyncConnection, key: str) -> None:
 
 
 _LOCK_KEY = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
+
+
+async def version_on_driver(
+    driver: Any, resource_type: str, id_: str, version_id: int
+) -> StoredResource | None:
+    """`version`, on an asyncpg connection in autocommit."""
+    params = {"type": resource_type, "id": id_, "version": version_id}
+    return await _fetch_one(driver, _READ_VERSION, params)

@@ -39,7 +39,7 @@ from ipt_core.fhir.search import (
     SearchQuery,
     parse_search,
 )
-from ipt_core.fhir.store import ResourceStore
+from ipt_core.fhir.store import DriverReads, ResourceStore
 
 __all__ = [
     "authorize",
@@ -219,7 +219,7 @@ def visible_included(
 
 
 async def read_visible(
-    store: ResourceStore,
+    store: ResourceStore | DriverReads,
     principal: Principal,
     resource_type: str,
     id_: str,

@@ -7,7 +7,9 @@ the caller, the store and the base URL are resolved only when the route asks for
 order the route needs them: a route authorizes before it opens the store or reads anything.
 The store's connection is the request's one transaction (`ipt_api.deps.request_connection`),
 committed before the response is sent (`scope="function"`, docs/architecture.md
-"Write path").
+"Write path"). A read by id or version asks for `reads()` instead: the pool's driver
+connection alone, without a SQLAlchemy connection around it (docs/architecture.md,
+"Read path").
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ipt_api.deps import get_principal, public_base, request_connection, store_of
+from ipt_api.errors import outage_log
 from ipt_api.fhir.media import check_accept
 from ipt_api.principal import Principal
 from ipt_api.settings import ApiSettings
+from ipt_core.db.driver import pooled_driver
+from ipt_core.db.provision import Database
 from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.fhir.registry import REGISTRY
-from ipt_core.fhir.store import ResourceStore
+from ipt_core.fhir.store import DriverReads, ResourceStore
 
 __all__ = ["FhirContext", "FhirContextDep", "check_type", "fhir_context", "open_context"]
 
@@ -55,6 +60,17 @@ class FhirContext:
             conn = await self._stack.enter_async_context(request_connection(self.request))
             self._store = store_of(self.request, conn)
         return self._store
+
+    async def reads(self) -> DriverReads:
+        """Reads by id and version on a driver connection of the pool, returned with the route.
+
+        For a route that reads nothing else (`read`, `vread`): no transaction, no SQLAlchemy
+        connection (ipt_core/db/driver.py, `pooled_driver`).
+        """
+        database: Database = self.request.app.state.database
+        driver = await self._stack.enter_async_context(pooled_driver(database.engine))
+        outage_log(self.request).recovered()
+        return DriverReads(driver)
 
     async def writer(self) -> tuple[ResourceStore, Principal]:
         """For a write: the transaction first (it records a refusal too), then the caller."""

@@ -111,7 +111,7 @@ async def read(ctx: FhirContextDep, id: str) -> Response:
     """Read the current version (304 when the client's copy is current)."""
     principal, t = await ctx.principal(), ctx.type
     authorize(principal, t, "read", id_=id)
-    stored = await read_visible(await ctx.store(), principal, t, id)
+    stored = await read_visible(await ctx.reads(), principal, t, id)
     if not_modified(ctx.request, stored):
         return Response(status_code=304, headers={"ETag": stored.etag})
     return stored_response(stored)
@@ -121,7 +121,7 @@ async def vread(ctx: FhirContextDep, id: str, vid: str) -> Response:
     """Read one version."""
     principal, t = await ctx.principal(), ctx.type
     authorize(principal, t, "vread", id_=id)
-    return stored_response(await read_visible(await ctx.store(), principal, t, id, vid))
+    return stored_response(await read_visible(await ctx.reads(), principal, t, id, vid))
 
 
 async def update(ctx: FhirContextDep, id: str) -> Response:
