@@ -153,6 +153,7 @@ def create_app(
     )
     app.state.clock = clock
     app.state.capabilities = {}  # base URL → the rendered CapabilityStatement (fhir/interactions)
+    app.state.public_bases = {}  # what a request's base URL is built from → it (deps.public_base)
     app.state.ehr_endpoints = tuple(ehr_endpoints)
     app.state.token_verifier = (
         TokenVerifier(

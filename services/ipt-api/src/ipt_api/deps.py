@@ -40,6 +40,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+_MAX_BASES = 64
 
 
 class AuthenticationMisconfigured(FhirError):
@@ -191,13 +192,28 @@ def public_base(request: Request, settings: ApiSettings) -> str:
     """
     if settings.public_base_url is not None:
         return str(settings.public_base_url).rstrip("/")
-    if not settings.host_allowed(request.url.hostname):
-        raise InvalidRequest(
-            "The Host header names no host this server answers for "
-            "(IPT_PUBLIC_BASE_URL or IPT_ALLOWED_HOSTS configure them)",
-            expression=("Host",),
-        )
-    return str(request.base_url).rstrip("/")
+    # What Starlette builds `base_url` from. Building the URL and parsing its host cost ~8% of
+    # a search's CPU (bench/PROFILE.md, "Third round"): each allowed base is kept, per app.
+    scope = request.scope
+    key = (
+        scope.get("scheme"),
+        scope.get("server"),
+        scope.get("app_root_path", scope.get("root_path", "")),
+        request.headers.get("host"),
+    )
+    bases: dict[tuple[object, ...], str] = request.app.state.public_bases
+    base = bases.get(key)
+    if base is None:
+        if not settings.host_allowed(request.url.hostname):  # a refused Host is never kept
+            raise InvalidRequest(
+                "The Host header names no host this server answers for "
+                "(IPT_PUBLIC_BASE_URL or IPT_ALLOWED_HOSTS configure them)",
+                expression=("Host",),
+            )
+        base = bases[key] = str(request.base_url).rstrip("/")
+        if len(bases) > _MAX_BASES:  # `IPT_ALLOWED_HOSTS=*` allows any: keep the map bounded
+            bases.pop(next(iter(bases)))
+    return base
 
 
 PublicBaseDep = Annotated[str, Depends(get_public_base)]
