@@ -189,7 +189,7 @@ async def test_unexpected_error_is_an_outcome_without_internals(
     async def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(_repository, "current", explode)
+    monkeypatch.setattr(_repository, "current_on_driver", explode)  # the read by id
     response = await client.get("/fhir/Patient/x")
     assert response.status_code == 500
     assert response.json()["issue"][0]["code"] == "exception"
