@@ -24,7 +24,7 @@ from bench.embedded_db import migrated_engine
 from ipt_core.composition import compose
 from ipt_core.fhir import _repository as rows
 from ipt_core.fhir.bulk import bulk_load
-from ipt_core.fhir.search import page_statement, parse_search, run_search, sort_plan
+from ipt_core.fhir.search import page_statement, parse_search, run_search, search_runner, sort_plan
 
 _DATA = Path(".bench") / "pg-store-read"
 _PATIENTS = 500
@@ -79,7 +79,7 @@ async def _compare(conn: AsyncConnection, ids: list[str], reads: int) -> None:
         return parse_search("Encounter", criteria)
 
     async def core_search(n: int) -> object:
-        return await run_search(conn, query(n))
+        return await run_search(await search_runner(conn), query(n))
 
     async def core_page(n: int) -> object:
         return list(await conn.execute(page_statement(query(n), sort_plan(query(n)), None)))

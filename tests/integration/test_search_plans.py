@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.db.engine import create_engine
-from ipt_core.fhir.search import parse_search, run_search
+from ipt_core.fhir.search import parse_search, run_search, search_runner
 
 _BY_CODE = [("code", "http://loinc.org|44261-6"), ("_count", "5")]
 _PATIENT_AND_CODE = [("patient", "Patient/p1"), ("code", "http://loinc.org|44261-6")]
@@ -39,12 +39,13 @@ async def _planned_for_values(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         before = set(await _prepared(conn))  # the driver's own set-up statements, if any
+        runner = await search_runner(conn)
         for _ in range(8):  # more than the five custom plans before a generic one
-            page = await run_search(conn, parse_search("Observation", _BY_CODE))
+            page = await run_search(runner, parse_search("Observation", _BY_CODE))
             assert page.total == 0
         assert set(await _prepared(conn)) == before  # unnamed statements: planned at each bind
-        await run_search(conn, parse_search("Observation", _PATIENT_AND_CODE))
-        await run_search(conn, parse_search("Observation", _BY_PATIENT))
+        await run_search(runner, parse_search("Observation", _PATIENT_AND_CODE))
+        await run_search(runner, parse_search("Observation", _BY_PATIENT))
         prepared = set(await _prepared(conn)) - before
         assert len(prepared) == 2  # bounded by a patient: prepared, reused
         assert all("patient_rows AS MATERIALIZED" in sql for sql in prepared), prepared
@@ -52,7 +53,7 @@ async def _planned_for_values(engine: AsyncEngine) -> None:
 
 async def test_search_in_a_transaction_sets_custom_plans(db: AsyncEngine) -> None:
     async with db.begin() as conn:
-        await run_search(conn, parse_search("Observation", _BY_CODE))
+        await run_search(await search_runner(conn), parse_search("Observation", _BY_CODE))
         mode = (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one()
         assert mode == "force_custom_plan"
     async with db.connect() as conn:  # LOCAL: over with the transaction

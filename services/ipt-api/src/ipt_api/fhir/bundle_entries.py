@@ -24,6 +24,7 @@ from ipt_api.principal import AUDIT_TYPE, Principal
 from ipt_core.fhir.errors import InvalidRequest, MethodNotAllowed, PreconditionFailed
 from ipt_core.fhir.model import ResourcePut, StoredResource
 from ipt_core.fhir.registry import REGISTRY
+from ipt_core.fhir.search import search_runner
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.instants import format_instant
 
@@ -224,7 +225,11 @@ async def _read(
     t = entry.resource_type
     if entry.id is None:
         params = parse_qsl(entry.query or "", keep_blank_values=True)
-        bundle = await searchset(store, principal, t, params, base=base, strict=False)
+        runner = await search_runner(store.conn)
+        limits = store.search_limits
+        bundle = await searchset(
+            runner, principal, t, params, base=base, strict=False, limits=limits
+        )
         return {"resource": bundle, "response": {"status": status_line(200)}}
     stored = await read_visible(store, principal, t, entry.id, entry.version)
     if entry.if_none_match and _version(entry.if_none_match) == stored.version_id:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -29,11 +29,13 @@ from ipt_core.db.driver import pooled_driver
 from ipt_core.db.provision import Database
 from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.fhir.registry import REGISTRY
+from ipt_core.fhir.search import SearchRunner, search_runner
 from ipt_core.fhir.store import DriverReads, ResourceStore
 
 __all__ = ["FhirContext", "FhirContextDep", "check_type", "fhir_context", "open_context"]
 
 _SYSTEM_PATHS = frozenset({"metadata", "_history"})  # /fhir/metadata, /fhir/_history
+_SAFE_METHODS = frozenset({"GET", "HEAD"})  # no transaction (ipt_api.deps.request_connection)
 
 
 class FhirContext:
@@ -67,10 +69,20 @@ class FhirContext:
         For a route that reads nothing else (`read`, `vread`): no transaction, no SQLAlchemy
         connection (ipt_core/db/driver.py, `pooled_driver`).
         """
+        return DriverReads(await self._driver())
+
+    async def searcher(self) -> SearchRunner:
+        """Where this request's search runs: a driver connection of the pool for a GET, the
+        request's transaction for a POST `_search` (ipt_core/fhir/search/_statements.py)."""
+        if self.request.method in _SAFE_METHODS:
+            return SearchRunner.on_driver(await self._driver())
+        return await search_runner((await self.store()).conn)
+
+    async def _driver(self) -> Any:
         database: Database = self.request.app.state.database
         driver = await self._stack.enter_async_context(pooled_driver(database.engine))
         outage_log(self.request).recovered()
-        return DriverReads(driver)
+        return driver
 
     async def writer(self) -> tuple[ResourceStore, Principal]:
         """For a write: the transaction first (it records a refusal too), then the caller."""

@@ -24,7 +24,9 @@ from ipt_api.settings import ApiSettings
 from ipt_core.fhir.errors import UnsupportedMediaType
 from ipt_core.fhir.search import Position as PagePosition
 from ipt_core.fhir.search import (
+    SearchLimits,
     SearchQuery,
+    SearchRunner,
     parse_search,
     position_from_json,
     position_to_json,
@@ -32,7 +34,6 @@ from ipt_core.fhir.search import (
     sort_plan,
     subset_content,
 )
-from ipt_core.fhir.store import ResourceStore
 
 __all__ = ["SEARCH_OPERATIONS", "prefers_strict", "searchset"]
 
@@ -53,9 +54,16 @@ async def search_post(ctx: FhirContextDep) -> Response:
 
 async def _answer(ctx: FhirContext, params: list[tuple[str, str]]) -> Response:
     principal = await ctx.principal()
-    store = await ctx.store()
-    strict = prefers_strict(ctx.request)
-    bundle = await searchset(store, principal, ctx.type, params, base=ctx.base, strict=strict)
+    runner = await ctx.searcher()
+    bundle = await searchset(
+        runner,
+        principal,
+        ctx.type,
+        params,
+        base=ctx.base,
+        strict=prefers_strict(ctx.request),
+        limits=ctx.settings.search_limits,
+    )
     return json_response(bundle)
 
 
@@ -77,13 +85,14 @@ SEARCH_OPERATIONS = (
 
 
 async def searchset(
-    store: ResourceStore,
+    runner: SearchRunner,
     principal: Principal,
     resource_type: str,
     params: Sequence[tuple[str, str]],
     *,
     base: str,
     strict: bool,
+    limits: SearchLimits,
 ) -> dict[str, Any]:
     """Run the search `params` describe, as `principal` may, as a `searchset` Bundle.
 
@@ -94,10 +103,10 @@ async def searchset(
     token = next((v for k, v in reversed(params) if k == PAGE_PARAM), None)
     names = [name for name, _ in criteria]
     authorize(principal, resource_type, "search", names=names)  # before parsing anything
-    parsed = parse_search(resource_type, criteria, strict=strict, limits=store.search_limits)
+    parsed = parse_search(resource_type, criteria, strict=strict, limits=limits)
     query = plan_search(principal, parsed, names)
     position = _position(parsed, token) if token else None
-    page = await run_search(store.conn, query, position)
+    page = await run_search(runner, query, position)
     url = f"{base}/{resource_type}"
     links: Links = {
         "self": page_url(url, criteria, token),

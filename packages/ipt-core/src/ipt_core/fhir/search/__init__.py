@@ -1,7 +1,8 @@
 """FHIR search: parameters from the registry, evaluated in SQL over the search index.
 
     parse_search(type, params)   -> SearchQuery   (typed: clauses, sort, paging, includes)
-    run_search(conn, query, pos) -> SearchPage    (matches, includes, total, next/previous)
+    run_search(runner, query, pos) -> SearchPage  (matches, includes, total, next/previous)
+    search_runner(conn) / SearchRunner.on_driver    (where a search's statements run)
     position_to_json / position_from_json          (page tokens; tampering is a 400)
     subset_content                                  (_summary / _elements)
     matching_ids(conn, query, limit)                (ids only: conditional interactions)
@@ -43,7 +44,7 @@ from ipt_core.fhir.search._position import position_from_json, position_to_json
 from ipt_core.fhir.search._results import DEFAULT_COUNT, MAX_COUNT
 from ipt_core.fhir.search._search import SearchPage, run_search
 from ipt_core.fhir.search._sort import SortPlan, sort_plan
-from ipt_core.fhir.search._statements import search_runner
+from ipt_core.fhir.search._statements import SearchRunner, search_runner
 from ipt_core.fhir.search._values import parse_values
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "SearchLimits",
     "SearchPage",
     "SearchQuery",
+    "SearchRunner",
     "SortKey",
     "SortPlan",
     "TokenValue",
@@ -76,6 +78,7 @@ __all__ = [
     "revinclude_statement",
     "run_search",
     "search_param",
+    "search_runner",
     "sort_plan",
     "subset_content",
 ]

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import resource, search_reference
 from ipt_core.fhir.errors import Issue
 from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.search._model import Include, SearchQuery
+from ipt_core.fhir.search._statements import SearchRunner
 
 __all__ = ["MAX_INCLUDED", "included_resources", "revinclude_statement"]
 
@@ -27,17 +27,17 @@ Key = tuple[str, str]
 
 
 async def included_resources(
-    conn: AsyncConnection, query: SearchQuery, matches: Sequence[StoredResource]
+    runner: SearchRunner, query: SearchQuery, matches: Sequence[StoredResource]
 ) -> tuple[list[StoredResource], list[Issue]]:
     """Return the resources `query`'s includes add to `matches`, without duplicates."""
     specs = (*query.includes, *query.revincludes)
     if not specs or not matches:
         return [], []
     seen: set[Key] = {(m.resource_type, m.id) for m in matches}
-    found = await _round(conn, specs, list(matches), seen)
+    found = await _round(runner, specs, list(matches), seen)
     iterating = tuple(s for s in specs if s.iterate)
     if iterating and found:
-        found += await _round(conn, iterating, found, seen)
+        found += await _round(runner, iterating, found, seen)
     if len(found) > MAX_INCLUDED:
         warning = Issue(
             "too-costly",
@@ -49,7 +49,7 @@ async def included_resources(
 
 
 async def _round(
-    conn: AsyncConnection,
+    runner: SearchRunner,
     specs: Iterable[Include],
     pool: list[StoredResource],
     seen: set[Key],
@@ -57,7 +57,7 @@ async def _round(
     found: list[StoredResource] = []
     for spec in specs:
         follow = _referrers if spec.reverse else _targets
-        candidates = await follow(conn, spec, pool)
+        candidates = await follow(runner, spec, pool)
         for stored in candidates:
             if (stored.resource_type, stored.id) not in seen:
                 seen.add((stored.resource_type, stored.id))
@@ -66,7 +66,7 @@ async def _round(
 
 
 async def _targets(
-    conn: AsyncConnection, spec: Include, pool: list[StoredResource]
+    runner: SearchRunner, spec: Include, pool: list[StoredResource]
 ) -> list[StoredResource]:
     ids = [m.id for m in pool if m.resource_type == spec.source_type]
     if not ids:
@@ -81,16 +81,16 @@ async def _targets(
     if spec.target_type is not None:
         query = query.where(ref.c.target_type == spec.target_type)
     wanted: dict[str, set[str]] = defaultdict(set)
-    for row in await conn.execute(query.distinct()):
-        wanted[row.target_type].add(row.target_id)
+    for row in await runner.fetch(query.distinct()):
+        wanted[row[0]].add(row[1])
     found: list[StoredResource] = []
     for resource_type, target_ids in wanted.items():
-        found += await _current(conn, resource_type, sorted(target_ids))
+        found += await _current(runner, resource_type, sorted(target_ids))
     return found
 
 
 async def _referrers(
-    conn: AsyncConnection, spec: Include, pool: list[StoredResource]
+    runner: SearchRunner, spec: Include, pool: list[StoredResource]
 ) -> list[StoredResource]:
     found: list[StoredResource] = []
     by_type: dict[str, list[str]] = defaultdict(list)
@@ -99,7 +99,7 @@ async def _referrers(
         if may_refer and spec.target_type in {None, m.resource_type}:
             by_type[m.resource_type].append(m.id)
     for target_type, ids in by_type.items():
-        rows = await conn.execute(revinclude_statement(spec, target_type, ids))
+        rows = await runner.fetch(revinclude_statement(spec, target_type, ids))
         found += [_stored(row) for row in rows]
     return found
 
@@ -122,10 +122,10 @@ def revinclude_statement(spec: Include, target_type: str, ids: Sequence[str]) ->
 
 
 async def _current(
-    conn: AsyncConnection, resource_type: str, ids: Sequence[str]
+    runner: SearchRunner, resource_type: str, ids: Sequence[str]
 ) -> list[StoredResource]:
     r = resource
-    rows = await conn.execute(
+    rows = await runner.fetch(
         select(r.c.resource_type, r.c.id, r.c.version_id, r.c.last_updated, r.c.content)
         .where(r.c.resource_type == resource_type, r.c.id.in_(ids), r.c.deleted.is_(False))
         .order_by(r.c.id)
@@ -134,6 +134,6 @@ async def _current(
 
 
 def _stored(row: Any) -> StoredResource:
-    return StoredResource(
-        row.resource_type, row.id, row.version_id, row.last_updated, False, row.content
-    )
+    # Positional: a driver's record or a Core row (`SearchRunner.fetch`) of resource_type,
+    # id, version_id, last_updated, content.
+    return StoredResource(row[0], row[1], row[2], row[3], False, row[4])

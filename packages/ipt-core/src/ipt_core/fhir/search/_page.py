@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, select, values
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import resource, resource_version
 from ipt_core.fhir.errors import ResourceGone
@@ -153,14 +152,13 @@ async def page_rows(
     ]
     if position is None:
         return PageRows(rows, int(found[0][4] or 0) if found else 0)
-    conn = runner.conn
-    movers = await _movers(conn, query, position.snapshot)
+    movers = await _movers(runner, query, position.snapshot)
     if movers:
-        rows = await _merged(conn, query, plan, position, rows, movers)
+        rows = await _merged(runner, query, plan, position, rows, movers)
     return PageRows(rows, position.snapshot)
 
 
-async def _movers(conn: AsyncConnection, query: SearchQuery, snapshot: int) -> list[StoredResource]:
+async def _movers(runner: SearchRunner, query: SearchQuery, snapshot: int) -> list[StoredResource]:
     # Read after the page query: a resource changing in between is in both, and deduplicated.
     r, v = resource, resource_version
     statement = (
@@ -176,14 +174,14 @@ async def _movers(conn: AsyncConnection, query: SearchQuery, snapshot: int) -> l
         .where(*matching(query), v.c.seq > snapshot)
         .limit(_MAX_MOVERS + 1)
     )
-    movers = [_stored(query.resource_type, row) for row in await conn.execute(statement)]
+    movers = [_stored(query.resource_type, row) for row in await runner.fetch(statement)]
     if len(movers) > _MAX_MOVERS:
         raise ResourceGone("The results changed too much since the first page; search again")
     return movers
 
 
 async def _merged(
-    conn: AsyncConnection,
+    runner: SearchRunner,
     query: SearchQuery,
     plan: SortPlan,
     position: Position,
@@ -191,7 +189,7 @@ async def _merged(
     movers: list[StoredResource],
 ) -> list[tuple[StoredResource, tuple[Any, ...]]]:
     placed = {stored.id: (stored, key) for stored, key in rows}
-    earlier = await _versions_at(conn, query.resource_type, [m.id for m in movers], position)
+    earlier = await _versions_at(runner, query.resource_type, [m.id for m in movers], position)
     for mover in movers:
         if mover.id in placed:
             continue
@@ -199,11 +197,11 @@ async def _merged(
         content = orjson.loads(then.content or mover.content or "{}")
         placed[mover.id] = (mover, plan.key_of(mover.id, then.last_updated, content))
     candidates = list(placed.values())
-    return [candidates[i] for i in await _ordered(conn, plan, position, candidates)]
+    return [candidates[i] for i in await _ordered(runner, plan, position, candidates)]
 
 
 async def _versions_at(
-    conn: AsyncConnection, resource_type: str, ids: Sequence[str], position: Position
+    runner: SearchRunner, resource_type: str, ids: Sequence[str], position: Position
 ) -> dict[str, StoredResource]:
     v = resource_version
     statement = (
@@ -218,14 +216,14 @@ async def _versions_at(
     )
     # A resource deleted (or not yet created) at the snapshot is placed as it is now.
     return {
-        row.id: _stored(resource_type, row)
-        for row in await conn.execute(statement)
-        if row.method != "DELETE"
+        row[0]: _stored(resource_type, row)
+        for row in await runner.fetch(statement)
+        if row[4] != "DELETE"
     }
 
 
 async def _ordered(
-    conn: AsyncConnection,
+    runner: SearchRunner,
     plan: SortPlan,
     position: Position,
     candidates: list[tuple[StoredResource, tuple[Any, ...]]],
@@ -244,10 +242,10 @@ async def _ordered(
         .where(plan.after(columns, position.key, reverse=reverse))
         .order_by(*plan.order_by(columns, reverse=reverse))
     )
-    return [row.i for row in await conn.execute(statement)]
+    return [row[0] for row in await runner.fetch(statement)]
 
 
 def _stored(resource_type: str, row: Any) -> StoredResource:
-    return StoredResource(
-        resource_type, row.id, row.version_id, row.last_updated, deleted=False, content=row.content
-    )
+    # Positional: a driver's record or a Core row (`SearchRunner.fetch`) of id, version_id,
+    # last_updated, content.
+    return StoredResource(resource_type, row[0], row[1], row[2], deleted=False, content=row[3])

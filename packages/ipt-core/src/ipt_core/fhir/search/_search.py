@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from ipt_core.fhir.errors import Issue
 from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.search._include import included_resources
 from ipt_core.fhir.search._model import SearchQuery
 from ipt_core.fhir.search._page import Position, count_matches, page_rows
 from ipt_core.fhir.search._sort import sort_plan
-from ipt_core.fhir.search._statements import search_runner
+from ipt_core.fhir.search._statements import SearchRunner
 
 __all__ = ["SearchPage", "run_search"]
 
@@ -30,10 +28,13 @@ class SearchPage:
 
 
 async def run_search(
-    conn: AsyncConnection, query: SearchQuery, position: Position | None = None
+    runner: SearchRunner, query: SearchQuery, position: Position | None = None
 ) -> SearchPage:
-    """Return the page of `query` at `position` (the first page when None)."""
-    runner = await search_runner(conn)
+    """Return the page of `query` at `position` (the first page when None).
+
+    `runner` runs its statements: `search_runner(conn)` on a Core connection, or
+    `SearchRunner.on_driver` on a driver connection of the pool.
+    """
     if query.counts_only:
         return SearchPage([], [], await count_matches(runner, query), None, None, query.issues)
     plan = sort_plan(query)
@@ -55,7 +56,7 @@ async def run_search(
         previous, following = (first if more else None), last
     else:
         previous, following = (first if position is not None else None), (last if more else None)
-    included, include_issues = await included_resources(conn, query, matches)
+    included, include_issues = await included_resources(runner, query, matches)
     return SearchPage(
         matches, included, total, following, previous, (*query.issues, *include_issues)
     )

@@ -80,28 +80,51 @@ _shapes: dict[tuple[Any, ...], _Compiled | None] = {}
 
 
 class SearchRunner:
-    """Runs one search's statements on its connection: the driver when in autocommit."""
+    """Runs one search's statements: on the driver in autocommit, else through Core.
+
+    Rows are positionally indexable either way (a driver's record or a Core row).
+    """
 
     __slots__ = ("conn", "driver")
 
-    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
-        self.conn = conn
+    def __init__(self, conn: AsyncConnection | None, driver: Any) -> None:
+        self.conn = conn  # the Core connection, in a transaction; None on the driver
         self.driver = driver  # the asyncpg connection in autocommit, else None
 
+    @classmethod
+    def on_driver(cls, driver: Any) -> SearchRunner:
+        """A runner on an asyncpg connection in autocommit (`db.driver.pooled_driver`)."""
+        return cls(None, driver)
+
     async def rows(self, kind: str | None, query: SearchQuery, build: Build) -> Sequence[Any]:
-        """The rows of `build(query)`, positionally indexable, planned for `query`'s values.
+        """The rows of `build(query)`, planned for `query`'s values.
 
         `kind` names the statement family `build` makes, whose SQL depends on nothing but
         `query` (a shape is per kind); None when `build` binds more (compiled per call).
         """
         if self.driver is None:
-            return list(await self.conn.execute(build(query)))
+            return await self._core(build(query))
         sql, arguments = _sql(kind, query, build)
         async with driver_statement(self.driver):
             if patient_clause(query.clauses) is not None:
                 return list(await self.driver.fetch(sql, *arguments))
-            statement = await self.driver.prepare(sql, name="")  # unnamed: planned at bind
-            return list(await statement.fetch(*arguments))
+            return await self._unnamed(sql, arguments)
+
+    async def fetch(self, statement: Select[Any]) -> Sequence[Any]:
+        """The rows of a statement built for this call (later pages' merge, includes)."""
+        if self.driver is None:
+            return await self._core(statement)
+        sql, arguments = _compile_now(statement)
+        async with driver_statement(self.driver):
+            return await self._unnamed(sql, arguments)
+
+    async def _core(self, statement: Select[Any]) -> Sequence[Any]:
+        assert self.conn is not None, "a runner has a driver or a Core connection"
+        return list(await self.conn.execute(statement))
+
+    async def _unnamed(self, sql: str, arguments: list[Any]) -> Sequence[Any]:
+        statement = await self.driver.prepare(sql, name="")  # unnamed: planned at bind
+        return list(await statement.fetch(*arguments))
 
 
 async def search_runner(conn: AsyncConnection) -> SearchRunner:
