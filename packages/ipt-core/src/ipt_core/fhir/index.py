@@ -29,6 +29,7 @@ __all__ = [
     "index_entries",
     "normalize_string",
     "optional_token_key",
+    "param_entries",
     "same_index",
     "string_key",
     "token_key",
@@ -95,11 +96,16 @@ def index_entries(definition: ResourceDefinition, resource: dict[str, Any]) -> I
         "search_number": [],
     }
     for param in definition.params.values():
-        for path in param.paths:
-            for element, value in values_at(resource, path):
-                for entry in _entries(param, element, value):
-                    entries[_TABLE_OF[type(entry)]].append(entry)
+        for entry in param_entries(param, resource):
+            entries[_TABLE_OF[type(entry)]].append(entry)
     return entries
+
+
+def param_entries(param: SearchParam, resource: dict[str, Any]) -> Iterator[object]:
+    """The index rows of one search parameter of `resource` (e.g. whose patient it is)."""
+    for path in param.paths:
+        for element, value in values_at(resource, path):
+            yield from _entries(param, element, value)
 
 
 def same_index(definition: ResourceDefinition, old: dict[str, Any], new: dict[str, Any]) -> bool:
