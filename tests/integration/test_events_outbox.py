@@ -14,10 +14,13 @@ from ipt_core.composition import write_listeners
 from ipt_core.events import (
     OUTBOX_CHANNEL,
     OutboxListener,
+    cloud_event,
     delete_expired_events,
     mark_published,
+    next_sequence,
     unpublished,
 )
+from ipt_core.events._outbox import append_sequenced
 from ipt_core.events.webhooks import create_endpoint, fan_out
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Course, course_to_careplan
@@ -140,3 +143,31 @@ async def test_retention_keeps_unpublished_events_and_pending_deliveries(db: Asy
     assert left == {published[1].seq, *(event.seq for event in waiting)}
     assert counter == 3  # sequences go on increasing after retention
     assert endpoint.enabled
+
+
+async def test_a_batch_is_numbered_per_key_in_the_order_given(db: AsyncEngine) -> None:
+    # One statement numbers a batch (ipt_core/events/_repository.py, `append_numbered`): per
+    # key the next numbers in the given order, after what earlier writes took, and `seq`
+    # (the relay's order) follows each key's sequence.
+    def event(key: str, n: int) -> tuple[str, dict[str, Any]]:
+        data = {"n": n}
+        return "Test", cloud_event(
+            type_="test", subject=key, partition_key=key, sequence=0, time=NOW, data=data
+        )
+
+    async with db.begin() as conn:
+        assert await next_sequence(conn, "key-a", 2) == 1  # an earlier writer took 1 and 2
+    async with db.begin() as conn:
+        batch = [event("key-a", 0), event("key-b", 1), event("key-a", 2), event("key-a", 3)]
+        await append_sequenced(conn, [*batch, event("key-b", 4)], NOW)
+    rows = [row for row in await outbox_rows(db) if row.aggregatetype == "Test"]
+    numbered = [
+        (row.aggregateid, row.payload["data"]["n"], row.payload["sequence"]) for row in rows
+    ]
+    assert numbered == [
+        ("key-a", 0, "00000000000000000003"),
+        ("key-b", 1, "00000000000000000001"),
+        ("key-a", 2, "00000000000000000004"),
+        ("key-a", 3, "00000000000000000005"),
+        ("key-b", 4, "00000000000000000002"),
+    ]

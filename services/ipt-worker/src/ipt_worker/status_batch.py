@@ -23,9 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.events import append_events, next_sequences
+from ipt_core.events import append_sequenced
 from ipt_core.fhir.model import StoredResource, VersionedWrite
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt.projections import repository as projections
@@ -41,7 +40,7 @@ from ipt_core.status.repository import (
 )
 from ipt_core.status.serialize import status_json
 from ipt_core.telemetry import context_from_traceparent, current_traceparent
-from ipt_worker.status_events import event_count, status_events
+from ipt_worker.status_events import status_events
 from ipt_worker.status_history import change_cause
 from ipt_worker.write_backs import derived_writes, write_backs
 
@@ -116,19 +115,17 @@ async def store_batch(
     )
     await save_statuses(conn, [change.write for change in changes], now=now)
     await touch_statuses(conn, unchanged, now=now)
-    await append_events(conn, "CarePlan", await _events(conn, changes, now), now)
+    await append_sequenced(conn, [("CarePlan", event) for event in _events(changes, now)], now)
     await write_backs(store, await _write_backs(store, changes, careplans))
     await finish_many(conn, done, now=now)
 
 
-async def _events(
-    conn: AsyncConnection, changes: Sequence[_Change], now: datetime
-) -> list[dict[str, Any]]:
+def _events(changes: Sequence[_Change], now: datetime) -> list[dict[str, Any]]:
+    """The changes' events, in order; `append_sequenced` numbers them per course."""
+
     def old(change: _Change) -> dict[str, Any] | None:
         return change.previous.status if change.previous is not None else None
 
-    counts = {c.course_id: event_count(old(c), c.write.status) for c in changes}
-    first = await next_sequences(conn, counts)
     return [
         event
         for change in changes
@@ -136,7 +133,7 @@ async def _events(
             change.course_id,
             old(change),
             change.write.status,
-            first_sequence=first[change.course_id],
+            first_sequence=0,  # numbered by `append_sequenced`, in this transaction
             now=now,
             version=change.write.version,
             traceparent=change.traceparent,

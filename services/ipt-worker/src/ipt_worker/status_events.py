@@ -9,7 +9,7 @@ from typing import Any
 from ipt_core.events import cloud_event
 from ipt_core.telemetry import current_traceparent
 
-__all__ = ["event_count", "status_events"]
+__all__ = ["status_events"]
 
 Snapshot = dict[str, Any]
 # Event type → does it fire, given the previous (None for a new course) and current status.
@@ -78,8 +78,3 @@ def status_events(
         )
         for offset, type_ in enumerate(types)
     ]
-
-
-def event_count(previous: Snapshot | None, current: Snapshot) -> int:
-    """How many events `status_events` will return (to reserve sequence numbers first)."""
-    return 1 + sum(fires(previous, current) for fires in _TRANSITIONS.values())

@@ -1,7 +1,7 @@
 """Events for dashboards: CloudEvents 1.0 envelopes written to the transactional outbox.
 
 - Writing: `cloud_event`, `append_events` (wakes the relay with NOTIFY on commit),
-  `next_sequence` / `next_sequences` (per-course order), `OutboxListener`
+  `next_sequence` / `append_sequenced` (per-course order), `OutboxListener`
   (`fhir.resource.changed` per write).
 - Publishing (relay leader only): `unpublished`, `mark_published` (feed positions);
   `history` (replay).
@@ -14,7 +14,7 @@
 from ipt_core.events._envelope import EVENT_SOURCE, cloud_event
 from ipt_core.events._feed_signal import FeedSignal, Wake
 from ipt_core.events._listener import OutboxListener, PartitionRule, resource_partition_key
-from ipt_core.events._outbox import append_events, next_sequence, next_sequences
+from ipt_core.events._outbox import append_events, append_sequenced, next_sequence
 from ipt_core.events._repository import (
     FEED_CHANNEL,
     OUTBOX_CHANNEL,
@@ -42,12 +42,12 @@ __all__ = [
     "PartitionRule",
     "Wake",
     "append_events",
+    "append_sequenced",
     "cloud_event",
     "delete_expired_events",
     "history",
     "mark_published",
     "next_sequence",
-    "next_sequences",
     "read_feed",
     "resource_partition_key",
     "unpublished",

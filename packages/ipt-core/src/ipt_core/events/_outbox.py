@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.events._repository import insert_events, reserve_sequences
+from ipt_core.events._repository import append_numbered, insert_events, reserve_sequences
 
-__all__ = ["append_events", "append_sequenced", "next_sequence", "next_sequences"]
+__all__ = ["append_events", "append_sequenced", "next_sequence"]
 
 
 async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1) -> int:
@@ -21,11 +21,6 @@ async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1
     of one course get increasing, gap-free numbers in commit order.
     """
     return (await reserve_sequences(conn, {aggregate_id: count}))[aggregate_id]
-
-
-async def next_sequences(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
-    """`next_sequence` for many aggregates in one statement: the first number of each key."""
-    return await reserve_sequences(conn, counts)
 
 
 async def append_events(
@@ -55,32 +50,24 @@ async def append_events(
 async def append_sequenced(
     conn: AsyncConnection, events: Sequence[tuple[str, dict[str, Any]]], now: datetime
 ) -> None:
-    """Number and append `(aggregate type, envelope)` pairs: two statements for any count.
+    """Number and append `(aggregate type, envelope)` pairs: one statement for any count.
 
     Each envelope's `sequence` becomes the next number of its `partitionkey`, in the order
-    given, as `next_sequence` one event at a time would (the write listeners' batch form).
+    given, as `next_sequence` one event at a time would (the write listeners' and the status
+    engine's batch form; the numbering is SQL's, `append_numbered`).
     """
-    if not events:
-        return
-    counts: dict[str, int] = {}
-    for _, event in events:
-        counts[event["partitionkey"]] = counts.get(event["partitionkey"], 0) + 1
-    following = await next_sequences(conn, counts)
-    rows = []
-    for aggregate_type, event in events:
-        key = event["partitionkey"]
-        # CloudEvents extension attributes are strings (`_envelope.cloud_event`).
-        numbered = {**event, "sequence": f"{following[key]:020d}"}
-        following[key] += 1
-        rows.append(
+    await append_numbered(
+        conn,
+        [
             {
-                "id": numbered["id"],
+                "id": event["id"],
                 "aggregatetype": aggregate_type,
-                "aggregateid": key,
-                "type": numbered["type"],
-                "payload": orjson.dumps(numbered).decode(),
-                "traceparent": numbered.get("traceparent"),
+                "aggregateid": event["partitionkey"],
+                "type": event["type"],
+                "payload": orjson.dumps(event).decode(),
+                "traceparent": event.get("traceparent"),
                 "created_at": now,
             }
-        )
-    await insert_events(conn, rows)
+            for aggregate_type, event in events
+        ],
+    )
