@@ -41,7 +41,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD"})  # no transaction (ipt_api.deps.reque
 class FhirContext:
     """One FHIR request: its settings and resource type now; caller, store and base on demand."""
 
-    __slots__ = ("_base", "_stack", "_store", "request", "settings", "type")
+    __slots__ = ("_base", "_driver_conn", "_stack", "_store", "request", "settings", "type")
 
     def __init__(self, request: Request, stack: AsyncExitStack) -> None:
         """Bind to `request`; `stack` closes the store's transaction when the route is done."""
@@ -51,6 +51,7 @@ class FhirContext:
         self._stack = stack
         self._store: ResourceStore | None = None
         self._base: str | None = None
+        self._driver_conn: Any = None
 
     async def principal(self) -> Principal:
         """The authenticated caller (verified once per request; the gate may have done it)."""
@@ -79,10 +80,13 @@ class FhirContext:
         return await search_runner((await self.store()).conn)
 
     async def _driver(self) -> Any:
-        database: Database = self.request.app.state.database
-        driver = await self._stack.enter_async_context(pooled_driver(database.engine))
-        outage_log(self.request).recovered()
-        return driver
+        # One connection per request, however many times the route asks.
+        if self._driver_conn is None:
+            database: Database = self.request.app.state.database
+            engine = database.engine
+            self._driver_conn = await self._stack.enter_async_context(pooled_driver(engine))
+            outage_log(self.request).recovered()
+        return self._driver_conn
 
     async def writer(self) -> tuple[ResourceStore, Principal]:
         """For a write: the transaction first (it records a refusal too), then the caller."""
