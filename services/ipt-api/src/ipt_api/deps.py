@@ -24,6 +24,7 @@ from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
 __all__ = [
+    "SAFE_METHODS",
     "AuthenticationMisconfigured",
     "ConnectionDep",
     "FhirBaseDep",
@@ -39,7 +40,8 @@ __all__ = [
 
 
 _log = logging.getLogger(__name__)
-_SAFE_METHODS = frozenset({"GET", "HEAD"})
+# Requests served without a transaction (autocommit reads): `request_connection`, FhirContext.
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 _MAX_BASES = 64
 
 
@@ -68,7 +70,7 @@ async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]
     (`CommitOutcomeUnknown`), to check before it retries.
     """
     database: Database = request.app.state.database
-    if request.method in _SAFE_METHODS:
+    if request.method in SAFE_METHODS:
         # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
         async with database.reads.connect() as conn:
             outage_log(request).recovered()

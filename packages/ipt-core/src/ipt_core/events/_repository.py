@@ -124,13 +124,7 @@ _APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
 # `_RESERVE`), each row takes the next number in the given order, written into its payload,
 # and the rows are inserted in the given order, so `seq` follows each key's `sequence`. One
 # round trip instead of two on every write (bench/PROFILE.md, "Third round").
-_ordered = (
-    func.unnest(
-        *(bindparam(f"each_{name}", type_=ARRAY(type_)) for name, type_ in _new_types.items())
-    )
-    .table_valued(*_new_types, with_ordinality="n")
-    .render_derived(name="rows")
-)
+_ordered = unnest_params("rows", ordinality="n", **_new_types)
 _reserving = (
     upsert := pg_insert(event_sequence).from_select(
         ["aggregateid", "last"],

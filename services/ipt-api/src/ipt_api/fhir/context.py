@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ipt_api.deps import get_principal, public_base, request_connection, store_of
+from ipt_api.deps import SAFE_METHODS, get_principal, public_base, request_connection, store_of
 from ipt_api.errors import outage_log
 from ipt_api.fhir.media import check_accept
 from ipt_api.principal import Principal
@@ -35,7 +35,6 @@ from ipt_core.fhir.store import DriverReads, ResourceStore
 __all__ = ["FhirContext", "FhirContextDep", "check_type", "fhir_context", "open_context"]
 
 _SYSTEM_PATHS = frozenset({"metadata", "_history"})  # /fhir/metadata, /fhir/_history
-_SAFE_METHODS = frozenset({"GET", "HEAD"})  # no transaction (ipt_api.deps.request_connection)
 
 
 class FhirContext:
@@ -75,7 +74,7 @@ class FhirContext:
     async def searcher(self) -> SearchRunner:
         """Where this request's search runs: a driver connection of the pool for a GET, the
         request's transaction for a POST `_search` (ipt_core/fhir/search/_statements.py)."""
-        if self.request.method in _SAFE_METHODS:
+        if self.request.method in SAFE_METHODS:
             return SearchRunner.on_driver(await self._driver())
         return await search_runner((await self.store()).conn)
 
