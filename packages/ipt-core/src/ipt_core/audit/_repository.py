@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.audit._model import AuditRecord, audit_event_json
+from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import audit_event
 from ipt_core.db.unnest import INSTANT, unnest_params
 
@@ -52,9 +53,11 @@ _rows = unnest_params(
     content=Text,
 )
 _COLUMNS = [c.name for c in _rows.c if c.name != "content"]
-_INSERT: Final = insert(audit_event).from_select(
-    [*_COLUMNS, "content"],
-    select(*(_rows.c[c] for c in _COLUMNS), cast(_rows.c.content, JSONB)),
+_INSERT: Final = FixedStatement(
+    insert(audit_event).from_select(
+        [*_COLUMNS, "content"],
+        select(*(_rows.c[c] for c in _COLUMNS), cast(_rows.c.content, JSONB)),
+    )
 )
 
 
@@ -62,8 +65,8 @@ async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) 
     """Append `records` (in the caller's transaction), with one statement."""
     if not records:
         return
-    await conn.execute(
-        _INSERT,
+    await _INSERT.execute(
+        conn,
         {
             "each_id": [r.id for r in records],
             "each_recorded": [r.recorded for r in records],

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import (
     event_sequence,
     feed_position,
@@ -154,7 +155,7 @@ _numbered = (
     .join_from(_ordered, _reservation, _reservation.c.aggregateid == _ordered.c.aggregateid)
     .subquery("numbered")
 )
-_APPEND_NUMBERED: Final = (
+_APPEND_NUMBERED: Final = FixedStatement(
     select(func.pg_notify(OUTBOX_CHANNEL, ""))
     .add_cte(_reservation)
     .add_cte(
@@ -233,7 +234,7 @@ async def append_numbered(conn: AsyncConnection, rows: Sequence[Mapping[str, Any
     """
     if rows:
         columns = {f"each_{name}": [row[name] for row in rows] for name in _new_types}
-        await conn.execute(_APPEND_NUMBERED, columns)
+        await _APPEND_NUMBERED.execute(conn, columns)
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:

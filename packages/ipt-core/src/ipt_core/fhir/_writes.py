@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import CTE
 
+from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import SEARCH_TABLES, resource, resource_version
 from ipt_core.fhir.index import IndexEntries
 from ipt_core.fhir.model import StoredResource
@@ -119,7 +120,7 @@ def _replace_index(table: Table, reindexed: CTE) -> tuple[CTE, CTE]:
     return old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")
 
 
-_WRITE = _statement()
+_WRITE = FixedStatement(_statement())
 _INDEX_COLUMNS = {table.name: [c.name for c in table.columns] for table in SEARCH_TABLES}
 
 
@@ -156,5 +157,5 @@ async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[t
                 values = _values(entry)
                 for n, value in zip(names, (s.resource_type, s.id, *values), strict=True):
                     params[f"{table}_{n}"].append(value)
-    result = await conn.execute(_WRITE, params)
+    result = await _WRITE.execute(conn, params)
     return {(row.resource_type, row.id) for row in result}
