@@ -2,7 +2,8 @@
 
 AuditRecord, INTERACTIONS          one access, and the (subtype, action) of each interaction
 audit_event_json(record)            the FHIR AuditEvent served at /fhir/AuditEvent
-insert_records / read_record / search_records / purge_before   the SQL of `audit_event`
+insert_records / copy_records   append records (in a write's transaction / batched by COPY)
+read_record / search_records / purge_before   the rest of the SQL of `audit_event`
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ipt_core.audit._model import (
 )
 from ipt_core.audit._repository import (
     AuditFilter,
+    copy_records,
     insert_records,
     purge_before,
     read_record,
@@ -28,6 +30,7 @@ __all__ = [
     "AuditFilter",
     "AuditRecord",
     "audit_event_json",
+    "copy_records",
     "insert_records",
     "outcome_of_status",
     "purge_before",
