@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Integer, Text, func, literal, select
@@ -39,7 +40,7 @@ async def test_a_fixed_statement_runs_in_the_callers_transaction(db: AsyncEngine
     fixed = FixedStatement(select(func.txid_current_if_assigned(), func.now()))
     async with db.begin() as conn:
         started = await conn.scalar(select(func.now()))
-        row = (await fixed.execute(conn, {})).one()
+        row: Any = (await fixed.execute(conn, {})).one()
     assert row[1] == started  # now() is the transaction's start: the same transaction
 
 
