@@ -42,7 +42,7 @@ class OutboxListener:
         await self.resources_written(conn, [change])
 
     async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
-        """Append the events of `changes`, in order, with two statements (the batch form)."""
+        """Append the events of `changes`, in order, with one statement (the batch form)."""
         traceparent = current_traceparent()
         events = []
         for change in changes:

@@ -17,8 +17,7 @@ def values_at(resource: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
 
     The element name tells a choice element's type (`effectiveDateTime` vs `effectivePeriod`).
     """
-    steps = _split(path)[1:]  # the first step is the resource type
-    yield from _walk(resource, steps, "")
+    yield from _walk(resource, _steps(path), 0, "")
 
 
 @cache
@@ -28,6 +27,26 @@ def top_element(path: str) -> str | None:
     if len(steps) < 2:
         return None
     return "extension" if _EXTENSION_STEP.match(steps[1]) else steps[1]
+
+
+_ELEMENT, _CHOICE, _EXTENSION = range(3)
+_Step = tuple[int, str]  # (kind, the element's name | a choice's prefix | an extension's url)
+
+
+@cache
+def _steps(path: str) -> tuple[_Step, ...]:
+    """The steps of `path` after the resource type, parsed once per path: every write indexes
+    every parameter's paths, and parsing them per call was ~6% of a bulk load's API CPU."""
+    steps: list[_Step] = []
+    for step in _split(path)[1:]:  # the first step is the resource type
+        extension = _EXTENSION_STEP.match(step)
+        if extension:
+            steps.append((_EXTENSION, extension["url"]))
+        elif step.endswith("[x]"):
+            steps.append((_CHOICE, step[:-3]))
+        else:
+            steps.append((_ELEMENT, step))
+    return tuple(steps)
 
 
 def _split(path: str) -> list[str]:
@@ -46,26 +65,25 @@ def _split(path: str) -> list[str]:
     return steps
 
 
-def _walk(node: Any, steps: list[str], name: str) -> Iterator[tuple[str, Any]]:
+def _walk(node: Any, steps: tuple[_Step, ...], at: int, name: str) -> Iterator[tuple[str, Any]]:
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, steps, name)
+            yield from _walk(item, steps, at, name)
         return
-    if not steps:
+    if at == len(steps):
         yield name, node
         return
     if not isinstance(node, dict):
         return
-    step, rest = steps[0], steps[1:]
-    extension = _EXTENSION_STEP.match(step)
-    if extension:
+    kind, key = steps[at]
+    if kind == _ELEMENT:
+        if key in node:
+            yield from _walk(node[key], steps, at + 1, key)
+    elif kind == _CHOICE:
+        for element, value in node.items():
+            if element.startswith(key) and element[len(key) : len(key) + 1].isupper():
+                yield from _walk(value, steps, at + 1, element)
+    else:
         for item in node.get("extension", []):
-            if isinstance(item, dict) and item.get("url") == extension["url"]:
-                yield from _walk(item, rest, "extension")
-    elif step.endswith("[x]"):
-        prefix = step[:-3]
-        for key, value in node.items():
-            if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1].isupper():
-                yield from _walk(value, rest, key)
-    elif step in node:
-        yield from _walk(node[step], rest, step)
+            if isinstance(item, dict) and item.get("url") == key:
+                yield from _walk(item, steps, at + 1, "extension")

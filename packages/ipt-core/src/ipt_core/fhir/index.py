@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -168,10 +168,7 @@ def normalize_string(value: str) -> str:
 
 def _entries(param: SearchParam, element: str, value: Any) -> Iterator[object]:
     if param.type == "token":
-        for token in _tokens(param.name, value):
-            yield replace(
-                token, system=optional_token_key(token.system), code=optional_token_key(token.code)
-            )
+        yield from _tokens(param.name, value)
     elif param.type == "string":
         yield from _strings(param.name, value)
     elif param.type == "date":
@@ -184,19 +181,26 @@ def _entries(param: SearchParam, element: str, value: Any) -> Iterator[object]:
 
 def _tokens(name: str, value: Any) -> Iterator[TokenEntry]:
     if isinstance(value, bool):
-        yield TokenEntry(name, None, "true" if value else "false")
+        yield _token(name, None, "true" if value else "false")
     elif isinstance(value, str):
-        yield TokenEntry(name, None, value)
+        yield _token(name, None, value)
     elif isinstance(value, dict):
         if "coding" in value or "text" in value:  # CodeableConcept
             for coding in value.get("coding", []):
                 yield from _tokens(name, coding)
             if "text" in value:
-                yield TokenEntry(name, None, None, value["text"])
+                yield _token(name, None, None, value["text"])
         elif "value" in value and "code" not in value:  # Identifier, ContactPoint
-            yield TokenEntry(name, value.get("system"), str(value["value"]))
+            yield _token(name, value.get("system"), str(value["value"]))
         elif "code" in value or "system" in value:  # Coding
-            yield TokenEntry(name, value.get("system"), value.get("code"), value.get("display"))
+            yield _token(name, value.get("system"), value.get("code"), value.get("display"))
+
+
+def _token(
+    name: str, system: str | None, code: str | None, display: str | None = None
+) -> TokenEntry:
+    """A token's index row: its system and code as index keys (`token_key`)."""
+    return TokenEntry(name, optional_token_key(system), optional_token_key(code), display)
 
 
 def _strings(name: str, value: Any) -> Iterator[StringEntry]:
