@@ -310,3 +310,18 @@ async def test_the_trail_pages_newest_first(secured: Secured, mint: Mint) -> Non
     assert not [link for link in second["link"] if link["relation"] == "next"]
     tampered = next_url.replace("agent=pager", "agent=other").replace("http://t", "")
     assert (await secured.http.get(tampered, headers=headers)).status_code == 400
+
+
+async def test_a_batch_written_before_is_written_once_when_retried(db: AsyncEngine) -> None:
+    # The first flush was stored but its answer lost (the connection dropped at the end), so
+    # the buffer kept the batch; the retry must not fail on it, nor hold up what follows.
+    stored = AuditRecord("stored", datetime.now(UTC), "read", 0, "someone")
+    buffer = AuditBuffer(db)
+    buffer.add([stored])
+    assert await buffer.flush() == 1
+    buffer.add([stored, AuditRecord("new", datetime.now(UTC), "read", 0, "someone")])
+    assert await buffer.flush() == 2
+    assert sorted(row.id for row in await _rows(db)) == ["new", "stored"]
+    buffer.add([AuditRecord("later", datetime.now(UTC), "read", 0, "someone")])
+    assert await buffer.flush() == 1
+    assert sorted(row.id for row in await _rows(db)) == ["later", "new", "stored"]

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
-from sqlalchemy import ColumnElement, Integer, Text, cast, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Integer, Text, cast, delete, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.audit._model import AuditRecord, audit_event_json
@@ -54,22 +56,21 @@ _rows = unnest_params(
 )
 _COLUMNS = [c.name for c in _rows.c if c.name != "content"]
 _ALL: Final = (*_COLUMNS, "content")  # the order of `_row`
+# A record is written once: an id already there is skipped (a batch retried after a lost answer).
 _INSERT: Final = FixedStatement(
-    insert(audit_event).from_select(
+    pg_insert(audit_event)
+    .from_select(
         [*_COLUMNS, "content"],
         select(*(_rows.c[c] for c in _COLUMNS), cast(_rows.c.content, JSONB)),
     )
+    .on_conflict_do_nothing(index_elements=[audit_event.c.id])
 )
 
 
 async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) -> None:
     """Append `records` (in the caller's transaction), with one statement."""
-    if not records:
-        return
-    columns = zip(*(_row(r) for r in records), strict=True)
-    await _INSERT.execute(
-        conn, {f"each_{name}": list(values) for name, values in zip(_ALL, columns, strict=True)}
-    )
+    if records:
+        await _INSERT.execute(conn, _columns([_row(r) for r in records]))
 
 
 async def copy_records(driver: Any, records: Sequence[AuditRecord]) -> None:
@@ -81,10 +82,22 @@ async def copy_records(driver: Any, records: Sequence[AuditRecord]) -> None:
     two thirds of which render the AuditEvent
     (bench/PROFILE.md, "Fourth round"), and less work for PostgreSQL too.
     """
-    if records:
-        await driver.copy_records_to_table(
-            audit_event.name, records=[_row(r) for r in records], columns=_ALL
-        )
+    if not records:
+        return
+    rows = [_row(r) for r in records]
+    try:
+        await driver.copy_records_to_table(audit_event.name, records=rows, columns=_ALL)
+    except asyncpg.UniqueViolationError:
+        # The batch was written before, but its answer was lost (the connection dropped at
+        # the end), so the buffer kept it: insert what is missing instead. Without this the
+        # same batch would fail every flush and hold up every record queued behind it.
+        await driver.execute(_INSERT.sql, *_INSERT.arguments(_columns(rows)))
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """`_INSERT`'s parameters: one array per column of `_ALL`."""
+    columns = zip(*rows, strict=True)
+    return {f"each_{name}": list(values) for name, values in zip(_ALL, columns, strict=True)}
 
 
 def _row(r: AuditRecord) -> tuple[Any, ...]:
