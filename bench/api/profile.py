@@ -159,7 +159,11 @@ def profile_reads(ours: Running, fixture: Fixture, results: Path) -> None:
     )
     recorder.start()
     result = run_wrk(
-        ours.root_url, SCENARIOS[0].script(fixture), connections=32, seconds=_SECONDS + 2
+        ours.root_url,
+        SCENARIOS[0].script(fixture),
+        connections=32,
+        seconds=_SECONDS + 2,
+        headers=ours.headers,
     )
     recorder.join()
     rows = summarize(folded)

@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
                 _drive(report, LIMIT, limit, fixture, chosen, args)
             report.write(RESULTS)
         if OURS in args.servers:
-            with servers.running_ours() as ours:
-                courses = _enrol(ours.root_url, fixture.patients[: args.courses])
+            with servers.running_ours(auth=args.auth) as ours:
+                courses = _enrol(ours, fixture.patients[: args.courses])
                 if args.profile:  # first, while the store holds only the seeded data
                     profile_reads(ours, fixture, RESULTS)
                     wait_until_idle(ours.pid)
@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the read path of ours under load (root)"
     )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="ours with authentication on, as `make run` has it (the dev key; a token per "
+        "request); default: off, as the peer and the stack limit have none",
+    )
     return parser
 
 
@@ -105,6 +111,9 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         "data": f"{args.patients} Patients, each with a CarePlan, {_SESSIONS} Encounters and "
         f"{_PHQ9} PHQ-9 Observations; {args.courses} IPT courses enrolled through the domain API",
         "wrk": f"1 thread, {args.seconds:g} s per run, connections {args.connections}",
+        "ours": "authentication on (dev-key JWT, `system/*.*`, as `make run`)"
+        if args.auth
+        else "authentication disabled (`--auth`: on, as `make run`)",
     }
 
 
@@ -117,10 +126,12 @@ def _caseload(patients: int) -> Iterator[dict[str, Any]]:
         yield from course_resources(n, sessions=_SESSIONS, phq9=_PHQ9)
 
 
-def _enrol(root_url: str, patients: list[str]) -> list[str]:
+def _enrol(server: servers.Running, patients: list[str]) -> list[str]:
     """Enrol and activate a course for each of `patients` through the domain API."""
     courses = []
-    with httpx.Client(base_url=f"{root_url}/ipt/v1", timeout=60) as client:
+    with httpx.Client(
+        base_url=f"{server.root_url}/ipt/v1", headers=dict(server.headers), timeout=60
+    ) as client:
         for patient in patients:
             body = {
                 "patient": {"reference": f"Patient/{patient}"},
@@ -137,7 +148,7 @@ def _enrol(root_url: str, patients: list[str]) -> list[str]:
     return courses
 
 
-def _check_fixture(root_url: str, target: str, fixture: Fixture) -> None:
+def _check_fixture(server: servers.Running, target: str, fixture: Fixture) -> None:
     """Fail unless the seeded data answer as expected: a benchmark of empty results lies."""
     patient = fixture.patients[-1]  # never enrolled, so exactly what was seeded
     expected = {
@@ -148,7 +159,7 @@ def _check_fixture(root_url: str, target: str, fixture: Fixture) -> None:
     for path, entries in expected.items():
         if target == LIMIT and entries is not None:
             continue
-        response = httpx.get(root_url + path, timeout=60)
+        response = httpx.get(server.root_url + path, headers=dict(server.headers), timeout=60)
         found = len(response.json().get("entry", [])) if entries is not None else None
         if response.status_code != 200 or found != entries:
             raise RuntimeError(f"{target}: {path} gave {response.status_code}, {found} entries")
@@ -166,9 +177,10 @@ def _drive(
     supported = [s for s in scenarios if target in s.targets]
     if not supported:
         return
-    _check_fixture(root_url, target, fixture)
+    _check_fixture(server, target, fixture)
     read = SCENARIOS[0]
-    run_wrk(root_url, read.script(fixture), connections=8, seconds=_WARM_UP_S)
+    headers = server.headers
+    run_wrk(root_url, read.script(fixture), connections=8, seconds=_WARM_UP_S, headers=headers)
     for scenario in supported:
         levels = scenario.connections or args.connections
         for run, connections in enumerate(levels):
@@ -178,7 +190,11 @@ def _drive(
                 data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
             seconds = args.seconds * scenario.seconds_factor
             result = run_wrk(
-                root_url, scenario.script(data), connections=connections, seconds=seconds
+                root_url,
+                scenario.script(data),
+                connections=connections,
+                seconds=seconds,
+                headers=headers,
             )
             wait_until_idle(pid)
             per_second = result.ok_per_second * (scenario.resources_per_request or 1)

@@ -1,9 +1,9 @@
 """The three servers `make bench` drives, each started and stopped by the harness.
 
-- ours: `ipt run` as `make run` starts it (one process, the worker loops inside, auth
-  disabled on loopback) against its own embedded PostgreSQL under `.bench/api/`, seeded
-  beforehand through the bulk-load path (`running_split`: `ipt serve` and `ipt-worker` in
-  two processes, as the Helm chart deploys them, for the event benchmark);
+- ours: `ipt run` as `make run` starts it (one process, the worker loops inside; auth
+  disabled, or with `auth` on as `make run` has it) against its own embedded PostgreSQL under
+  `.bench/api/`, seeded beforehand through the bulk-load path (`running_split`: `ipt serve`
+  and `ipt-worker` in two processes, as the Helm chart deploys them, for the event benchmark);
 - limit: `bench.stack_limit` on the same database;
 - peer: sekmet-fhir as shipped, from its own virtual environment (tests/support/sekmet.py),
   seeded with the same resources through its API (transactions of PUTs, so ids are kept).
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from ipt_api.devauth import DevAuth, dev_settings, mint_dev_token
 from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
@@ -56,6 +57,7 @@ class Running:
     root_url: str
     pid: int
     others: tuple[int, ...] = ()  # its other processes (a separate worker)
+    headers: Mapping[str, str] = field(default_factory=dict)  # on every request (a token)
 
     @property
     def pids(self) -> tuple[int, ...]:
@@ -116,20 +118,31 @@ def _process(command: list[str], env: dict[str, str], probe: str, name: str) -> 
 
 
 @contextlib.contextmanager
-def running_ours(settings: Mapping[str, str] | None = None) -> Iterator[Running]:
-    """`ipt run` on the seeded bench database, as `make run` starts it (plus `settings`)."""
+def running_ours(
+    settings: Mapping[str, str] | None = None, *, auth: bool = False
+) -> Iterator[Running]:
+    """`ipt run` on the seeded bench database (plus `settings`), with authentication off, or
+    with `auth` on as `make run` has it: the dev key, and a `system/*.*` token to send."""
     port = free_port()
+    root = f"http://127.0.0.1:{port}"
+    access: dict[str, str] = {"IPT_AUTH_MODE": "disabled"}
+    headers: dict[str, str] = {}
+    if auth:
+        dev = DevAuth(_DATA / "dev-auth")
+        audience = f"{root}/fhir"
+        access = dev_settings(dev, audience)  # what `ipt dev-env` gives `make run`
+        token = mint_dev_token(dev, scope="system/*.*", audience=audience, subject="bench")
+        headers = {"Authorization": f"Bearer {token}"}
     env = {
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         **(settings or {}),
-        "IPT_AUTH_MODE": "disabled",
+        **access,
         "IPT_DATA_DIR": str(_DATA),
         "IPT_API_PORT": str(port),
     }
     ipt = str(Path(sys.executable).parent / "ipt")
-    root = f"http://127.0.0.1:{port}"
     with _process([ipt, "run"], env, f"{root}/fhir/metadata", "ours") as pid:
-        yield Running(root, pid)
+        yield Running(root, pid, headers=headers)
 
 
 @contextlib.contextmanager

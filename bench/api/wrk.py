@@ -12,10 +12,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WrkResult", "lua_list", "require_wrk", "run_wrk", "wait_until_idle"]
+__all__ = ["WrkResult", "lua_list", "require_wrk", "run_wrk", "wait_until_idle", "with_headers"]
 
 _MARK = "BENCH-RESULT "
 _DONE = """
@@ -58,19 +59,44 @@ def require_wrk() -> str:
     return path
 
 
+def with_headers(headers: Mapping[str, str]) -> str:
+    """A Lua prelude putting `headers` on every request: the static one (`wrk.headers`) and
+    those a script builds with `wrk.format`, whose own header table would leave them out."""
+    if not headers:
+        return ""
+    table = "{" + ",".join(f"[{json.dumps(k)}]={json.dumps(v)}" for k, v in headers.items()) + "}"
+    return (
+        f"local extra = {table}\n"
+        "for name, value in pairs(extra) do wrk.headers[name] = value end\n"
+        "local format = wrk.format\n"
+        "wrk.format = function(method, path, headers, body)\n"
+        "  headers = headers or wrk.headers\n"
+        "  for name, value in pairs(extra) do headers[name] = value end\n"
+        "  return format(method, path, headers, body)\n"
+        "end\n"
+    )
+
+
 def lua_list(values: list[str]) -> str:
     """A Lua table literal of strings."""
     return "{" + ",".join(json.dumps(value) for value in values) + "}"
 
 
-def run_wrk(url: str, script: str, *, connections: int, seconds: float) -> WrkResult:
+def run_wrk(
+    url: str,
+    script: str,
+    *,
+    connections: int,
+    seconds: float,
+    headers: Mapping[str, str] | None = None,
+) -> WrkResult:
     """Drive `url` with `script` for `seconds` over `connections` keep-alive connections.
 
     One wrk thread: it sustains far more than any server here and leaves the second core
-    to the server under test.
+    to the server under test. `headers` go on every request the script makes.
     """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script + _DONE)
+        handle.write(with_headers(headers or {}) + script + _DONE)
     try:
         finished = subprocess.run(
             [

@@ -24,7 +24,7 @@ from jwt.algorithms import ECAlgorithm
 from ipt_api.settings import DEV_ISSUER
 from ipt_core.sealing import new_key
 
-__all__ = ["DevAuth", "dev_environment", "mint_dev_token"]
+__all__ = ["DevAuth", "dev_environment", "dev_settings", "mint_dev_token"]
 
 _KID = "ipt-dev-1"
 
@@ -94,19 +94,24 @@ def mint_dev_token(
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": _KID})  # type: ignore[arg-type]
 
 
-def dev_environment(auth: DevAuth, audience: str) -> str:
-    """Shell lines that default the auth and secrets settings to the dev key (for `eval`).
-
-    Variables already set keep their values, so `IPT_AUTH_MODE=disabled make run` still works.
-    """
+def dev_settings(auth: DevAuth, audience: str) -> dict[str, str]:
+    """The auth and secrets settings of a local run with the dev key (environment names)."""
     auth.ensure()
-    defaults = {
+    return {
         "IPT_AUTH_MODE": "jwt",
         "IPT_AUTH_ISSUER": DEV_ISSUER,
         "IPT_AUTH_JWKS": str(auth.jwks.resolve()),
         "IPT_AUTH_AUDIENCE": audience,
         "IPT_SECRETS_KEYS": auth.secrets_keys.read_text().strip(),
     }
+
+
+def dev_environment(auth: DevAuth, audience: str) -> str:
+    """Shell lines that default the auth and secrets settings to the dev key (for `eval`).
+
+    Variables already set keep their values, so `IPT_AUTH_MODE=disabled make run` still works.
+    """
+    defaults = dev_settings(auth, audience)
     lines = [f': "${{{name}:={shlex.quote(value)}}}"' for name, value in defaults.items()]
     lines.append("export " + " ".join(defaults))
     return "\n".join(lines)
