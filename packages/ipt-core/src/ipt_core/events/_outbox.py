@@ -30,21 +30,7 @@ async def append_events(
 
     The same statement NOTIFYs the relay, which hears it when the transaction commits.
     """
-    await insert_events(
-        conn,
-        [
-            {
-                "id": event["id"],
-                "aggregatetype": aggregate_type,
-                "aggregateid": event["partitionkey"],
-                "type": event["type"],
-                "payload": orjson.dumps(event).decode(),
-                "traceparent": event.get("traceparent"),
-                "created_at": now,
-            }
-            for event in events
-        ],
-    )
+    await insert_events(conn, [_outbox_row(aggregate_type, event, now) for event in events])
 
 
 async def append_sequenced(
@@ -57,17 +43,18 @@ async def append_sequenced(
     engine's batch form; the numbering is SQL's, `append_numbered`).
     """
     await append_numbered(
-        conn,
-        [
-            {
-                "id": event["id"],
-                "aggregatetype": aggregate_type,
-                "aggregateid": event["partitionkey"],
-                "type": event["type"],
-                "payload": orjson.dumps(event).decode(),
-                "traceparent": event.get("traceparent"),
-                "created_at": now,
-            }
-            for aggregate_type, event in events
-        ],
+        conn, [_outbox_row(aggregate_type, event, now) for aggregate_type, event in events]
     )
+
+
+def _outbox_row(aggregate_type: str, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The outbox columns of an envelope; the payload is the envelope as JSON text."""
+    return {
+        "id": event["id"],
+        "aggregatetype": aggregate_type,
+        "aggregateid": event["partitionkey"],
+        "type": event["type"],
+        "payload": orjson.dumps(event).decode(),
+        "traceparent": event.get("traceparent"),
+        "created_at": now,
+    }

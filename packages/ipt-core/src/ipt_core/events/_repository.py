@@ -14,6 +14,7 @@ from typing import Any, Final
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Select,
     Text,
     bindparam,
     cast,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import (
@@ -90,19 +92,19 @@ _EVENT_COLUMNS: Final = (outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.aggr
 # and its cache key on every call costs more CPU than the round trip it replaces
 # (docs/architecture.md#events-outbox-and-relay). Rows travel as arrays, so one statement
 # serves any number of them.
-_reserved = unnest_params("rows", aggregateid=Text, count=BigInteger)
-_RESERVE: Final = (
-    (
-        upsert := pg_insert(event_sequence).from_select(
-            ["aggregateid", "last"],
-            select(_reserved.c.aggregateid, _reserved.c.count).order_by(_reserved.c.aggregateid),
-        )
-    )
-    .on_conflict_do_update(
+def _reserving(counts: Select[Any]) -> ReturningInsert[Any]:
+    """Add `counts` (key, count rows, in key order) to the keys' counters; return each key's
+    last number. Locked in key order, so two writers of the same keys cannot deadlock."""
+    upsert = pg_insert(event_sequence).from_select(["aggregateid", "last"], counts)
+    return upsert.on_conflict_do_update(
         index_elements=[event_sequence.c.aggregateid],
         set_={"last": event_sequence.c.last + upsert.excluded.last},
-    )
-    .returning(event_sequence.c.aggregateid, event_sequence.c.last)
+    ).returning(event_sequence.c.aggregateid, event_sequence.c.last)
+
+
+_reserved = unnest_params("rows", aggregateid=Text, count=BigInteger)
+_RESERVE: Final = _reserving(
+    select(_reserved.c.aggregateid, _reserved.c.count).order_by(_reserved.c.aggregateid)
 )
 _COPIED: Final = ("id", "aggregatetype", "aggregateid", "type", "traceparent", "created_at")
 # The envelope travels as JSON text (serialized once, by the caller) and is cast to jsonb here.
@@ -126,20 +128,11 @@ _APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
 # and the rows are inserted in the given order, so `seq` follows each key's `sequence`. One
 # round trip instead of two on every write (bench/PROFILE.md, "Third round").
 _ordered = unnest_params("rows", ordinality="n", **_new_types)
-_reserving = (
-    upsert := pg_insert(event_sequence).from_select(
-        ["aggregateid", "last"],
-        select(_ordered.c.aggregateid, func.count())
-        .group_by(_ordered.c.aggregateid)
-        .order_by(_ordered.c.aggregateid),
-    )
-).on_conflict_do_update(
-    index_elements=[event_sequence.c.aggregateid],
-    set_={"last": event_sequence.c.last + upsert.excluded.last},
-)
-_reservation = _reserving.returning(event_sequence.c.aggregateid, event_sequence.c.last).cte(
-    "reserved"
-)
+_reservation = _reserving(
+    select(_ordered.c.aggregateid, func.count())
+    .group_by(_ordered.c.aggregateid)
+    .order_by(_ordered.c.aggregateid)
+).cte("reserved")
 _number = (
     _reservation.c.last
     - func.count().over(partition_by=_ordered.c.aggregateid)

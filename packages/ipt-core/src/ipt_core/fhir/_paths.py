@@ -20,13 +20,13 @@ def values_at(resource: dict[str, Any], path: str) -> Iterator[tuple[str, Any]]:
     yield from _walk(resource, _steps(path), 0, "")
 
 
-@cache
 def top_element(path: str) -> str | None:
     """The resource's own element `path` starts at (`onset[x]`, `extension`), if it has one."""
-    steps = _split(path)
-    if len(steps) < 2:
+    steps = _steps(path)
+    if not steps:
         return None
-    return "extension" if _EXTENSION_STEP.match(steps[1]) else steps[1]
+    kind, key = steps[0]
+    return {_EXTENSION: "extension", _CHOICE: f"{key}[x]"}.get(kind, key)
 
 
 _ELEMENT, _CHOICE, _EXTENSION = range(3)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.events._envelope import cloud_event
-from ipt_core.events._outbox import append_events, next_sequence
+from ipt_core.events._outbox import append_sequenced
 from ipt_core.events._types import ENDPOINT_DISABLED
 from ipt_core.events.webhooks._repository import endpoints as repository
 
@@ -29,9 +29,9 @@ async def disable_endpoint(
         type_=ENDPOINT_DISABLED,
         subject=key,
         partition_key=key,
-        sequence=await next_sequence(conn, key),
+        sequence=0,  # numbered by `append_sequenced`, in this transaction
         time=now,
         data={"endpoint_id": endpoint_id, "reason": reason, "consecutive_failures": failures},
     )
-    await append_events(conn, "WebhookEndpoint", [event], now)
+    await append_sequenced(conn, [("WebhookEndpoint", event)], now)
     return True
