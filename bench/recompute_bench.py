@@ -2,17 +2,21 @@
 
 Seeds courses straight into the store's tables and the IPT projections with COPY (the same
 rows the API would write: a CarePlan per course, ~12 sessions, ~4 PHQ-9 values), then runs
-the real `Recomputer` (one process, the app's write listeners) until every course is
-computed: first with nothing stored (status, events, write-backs), then again after every
-course is re-queued with nothing changed (`ipt recompute --all`). Last, it times one idle
-poll of the loop (`run_once`, nothing due) with 1,000, 10,000 and 100,000 queued requests.
-Run: `python -m bench recompute [--courses N] [--batch-size N]`.
+the real `Recomputer` in worker processes as `ipt-worker` runs it (its own engine, the app's
+write listeners, the start-up heap frozen) until every course is computed: first with nothing
+stored (status, events, write-backs), then again after every course is re-queued with nothing
+changed (`ipt recompute --all`). Each worker count gets a freshly seeded database: one process,
+then one per core (workers share the queue through SKIP LOCKED, as replicas do). Last, it times
+one idle poll of the loop (`run_once`, nothing due) with 1,000, 10,000 and 100,000 queued
+requests. Results: bench/results/recompute.md and .json.
+Run: `python -m bench recompute [--courses N] [--batch-size N] [--workers N ...]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -25,10 +29,12 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.results_file import write_results
 from ipt_core.composition import write_listeners
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
+from ipt_core.heap import freeze_startup_heap
 from ipt_core.ipt import Course, course_to_careplan
 from ipt_core.queue import request_recompute
 from ipt_worker.recompute import Recomputer
@@ -36,47 +42,65 @@ from ipt_worker.recompute import Recomputer
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
 _IDLE_QUEUES = (1_000, 10_000, 100_000)
 _DATA = Path(".bench") / "pg-recompute"
+_PHASES = (
+    ("first", "first computation: status + events + write-backs"),
+    ("unchanged", "recompute --all, nothing changed"),
+)
 
 
 def main() -> None:
-    """Seed, recompute everything, measure idle polls."""
+    """Seed, recompute everything with each worker count, measure idle polls, write results."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--courses", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=sorted({1, os.cpu_count() or 1}),
+        help="worker process counts to measure, each on a fresh database (default: 1 and cores)",
+    )
     args = parser.parse_args()
-    asyncio.run(_main(args.courses, args.batch_size))
+    asyncio.run(_main(args.courses, args.batch_size, args.workers))
 
 
-async def _main(courses: int, batch_size: int) -> None:
-    cluster = EmbeddedPostgres(_DATA, throwaway=True)
-    cluster.stop()
-    shutil.rmtree(_DATA, ignore_errors=True)
-    server = cluster.start()
-    postmaster = int((_DATA / "postmaster.pid").read_text().split()[0])
-    engine = create_engine(server.url("postgres"), pool_size=4)
-    try:
-        await upgrade(engine)
-        started = time.perf_counter()
-        await _seed(engine, courses)
-        print(f"seeded {courses} courses in {time.perf_counter() - started:.1f} s")
-        await _full_recompute(
-            engine,
-            courses,
-            batch_size,
-            "first computation: status + events + write-backs",
-            postmaster,
-        )
-        async with engine.begin() as conn:  # as after a rule change: `ipt recompute --all`
-            ids = list(await conn.scalars(text("SELECT id FROM ipt_course")))
-            await request_recompute(conn, ids, NOW)
-        await _full_recompute(
-            engine, courses, batch_size, "recompute --all, nothing changed", postmaster
-        )
-        for queued in _IDLE_QUEUES:
-            await _idle_poll(engine, queued)
-    finally:
-        await engine.dispose()
+async def _main(courses: int, batch_size: int, worker_counts: list[int]) -> None:
+    runs: list[dict[str, Any]] = []
+    idle: list[dict[str, Any]] = []
+    for position, workers in enumerate(worker_counts):
+        last = position == len(worker_counts) - 1
+        cluster = EmbeddedPostgres(_DATA, throwaway=True)
         cluster.stop()
+        shutil.rmtree(_DATA, ignore_errors=True)
+        server = cluster.start()
+        postmaster = int((_DATA / "postmaster.pid").read_text().split()[0])
+        url = server.url("postgres")
+        engine = create_engine(url, pool_size=4)
+        try:
+            await upgrade(engine)
+            started = time.perf_counter()
+            await _seed(engine, courses)
+            print(f"seeded {courses} courses in {time.perf_counter() - started:.1f} s")
+            for phase, label in _PHASES:
+                if phase == "unchanged":  # as after a rule change: `ipt recompute --all`
+                    async with engine.begin() as conn:
+                        ids = list(await conn.scalars(text("SELECT id FROM ipt_course")))
+                        await request_recompute(conn, ids, NOW)
+                run = await asyncio.to_thread(
+                    _full_recompute, url, workers, batch_size, label, postmaster
+                )
+                runs.append({"phase": phase, "workers": workers, **run})
+            if last:
+                idle = [await _idle_poll(engine, queued) for queued in _IDLE_QUEUES]
+        finally:
+            await engine.dispose()
+            cluster.stop()
+    path = write_results(
+        "recompute",
+        {"courses": courses, "batch_size": batch_size, "runs": runs, "idle_polls": idle},
+        _markdown(courses, batch_size, runs, idle),
+    )
+    print(f"results: {path}")
 
 
 async def _seed(engine: AsyncEngine, count: int) -> None:
@@ -186,29 +210,75 @@ async def _seed(engine: AsyncEngine, count: int) -> None:
         await conn.execute(text("ANALYZE"))
 
 
-async def _full_recompute(
-    engine: AsyncEngine, count: int, batch_size: int, label: str, postmaster: int
-) -> None:
-    recomputer = Recomputer(
-        engine, clock=lambda: NOW, listeners=write_listeners(), batch_size=batch_size
-    )
-    started, cpu, server_cpu = time.perf_counter(), time.process_time(), _server_cpu(postmaster)
-    done = 0
-    while claimed := await recomputer.run_once():
-        done += claimed
-    await recomputer.close()
-    elapsed = time.perf_counter() - started
-    cpu, server_cpu = time.process_time() - cpu, _server_cpu(postmaster) - server_cpu
+def _full_recompute(
+    url: str, workers: int, batch_size: int, label: str, postmaster: int
+) -> dict[str, Any]:
+    """Run `workers` worker processes until nothing is due; return what they did and spent."""
+    context = multiprocessing.get_context("spawn")  # fresh interpreters, as deployed
+    # Passed twice: the clock starts once every worker is connected, and the workers stay
+    # connected until PostgreSQL's CPU is read (an ended backend's CPU leaves /proc with it).
+    ready = context.Barrier(workers + 1)
+    reports = context.Queue()
+    processes = [
+        context.Process(target=_worker, args=(url, batch_size, ready, reports))
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    ready.wait(timeout=120)
+    server_cpu = _server_cpu(postmaster)
+    done = [reports.get(timeout=600) for _ in processes]
+    server_cpu = _server_cpu(postmaster) - server_cpu
+    ready.wait(timeout=60)
+    for process in processes:
+        process.join()
+    courses = sum(report["courses"] for report in done)
+    elapsed = max(report["finished"] for report in done) - min(report["started"] for report in done)
+    cpu = sum(report["cpu"] for report in done)
+    per_course_ms = 1000 * (cpu + server_cpu) / max(courses, 1)
     print(
-        f"full recompute: {done} courses in {elapsed:.1f} s = {done / elapsed:.0f} courses/s "
-        f"(1 worker process, batches of {batch_size}; {label})"
+        f"full recompute: {courses} courses in {elapsed:.1f} s = {courses / elapsed:.0f} "
+        f"courses/s ({workers} worker process{'es' if workers > 1 else ''}, batches of "
+        f"{batch_size}; {label})"
     )
     # On a busy machine the wall clock says little: the CPU both sides spent per course does.
     print(
-        f"  CPU: worker {cpu:.2f} s + PostgreSQL {server_cpu:.2f} s = "
-        f"{1000 * (cpu + server_cpu) / max(done, 1):.3f} ms per course "
-        f"(= {done / max(cpu + server_cpu, 1e-9):.0f} courses/s if nothing else ran)"
+        f"  CPU: workers {cpu:.2f} s + PostgreSQL {server_cpu:.2f} s = {per_course_ms:.3f} ms "
+        f"per course (= {courses / max(cpu + server_cpu, 1e-9):.0f} courses/s per core)"
     )
+    return {
+        "courses": courses,
+        "seconds": round(elapsed, 3),
+        "courses_per_s": round(courses / elapsed),
+        "worker_cpu_s": round(cpu, 3),
+        "postgres_cpu_s": round(server_cpu, 3),
+        "cpu_ms_per_course": round(per_course_ms, 4),
+    }
+
+
+def _worker(url: str, batch_size: int, ready: Any, reports: Any) -> None:
+    """One worker process: the recompute loop as `ipt-worker` runs it, until nothing is due."""
+    asyncio.run(_recompute_until_idle(url, batch_size, ready, reports))
+
+
+async def _recompute_until_idle(url: str, batch_size: int, ready: Any, reports: Any) -> None:
+    engine = create_engine(url, pool_size=2)
+    recomputer = Recomputer(
+        engine, clock=lambda: NOW, listeners=write_listeners(), batch_size=batch_size
+    )
+    try:
+        await recomputer.liveness.ensure()  # connected and registered before the clock starts
+        freeze_startup_heap()  # as `ipt-worker` does once started
+        ready.wait(timeout=120)  # nothing else runs on this loop yet: blocking is fine
+        started, cpu, courses = time.time(), time.process_time(), 0
+        while claimed := await recomputer.run_once():
+            courses += claimed
+        finished, cpu = time.time(), time.process_time() - cpu
+        reports.put({"courses": courses, "cpu": cpu, "started": started, "finished": finished})
+        ready.wait(timeout=60)
+    finally:
+        await recomputer.close()
+        await engine.dispose()
 
 
 def _server_cpu(postmaster: int) -> float:
@@ -226,7 +296,7 @@ def _server_cpu(postmaster: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def _idle_poll(engine: AsyncEngine, queued: int) -> None:
+async def _idle_poll(engine: AsyncEngine, queued: int) -> dict[str, Any]:
     """One poll of the loop (`run_once`) with `queued` requests, all armed in the future."""
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM recompute_request"))
@@ -263,6 +333,35 @@ async def _idle_poll(engine: AsyncEngine, queued: int) -> None:
         f"{statistics.median(timings):.2f} ms, p99 {p99:.2f} ms"
     )
     print("  plan: " + "\n        ".join(lines))
+    return {
+        "queued": queued,
+        "p50_ms": round(statistics.median(timings), 3),
+        "p99_ms": round(p99, 3),
+    }
+
+
+def _markdown(
+    courses: int, batch_size: int, runs: list[dict[str, Any]], idle: list[dict[str, Any]]
+) -> str:
+    labels = dict(_PHASES)
+    lines = [
+        f"# Status engine: {courses:,} courses, batches of {batch_size}",
+        "",
+        "| phase | worker processes | courses/s | worker CPU s | PostgreSQL CPU s "
+        "| CPU ms per course |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {labels[run['phase']]} | {run['workers']} | {run['courses_per_s']:,} "
+            f"| {run['worker_cpu_s']:.2f} | {run['postgres_cpu_s']:.2f} "
+            f"| {run['cpu_ms_per_course']:.3f} |"
+            for run in runs
+        ),
+        "",
+        "| idle poll, requests queued (none due) | p50 ms | p99 ms |",
+        "| ---: | ---: | ---: |",
+        *(f"| {poll['queued']:,} | {poll['p50_ms']:.2f} | {poll['p99_ms']:.2f} |" for poll in idle),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
