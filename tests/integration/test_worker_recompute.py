@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.composition import write_listeners
+from ipt_worker import status_batch
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from tests.integration.ipt_helpers import Clock, enrol, enrolment, fhir_read, patient, record, rows
@@ -147,6 +148,30 @@ async def test_write_backs_reach_the_fhir_resources_without_requeueing(
         db, "recompute_request", "course_id = :id AND due_at <= :now", id=course_id, now=clock.now
     )
     assert due == []  # writing the phase back did not ask for another recompute
+
+
+async def test_status_events_carry_the_queued_trace_when_no_spans_are_recorded(
+    ipt: httpx.AsyncClient, db: AsyncEngine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a process without a tracer provider (spans_recorded() is then False): the
+    # engine makes no span per course and hands on the trace of the write that asked.
+    monkeypatch.setattr(status_batch, "spans_recorded", lambda: False)
+    course_id = await enrol(ipt, enrolment(await patient(ipt)))
+    queued = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE recompute_request SET traceparent = :tp WHERE course_id = :id"),
+            {"tp": queued, "id": course_id},
+        )
+    already = len(await rows(db, "outbox"))
+    assert await drain(recomputer(db, clock)) >= 1
+    events = [
+        e
+        for e in (await rows(db, "outbox", "TRUE ORDER BY seq"))[already:]
+        if e.type.startswith("ipt.course.")
+    ]
+    assert events  # the first computation changed the status
+    assert {e.traceparent for e in events} == {queued}
 
 
 async def test_a_failing_course_backs_off_without_blocking_others(

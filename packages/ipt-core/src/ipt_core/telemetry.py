@@ -31,6 +31,7 @@ __all__ = [
     "setup_logging",
     "setup_metrics",
     "setup_tracing",
+    "spans_recorded",
 ]
 
 _URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.query", "url.path")
@@ -84,6 +85,17 @@ def instrument_engine(engine: AsyncEngine, provider: TracerProvider | None = Non
     SQLAlchemyInstrumentor().instrument(
         engine=engine.sync_engine, tracer_provider=provider, enable_commenter=False
     )
+
+
+def spans_recorded() -> bool:
+    """Whether this process records spans: `setup_tracing` (or an agent) installed an SDK provider.
+
+    Without one every span is OpenTelemetry's no-op, which only hands back its parent's
+    context, so a hot loop may skip making spans nobody will see: the status engine's span
+    and traceparent per course cost ~14 µs, 5-7% of an unchanged recompute
+    (bench/PROFILE.md, "Fifth round").
+    """
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
 def current_traceparent() -> str | None:

@@ -39,7 +39,7 @@ from ipt_core.status.repository import (
     touch_statuses,
 )
 from ipt_core.status.serialize import status_json
-from ipt_core.telemetry import context_from_traceparent, current_traceparent
+from ipt_core.telemetry import context_from_traceparent, current_traceparent, spans_recorded
 from ipt_worker.status_events import status_events
 from ipt_worker.status_history import change_cause
 from ipt_worker.write_backs import derived_writes, write_backs
@@ -85,16 +85,21 @@ async def store_batch(
     changes: list[_Change] = []
     unchanged: dict[str, datetime | None] = {}
     done: list[tuple[Claim, datetime | None]] = []
+    traced = spans_recorded()
     for claim in mine:
         course_facts = facts[claim.course_id]
         if course_facts is None:
             done.append((claim, None))
             continue
-        with _tracer.start_as_current_span(
-            "recompute course", context=context_from_traceparent(claim.traceparent)
-        ):
+        if traced:
+            with _tracer.start_as_current_span(
+                "recompute course", context=context_from_traceparent(claim.traceparent)
+            ):
+                status = compute_status(course_facts, now, rules)
+                traceparent = current_traceparent()
+        else:  # a no-op span would hand back the causing write's traceparent as it is
             status = compute_status(course_facts, now, rules)
-            traceparent = current_traceparent()
+            traceparent = claim.traceparent
         current = status_json(status)
         previous = stored.get(claim.course_id)
         if previous is not None and previous.status == current:
