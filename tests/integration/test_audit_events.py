@@ -18,7 +18,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_api.audit import AuditBuffer
-from ipt_core.audit import AuditRecord, insert_records
+from ipt_core.audit import (
+    AuditFilter,
+    AuditRecord,
+    audit_event_json,
+    insert_records,
+    read_record,
+    search_records,
+)
 from tests.integration.authz_records import create, patient_record, resource_of
 from tests.integration.authz_support import ADMIN, FHIR, Mint, Secured, bearer
 from tests.support.waiting import poll_until
@@ -87,7 +94,7 @@ async def test_searches_are_recorded_with_parameter_names_never_values(
     (entity,) = events[0]["entity"]
     assert entity["name"] == "Patient"
     assert entity["detail"] == [{"type": "parameter-names", "valueString": "family,identifier"}]
-    everything = orjson.dumps([row.content for row in await _rows(db)]).decode()
+    everything = str([tuple(row) for row in await _rows(db)])  # every fact stored
     assert "Zwirbelkopf" not in everything
     assert "MRN-884422" not in everything
 
@@ -101,7 +108,7 @@ async def test_writes_are_recorded_in_their_own_transaction(
     (created,) = await _rows(db, "entity_id = :id", id=patient)
     assert (created.action, created.subtype, created.outcome) == ("C", "create", 0)
     assert created.agent == "registrar"
-    assert created.content["entity"][0]["what"]["reference"] == f"Patient/{patient}/_history/1"
+    assert (created.entity_type, created.entity_id, created.version_id) == ("Patient", patient, 1)
     deleted = await secured.http.delete(f"/fhir/Patient/{patient}", headers=bearer(writer))
     assert deleted.status_code == 200
     actions = sorted(row.action for row in await _rows(db, "entity_id = :id", id=patient))
@@ -140,7 +147,7 @@ async def test_a_failed_write_leaves_its_audit_record_and_no_data(
         ("create", "Observation"),
     }
     assert {row.outcome for row in failures} == {4}
-    assert all(row.content["outcomeDesc"] == "HTTP 412" for row in failures)
+    assert {row.outcome_status for row in failures} == {412}
     assert len(await _rows(db)) == len(before) + len(failures)
 
 
@@ -325,3 +332,50 @@ async def test_a_batch_written_before_is_written_once_when_retried(db: AsyncEngi
     buffer.add([AuditRecord("later", datetime.now(UTC), "read", 0, "someone")])
     assert await buffer.flush() == 1
     assert sorted(row.id for row in await _rows(db)) == ["later", "new", "stored"]
+
+
+async def test_a_record_is_served_as_it_was_recorded(db: AsyncEngine) -> None:
+    # Stored as facts, rendered when read: the AuditEvent served is the one the record makes.
+    recorded = datetime(2026, 12, 4, 9, 30, 0, 123456, tzinfo=UTC)
+    records = [
+        AuditRecord(
+            "vread", recorded, "vread", 0, "dr-who", client_id="ehr-app",
+            source_address="10.0.0.7", entity_type="Observation", entity_id="o-1",
+            version_id=3, patient_id="p-1",
+        ),
+        AuditRecord(
+            "search", recorded, "search", 4, "dr-who", entity_type="Patient",
+            query_names=("family", "identifier"), patient_scope="p-2", outcome_status=403,
+        ),
+        AuditRecord("refused", recorded, "history", 4, "anonymous", outcome_status=401),
+    ]  # fmt: skip
+    async with db.begin() as conn:
+        await insert_records(conn, records)
+    rows = await _rows(db)
+    assert [row.content for row in rows] == [None, None, None]  # facts only
+    async with db.connect() as conn:
+        for record in records:
+            assert await read_record(conn, record.id) == orjson.loads(
+                orjson.dumps(audit_event_json(record))
+            )
+        found = await search_records(conn, AuditFilter(agents=("dr-who",)), limit=10)
+    assert [event["id"] for _, event in found] == ["search", "vread"]  # newest first
+
+
+async def test_a_record_stored_before_the_facts_columns_is_served_as_stored(
+    db: AsyncEngine,
+) -> None:
+    # Rows written before migration 0006 hold the AuditEvent rendered then, and no facts.
+    event = {"resourceType": "AuditEvent", "id": "older", "action": "R", "outcome": "0"}
+    async with db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO audit_event (id, recorded, subtype, action, outcome, agent, "
+                "content) VALUES ('older', now(), 'read', 'R', 0, 'someone', :content)"
+            ),
+            {"content": orjson.dumps(event).decode()},
+        )
+    async with db.connect() as conn:
+        assert await read_record(conn, "older") == event
+        (found,) = await search_records(conn, AuditFilter(agents=("someone",)), limit=10)
+    assert found[1] == event

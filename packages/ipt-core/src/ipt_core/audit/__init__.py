@@ -1,7 +1,7 @@
 """AuditEvent: append-only records of who read or changed patient data (FHIR R4 AuditEvent).
 
 AuditRecord, INTERACTIONS          one access, and the (subtype, action) of each interaction
-audit_event_json(record)            the FHIR AuditEvent served at /fhir/AuditEvent
+audit_event_json(record)            the AuditEvent served at /fhir/AuditEvent (rendered on read)
 insert_records / copy_records   append records (in a write's transaction / batched by COPY)
 read_record / search_records / purge_before   the rest of the SQL of `audit_event`
 """

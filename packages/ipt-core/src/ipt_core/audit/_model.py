@@ -6,7 +6,7 @@ patient data and the audit trail must not become a second copy of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -72,7 +72,6 @@ class AuditRecord:
     patient_id: str | None = None  # whose data it is, when known
     patient_scope: str | None = None  # the token's `patient` claim (patient/ scopes)
     outcome_status: int | None = None  # the HTTP status of a failure
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def subtype(self) -> str:

@@ -8,13 +8,11 @@ from datetime import datetime
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
-import orjson
-from sqlalchemy import ColumnElement, Integer, Text, cast, delete, or_, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnElement, Integer, Text, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.audit._model import AuditRecord, audit_event_json
+from ipt_core.audit._model import INTERACTIONS, AuditRecord, audit_event_json
 from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import audit_event
 from ipt_core.db.unnest import INSTANT, unnest_params
@@ -37,9 +35,8 @@ class AuditFilter:
 
 
 # The append of a whole batch: one statement built once, the records as one array per column
-# (`unnest`) and the content as JSON text cast to jsonb. A SQLAlchemy executemany of 500
-# records took 18 ms of CPU in the API's event loop (the JSON through the driver's codec, one
-# parameter set per row); every read waiting behind that stall was the read tail.
+# (`unnest`). A SQLAlchemy executemany of 500 records took 18 ms of CPU in the API's event
+# loop (one parameter set per row); every read waiting behind that stall was the read tail.
 _rows = unnest_params(
     "a",
     id=Text,
@@ -52,19 +49,21 @@ _rows = unnest_params(
     entity_type=Text,
     entity_id=Text,
     patient_id=Text,
-    content=Text,
+    source_address=Text,
+    version_id=Integer,
+    parameter_names=Text,
+    outcome_status=Integer,
 )
-_COLUMNS = [c.name for c in _rows.c if c.name != "content"]
-_ALL: Final = (*_COLUMNS, "content")  # the order of `_row`
+_ALL: Final = tuple(c.name for c in _rows.c)  # the order of `_row`
 # A record is written once: an id already there is skipped (a batch retried after a lost answer).
 _INSERT: Final = FixedStatement(
     pg_insert(audit_event)
-    .from_select(
-        [*_COLUMNS, "content"],
-        select(*(_rows.c[c] for c in _COLUMNS), cast(_rows.c.content, JSONB)),
-    )
+    .from_select(list(_ALL), select(*_rows.c))
     .on_conflict_do_nothing(index_elements=[audit_event.c.id])
 )
+# What a read renders an AuditEvent from: the facts, and the content of rows before 0006.
+_STORED: Final = (*(audit_event.c[name] for name in _ALL), audit_event.c.content)
+_INTERACTION_OF: Final = {subtype: name for name, (subtype, _) in INTERACTIONS.items()}
 
 
 async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) -> None:
@@ -78,9 +77,7 @@ async def copy_records(driver: Any, records: Sequence[AuditRecord]) -> None:
 
     The batched read records' path (the API's audit buffer): binary COPY encodes each row
     with the columns' codecs, where `insert_records` sends one array per column that the
-    driver inspects element by element: 19-22 µs of API CPU per record against 13 µs,
-    two thirds of which render the AuditEvent
-    (bench/PROFILE.md, "Fourth round"), and less work for PostgreSQL too.
+    driver inspects element by element (bench/PROFILE.md, "Fourth round").
     """
     if not records:
         return
@@ -101,18 +98,42 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
 
 
 def _row(r: AuditRecord) -> tuple[Any, ...]:
-    """The columns of `_ALL` for `r`; `content` is the AuditEvent as JSON text."""
-    content = orjson.dumps(audit_event_json(r)).decode()
-    patient = r.patient_id or r.patient_scope
+    """The columns of `_ALL` for `r`: its facts, from which a read renders the AuditEvent."""
+    patient = r.patient_id or r.patient_scope  # the one patient the AuditEvent names
+    names = ",".join(r.query_names) if r.query_names else None
     return (r.id, r.recorded, r.subtype, r.action, r.outcome, r.agent, r.client_id,
-            r.entity_type, r.entity_id, patient, content)  # fmt: skip
+            r.entity_type, r.entity_id, patient, r.source_address, r.version_id, names,
+            r.outcome_status)  # fmt: skip
+
+
+def _event(row: Any) -> dict[str, Any]:
+    """The AuditEvent of a stored row: rendered from its facts, or as stored before 0006."""
+    if row.content is not None:
+        content: dict[str, Any] = row.content
+        return content
+    return audit_event_json(
+        AuditRecord(
+            id=row.id,
+            recorded=row.recorded,
+            interaction=_INTERACTION_OF[row.subtype],
+            outcome=row.outcome,
+            agent=row.agent,
+            client_id=row.client_id,
+            source_address=row.source_address,
+            entity_type=row.entity_type,
+            entity_id=row.entity_id,
+            version_id=row.version_id,
+            query_names=tuple(row.parameter_names.split(",")) if row.parameter_names else (),
+            patient_id=row.patient_id,
+            outcome_status=row.outcome_status,
+        )
+    )
 
 
 async def read_record(conn: AsyncConnection, id_: str) -> dict[str, Any] | None:
     """Return the AuditEvent `id_`, or None."""
-    row = await conn.execute(select(audit_event.c.content).where(audit_event.c.id == id_))
-    content: dict[str, Any] | None = row.scalar_one_or_none()
-    return content
+    row = (await conn.execute(select(*_STORED).where(audit_event.c.id == id_))).one_or_none()
+    return _event(row) if row is not None else None
 
 
 async def search_records(
@@ -120,11 +141,11 @@ async def search_records(
 ) -> list[tuple[int, dict[str, Any]]]:
     """Return up to `limit` (seq, AuditEvent) pairs, newest first, older than `before_seq`."""
     a = audit_event.c
-    statement = select(a.seq, a.content).where(*_conditions(where)).order_by(a.seq.desc())
+    statement = select(a.seq, *_STORED).where(*_conditions(where)).order_by(a.seq.desc())
     if before_seq is not None:
         statement = statement.where(a.seq < before_seq)
     rows = await conn.execute(statement.limit(limit))
-    return [(row.seq, row.content) for row in rows]
+    return [(row.seq, _event(row)) for row in rows]
 
 
 def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:

@@ -1,6 +1,6 @@
 """Tables of the integrations: EHR sync, the AuditEvent trail, FHIR Bulk Data exports.
 
-Described here, created by migrations 0003-0005; `schema.py` exports them with the others.
+Described here, created by migrations 0003-0006; `schema.py` exports them with the others.
 """
 
 import sqlalchemy as sa
@@ -103,9 +103,13 @@ ehr_watermark = sa.Table(
 
 # -- AuditEvent: who read or changed patient data, when, from where, with what outcome. -------
 
-# Append-only (a trigger refuses UPDATE; only the retention purge deletes). `content` is the
-# FHIR AuditEvent served at /fhir/AuditEvent; the other columns are its search keys. Searches
-# are recorded with their parameter names only, never values (values carry patient data).
+# Append-only (a trigger refuses UPDATE; only the retention purge deletes). A row holds the
+# facts of one access, and the FHIR AuditEvent served at /fhir/AuditEvent is rendered from
+# them when it is read (ipt_core/audit): one is written per read, and most are never read.
+# `content` is the AuditEvent as rendered when written, kept on the rows written before
+# migration 0006 (which added the other facts' columns) and served as it is; it is NULL on
+# every later row. Searches are recorded with their parameter names only, never values
+# (values carry patient data).
 audit_event = sa.Table(
     "audit_event",
     metadata,
@@ -122,7 +126,11 @@ audit_event = sa.Table(
     sa.Column("entity_type", sa.Text),
     sa.Column("entity_id", sa.Text),
     sa.Column("patient_id", sa.Text),  # the patient whose data it is, when known
-    sa.Column("content", JSONB, nullable=False),
+    sa.Column("content", JSONB),  # rows before 0006 only (see above)
+    sa.Column("source_address", sa.Text),  # the client's IP address
+    sa.Column("version_id", sa.Integer),  # of a vread
+    sa.Column("parameter_names", sa.Text),  # of a search, comma-separated
+    sa.Column("outcome_status", sa.Integer),  # the HTTP status of a failure
     sa.Index(None, "recorded"),
     sa.Index(None, "entity_type", "entity_id"),
     sa.Index(None, "patient_id", "seq"),
