@@ -5,7 +5,7 @@ What one call does, in this order (docs/architecture.md, "Status engine"):
 1. lock the batch's CarePlans (course id order), then its recompute requests, keeping only
    the claims still ours — the lock order every writer uses: CarePlan first, then request;
 2. lock the stored statuses and compute each course's status in Python (each in a span that
-   continues the trace of the write that asked for it);
+   continues the trace of the write that asked for it, when this process records spans);
 3. store: removed courses' statuses deleted, new versions upserted with their history rows,
    unchanged ones touched (computed_at, next_transition_at) — one statement each;
 4. reserve each course's event sequence numbers (one statement) and append every status
