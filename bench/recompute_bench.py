@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import shutil
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,11 +28,10 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.embedded_db import migrated_engine
 from bench.results_file import write_results
 from ipt_core.composition import write_listeners
-from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
-from ipt_core.db.migrate import upgrade
 from ipt_core.heap import freeze_startup_heap
 from ipt_core.ipt import Course, course_to_careplan
 from ipt_core.queue import request_recompute
@@ -41,7 +39,7 @@ from ipt_worker.recompute import Recomputer
 
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
 _IDLE_QUEUES = (1_000, 10_000, 100_000)
-_DATA = Path(".bench") / "pg-recompute"
+_DATA = Path(".bench") / "pg-recompute"  # `migrated_engine`'s cluster
 _PHASES = (
     ("first", "first computation: status + events + write-backs"),
     ("unchanged", "recompute --all, nothing changed"),
@@ -69,15 +67,9 @@ async def _main(courses: int, batch_size: int, worker_counts: list[int]) -> None
     idle: list[dict[str, Any]] = []
     for position, workers in enumerate(worker_counts):
         last = position == len(worker_counts) - 1
-        cluster = EmbeddedPostgres(_DATA, throwaway=True)
-        cluster.stop()
-        shutil.rmtree(_DATA, ignore_errors=True)
-        server = cluster.start()
-        postmaster = int((_DATA / "postmaster.pid").read_text().split()[0])
-        url = server.url("postgres")
-        engine = create_engine(url, pool_size=4)
-        try:
-            await upgrade(engine)
+        async with migrated_engine(_DATA.name, pool_size=4) as engine:
+            url = engine.url.render_as_string(hide_password=False)
+            postmaster = int((_DATA / "postmaster.pid").read_text().split()[0])
             started = time.perf_counter()
             await _seed(engine, courses)
             print(f"seeded {courses} courses in {time.perf_counter() - started:.1f} s")
@@ -92,9 +84,6 @@ async def _main(courses: int, batch_size: int, worker_counts: list[int]) -> None
                 runs.append({"phase": phase, "workers": workers, **run})
             if last:
                 idle = [await _idle_poll(engine, queued) for queued in _IDLE_QUEUES]
-        finally:
-            await engine.dispose()
-            cluster.stop()
     path = write_results(
         "recompute",
         {"courses": courses, "batch_size": batch_size, "runs": runs, "idle_polls": idle},

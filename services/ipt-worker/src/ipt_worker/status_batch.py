@@ -18,6 +18,7 @@ What one call does, in this order (docs/architecture.md, "Status engine"):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,15 +92,16 @@ async def store_batch(
         if course_facts is None:
             done.append((claim, None))
             continue
-        if traced:
-            with _tracer.start_as_current_span(
+        # Without a provider a no-op span would only hand back the causing write's traceparent.
+        with (
+            _tracer.start_as_current_span(
                 "recompute course", context=context_from_traceparent(claim.traceparent)
-            ):
-                status = compute_status(course_facts, now, rules)
-                traceparent = current_traceparent()
-        else:  # a no-op span would hand back the causing write's traceparent as it is
+            )
+            if traced
+            else nullcontext()
+        ):
             status = compute_status(course_facts, now, rules)
-            traceparent = claim.traceparent
+            traceparent = current_traceparent() if traced else claim.traceparent
         current = status_json(status)
         previous = stored.get(claim.course_id)
         if previous is not None and previous.status == current:
