@@ -100,11 +100,11 @@ class ApiLatency:
         ]
 
 
-def measure_api_latency(seconds: float, connections: int, *, split: bool = False) -> ApiLatency:
+def measure_api_latency(seconds: float, connections: int, *, workers: int = 0) -> ApiLatency:
     """Start a throwaway database and ours on it with a subscriber, drive creates, measure.
 
-    `split`: the API and the worker in their own processes (the worker's relay and webhook
-    delivery then have the machine's other core); else `ipt run`, everything in one process.
+    `workers`: 0 runs `ipt run`, everything in one process; else `ipt serve` and that many
+    `ipt-worker` processes (they share the webhook deliveries out among themselves).
     """
     cluster = EmbeddedPostgres(_DATA, throwaway=True)
     cluster.stop()
@@ -120,8 +120,12 @@ def measure_api_latency(seconds: float, connections: int, *, split: bool = False
             "IPT_SECRETS_KEYS": _SECRETS_KEYS,
         }
         create = next(s for s in SCENARIOS if s.name == "create").script(Fixture([], []))
-        running = servers.running_split if split else servers.running_ours
-        with running(settings) as ours:
+        running = (
+            servers.running_split(settings, workers=workers)
+            if workers
+            else servers.running_ours(settings)
+        )
+        with running as ours:
             run_wrk(ours.root_url, create, connections=connections, seconds=_WARM_UP_S)
             warm = asyncio.run(_all_received(url, receiver))
             for pid in ours.pids:
@@ -150,7 +154,7 @@ def measure_api_latency(seconds: float, connections: int, *, split: bool = False
     ]
     return ApiLatency(
         creates=creates,
-        topology="ipt serve + ipt-worker" if split else "ipt run",
+        topology=_topology(workers),
         connections=connections,
         events=len(outboxed),
         duplicates=sum(1 for receipt in measured.values() if receipt.count > 1),
@@ -160,6 +164,12 @@ def measure_api_latency(seconds: float, connections: int, *, split: bool = False
         stages_ms=by_stage,
         server_cpu_ms_per_write=cpu * 1000 / max(len(outboxed), 1),
     )
+
+
+def _topology(workers: int) -> str:
+    if not workers:
+        return "ipt run"
+    return "ipt serve + ipt-worker" + (f" x {workers}" if workers > 1 else "")
 
 
 async def subscribe(engine: AsyncEngine, url: str, keyring: Keyring) -> None:

@@ -47,11 +47,14 @@ from tests.support.processes import stop_process
 _DATA = Path(".bench") / "pg-events"
 _PATIENT = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-01"}
 _PHASES = ("api", "store", "throughput")
-# The api phase, twice: everything in one process as `make run` starts it, then API and worker
-# in their own processes as the Helm chart deploys them (the worker gets a core of its own).
+# The api phase, three times: everything in one process as `make run` starts it, then API and
+# worker in their own processes as the Helm chart deploys them, with one worker and with one
+# worker per core (the workers share the webhook deliveries out among themselves).
+_CORES = os.cpu_count() or 1
 _TOPOLOGIES = (
-    ("api", False, "`ipt run`: one process"),
-    ("api_split", True, "`ipt serve` + `ipt-worker`: two processes"),
+    ("api", 0, "`ipt run`: one process"),
+    ("api_split", 1, "`ipt serve` + `ipt-worker`: two processes"),
+    ("api_workers", _CORES, f"`ipt serve` + {_CORES} `ipt-worker`s: one worker per core"),
 )
 
 _SECRETS_KEYS = new_key("bench")  # seals the receiver's secret for this run only
@@ -73,8 +76,8 @@ def main() -> None:
     data: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
     data["load average"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     if "api" in phases:
-        for key, split, title in _TOPOLOGIES:
-            api = measure_api_latency(args.seconds, args.connections, split=split)
+        for key, workers, title in _TOPOLOGIES:
+            api = measure_api_latency(args.seconds, args.connections, workers=workers)
             data[key] = api.summary()
             lines += [f"## At the API's sustained write rate ({title}, wrk creates)", ""]
             lines += [f"- {line}" for line in api.lines()] + [""]

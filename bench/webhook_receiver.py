@@ -103,8 +103,10 @@ def _receive(control: Connection) -> None:
             time.sleep(0.01)
         control.send(port)
         while control.recv() != "stop":
-            # Copies made here, in this thread, while the server thread may add entries.
-            control.send({key: list(value) for key, value in list(received.items())})
+            # Copies made here, in this thread, while the server thread may add entries:
+            # `dict.copy` runs in C under the GIL, so it cannot see the dict change size
+            # (iterating `received` itself, even through `list(...)`, can).
+            control.send({key: list(value) for key, value in received.copy().items()})
         server.should_exit = True
 
     threading.Thread(target=answer, daemon=True).start()

@@ -108,6 +108,7 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> Non
 @contextlib.contextmanager
 def _process(command: list[str], env: dict[str, str], probe: str, name: str) -> Iterator[int]:
     log = _DATA / f"{name}.log"
+    _DATA.mkdir(parents=True, exist_ok=True)  # `python -m bench events` alone: not made yet
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -146,22 +147,28 @@ def running_ours(
 
 
 @contextlib.contextmanager
-def running_split(settings: Mapping[str, str]) -> Iterator[Running]:
-    """`ipt serve` and `ipt-worker` on `settings["DATABASE_URL"]`, as the Helm chart runs them."""
+def running_split(settings: Mapping[str, str], *, workers: int = 1) -> Iterator[Running]:
+    """`ipt serve` and `workers` `ipt-worker`s on `settings["DATABASE_URL"]`, as the Helm
+    chart runs them (`worker.replicaCount`)."""
     port = free_port()
     env = {**os.environ, **settings, "IPT_AUTH_MODE": "disabled", "IPT_API_PORT": str(port)}
     bin_dir = Path(sys.executable).parent
     root = f"http://127.0.0.1:{port}"
     _DATA.mkdir(parents=True, exist_ok=True)
-    with (_DATA / "worker.log").open("wb") as out:
-        worker = subprocess.Popen(
-            [str(bin_dir / "ipt-worker")], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    started: list[subprocess.Popen[bytes]] = []
     try:
+        for number in range(workers):
+            with (_DATA / f"worker-{number}.log").open("wb") as out:
+                started.append(
+                    subprocess.Popen(
+                        [str(bin_dir / "ipt-worker")], env=env, stdout=out, stderr=subprocess.STDOUT
+                    )
+                )
         with _process([str(bin_dir / "ipt"), "serve"], env, f"{root}/fhir/metadata", "api") as pid:
-            yield Running(root, pid, (worker.pid,))
+            yield Running(root, pid, tuple(worker.pid for worker in started))
     finally:
-        stop_process(worker, timeout_s=60)
+        for worker in started:
+            stop_process(worker, timeout_s=60)
 
 
 @contextlib.contextmanager

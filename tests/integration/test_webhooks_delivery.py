@@ -7,6 +7,7 @@ course's events in order, every signature valid (checked by `standardwebhooks`).
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_core.events.webhooks import set_enabled
+from ipt_core.events.webhooks import QUEUE_LOCKS, set_enabled
 from ipt_worker.publishers import WebhookFanOut
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import (
@@ -306,3 +307,38 @@ async def _delivered(db: AsyncEngine, count: int) -> bool:
             text("SELECT count(*) FROM webhook_delivery WHERE status = 'delivered'")
         )
     return int(found) == count
+
+
+async def test_two_workers_share_the_queues_and_keep_each_course_in_order(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    # Two worker processes' relays (one leads, both deliver) against a receiver that takes
+    # 20 ms an answer: both hold queues while it runs, and still every event arrives once,
+    # each course's in order.
+    receiver.plan = lambda envelope, attempt: Reply(delay_s=0.02)
+    await subscribe(db, receiver)
+    courses = [f"course-{n}" for n in range(12)]
+    holders: set[int] = set()
+    policy = fast_policy(concurrency=2)
+    async with running(webhook_relay(db, policy)), running(webhook_relay(db, policy)):
+        sent = await append_course_events(db, courses, 4)
+        deadline = time.monotonic() + 15
+        while receiver.accepted_ids() != {e["id"] for e in sent}:
+            assert time.monotonic() < deadline, "not every event arrived"
+            holders |= await _queue_lock_holders(db)
+            await asyncio.sleep(0.01)
+    assert len(holders) == 2, holders  # both processes' lock connections held queues
+    assert len(receiver.receipts) == len(sent)  # none sent twice
+    assert_in_order_per_course(receiver.accepted())
+
+
+async def _queue_lock_holders(db: AsyncEngine) -> set[int]:
+    async with db.connect() as conn:
+        pids = await conn.scalars(
+            text(
+                "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
+                "AND classid::bigint = :class AND granted"
+            ),
+            {"class": QUEUE_LOCKS},
+        )
+        return set(pids)

@@ -14,23 +14,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Select, Text, cast, column, func, select, table
+from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["WorkerLiveness", "live_workers", "worker_key"]
+from ipt_core.db.advisory import ONE_BIGINT, held_advisory_locks
 
-# The catalogs read here are PostgreSQL's own, not tables of ours (so not in db/schema.py).
-_pg_locks = table(
-    "pg_locks",
-    column("locktype", Text),
-    column("objsubid", Integer),
-    column("granted"),
-    column("database"),
-    column("classid"),
-    column("objid"),
-)
-_pg_database = table("pg_database", column("oid"), column("datname", Text))
+__all__ = ["WorkerLiveness", "live_workers", "worker_key"]
 
 
 def worker_key(worker: Any) -> ColumnElement[int]:
@@ -39,22 +29,9 @@ def worker_key(worker: Any) -> ColumnElement[int]:
 
 
 def live_workers() -> Select[int, int]:
-    """The bigint keys of the advisory locks held in this database, as pg_locks shows them.
-
-    The high and low 32 bits are in classid and objid, objsubid 1 for the one-bigint form.
-    """
-    this_database = select(_pg_database.c.oid).where(
-        _pg_database.c.datname == func.current_database()
-    )
-    return select(
-        cast(_pg_locks.c.classid, BigInteger).label("high"),
-        cast(_pg_locks.c.objid, BigInteger).label("low"),
-    ).where(
-        _pg_locks.c.locktype == "advisory",
-        _pg_locks.c.objsubid == 1,
-        _pg_locks.c.granted,
-        _pg_locks.c.database == this_database.scalar_subquery(),
-    )
+    """The bigint keys of the advisory locks held in this database: high and low 32 bits in
+    `classid` and `objid` (as pg_locks shows them)."""
+    return held_advisory_locks(ONE_BIGINT)
 
 
 class WorkerLiveness:

@@ -98,8 +98,8 @@ async def claim_due(
     live = live_workers().cte("live").prefix_with("MATERIALIZED")
     key = worker_key(rr.c.claimed_by)
     holder_alive = exists().where(
-        live.c.high == key.op(">>")(32).op("&")(4294967295),
-        live.c.low == key.op("&")(4294967295),
+        live.c.classid == key.op(">>")(32).op("&")(4294967295),
+        live.c.objid == key.op("&")(4294967295),
     )
     due = (
         select(rr.c.course_id)

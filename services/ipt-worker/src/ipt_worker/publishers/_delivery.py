@@ -1,11 +1,13 @@
 """`WebhookDeliverer`: sends the webhook delivery queue, one request in flight per course.
 
-One statement finds up to two rounds of sendable queues (endpoint, course) with up to
-`_PER_QUEUE` of their rows each; up to `concurrency` senders take the queues one after the
-other, each sending a queue's rows in order, and successes are recorded many at a time
-(`Acknowledgements`). So a busy loop spends one query per batch of queues and one write per
-round of successes, not two statements per event; a sender does not wait for the write (the
-queue stays out of claims until it is done), so under load a delivery costs its request.
+Every worker process runs one. It sends only the queues (endpoint, course) it holds the lock
+of (`QueueLeases`): one claim locks up to two rounds of sendable queues that no process holds
+and reads up to `_PER_QUEUE` of their rows each; up to `concurrency` senders take the queues
+one after the other, each sending a queue's rows in order, and successes are recorded many
+at a time (`Acknowledgements`). So a busy loop spends a few statements per batch of queues
+and one write per round of successes, not two statements per event; a sender does not wait
+for the write (the queue stays locked until it is done), so under load a delivery costs its
+request. More worker processes deliver more: each takes its own share of the queues.
 
 Each attempt POSTs the structured CloudEvent (`application/cloudevents+json`) with Standard
 Webhooks headers; `webhook-id` is the event id, so a receiver dedupes retries by it. A 2xx
@@ -21,6 +23,7 @@ tried and logged as `refused`, whatever is (or is not) listening there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -37,10 +40,10 @@ from ipt_core.events.webhooks import (
     Attempt,
     Delivered,
     DueDelivery,
+    Queue,
     disable_endpoint,
     record_failure,
     secret_context,
-    sendable,
     signature_headers,
 )
 from ipt_core.net import DestinationPolicy, DestinationRefused, GuardedTransport
@@ -48,6 +51,7 @@ from ipt_core.sealing import Keyring, SecretsUnavailable
 from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.publishers._acks import Acknowledgements
 from ipt_worker.publishers._backoff import DeliveryPolicy, retry_after_s, retry_delay_s
+from ipt_worker.publishers._leases import QueueLeases
 
 __all__ = ["WebhookDeliverer"]
 
@@ -60,7 +64,6 @@ _outcomes = metrics.get_meter("ipt_worker.webhooks").create_counter(
 # httpx logs every request's full URL at INFO; an endpoint's URL may carry credentials.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 _USER_AGENT = "ipt-care-service-webhooks/1"
-Partition = tuple[str, str]  # (endpoint id, partition key): one ordered queue
 # Rows of one queue taken per look: enough to stream a course's backlog without a query per
 # event, few enough that an endpoint disabled meanwhile gets little more.
 _PER_QUEUE = 50
@@ -92,18 +95,32 @@ class WebhookDeliverer:
             limits=httpx.Limits(max_keepalive_connections=self.policy.concurrency),
         )
         self.rng = rng or random.Random()
-        self.wake = asyncio.Event()  # set by the relay after it queued deliveries
+        self.wake = asyncio.Event()  # deliveries were queued (NOTIFY), or a queue was released
         self._next_retry: datetime | None = None
         self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
-        self._waiting: dict[Partition, list[DueDelivery]] = {}  # claimed, no sender yet
-        self._busy: set[Partition] = set()  # being sent, or their successes not recorded yet
+        self._waiting: dict[Queue, list[DueDelivery]] = {}  # claimed, no sender yet
+        self._busy: set[Queue] = set()  # being sent, or their successes not recorded yet
         self._claimed_at = 0.0  # monotonic time of the last claim
         self._secrets: dict[tuple[str, str], str] = {}  # opened once per (endpoint, sealed)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; attempts still in flight then are abandoned (retried)."""
-        # A new run (a new leadership) reads every queue afresh: nothing left busy or waiting
-        # by an earlier run may hold a queue back.
+        """Deliver until `stop` is set; attempts still in flight then are abandoned (retried).
+
+        A database failure ends the lock connection, and with it every queue this process
+        held: its senders are stopped (what they sent but did not record is sent again), and
+        delivery starts afresh on a new connection once the database answers.
+        """
+        while not stop.is_set():
+            try:
+                async with QueueLeases.opened(self.engine, self.wake) as leases:
+                    await self._deliver(stop, leases)
+            except Exception as error:  # the database restarts, the connection drops
+                self._outage.failed(database_fault(error) or type(error).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.policy.poll_interval_s)
+
+    async def _deliver(self, stop: asyncio.Event, leases: QueueLeases) -> None:
+        # A new connection holds no queue: nothing left busy or waiting may hold one back.
         self._busy.clear()
         self._waiting.clear()
         senders: set[asyncio.Task[None]] = set()
@@ -118,7 +135,7 @@ class WebhookDeliverer:
             try:
                 while not stop.is_set():
                     self.wake.clear()
-                    await self._start_senders(client, senders, acks)
+                    await self._start_senders(client, senders, acks, leases)
                     await self._wait(stop, senders)
             finally:
                 for task in senders:
@@ -126,45 +143,41 @@ class WebhookDeliverer:
                 await asyncio.gather(*senders, return_exceptions=True)
                 recorder.cancel()
                 await asyncio.gather(recorder, return_exceptions=True)
-                await acks.drain()
+                await acks.drain()  # before the locks go with the connection
 
     async def _start_senders(
-        self, client: httpx.AsyncClient, senders: set[asyncio.Task[None]], acks: Acknowledgements
+        self,
+        client: httpx.AsyncClient,
+        senders: set[asyncio.Task[None]],
+        acks: Acknowledgements,
+        leases: QueueLeases,
     ) -> None:
         """Claim queues when fewer than a round of them wait; start senders up to `concurrency`.
 
         One look claims queues for two rounds of senders, so a loop busy with one-event queues
         queries about once per `concurrency` queues, not once per event. Waiting queues are
-        looked up afresh after a poll interval.
+        given back and looked up afresh after a poll interval.
         """
         if time.monotonic() - self._claimed_at > self.policy.poll_interval_s:
-            self._waiting.clear()  # rows read too long ago: read them again
+            for queue in self._waiting:  # rows read too long ago: read them again
+                leases.release(queue)
+            self._waiting.clear()
         if len(self._waiting) < self.policy.concurrency:
-            await self._claim(2 * self.policy.concurrency - len(self._waiting))
+            await self._claim(2 * self.policy.concurrency - len(self._waiting), leases)
         while self._waiting and len(senders) < self.policy.concurrency:
-            task = asyncio.create_task(self._sender(client, acks))
+            task = asyncio.create_task(self._sender(client, acks, leases))
             senders.add(task)
             task.add_done_callback(senders.discard)
 
-    async def _claim(self, wanted: int) -> None:
-        """Add up to `wanted` sendable queues to `_waiting`, none of them busy or waiting."""
-        busy = [*self._busy, *self._waiting]
-        try:
-            async with self.engine.connect() as conn:
-                # One statement, one snapshot: autocommit spares a BEGIN and a ROLLBACK, two
-                # round trips between an event's publication and its delivery.
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                rows = await sendable(
-                    conn, self.clock(), queues=wanted, per_queue=_PER_QUEUE, busy=busy
-                )
-        except Exception as error:  # the database may be restarting: try again shortly
-            self._outage.failed(database_fault(error) or type(error).__name__)
-            return
+    async def _claim(self, wanted: int, leases: QueueLeases) -> None:
+        """Add up to `wanted` sendable queues to `_waiting` (no process holds them: not one
+        that is busy or waiting here either)."""
+        rows = await leases.claim(self.clock(), queues=wanted, per_queue=_PER_QUEUE)
         self._outage.recovered()
         self._claimed_at = time.monotonic()
         for delivery in rows:
-            partition = (delivery.endpoint_id, delivery.partition_key)
-            self._waiting.setdefault(partition, []).append(delivery)
+            queue = (delivery.endpoint_id, delivery.partition_key)
+            self._waiting.setdefault(queue, []).append(delivery)
 
     async def _wait(self, stop: asyncio.Event, senders: set[asyncio.Task[None]]) -> None:
         timeout = self.policy.poll_interval_s
@@ -182,31 +195,34 @@ class WebhookDeliverer:
             for signal in signals:
                 signal.cancel()
 
-    async def _sender(self, client: httpx.AsyncClient, acks: Acknowledgements) -> None:
+    async def _sender(
+        self, client: httpx.AsyncClient, acks: Acknowledgements, leases: QueueLeases
+    ) -> None:
         """Send waiting queues, oldest first, one after the other, until none waits.
 
-        A queue stays busy (never claimed again) from the moment it is taken until its
-        successes are recorded: until then its rows still look pending. The sender does not
-        wait for that recording: it goes on with the next queue, so under load a delivery
-        costs its request, not also a round trip of the acknowledgements.
+        A queue stays busy (and locked) from the moment it is taken until its successes are
+        recorded: until then its rows still look pending. The sender does not wait for that
+        recording: it goes on with the next queue, so under load a delivery costs its
+        request, not also a round trip of the acknowledgements.
         """
         while self._waiting:
-            partition = next(iter(self._waiting))
-            queue = self._waiting.pop(partition)
-            self._busy.add(partition)
+            queue = next(iter(self._waiting))
+            rows = self._waiting.pop(queue)
+            self._busy.add(queue)
             recorded: list[asyncio.Future[None]] = []
             try:
-                await self._send_queue(client, queue, acks, recorded)
+                await self._send_queue(client, rows, acks, recorded)
             finally:
-                self._release_when_recorded(partition, recorded)
+                self._release_when_recorded(queue, recorded, leases)
 
     def _release_when_recorded(
-        self, partition: Partition, recorded: list[asyncio.Future[None]]
+        self, queue: Queue, recorded: list[asyncio.Future[None]], leases: QueueLeases
     ) -> None:
-        """Let `partition` be claimed again once `recorded` are settled (then look again)."""
+        """Give `queue` back once `recorded` are settled (then look again)."""
 
         def release(_: object = None) -> None:
-            self._busy.discard(partition)
+            self._busy.discard(queue)
+            leases.release(queue)
             self.wake.set()  # its later rows (beyond the rows claimed) are sendable now
 
         if not recorded:
@@ -218,7 +234,7 @@ class WebhookDeliverer:
     async def _send_queue(
         self,
         client: httpx.AsyncClient,
-        queue: list[DueDelivery],
+        rows: list[DueDelivery],
         acks: Acknowledgements,
         recorded: list[asyncio.Future[None]],
     ) -> None:
@@ -228,7 +244,7 @@ class WebhookDeliverer:
         course's events leave in order. Each success's recording is appended to `recorded`.
         """
         try:
-            for delivery in queue:
+            for delivery in rows:
                 if delivery.next_attempt_at > self.clock():
                     break  # behind a retry that is not due: the queue waits for it
                 status, error, retry_after = await self._post(client, delivery, self.clock())

@@ -8,8 +8,9 @@ leader does all its work on that connection, so a leader that lost it can publis
 The leader is woken by `NOTIFY` from `append_events` (on commit) and polls as a fallback. Each
 batch — lock the oldest unpublished rows, hand them to every publisher, stamp them published
 with feed positions — is one transaction: a crash before commit republishes the batch
-(at-least-once; publishers dedupe by event id). The leader also runs the webhook delivery
-loop and, periodically, retention.
+(at-least-once; publishers dedupe by event id). The leader also runs retention, periodically.
+The webhook delivery loop runs in every replica, leader or standby: the replicas share the
+delivery queues out among themselves (`WebhookDeliverer`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class EventRelay:
         timing: RelayTiming = RelayTiming(),
         deliverer: WebhookDeliverer | None = None,
     ) -> None:
-        """Relay from `engine`'s database to `publishers`; `deliverer` runs while leading."""
+        """Relay from `engine`'s database to `publishers`; `deliverer` runs all along."""
         self.engine = engine
         self.publishers = tuple(publishers)
         self.clock = clock
@@ -87,6 +88,13 @@ class EventRelay:
         self._database = Reconnection(_log, "database (event relay)", initial_s=timing.reconnect_s)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Lead or stand by, and deliver webhooks, until `stop` is set."""
+        loops = [self._relay(stop)]
+        if self.deliverer is not None:
+            loops.append(self.deliverer.run(stop))
+        await asyncio.gather(*loops)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         """Lead or stand by until `stop` is set, reconnecting (with backoff) after failures.
 
         Each new session takes the lock and `LISTEN`s afresh; an outage is logged once.
@@ -106,8 +114,6 @@ class EventRelay:
             await self._publish(conn, events)
             await mark_published(conn, events, self.clock())
         self.published += len(events)
-        if self.deliverer is not None:
-            self.deliverer.wake.set()
         return len(events)
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -139,31 +145,18 @@ class EventRelay:
         wake = asyncio.Event()
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.add_listener(OUTBOX_CHANNEL, lambda *_: wake.set())
-        delivery_stop = asyncio.Event()
-        delivery = (
-            asyncio.create_task(self.deliverer.run(delivery_stop)) if self.deliverer else None
-        )
         try:
-            await self._publish_until_stopped(conn, stop, wake, delivery)
+            await self._publish_until_stopped(conn, stop, wake)
         finally:
-            delivery_stop.set()
-            if delivery is not None:
-                await asyncio.gather(delivery, return_exceptions=True)
             for publisher in self.publishers:
                 with contextlib.suppress(Exception):
                     await publisher.close()
 
     async def _publish_until_stopped(
-        self,
-        conn: AsyncConnection,
-        stop: asyncio.Event,
-        wake: asyncio.Event,
-        delivery: asyncio.Task[None] | None,
+        self, conn: AsyncConnection, stop: asyncio.Event, wake: asyncio.Event
     ) -> None:
         next_cleanup = time.monotonic()
         while not stop.is_set():
-            if delivery is not None and delivery.done():
-                delivery.result()  # the delivery loop died: re-raise, lead afresh
             wake.clear()
             try:
                 count = await self.publish_batch(conn)

@@ -2,7 +2,8 @@
 
 - Endpoints: `create_endpoint` (returns the `whsec_` secret once), `endpoints`, `endpoint`,
   `set_enabled`, `delete_endpoint`; `disable_endpoint` (delivery loop, emits an event).
-- Deliveries: `fan_out` (relay), `sendable` / `record_delivered` (many at once) /
+- Deliveries: `fan_out` (relay; it notifies `DELIVERY_CHANNEL`), `lock_sendable` / `queued` /
+  `unlock` (a `Queue` at a time per process), `record_delivered` (many at once) /
   `record_failure` (delivery loop), `deliveries_of` / `redeliver` (API), `queue_replay`
   (`ipt events replay`), `delete_delivered` (retention).
 - Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
@@ -19,16 +20,21 @@ from ipt_core.events.webhooks._model import (
     DeliveryRecord,
     DueDelivery,
     Endpoint,
+    Queue,
 )
 from ipt_core.events.webhooks._repository.deliveries import (
+    DELIVERY_CHANNEL,
+    QUEUE_LOCKS,
     delete_delivered,
     deliveries_of,
     fan_out,
+    lock_sendable,
     queue_replay,
+    queued,
     record_delivered,
     record_failure,
     redeliver,
-    sendable,
+    unlock,
 )
 from ipt_core.events.webhooks._repository.endpoints import (
     delete_endpoint,
@@ -39,11 +45,14 @@ from ipt_core.events.webhooks._repository.endpoints import (
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
 
 __all__ = [
+    "DELIVERY_CHANNEL",
+    "QUEUE_LOCKS",
     "Attempt",
     "Delivered",
     "DeliveryRecord",
     "DueDelivery",
     "Endpoint",
+    "Queue",
     "create_endpoint",
     "delete_delivered",
     "delete_endpoint",
@@ -52,14 +61,16 @@ __all__ = [
     "endpoint",
     "endpoints",
     "fan_out",
+    "lock_sendable",
     "new_secret",
     "queue_replay",
+    "queued",
     "record_delivered",
     "record_failure",
     "redeliver",
     "reseal_secrets",
     "secret_context",
-    "sendable",
     "set_enabled",
     "signature_headers",
+    "unlock",
 ]

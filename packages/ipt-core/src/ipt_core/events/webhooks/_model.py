@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Attempt", "Delivered", "DeliveryRecord", "DueDelivery", "Endpoint"]
+__all__ = ["Attempt", "Delivered", "DeliveryRecord", "DueDelivery", "Endpoint", "Queue"]
+
+Queue = tuple[str, str]  # (endpoint id, partition key): deliveries sent one after the other
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 A delivery row is one (endpoint, event). Rows of one endpoint and partition key (course) are
 sent strictly one after the other, oldest first: only a queue whose head is due is sendable,
-so a failing event holds back later events of its course and nothing else.
+so a failing event holds back later events of its course and nothing else. Every worker
+process delivers: a process sends a queue only while it holds that queue's advisory lock
+(`lock_sendable`), so the queues are shared out and each is sent by one process at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    and_,
     any_,
     bindparam,
     delete,
@@ -32,7 +35,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
+from ipt_core.db.advisory import TWO_INTS, held_advisory_locks
 from ipt_core.db.schema import (
     ipt_course,
     is_pending,
@@ -41,22 +46,39 @@ from ipt_core.db.schema import (
     webhook_endpoint,
 )
 from ipt_core.db.unnest import unnest_params
-from ipt_core.events.webhooks._model import Attempt, Delivered, DeliveryRecord, DueDelivery
+from ipt_core.events.webhooks._model import (
+    Attempt,
+    Delivered,
+    DeliveryRecord,
+    DueDelivery,
+    Queue,
+)
 
 __all__ = [
+    "DELIVERY_CHANNEL",
+    "QUEUE_LOCKS",
     "delete_delivered",
     "deliveries_of",
     "fan_out",
+    "lock_sendable",
+    "queue_key",
     "queue_replay",
+    "queued",
     "record_delivered",
     "record_failure",
     "redeliver",
-    "sendable",
+    "unlock",
 ]
 
+# The first key of every delivery queue's advisory lock (the two-int form, kept apart from the
+# one-bigint keys of relay leadership and worker liveness; `ipt_core.db.advisory`).
+QUEUE_LOCKS: Final = 0x57484B  # "WHK"
+_QUEUE_LOCKS: Final = literal(QUEUE_LOCKS, Integer)
+# Notified when deliveries are queued: every worker's delivery loop listens.
+DELIVERY_CHANNEL: Final = "ipt_webhook_delivery"
 _d: Final = webhook_delivery.c
 _e: Final = webhook_endpoint.c
-_QUEUED: Final = (
+_QUEUED_COLUMNS: Final = (
     "endpoint_id",
     "event_seq",
     "event_id",
@@ -100,7 +122,7 @@ def _matching(now: Any) -> Select[Any]:
 
 
 _FAN_OUT: Final = insert(webhook_delivery).from_select(
-    _QUEUED,
+    _QUEUED_COLUMNS,
     _matching(bindparam("now"))
     .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
     .order_by(outbox.c.seq, _e.id),
@@ -110,7 +132,14 @@ _FAN_OUT: Final = insert(webhook_delivery).from_select(
 async def fan_out(conn: AsyncConnection, seqs: Sequence[int], now: datetime) -> int:
     """Queue the outbox events `seqs` for every enabled endpoint that wants them."""
     inserted = await conn.execute(_FAN_OUT, {"seqs": list(seqs), "now": now})
-    return int(inserted.rowcount)
+    return await _notified(conn, int(inserted.rowcount))
+
+
+async def _notified(conn: AsyncConnection, queued: int) -> int:
+    """Wake the delivery loops (`NOTIFY`, sent on commit) when deliveries were queued."""
+    if queued:
+        await conn.execute(_NOTIFY)
+    return queued
 
 
 async def queue_replay(
@@ -122,15 +151,25 @@ async def queue_replay(
         .where(_e.id == endpoint_id, outbox.c.created_at >= since, outbox.c.created_at < until)
         .order_by(outbox.c.seq)
     )
-    inserted = await conn.execute(insert(webhook_delivery).from_select(_QUEUED, rows))
-    return int(inserted.rowcount)
+    inserted = await conn.execute(insert(webhook_delivery).from_select(_QUEUED_COLUMNS, rows))
+    return await _notified(conn, int(inserted.rowcount))
 
 
-def _sendable() -> Select[Any]:
+def queue_key(endpoint_id: Any, partition_key: Any) -> ColumnElement[int]:
+    """The second key of a queue's advisory lock: a 31-bit hash of (endpoint, partition key).
+
+    Non-negative, so it equals `pg_locks.objid` as a bigint. Two queues that hash alike only
+    share a lock: neither is ever sent by two processes at once.
+    """
+    return func.hashtext(endpoint_id + " " + partition_key).op("&")(0x7FFFFFFF)
+
+
+def _lock_sendable() -> Select[Any]:
     head, earlier = webhook_delivery.alias("head"), webhook_delivery.alias("earlier")
-    busy = unnest_params("busy", endpoint_id=Text, partition_key=Text)
-    heads = (
-        select(head.c.endpoint_id, head.c.partition_key)
+    held = held_advisory_locks(TWO_INTS).cte("held").prefix_with("MATERIALIZED")
+    key = queue_key(head.c.endpoint_id, head.c.partition_key)
+    due = (
+        select(head.c.endpoint_id, head.c.partition_key, key.label("key"))
         .join(webhook_endpoint, _e.id == head.c.endpoint_id)
         .where(is_pending(head.c.status), head.c.next_attempt_at <= bindparam("now"), _e.enabled)
         .where(
@@ -140,22 +179,25 @@ def _sendable() -> Select[Any]:
                 is_pending(earlier.c.status),
                 earlier.c.id < head.c.id,
             ),
-            ~exists()
-            .select_from(busy)
-            .where(
-                busy.c.endpoint_id == head.c.endpoint_id,
-                busy.c.partition_key == head.c.partition_key,
-            ),
+            ~exists().where(held.c.classid == QUEUE_LOCKS, held.c.objid == key),
         )
         .order_by(head.c.id)
         .limit(bindparam("queues"))
         .cte("due")
+        .prefix_with("MATERIALIZED")  # so each candidate is tried once, and only those
     )
+    return select(due.c.endpoint_id, due.c.partition_key).where(
+        func.pg_try_advisory_lock(_QUEUE_LOCKS, due.c.key)
+    )
+
+
+def _queued() -> Select[Any]:
+    owned = unnest_params("owned", endpoint_id=Text, partition_key=Text)
     queue = (
         select(_d.id, _d.attempts, _d.next_attempt_at, _d.event_seq)
         .where(
-            _d.endpoint_id == heads.c.endpoint_id,
-            _d.partition_key == heads.c.partition_key,
+            _d.endpoint_id == owned.c.endpoint_id,
+            _d.partition_key == owned.c.partition_key,
             is_pending(_d.status),
         )
         .order_by(_d.id)
@@ -165,8 +207,8 @@ def _sendable() -> Select[Any]:
     return (
         select(
             queue.c.id,
-            heads.c.endpoint_id,
-            heads.c.partition_key,
+            owned.c.endpoint_id,
+            owned.c.partition_key,
             _e.url,
             _e.secret,
             queue.c.attempts,
@@ -174,43 +216,62 @@ def _sendable() -> Select[Any]:
             outbox.c.payload.label("envelope"),
         )
         .select_from(
-            heads.join(queue, true())
-            .join(webhook_endpoint, _e.id == heads.c.endpoint_id)
+            owned.join(queue, true())
+            .join(webhook_endpoint, and_(_e.id == owned.c.endpoint_id, _e.enabled))
             .join(outbox, outbox.c.seq == queue.c.event_seq)
         )
         .order_by(queue.c.id)
     )
 
 
-# Built once: the delivery loop runs it for every round of queues (building a Core statement
+def _unlock() -> Select[Any]:
+    released = unnest_params("released", endpoint_id=Text, partition_key=Text)
+    key = queue_key(released.c.endpoint_id, released.c.partition_key)
+    return select(func.pg_advisory_unlock(_QUEUE_LOCKS, key)).select_from(released)
+
+
+# Built once: the delivery loop runs them for every round of queues (building a Core statement
 # costs more CPU than running it; docs/architecture.md#events-outbox-and-relay).
-_SENDABLE: Final = _sendable()
+_LOCK_SENDABLE: Final = _lock_sendable()
+_QUEUED: Final = _queued()
+_UNLOCK: Final = _unlock()
+_NOTIFY: Final = select(func.pg_notify(DELIVERY_CHANNEL, ""))
 
 
-async def sendable(
-    conn: AsyncConnection,
-    now: datetime,
-    *,
-    queues: int,
-    per_queue: int,
-    busy: Sequence[tuple[str, str]] = (),
-) -> list[DueDelivery]:
-    """The oldest `queues` queues whose head is due, up to `per_queue` rows each, by id.
+async def lock_sendable(conn: AsyncConnection, now: datetime, *, queues: int) -> list[Queue]:
+    """Lock up to `queues` of the oldest queues whose head is due and no session holds.
 
-    A queue is an (endpoint, partition key) of an enabled endpoint; those in `busy` (being
-    sent by this process) are left out. One statement for the whole batch.
+    A queue is an (endpoint, partition key) of an enabled endpoint. Each lock is a session
+    advisory lock on `conn`: held until `unlock` or until the session ends (the process died,
+    the connection dropped), so no two worker processes send one queue at a time. Read the
+    locked queues' rows afterwards (`queued`), in a statement of their own: this one's snapshot
+    is older than its locks, and may show rows another process has delivered meanwhile.
     """
-    rows = await conn.execute(
-        _SENDABLE,
-        {
-            "now": now,
-            "queues": queues,
-            "per_queue": per_queue,
-            "each_endpoint_id": [endpoint for endpoint, _ in busy],
-            "each_partition_key": [key for _, key in busy],
-        },
-    )
+    rows = await conn.execute(_LOCK_SENDABLE, {"now": now, "queues": queues})
+    return [(row.endpoint_id, row.partition_key) for row in rows]
+
+
+async def queued(
+    conn: AsyncConnection, queues: Sequence[Queue], *, per_queue: int
+) -> list[DueDelivery]:
+    """Up to `per_queue` pending rows of each of `queues` (enabled endpoints only), by id."""
+    if not queues:
+        return []
+    rows = await conn.execute(_QUEUED, {"per_queue": per_queue, **_queue_params(queues)})
     return [DueDelivery(**row._mapping) for row in rows]
+
+
+async def unlock(conn: AsyncConnection, queues: Sequence[Queue]) -> None:
+    """Release the locks `lock_sendable` took on `conn` for `queues` (once per time taken)."""
+    if queues:
+        await conn.execute(_UNLOCK, _queue_params(queues))
+
+
+def _queue_params(queues: Sequence[Queue]) -> dict[str, list[str]]:
+    return {
+        "each_endpoint_id": [endpoint for endpoint, _ in queues],
+        "each_partition_key": [key for _, key in queues],
+    }
 
 
 _done = unnest_params("done", id=BigInteger, code=Integer, at=DateTime(timezone=True))
@@ -315,9 +376,14 @@ async def redeliver(
         exists().where(outbox.c.seq == past.c.event_seq),  # its event is still stored
     )
     row = (
-        await conn.execute(insert(webhook_delivery).from_select(_QUEUED, copy).returning(*_RECORD))
+        await conn.execute(
+            insert(webhook_delivery).from_select(_QUEUED_COLUMNS, copy).returning(*_RECORD)
+        )
     ).first()
-    return None if row is None else DeliveryRecord(**row._mapping)
+    if row is None:
+        return None
+    await _notified(conn, 1)
+    return DeliveryRecord(**row._mapping)
 
 
 async def delete_delivered(conn: AsyncConnection, cutoff: datetime, *, chunk: int) -> int:

@@ -1,0 +1,68 @@
+"""`QueueLeases`: the delivery queues this process sends, each held by an advisory lock.
+
+Every worker process runs a delivery loop. A process sends a queue (endpoint, course) only
+while it holds that queue's session advisory lock, taken on one dedicated connection, so the
+queues are shared out among the processes and each is sent by one of them at a time, in order.
+When the process dies or its connection drops, PostgreSQL ends the session and frees every
+lock it held: other processes take those queues at their next claim, and what was sent but
+not recorded is sent again (same `webhook-id`). The connection also `LISTEN`s for queued
+deliveries, so every process wakes when the relay fans events out (docs/architecture.md,
+"Events: outbox and relay").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ipt_core.events.webhooks import DELIVERY_CHANNEL, DueDelivery, Queue, lock_sendable, queued
+from ipt_core.events.webhooks import unlock as unlock_queues
+
+__all__ = ["QueueLeases"]
+
+
+class QueueLeases:
+    """Claims and releases queues on the lock connection (one caller at a time)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        """Hold locks on `conn`, an autocommit connection of its own."""
+        self._conn = conn
+        self._released: list[Queue] = []  # unlocked at the next claim, one round trip for all
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, engine: AsyncEngine, wake: asyncio.Event) -> AsyncIterator[QueueLeases]:
+        """A lock connection that sets `wake` when deliveries are queued; closing it ends the
+        session, which frees every lock still held."""
+        conn = await engine.connect()
+        try:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            await driver.add_listener(DELIVERY_CHANNEL, lambda *_: wake.set())
+            yield cls(conn)
+        finally:
+            # Not pooled: a pooled session would keep its locks for the pool's next user.
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def claim(self, now: datetime, *, queues: int, per_queue: int) -> list[DueDelivery]:
+        """Lock up to `queues` sendable queues; return their pending rows (up to `per_queue`
+        each), oldest first. Queues given back since the last claim are unlocked first."""
+        released, self._released = self._released, []
+        await unlock_queues(self._conn, released)
+        locked = await lock_sendable(self._conn, now, queues=queues)
+        rows = await queued(self._conn, locked, per_queue=per_queue)
+        # Delivered or disabled between the two statements: nothing to send, give it back.
+        self._released += set(locked) - {(row.endpoint_id, row.partition_key) for row in rows}
+        return rows
+
+    def release(self, queue: Queue) -> None:
+        """Give `queue` back (its lock goes at the next claim, or with the session)."""
+        self._released.append(queue)

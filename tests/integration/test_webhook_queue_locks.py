@@ -1,0 +1,105 @@
+"""Delivery queues are shared out among worker processes by session advisory locks.
+
+`lock_sendable` locks queues that no session holds; a lock goes with `unlock` or with its
+session, and the queue can then be taken by another (docs/architecture.md, "Events: outbox
+and relay").
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ipt_core.events.webhooks import QUEUE_LOCKS, lock_sendable, queued, unlock
+from ipt_worker.publishers import WebhookFanOut
+from ipt_worker.relay import EventRelay
+from tests.integration.events_support import WebhookReceiver, append_course_events, subscribe
+from tests.support.clock import utc_now
+
+COURSES = ("course-a", "course-b", "course-c", "course-d")
+
+
+@asynccontextmanager
+async def session(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of its own, as a worker's lock connection (its session ends on exit)."""
+    conn = await db.connect()
+    try:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+    finally:
+        await conn.invalidate()
+        await conn.close()
+
+
+async def _queued_for_a_subscriber(db: AsyncEngine, per_course: int = 2) -> str:
+    endpoint = await subscribe(db, WebhookReceiver())  # not started: nothing is sent here
+    await append_course_events(db, COURSES, per_course)
+    async with db.connect() as conn:  # fanned out by hand: no delivery loop runs
+        await EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now).publish_batch(conn)
+    return endpoint
+
+
+def _later() -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_a_queue_one_session_holds_is_not_taken_by_another(db: AsyncEngine) -> None:
+    endpoint = await _queued_for_a_subscriber(db)
+    async with session(db) as first, session(db) as second:
+        mine = await lock_sendable(first, _later(), queues=2)
+        theirs = await lock_sendable(second, _later(), queues=10)
+        assert [key for _, key in mine] == ["course-a", "course-b"]  # the oldest heads first
+        assert [key for _, key in theirs] == ["course-c", "course-d"]  # only what is free
+        assert await lock_sendable(second, _later(), queues=10) == []
+        assert await lock_sendable(first, _later(), queues=10) == []  # not twice, either
+
+        await unlock(first, mine[:1])
+        assert await lock_sendable(second, _later(), queues=10) == [(endpoint, "course-a")]
+    async with session(db) as third:  # the first two sessions ended: their locks went
+        again = await lock_sendable(third, _later(), queues=10)
+        assert sorted(key for _, key in again) == list(COURSES)
+
+
+async def test_the_rows_of_locked_queues_come_in_order(db: AsyncEngine) -> None:
+    endpoint = await _queued_for_a_subscriber(db, per_course=3)
+    async with session(db) as conn:
+        locked = await lock_sendable(conn, _later(), queues=2)
+        rows = await queued(conn, locked, per_queue=2)
+    assert [(row.endpoint_id, row.partition_key) for row in rows] == [
+        (endpoint, "course-a"),
+        (endpoint, "course-b"),
+        (endpoint, "course-a"),
+        (endpoint, "course-b"),
+    ]
+    assert [int(row.envelope["sequence"]) for row in rows] == [1, 1, 2, 2]
+
+
+async def test_only_due_heads_of_enabled_endpoints_are_locked(db: AsyncEngine) -> None:
+    endpoint = await _queued_for_a_subscriber(db)
+    async with db.begin() as conn:  # course-a's head waits for a retry; course-b's is due
+        await conn.execute(
+            text(
+                "UPDATE webhook_delivery SET next_attempt_at = now() + interval '1 hour' "
+                "WHERE id = (SELECT min(id) FROM webhook_delivery WHERE partition_key = 'course-a')"
+            )
+        )
+    async with session(db) as conn:
+        locked = await lock_sendable(conn, _later(), queues=10)
+        assert sorted(key for _, key in locked) == ["course-b", "course-c", "course-d"]
+        held = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
+                "AND classid::bigint = :class AND pid = pg_backend_pid()"
+            ),
+            {"class": QUEUE_LOCKS},
+        )
+        assert held == 3  # nothing locked beyond what was returned
+        await unlock(conn, locked)
+        async with db.begin() as write:
+            await write.execute(
+                text("UPDATE webhook_endpoint SET enabled = false WHERE id = :id"), {"id": endpoint}
+            )
+        assert await lock_sendable(conn, _later(), queues=10) == []
