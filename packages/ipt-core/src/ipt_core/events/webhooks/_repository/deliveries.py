@@ -165,23 +165,62 @@ def queue_key(endpoint_id: Any, partition_key: Any) -> ColumnElement[int]:
 
 
 def _lock_sendable() -> Select[Any]:
-    head, earlier = webhook_delivery.alias("head"), webhook_delivery.alias("earlier")
+    """Walk the pending rows oldest first, one index probe a step, and lock sendable heads.
+
+    The walk is a recursive CTE: it stops as soon as `queues` candidates are found, whatever
+    the planner's statistics say. Written as a plain join, the planner chose to find every
+    pending head and sort them whenever `webhook_delivery` had no statistics yet (a fresh
+    database, until autovacuum's first ANALYZE) or misleading ones: each claim then cost time
+    in proportion to the backlog (1-2 s at 9,000 pending rows), the loop fell further behind,
+    and webhook latency reached 40 s in `make bench` (bench/PROFILE.md, "Sixth round").
+    A row's tests are SubPlans of its step, so no plan can turn them into a join over the
+    whole table either. What the walk still costs in proportion to: the pending rows older
+    than the queues it finds (a long backlog of one endpoint, e.g. one that is failing).
+    """
     held = held_advisory_locks(TWO_INTS).cte("held").prefix_with("MATERIALIZED")
-    key = queue_key(head.c.endpoint_id, head.c.partition_key)
-    due = (
-        select(head.c.endpoint_id, head.c.partition_key, key.label("key"))
-        .join(webhook_endpoint, _e.id == head.c.endpoint_id)
-        .where(is_pending(head.c.status), head.c.next_attempt_at <= bindparam("now"), _e.enabled)
-        .where(
+
+    def step(row: Any) -> Select[Any]:
+        earlier = webhook_delivery.alias("earlier")
+        key = queue_key(row.c.endpoint_id, row.c.partition_key)
+        sendable = and_(
+            row.c.next_attempt_at <= bindparam("now"),
+            exists().where(_e.id == row.c.endpoint_id, _e.enabled),
             ~exists().where(
-                earlier.c.endpoint_id == head.c.endpoint_id,
-                earlier.c.partition_key == head.c.partition_key,
+                earlier.c.endpoint_id == row.c.endpoint_id,
+                earlier.c.partition_key == row.c.partition_key,
                 is_pending(earlier.c.status),
-                earlier.c.id < head.c.id,
+                earlier.c.id < row.c.id,
             ),
             ~exists().where(held.c.classid == QUEUE_LOCKS, held.c.objid == key),
         )
-        .order_by(head.c.id)
+        return select(
+            row.c.id,
+            row.c.endpoint_id,
+            row.c.partition_key,
+            key.label("key"),
+            sendable.label("sendable"),
+        )
+
+    oldest = webhook_delivery.alias("oldest")
+    walk = (
+        step(oldest)
+        .where(is_pending(oldest.c.status))
+        .order_by(oldest.c.id)
+        .limit(1)
+        .cte("walk", recursive=True)
+    )
+    later = webhook_delivery.alias("later")
+    following = (
+        select(later.c.id, later.c.endpoint_id, later.c.partition_key, later.c.next_attempt_at)
+        .where(is_pending(later.c.status), later.c.id > walk.c.id)
+        .order_by(later.c.id)
+        .limit(1)
+        .lateral("following")
+    )
+    walk = walk.union_all(step(following).select_from(walk.join(following, true())))
+    due = (
+        select(walk.c.endpoint_id, walk.c.partition_key, walk.c.key)
+        .where(walk.c.sendable)
         .limit(bindparam("queues"))
         .cte("due")
         .prefix_with("MATERIALIZED")  # so each candidate is tried once, and only those
