@@ -76,7 +76,7 @@ async def _delivery_rows_read(db: AsyncEngine, *, queues: int) -> int:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         (plan,) = await driver.fetchval(  # json, decoded by the engine's codec
             "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
-            *[values[name] for name in compiled.positiontup],
+            *[values[name] for name in compiled.positiontup or ()],
         )
         await conn.invalidate()  # ends the session: the claim's locks go with it
     return _rows_of(plan["Plan"], "webhook_delivery")
