@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -121,18 +122,31 @@ def _matching(now: Any) -> Select[Any]:
     )
 
 
-_FAN_OUT: Final = insert(webhook_delivery).from_select(
-    _QUEUED_COLUMNS,
-    _matching(bindparam("now"))
-    .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
-    .order_by(outbox.c.seq, _e.id),
-)
+def _fan_out() -> Select[Any]:
+    """Insert the deliveries and, when there are any, `NOTIFY` the delivery loops: one
+    statement (the relay runs it for every batch it publishes)."""
+    queued = (
+        insert(webhook_delivery)
+        .from_select(
+            _QUEUED_COLUMNS,
+            _matching(bindparam("now"))
+            .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
+            .order_by(outbox.c.seq, _e.id),
+        )
+        .returning(_d.id)
+        .cte("queued")
+    )
+    counted = select(func.count().label("queued")).select_from(queued).subquery("counted")
+    woken = case((counted.c.queued > 0, func.pg_notify(DELIVERY_CHANNEL, "")))
+    return select(counted.c.queued, woken.label("woken"))
+
+
+_FAN_OUT: Final = _fan_out()
 
 
 async def fan_out(conn: AsyncConnection, seqs: Sequence[int], now: datetime) -> int:
     """Queue the outbox events `seqs` for every enabled endpoint that wants them."""
-    inserted = await conn.execute(_FAN_OUT, {"seqs": list(seqs), "now": now})
-    return await _notified(conn, int(inserted.rowcount))
+    return int(await conn.scalar(_FAN_OUT, {"seqs": list(seqs), "now": now}) or 0)
 
 
 async def _notified(conn: AsyncConnection, queued: int) -> int:
