@@ -18,6 +18,7 @@ from ipt_core.events.webhooks import QUEUE_LOCKS
 from ipt_worker.relay import LEADER_LOCK, EventRelay
 from tests.chaos.support import FIGURES
 from tests.integration.events_support import (
+    QUEUE_LOCK_HOLDERS,
     Reply,
     WebhookReceiver,
     append_course_events,
@@ -138,10 +139,7 @@ async def _cut_the_delivery_locks(db: AsyncEngine) -> int:
     """pg_terminate_backend of every session holding webhook queue locks; return how many."""
     cut = await query_scalar(
         db,
-        "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid FROM pg_locks "
-        "WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
-        "AND classid::bigint = :queue_locks "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) held",
+        f"SELECT count(pg_terminate_backend(pid)) FROM ({QUEUE_LOCK_HOLDERS}) AS holders",
         queue_locks=QUEUE_LOCKS,
     )
     return int(cut or 0)

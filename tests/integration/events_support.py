@@ -34,6 +34,7 @@ from tests.support.network import free_port
 
 __all__ = [
     "LOOPBACK_ALLOWED",
+    "QUEUE_LOCK_HOLDERS",
     "TEST_KEYRING",
     "Receipt",
     "Reply",
@@ -175,6 +176,13 @@ def fast_policy(**overrides: Any) -> DeliveryPolicy:
     )
     return replace(policy, **overrides)
 
+
+# The sessions holding webhook queue locks in this database (bind `queue_locks=QUEUE_LOCKS`).
+QUEUE_LOCK_HOLDERS = (
+    "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND objsubid = 2 AND classid::bigint = :queue_locks "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 # The test receivers listen on loopback, which the SSRF guard refuses unless allowed.
 LOOPBACK_ALLOWED = ("127.0.0.1",)

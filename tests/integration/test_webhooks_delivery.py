@@ -20,6 +20,7 @@ from ipt_core.events.webhooks import QUEUE_LOCKS, set_enabled
 from ipt_worker.publishers import WebhookFanOut
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import (
+    QUEUE_LOCK_HOLDERS,
     Reply,
     WebhookReceiver,
     append_course_events,
@@ -334,11 +335,5 @@ async def test_two_workers_share_the_queues_and_keep_each_course_in_order(
 
 async def _queue_lock_holders(db: AsyncEngine) -> set[int]:
     async with db.connect() as conn:
-        pids = await conn.scalars(
-            text(
-                "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 "
-                "AND classid::bigint = :class AND granted"
-            ),
-            {"class": QUEUE_LOCKS},
-        )
+        pids = await conn.scalars(text(QUEUE_LOCK_HOLDERS), {"queue_locks": QUEUE_LOCKS})
         return set(pids)
