@@ -337,3 +337,35 @@ async def _queue_lock_holders(db: AsyncEngine) -> set[int]:
     async with db.connect() as conn:
         pids = await conn.scalars(text(QUEUE_LOCK_HOLDERS), {"queue_locks": QUEUE_LOCKS})
         return set(pids)
+
+
+async def test_a_redirect_is_not_followed(db: AsyncEngine, receiver: WebhookReceiver) -> None:
+    # A redirect would send the signed event where the subscriber never registered: it is a
+    # failed attempt (retried at the registered URL), never a request to the Location.
+    elsewhere = WebhookReceiver()
+    elsewhere.start()
+    try:
+        receiver.plan = lambda envelope, attempt: Reply(307, headers={"location": elsewhere.url})
+        await subscribe(db, receiver)
+        async with running(webhook_relay(db)):
+            await append_course_events(db, ["course-a"], 1)
+            await poll_until(lambda: len(receiver.receipts) >= 2, what="a retry")
+        assert elsewhere.receipts == []
+        async with db.connect() as conn:
+            error = await conn.scalar(text("SELECT last_error FROM webhook_delivery"))
+        assert error == "http-307"
+    finally:
+        elsewhere.stop()
+
+
+async def test_a_receiver_cookie_is_not_sent_back(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    # No cookie jar: what one receiver sets is never sent with a later delivery (to it, or
+    # to another endpoint's receiver).
+    receiver.plan = lambda envelope, attempt: Reply(204, headers={"set-cookie": "session=abc"})
+    await subscribe(db, receiver)
+    async with running(webhook_relay(db, fast_policy(concurrency=1))):
+        sent = await append_course_events(db, ["course-a"], 3)
+        await poll_until(lambda: receiver.accepted_ids() == {e["id"] for e in sent})
+    assert [r.headers.get("cookie") for r in receiver.receipts] == [None, None, None]
