@@ -108,7 +108,6 @@ class WebhookDeliverer:
         self._next_retry: datetime | None = None
         self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
         self._waiting: dict[Queue, list[DueDelivery]] = {}  # claimed, no sender yet
-        self._busy: set[Queue] = set()  # being sent, or their successes not recorded yet
         self._claimed_at = 0.0  # monotonic time of the last claim
         self._claim_in: float | None = None  # seconds until a claim held back by the pace
         self._secrets: dict[tuple[str, str], str] = {}  # opened once per (endpoint, sealed)
@@ -133,8 +132,7 @@ class WebhookDeliverer:
             await self.transport.aclose()
 
     async def _deliver(self, stop: asyncio.Event, leases: QueueLeases) -> None:
-        # A new connection holds no queue: nothing left busy or waiting may hold one back.
-        self._busy.clear()
+        # A new connection holds no queue: nothing left waiting may hold one back.
         self._waiting.clear()
         senders: set[asyncio.Task[None]] = set()
         acks = Acknowledgements(self.engine)
@@ -182,8 +180,8 @@ class WebhookDeliverer:
             task.add_done_callback(senders.discard)
 
     async def _claim(self, wanted: int, leases: QueueLeases) -> None:
-        """Add up to `wanted` sendable queues to `_waiting` (no process holds them: not one
-        that is busy or waiting here either)."""
+        """Lock up to `wanted` sendable queues that no process holds (not this one either:
+        its sending and waiting queues are locked) and add them to `_waiting`."""
         rows = await leases.claim(self.clock(), queues=wanted, per_queue=_PER_QUEUE)
         self._outage.recovered()
         self._claimed_at = time.monotonic()
@@ -212,15 +210,14 @@ class WebhookDeliverer:
     async def _sender(self, acks: Acknowledgements, leases: QueueLeases) -> None:
         """Send waiting queues, oldest first, one after the other, until none waits.
 
-        A queue stays busy (and locked) from the moment it is taken until its successes are
-        recorded: until then its rows still look pending. The sender does not wait for that
+        A queue stays locked from the moment it is claimed until its successes are recorded:
+        until then its rows still look pending. The sender does not wait for that
         recording: it goes on with the next queue, so under load a delivery costs its
         request, not also a round trip of the acknowledgements.
         """
         while self._waiting:
             queue = next(iter(self._waiting))
             rows = self._waiting.pop(queue)
-            self._busy.add(queue)
             recorded: list[asyncio.Future[None]] = []
             try:
                 await self._send_queue(rows, acks, recorded)
@@ -233,7 +230,6 @@ class WebhookDeliverer:
         """Give `queue` back once `recorded` are settled (then look again)."""
 
         def release(_: object = None) -> None:
-            self._busy.discard(queue)
             leases.release(queue)
             self.wake.set()  # its later rows (beyond the rows claimed) are sendable now
 
