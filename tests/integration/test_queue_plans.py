@@ -17,7 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_core.events.webhooks._repository.deliveries import _LOCK_SENDABLE, _QUEUED
+from ipt_core.db.advisory import session_of_its_own
+from ipt_core.events.webhooks._repository.queues import _LOCK_SENDABLE, _QUEUED
 from tests.integration.events_support import WebhookReceiver, subscribe
 from tests.support.plans import generic_plan
 
@@ -72,13 +73,12 @@ async def _delivery_rows_read(db: AsyncEngine, *, queues: int) -> int:
     """Rows of `webhook_delivery` that one claim's plan read, as EXPLAIN ANALYZE counts them."""
     compiled = _LOCK_SENDABLE.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
     values = {**compiled.params, "now": datetime.now(UTC), "queues": queues}
-    async with db.connect() as conn:
+    async with session_of_its_own(db) as conn:  # the claim's locks go with its session
         driver: Any = (await conn.get_raw_connection()).driver_connection
         (plan,) = await driver.fetchval(  # json, decoded by the engine's codec
             "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
             *[values[name] for name in compiled.positiontup or ()],
         )
-        await conn.invalidate()  # ends the session: the claim's locks go with it
     return _rows_of(plan["Plan"], "webhook_delivery")
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events.webhooks import QUEUE_LOCKS, lock_sendable, queued, unlock
 from ipt_worker.publishers import WebhookFanOut
 from ipt_worker.relay import EventRelay
@@ -26,12 +27,8 @@ COURSES = ("course-a", "course-b", "course-c", "course-d")
 @asynccontextmanager
 async def session(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection of its own, as a worker's lock connection (its session ends on exit)."""
-    conn = await db.connect()
-    try:
+    async with session_of_its_own(db) as conn:
         yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-    finally:
-        await conn.invalidate()
-        await conn.close()
 
 
 async def _queued_for_a_subscriber(db: AsyncEngine, per_course: int = 2) -> str:

@@ -1,4 +1,4 @@
-"""Advisory locks as `pg_locks` shows them: which keys sessions of this database hold.
+"""Session advisory locks: connections that hold them, and which keys `pg_locks` shows held.
 
 PostgreSQL has two forms of advisory lock key, kept apart in `pg_locks` by `objsubid`: one
 bigint (1; its high and low 32 bits in `classid` and `objid`) and two int4s (2; in `classid`
@@ -8,11 +8,14 @@ delivery queues the second, so their keys can never collide.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Final
 
 from sqlalchemy import BigInteger, Integer, Select, Text, cast, column, func, select, table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["ONE_BIGINT", "TWO_INTS", "held_advisory_locks"]
+__all__ = ["ONE_BIGINT", "TWO_INTS", "held_advisory_locks", "session_of_its_own"]
 
 ONE_BIGINT: Final = 1
 TWO_INTS: Final = 2
@@ -44,3 +47,17 @@ def held_advisory_locks(form: int) -> Select[int, int]:
         _pg_locks.c.granted,
         _pg_locks.c.database == this_database.scalar_subquery(),
     )
+
+
+@contextlib.asynccontextmanager
+async def session_of_its_own(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of `engine` whose session ends on exit: never put back in the pool, where
+    the session's advisory locks would stay held for the pool's next user."""
+    conn = await engine.connect()
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        with contextlib.suppress(Exception):
+            await conn.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events.webhooks import DELIVERY_CHANNEL, DueDelivery, Queue, lock_sendable, queued
 from ipt_core.events.webhooks import unlock as unlock_queues
 
@@ -39,18 +40,11 @@ class QueueLeases:
     async def opened(cls, engine: AsyncEngine, wake: asyncio.Event) -> AsyncIterator[QueueLeases]:
         """A lock connection that sets `wake` when deliveries are queued; closing it ends the
         session, which frees every lock still held."""
-        conn = await engine.connect()
-        try:
+        async with session_of_its_own(engine) as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             driver: Any = (await conn.get_raw_connection()).driver_connection
             await driver.add_listener(DELIVERY_CHANNEL, lambda *_: wake.set())
             yield cls(conn)
-        finally:
-            # Not pooled: a pooled session would keep its locks for the pool's next user.
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-            with contextlib.suppress(Exception):
-                await conn.close()
 
     async def claim(self, now: datetime, *, queues: int, per_queue: int) -> list[DueDelivery]:
         """Lock up to `queues` sendable queues; return their pending rows (up to `per_queue`

@@ -29,6 +29,7 @@ from opentelemetry import metrics
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events import (
     OUTBOX_CHANNEL,
     OutboxEvent,
@@ -117,15 +118,13 @@ class EventRelay:
         return len(events)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        async with self.engine.connect() as conn:
+        # Its session ends with the block, and with it the leader lock.
+        async with session_of_its_own(self.engine) as conn:
             try:
                 if await self._acquire(conn, stop):
                     await self._lead(conn, stop)
             finally:
                 self.is_leader = False
-                # Closing (not pooling) the connection ends the session and frees the lock.
-                with contextlib.suppress(Exception):
-                    await conn.invalidate()
 
     async def _acquire(self, conn: AsyncConnection, stop: asyncio.Event) -> bool:
         while not stop.is_set():

@@ -9,7 +9,7 @@
 - Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
   `secret_context` is what a secret is bound to, `reseal_secrets` seals legacy rows and
   rotates keys.
-- All their SQL: `ipt_core.events.webhooks._repository`.
+- All their SQL: `ipt_core.events.webhooks._repository` (`endpoints`, `deliveries`, `queues`).
 """
 
 from ipt_core.events.webhooks._disable import disable_endpoint
@@ -24,17 +24,13 @@ from ipt_core.events.webhooks._model import (
 )
 from ipt_core.events.webhooks._repository.deliveries import (
     DELIVERY_CHANNEL,
-    QUEUE_LOCKS,
     delete_delivered,
     deliveries_of,
     fan_out,
-    lock_sendable,
     queue_replay,
-    queued,
     record_delivered,
     record_failure,
     redeliver,
-    unlock,
 )
 from ipt_core.events.webhooks._repository.endpoints import (
     delete_endpoint,
@@ -42,6 +38,7 @@ from ipt_core.events.webhooks._repository.endpoints import (
     endpoints,
     set_enabled,
 )
+from ipt_core.events.webhooks._repository.queues import QUEUE_LOCKS, lock_sendable, queued, unlock
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
 
 __all__ = [

@@ -1,5 +1,6 @@
 """All SQL of the webhooks family, in SQLAlchemy Core: `endpoints` (subscriptions, disabling,
-secrets) and `deliveries` (fan-out, sendable queues, outcomes, the log, retention).
+secrets), `deliveries` (fan-out, replay, outcomes, the log, retention) and `queues` (which
+worker process sends which queue: advisory locks, the claim's walk, the claimed rows).
 
 The routes, the relay's fan-out, the delivery loop and replay call them (through
 `ipt_core.events.webhooks`) and build no SQL.

@@ -1,0 +1,189 @@
+"""SQL of the delivery queues' claims: which worker process sends which queue, and its rows.
+
+A queue is the deliveries of one endpoint and partition key (course), sent strictly one after
+the other, oldest first: only a queue whose head is due is sendable, so a failing event holds
+back later events of its course and nothing else. Every worker process delivers: a process
+sends a queue only while it holds that queue's session advisory lock (`lock_sendable`), so
+the queues are shared out and each is sent by one process at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Integer, Select, Text, and_, bindparam, exists, func, literal, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from ipt_core.db.advisory import TWO_INTS, held_advisory_locks
+from ipt_core.db.schema import is_pending, outbox, webhook_delivery, webhook_endpoint
+from ipt_core.db.unnest import unnest_params
+from ipt_core.events.webhooks._model import DueDelivery, Queue
+
+__all__ = ["QUEUE_LOCKS", "lock_sendable", "queue_key", "queued", "unlock"]
+
+# The first key of every delivery queue's advisory lock (the two-int form, kept apart from the
+# one-bigint keys of relay leadership and worker liveness; `ipt_core.db.advisory`).
+QUEUE_LOCKS: Final = 0x57484B  # "WHK"
+_QUEUE_LOCKS: Final = literal(QUEUE_LOCKS, Integer)
+_d: Final = webhook_delivery.c
+_e: Final = webhook_endpoint.c
+
+
+def queue_key(endpoint_id: Any, partition_key: Any) -> ColumnElement[int]:
+    """The second key of a queue's advisory lock: a 31-bit hash of (endpoint, partition key).
+
+    Non-negative, so it equals `pg_locks.objid` as a bigint. Two queues that hash alike only
+    share a lock: neither is ever sent by two processes at once.
+    """
+    return func.hashtext(endpoint_id + " " + partition_key).op("&")(0x7FFFFFFF)
+
+
+def _lock_sendable() -> Select[Any]:
+    """Walk the pending rows oldest first, one index probe a step, and lock sendable heads.
+
+    The walk is a recursive CTE: it stops as soon as `queues` candidates are found, whatever
+    the planner's statistics say. Written as a plain join, the planner chose to find every
+    pending head and sort them whenever `webhook_delivery` had no statistics yet (a fresh
+    database, until autovacuum's first ANALYZE) or misleading ones: each claim then cost time
+    in proportion to the backlog (1-2 s at 9,000 pending rows), the loop fell further behind,
+    and webhook latency reached 40 s in `make bench` (bench/PROFILE.md, "Sixth round").
+    A row's tests are SubPlans of its step, so no plan can turn them into a join over the
+    whole table either. What the walk still costs in proportion to: the pending rows older
+    than the queues it finds (a long backlog of one endpoint, e.g. one that is failing).
+    """
+    held = held_advisory_locks(TWO_INTS).cte("held").prefix_with("MATERIALIZED")
+
+    def step(row: Any) -> Select[Any]:
+        earlier = webhook_delivery.alias("earlier")
+        key = queue_key(row.c.endpoint_id, row.c.partition_key)
+        sendable = and_(
+            row.c.next_attempt_at <= bindparam("now"),
+            exists().where(_e.id == row.c.endpoint_id, _e.enabled),
+            ~exists().where(
+                earlier.c.endpoint_id == row.c.endpoint_id,
+                earlier.c.partition_key == row.c.partition_key,
+                is_pending(earlier.c.status),
+                earlier.c.id < row.c.id,
+            ),
+            ~exists().where(held.c.classid == QUEUE_LOCKS, held.c.objid == key),
+        )
+        return select(
+            row.c.id,
+            row.c.endpoint_id,
+            row.c.partition_key,
+            key.label("key"),
+            sendable.label("sendable"),
+        )
+
+    oldest = webhook_delivery.alias("oldest")
+    walk = (
+        step(oldest)
+        .where(is_pending(oldest.c.status))
+        .order_by(oldest.c.id)
+        .limit(1)
+        .cte("walk", recursive=True)
+    )
+    later = webhook_delivery.alias("later")
+    following = (
+        select(later.c.id, later.c.endpoint_id, later.c.partition_key, later.c.next_attempt_at)
+        .where(is_pending(later.c.status), later.c.id > walk.c.id)
+        .order_by(later.c.id)
+        .limit(1)
+        .lateral("following")
+    )
+    walk = walk.union_all(step(following).select_from(walk.join(following, true())))
+    due = (
+        select(walk.c.endpoint_id, walk.c.partition_key, walk.c.key)
+        .where(walk.c.sendable)
+        .limit(bindparam("queues"))
+        .cte("due")
+        .prefix_with("MATERIALIZED")  # so each candidate is tried once, and only those
+    )
+    return select(due.c.endpoint_id, due.c.partition_key).where(
+        func.pg_try_advisory_lock(_QUEUE_LOCKS, due.c.key)
+    )
+
+
+def _queued() -> Select[Any]:
+    owned = unnest_params("owned", endpoint_id=Text, partition_key=Text)
+    queue = (
+        select(_d.id, _d.attempts, _d.next_attempt_at, _d.event_seq)
+        .where(
+            _d.endpoint_id == owned.c.endpoint_id,
+            _d.partition_key == owned.c.partition_key,
+            is_pending(_d.status),
+        )
+        .order_by(_d.id)
+        .limit(bindparam("per_queue"))
+        .lateral("queue")
+    )
+    return (
+        select(
+            queue.c.id,
+            owned.c.endpoint_id,
+            owned.c.partition_key,
+            _e.url,
+            _e.secret,
+            queue.c.attempts,
+            queue.c.next_attempt_at,
+            outbox.c.payload.label("envelope"),
+        )
+        .select_from(
+            owned.join(queue, true())
+            .join(webhook_endpoint, and_(_e.id == owned.c.endpoint_id, _e.enabled))
+            .join(outbox, outbox.c.seq == queue.c.event_seq)
+        )
+        .order_by(queue.c.id)
+    )
+
+
+def _unlock() -> Select[Any]:
+    released = unnest_params("released", endpoint_id=Text, partition_key=Text)
+    key = queue_key(released.c.endpoint_id, released.c.partition_key)
+    return select(func.pg_advisory_unlock(_QUEUE_LOCKS, key)).select_from(released)
+
+
+# Built once: the delivery loop runs them for every round of queues (building a Core statement
+# costs more CPU than running it; docs/architecture.md#events-outbox-and-relay).
+_LOCK_SENDABLE: Final = _lock_sendable()
+_QUEUED: Final = _queued()
+_UNLOCK: Final = _unlock()
+
+
+async def lock_sendable(conn: AsyncConnection, now: datetime, *, queues: int) -> list[Queue]:
+    """Lock up to `queues` of the oldest queues whose head is due and no session holds.
+
+    A queue is an (endpoint, partition key) of an enabled endpoint. Each lock is a session
+    advisory lock on `conn`: held until `unlock` or until the session ends (the process died,
+    the connection dropped), so no two worker processes send one queue at a time. Read the
+    locked queues' rows afterwards (`queued`), in a statement of their own: this one's snapshot
+    is older than its locks, and may show rows another process has delivered meanwhile.
+    """
+    rows = await conn.execute(_LOCK_SENDABLE, {"now": now, "queues": queues})
+    return [(row.endpoint_id, row.partition_key) for row in rows]
+
+
+async def queued(
+    conn: AsyncConnection, queues: Sequence[Queue], *, per_queue: int
+) -> list[DueDelivery]:
+    """Up to `per_queue` pending rows of each of `queues` (enabled endpoints only), by id."""
+    if not queues:
+        return []
+    rows = await conn.execute(_QUEUED, {"per_queue": per_queue, **_queue_params(queues)})
+    return [DueDelivery(**row._mapping) for row in rows]
+
+
+async def unlock(conn: AsyncConnection, queues: Sequence[Queue]) -> None:
+    """Release the locks `lock_sendable` took on `conn` for `queues` (once per time taken)."""
+    if queues:
+        await conn.execute(_UNLOCK, _queue_params(queues))
+
+
+def _queue_params(queues: Sequence[Queue]) -> dict[str, list[str]]:
+    return {
+        "each_endpoint_id": [endpoint for endpoint, _ in queues],
+        "each_partition_key": [key for _, key in queues],
+    }
