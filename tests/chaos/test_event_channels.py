@@ -32,7 +32,8 @@ from tests.integration.events_support import (
 from tests.support.database import query_scalar
 from tests.support.waiting import poll_until
 
-pytestmark = pytest.mark.chaos
+# Each test ends with the queue table matching the deliveries.
+pytestmark = [pytest.mark.chaos, pytest.mark.usefixtures("queues_checked")]
 
 COURSES = ("course-a", "course-b", "course-c")
 

@@ -30,6 +30,7 @@ from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOu
 from ipt_worker.relay import EventRelay, RelayTiming
 from tests.support.api import TEST_SECRETS_KEYS
 from tests.support.clock import utc_now
+from tests.support.database import query_rows
 from tests.support.network import free_port
 
 __all__ = [
@@ -41,8 +42,10 @@ __all__ = [
     "WebhookReceiver",
     "append_course_events",
     "assert_in_order_per_course",
+    "assert_queues_match_deliveries",
     "fast_policy",
     "fast_timing",
+    "queues_checked",
     "receiver",
     "running",
     "subscribe",
@@ -127,6 +130,48 @@ class WebhookReceiver:
             receipt = Receipt(envelope, headers, signature_ok, reply.status, time.monotonic())
             self.receipts.append(receipt)
         return reply
+
+
+# Each delivery queue as `webhook_queue` has it beside what its deliveries say, with its head.
+_QUEUES_BESIDE_DELIVERIES = """
+SELECT coalesce(q.endpoint_id, d.endpoint_id) AS endpoint_id,
+       coalesce(q.partition_key, d.partition_key) AS partition_key,
+       q.pending AS counted, coalesce(d.pending, 0) AS pending, e.enabled,
+       q.due_at, h.attempts AS head_attempts, h.next_attempt_at AS head_retry_at
+FROM webhook_queue q
+FULL JOIN (SELECT endpoint_id, partition_key, count(*) AS pending FROM webhook_delivery
+           WHERE status = 'pending' GROUP BY endpoint_id, partition_key) d
+  ON d.endpoint_id = q.endpoint_id AND d.partition_key = q.partition_key
+JOIN webhook_endpoint e ON e.id = coalesce(q.endpoint_id, d.endpoint_id)
+LEFT JOIN (SELECT DISTINCT ON (endpoint_id, partition_key) endpoint_id, partition_key,
+                  attempts, next_attempt_at
+           FROM webhook_delivery WHERE status = 'pending'
+           ORDER BY endpoint_id, partition_key, id) h
+  ON h.endpoint_id = d.endpoint_id AND h.partition_key = d.partition_key
+"""
+
+
+def _queue_is_wrong(row: Any) -> bool:
+    if row.counted != row.pending or (row.due_at is not None) != (row.pending > 0 and row.enabled):
+        return True
+    # A head that failed is not due before its retry.
+    return bool(row.due_at and row.head_attempts and row.due_at < row.head_retry_at)
+
+
+async def assert_queues_match_deliveries(db: AsyncEngine) -> None:
+    """Every queue counts its pending deliveries, and is due exactly when it has some and its
+    endpoint is enabled, not before a failed head's retry (docs/architecture.md, "Events:
+    outbox and relay")."""
+    rows = await query_rows(db, _QUEUES_BESIDE_DELIVERIES)
+    wrong = [row._asdict() for row in rows if _queue_is_wrong(row)]
+    assert wrong == [], wrong
+
+
+@pytest.fixture
+async def queues_checked(db: AsyncEngine) -> AsyncIterator[None]:
+    """After the test (its loops stopped), the queue table matches the deliveries."""
+    yield
+    await assert_queues_match_deliveries(db)
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ from tests.integration.events_support import (
 from tests.support.clock import utc_now
 from tests.support.waiting import poll_until
 
+# Each test ends with the queue table matching the deliveries.
+pytestmark = pytest.mark.usefixtures("queues_checked")
+
 
 async def test_replay_sends_history_again_in_order(
     db: AsyncEngine, receiver: WebhookReceiver

@@ -1,4 +1,5 @@
-"""The webhook delivery loop's queries keep their partial indexes under a generic plan.
+"""The webhook delivery loop's queries keep their partial indexes under a generic plan, and a
+claim reads only the queues it claims, whatever waits behind them.
 
 asyncpg reuses prepared statements, and PostgreSQL plans one generically after five runs.
 A generic plan can use an index `WHERE status = 'pending'` only if the query says
@@ -9,7 +10,7 @@ webhook p99 of 45 s in `make bench`; docs/architecture.md, "Events, outbox and r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,72 +19,89 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.db.advisory import session_of_its_own
+from ipt_core.events.webhooks import hold, set_enabled
 from ipt_core.events.webhooks._repository.queues import _LOCK_SENDABLE, _QUEUED
-from tests.integration.events_support import WebhookReceiver, subscribe
+from ipt_worker.publishers import WebhookFanOut
+from ipt_worker.relay import EventRelay
+from tests.integration.events_support import WebhookReceiver, append_course_events, subscribe
+from tests.support.clock import utc_now
 from tests.support.plans import generic_plan
 
+# Each test ends with the queue table matching the deliveries.
+pytestmark = pytest.mark.usefixtures("queues_checked")
 
-# The queues' heads (each checked for an earlier pending row), then the locked queues' rows.
-@pytest.mark.parametrize("statement", [_LOCK_SENDABLE, _QUEUED], ids=["heads", "rows"])
-async def test_the_delivery_queue_queries_use_the_pending_indexes_when_generic(
-    db: AsyncEngine, statement: Any
+
+# The due queues, then the locked queues' rows.
+@pytest.mark.parametrize(
+    ("statement", "index"),
+    [(_LOCK_SENDABLE, "ix_webhook_queue_due"), (_QUEUED, "ix_webhook_delivery_queue")],
+    ids=["queues", "rows"],
+)
+async def test_the_delivery_queue_queries_use_their_partial_indexes_when_generic(
+    db: AsyncEngine, statement: Any, index: str
 ) -> None:
     async with db.connect() as conn:
         await conn.execute(text("SET enable_seqscan = off"))  # the tables are empty here
         plan = await generic_plan(conn, statement)  # EXPLAIN only: no lock is taken
         await conn.rollback()
-    assert "ix_webhook_delivery_queue" in plan, plan
+    assert index in plan, plan
     assert "ix_webhook_delivery_endpoint_id_id" not in plan, plan  # not every delivery
 
 
-async def test_a_claim_reads_as_many_rows_as_it_claims_with_or_without_statistics(
+async def test_a_claim_reads_what_it_claims_whatever_the_backlog_and_statistics(
     db: AsyncEngine,
 ) -> None:
-    # 3,000 one-event queues pending. Written as a plain join, the claim found and sorted every
-    # pending head while the table had no statistics (a fresh database, until autovacuum's
-    # first ANALYZE): its cost grew with the backlog, and webhook latency with it. The walk
-    # reads about as many rows as it claims, before ANALYZE and after.
-    await subscribe(db, WebhookReceiver())  # not started: nothing is sent here
+    # 3,000 courses' events wait for an endpoint that keeps failing (each queue held back for
+    # its retry) and for a disabled one: the backlog of an endpoint down for hours. Walking the
+    # pending deliveries oldest first, each claim read all of them before reaching the due
+    # queues (6,000 rows here); a plain join found and sorted every pending head while the
+    # table had no statistics. A claim reads the due queues only, before ANALYZE and after.
+    failing = await subscribe(db, WebhookReceiver())  # not started: nothing is sent here
+    disabled = await subscribe(db, WebhookReceiver())
+    backlog = [f"course-{n}" for n in range(3000)]
+    await append_course_events(db, backlog, 1)
+    await _fan_out(db)
+    retry = datetime.now(UTC) + timedelta(hours=1)
     async with db.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at) "
-                "SELECT 'event-' || n, 'Patient', 'Patient/' || n, 'fhir.resource.changed', "
-                "'{}'::jsonb, now() FROM generate_series(1, 3000) AS n"
-            )
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO webhook_delivery (endpoint_id, event_seq, event_id, event_type, "
-                "partition_key, status, attempts, next_attempt_at, created_at) "
-                "SELECT e.id, o.seq, o.id, o.type, o.aggregateid, 'pending', 0, now(), now() "
-                "FROM outbox o CROSS JOIN webhook_endpoint e ORDER BY o.seq"
-            )
-        )
+        for course in backlog:
+            await hold(conn, (failing, course), retry)
+        await set_enabled(conn, disabled, False, datetime.now(UTC))
+    await subscribe(db, WebhookReceiver())  # healthy
+    await append_course_events(db, ["new-1", "new-2"], 1)  # due for `healthy` and `failing`
+    await _fan_out(db)
     for analyzed in (False, True):
         if analyzed:
             async with db.connect() as conn:
+                await conn.execute(text("ANALYZE webhook_queue"))
                 await conn.execute(text("ANALYZE webhook_delivery"))
                 await conn.commit()
-        read = await _delivery_rows_read(db, queues=4)
-        assert read <= 20, f"{read} delivery rows read (analyzed: {analyzed})"
+        plan = await _claim_plan(db, queues=4)
+        assert _rows_of(plan, "webhook_delivery") == 0, analyzed
+        assert _rows_of(plan, "webhook_queue") <= 4, analyzed
+        assert _rows_of(plan, "due") == 4, analyzed  # the four due queues, all claimed
 
 
-async def _delivery_rows_read(db: AsyncEngine, *, queues: int) -> int:
-    """Rows of `webhook_delivery` that one claim's plan read, as EXPLAIN ANALYZE counts them."""
+async def _fan_out(db: AsyncEngine) -> None:
+    relay = EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now)
+    async with db.connect() as conn:
+        while await relay.publish_batch(conn):
+            pass
+
+
+async def _claim_plan(db: AsyncEngine, *, queues: int) -> dict[str, Any]:
+    """One claim's plan as EXPLAIN ANALYZE ran it (its locks go with its session)."""
     compiled = _LOCK_SENDABLE.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
     values = {**compiled.params, "now": datetime.now(UTC), "queues": queues}
-    async with session_of_its_own(db) as conn:  # the claim's locks go with its session
+    async with session_of_its_own(db) as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         (plan,) = await driver.fetchval(  # json, decoded by the engine's codec
             "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
             *[values[name] for name in compiled.positiontup or ()],
         )
-    return _rows_of(plan["Plan"], "webhook_delivery")
+    return dict(plan["Plan"])
 
 
 def _rows_of(node: dict[str, Any], relation: str) -> int:
-    here = (
-        node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == relation else 0
-    )
+    name = node.get("Relation Name") or node.get("CTE Name")
+    here = node["Actual Rows"] * node["Actual Loops"] if name == relation else 0
     return int(here) + sum(_rows_of(child, relation) for child in node.get("Plans", []))

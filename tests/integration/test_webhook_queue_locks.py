@@ -11,15 +11,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.db.advisory import session_of_its_own
-from ipt_core.events.webhooks import QUEUE_LOCKS, lock_sendable, queued, unlock
+from ipt_core.events.webhooks import QUEUE_LOCKS, hold, lock_sendable, queued, set_enabled, unlock
 from ipt_worker.publishers import WebhookFanOut
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import WebhookReceiver, append_course_events, subscribe
 from tests.support.clock import utc_now
+
+# Each test ends with the queue table matching the deliveries.
+pytestmark = pytest.mark.usefixtures("queues_checked")
 
 COURSES = ("course-a", "course-b", "course-c", "course-d")
 
@@ -48,13 +52,13 @@ async def test_a_queue_one_session_holds_is_not_taken_by_another(db: AsyncEngine
     async with session(db) as first, session(db) as second:
         mine = await lock_sendable(first, _later(), queues=2)
         theirs = await lock_sendable(second, _later(), queues=10)
-        assert [key for _, key in mine] == ["course-a", "course-b"]  # the oldest heads first
-        assert [key for _, key in theirs] == ["course-c", "course-d"]  # only what is free
+        assert len(mine) == 2
+        assert sorted(mine + theirs) == [(endpoint, key) for key in COURSES]  # what is free
         assert await lock_sendable(second, _later(), queues=10) == []
         assert await lock_sendable(first, _later(), queues=10) == []  # not twice, either
 
         await unlock(first, mine[:1])
-        assert await lock_sendable(second, _later(), queues=10) == [(endpoint, "course-a")]
+        assert await lock_sendable(second, _later(), queues=10) == mine[:1]
     async with session(db) as third:  # the first two sessions ended: their locks went
         again = await lock_sendable(third, _later(), queues=10)
         assert sorted(key for _, key in again) == list(COURSES)
@@ -65,24 +69,18 @@ async def test_the_rows_of_locked_queues_come_in_order(db: AsyncEngine) -> None:
     async with session(db) as conn:
         locked = await lock_sendable(conn, _later(), queues=2)
         rows = await queued(conn, locked, per_queue=2)
-    assert [(row.endpoint_id, row.partition_key) for row in rows] == [
-        (endpoint, "course-a"),
-        (endpoint, "course-b"),
-        (endpoint, "course-a"),
-        (endpoint, "course-b"),
-    ]
-    assert [int(row.envelope["sequence"]) for row in rows] == [1, 1, 2, 2]
+    assert [row.id for row in rows] == sorted(row.id for row in rows)  # oldest first
+    for queue in locked:  # two of each locked queue's three, its first two
+        assert queue[0] == endpoint
+        sequences = [int(row.envelope["sequence"]) for row in rows if row.partition_key == queue[1]]
+        assert sequences == [1, 2]
+    assert len(rows) == 4
 
 
 async def test_only_due_heads_of_enabled_endpoints_are_locked(db: AsyncEngine) -> None:
     endpoint = await _queued_for_a_subscriber(db)
-    async with db.begin() as conn:  # course-a's head waits for a retry; course-b's is due
-        await conn.execute(
-            text(
-                "UPDATE webhook_delivery SET next_attempt_at = now() + interval '1 hour' "
-                "WHERE id = (SELECT min(id) FROM webhook_delivery WHERE partition_key = 'course-a')"
-            )
-        )
+    async with db.begin() as conn:  # course-a's head failed and waits for its retry
+        await hold(conn, (endpoint, "course-a"), datetime.now(UTC) + timedelta(hours=1))
     async with session(db) as conn:
         locked = await lock_sendable(conn, _later(), queues=10)
         assert sorted(key for _, key in locked) == ["course-b", "course-c", "course-d"]
@@ -96,7 +94,9 @@ async def test_only_due_heads_of_enabled_endpoints_are_locked(db: AsyncEngine) -
         assert held == 3  # nothing locked beyond what was returned
         await unlock(conn, locked)
         async with db.begin() as write:
-            await write.execute(
-                text("UPDATE webhook_endpoint SET enabled = false WHERE id = :id"), {"id": endpoint}
-            )
+            await set_enabled(write, endpoint, False, datetime.now(UTC))
         assert await lock_sendable(conn, _later(), queues=10) == []
+        async with db.begin() as write:  # on again: its queues are due now, the held one too
+            await set_enabled(write, endpoint, True, datetime.now(UTC))
+        locked = await lock_sendable(conn, _later(), queues=10)
+        assert sorted(key for _, key in locked) == list(COURSES)

@@ -24,6 +24,9 @@ from tests.integration.events_support import (
 from tests.support.api import api_settings
 from tests.support.waiting import poll_until
 
+# Each test ends with the queue table matching the deliveries.
+pytestmark = pytest.mark.usefixtures("queues_checked")
+
 URL = "https://dashboards.example/hooks"
 
 

@@ -33,6 +33,9 @@ from tests.integration.events_support import (
 from tests.support.clock import utc_now
 from tests.support.waiting import poll_until
 
+# Each test ends with the queue table matching the deliveries.
+pytestmark = pytest.mark.usefixtures("queues_checked")
+
 COURSES = ("course-a", "course-b", "course-c")
 
 

@@ -73,6 +73,7 @@ __all__ = [
     "search_token",
     "webhook_delivery",
     "webhook_endpoint",
+    "webhook_queue",
 ]
 
 
@@ -348,9 +349,8 @@ webhook_delivery = Table(
     Column("delivered_at", DateTime(timezone=True)),
     Index(None, "endpoint_id", "id"),  # the delivery log
     Index(None, "event_seq"),
-    # Only pending rows: the delivery loop walks them oldest first, and finds the head of
-    # each (endpoint, partition key) queue without reading what was delivered long ago.
-    Index("ix_webhook_delivery_pending", "id", postgresql_where=text("status = 'pending'")),
+    # Only pending rows: a claimed queue's rows, oldest first, without reading what was
+    # delivered long ago.
     Index(
         "ix_webhook_delivery_queue",
         "endpoint_id",
@@ -358,6 +358,28 @@ webhook_delivery = Table(
         "id",
         postgresql_where=text("status = 'pending'"),
     ),
+)
+
+# One row per delivery queue (endpoint, partition key) that has pending deliveries: how many,
+# and when its head may be sent. The delivery loop claims queues from here, never by walking
+# the deliveries, so an endpoint's backlog (one failing for hours, one disabled) costs a claim
+# nothing (docs/architecture.md, "Events: outbox and relay"). Kept in the statements that
+# queue, deliver, fail, disable and enable; a row left with nothing pending goes at retention.
+webhook_queue = Table(
+    "webhook_queue",
+    metadata,
+    Column(
+        "endpoint_id",
+        Text,
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("partition_key", Text, nullable=False),
+    Column("pending", Integer, nullable=False),  # its pending deliveries
+    # When its head is due; NULL when nothing is pending or its endpoint is disabled.
+    Column("due_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("endpoint_id", "partition_key"),
+    Index("ix_webhook_queue_due", "due_at", postgresql_where=text("due_at IS NOT NULL")),
 )
 
 # -- Domain API: replayable responses of writes sent with an `Idempotency-Key` header. --------

@@ -42,6 +42,7 @@ from ipt_core.events.webhooks import (
     DueDelivery,
     Queue,
     disable_endpoint,
+    hold,
     record_failure,
     secret_context,
     signature_headers,
@@ -267,6 +268,7 @@ class WebhookDeliverer:
                 attempt = Attempt(
                     delivery.id,
                     delivery.endpoint_id,
+                    delivery.partition_key,
                     status,
                     error,
                     finished + timedelta(seconds=delay),
@@ -353,6 +355,9 @@ class WebhookDeliverer:
             ):
                 # Ids only: an endpoint's URL may carry credentials.
                 _log.warning("webhook endpoint %s disabled: %s", attempt.endpoint_id, reason)
+            else:  # not with a disable: that parks every queue of the endpoint, in key order
+                queue = (attempt.endpoint_id, attempt.partition_key)
+                await hold(conn, queue, attempt.next_attempt_at)
         _log.info(
             "webhook delivery %d to endpoint %s failed: %s",
             attempt.delivery_id,

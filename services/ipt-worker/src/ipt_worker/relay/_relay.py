@@ -37,7 +37,7 @@ from ipt_core.events import (
     mark_published,
     unpublished,
 )
-from ipt_core.events.webhooks import delete_delivered
+from ipt_core.events.webhooks import delete_delivered, delete_idle, mend
 from ipt_worker.outage import Reconnection
 from ipt_worker.publishers import Publisher, WebhookDeliverer
 
@@ -182,11 +182,16 @@ class EventRelay:
 
     async def _clean(self, conn: AsyncConnection) -> None:
         cutoff = self.clock() - self.timing.retention
+        async with conn.begin():
+            await mend(conn)  # delivery queues a rare race left wrong
         for _ in range(20):  # bounded, so publishing is not held up for long
             async with conn.begin():
-                await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK)
-                deleted = await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK)
-            if deleted < _RETENTION_CHUNK:
+                deleted = (
+                    await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK),
+                    await delete_idle(conn, chunk=_RETENTION_CHUNK),
+                    await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK),
+                )
+            if max(deleted) < _RETENTION_CHUNK:
                 return
 
 

@@ -4,8 +4,9 @@
   `set_enabled`, `delete_endpoint`; `disable_endpoint` (delivery loop, emits an event).
 - Deliveries: `fan_out` (relay; it notifies `DELIVERY_CHANNEL`), `lock_sendable` / `queued` /
   `unlock` (a `Queue` at a time per process), `record_delivered` (many at once) /
-  `record_failure` (delivery loop), `deliveries_of` / `redeliver` (API), `queue_replay`
-  (`ipt events replay`), `delete_delivered` (retention).
+  `record_failure` and `hold` (delivery loop), `deliveries_of` / `redeliver` (API),
+  `queue_replay` (`ipt events replay`), `delete_delivered`, `mend` and `delete_idle`
+  (retention). Each keeps the queue table (`webhook_queue`) in step with what it changes.
 - Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
   `secret_context` is what a secret is bound to, `reseal_secrets` seals legacy rows and
   rotates keys.
@@ -38,7 +39,15 @@ from ipt_core.events.webhooks._repository.endpoints import (
     endpoints,
     set_enabled,
 )
-from ipt_core.events.webhooks._repository.queues import QUEUE_LOCKS, lock_sendable, queued, unlock
+from ipt_core.events.webhooks._repository.queues import (
+    QUEUE_LOCKS,
+    delete_idle,
+    hold,
+    lock_sendable,
+    mend,
+    queued,
+    unlock,
+)
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
 
 __all__ = [
@@ -53,12 +62,15 @@ __all__ = [
     "create_endpoint",
     "delete_delivered",
     "delete_endpoint",
+    "delete_idle",
     "deliveries_of",
     "disable_endpoint",
     "endpoint",
     "endpoints",
     "fan_out",
+    "hold",
     "lock_sendable",
+    "mend",
     "new_secret",
     "queue_replay",
     "queued",

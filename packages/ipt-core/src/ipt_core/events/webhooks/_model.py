@@ -56,6 +56,7 @@ class Attempt:
 
     delivery_id: int
     endpoint_id: str
+    partition_key: str
     status_code: int | None  # None: no response
     error: str  # timeout | connect | request | refused | http-<status>
     next_attempt_at: datetime

@@ -2,6 +2,7 @@
 
 A delivery row is one (endpoint, event). Rows of one endpoint and partition key (course) are
 sent strictly one after the other, oldest first (which queues a process sends: `queues`).
+Every statement that queues or delivers rows keeps their queue's row in the same statement.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
-    BindParameter,
     DateTime,
     Integer,
     Select,
@@ -31,19 +31,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
-from ipt_core.db.schema import (
-    ipt_course,
-    outbox,
-    webhook_delivery,
-    webhook_endpoint,
-)
+from ipt_core.db.schema import ipt_course, is_pending, outbox, webhook_delivery, webhook_endpoint
 from ipt_core.db.unnest import unnest_params
 from ipt_core.events.webhooks._model import (
     Attempt,
     Delivered,
     DeliveryRecord,
 )
+from ipt_core.events.webhooks._repository.queues import advanced, enqueued
 
 __all__ = [
     "DELIVERY_CHANNEL",
@@ -74,10 +71,9 @@ _QUEUED_COLUMNS: Final = (
 _RECORD: Final = tuple(getattr(_d, name) for name in DeliveryRecord.__dataclass_fields__)
 
 
-def _matching(now: Any) -> Select[Any]:
+def _matching(stamp: ColumnElement[datetime]) -> Select[Any]:
     """Pending delivery rows for outbox events and the endpoints whose filters they pass."""
     course = ipt_course.c
-    stamp = now if isinstance(now, BindParameter) else literal(now, DateTime(timezone=True))
     return (
         select(
             _e.id,
@@ -104,20 +100,26 @@ def _matching(now: Any) -> Select[Any]:
 
 
 def _fan_out() -> Select[Any]:
-    """Insert the deliveries and, when there are any, `NOTIFY` the delivery loops: one
-    statement (the relay runs it for every batch it publishes)."""
+    """Insert the deliveries, count them into their queues and, when there are any, `NOTIFY`
+    the delivery loops: one statement (the relay runs it for every batch it publishes)."""
+    now = bindparam("now", type_=DateTime(timezone=True))
     queued = (
         insert(webhook_delivery)
         .from_select(
             _QUEUED_COLUMNS,
-            _matching(bindparam("now"))
+            _matching(now)
             .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
             .order_by(outbox.c.seq, _e.id),
         )
-        .returning(_d.id)
+        .returning(_d.endpoint_id, _d.partition_key)
         .cte("queued")
     )
-    counted = select(func.count().label("queued")).select_from(queued).subquery("counted")
+    counted = (
+        select(func.count().label("queued"))
+        .select_from(queued)
+        .add_cte(enqueued(queued, now))
+        .subquery("counted")
+    )
     woken = case((counted.c.queued > 0, func.pg_notify(DELIVERY_CHANNEL, "")))
     return select(counted.c.queued, woken.label("woken"))
 
@@ -142,16 +144,43 @@ async def queue_replay(
     conn: AsyncConnection, endpoint_id: str, since: datetime, until: datetime, now: datetime
 ) -> int:
     """Queue again, for one endpoint, every stored event created in [since, until)."""
+    stamp = _instant(now)
     rows = (
-        _matching(now)
+        _matching(stamp)
         .where(_e.id == endpoint_id, outbox.c.created_at >= since, outbox.c.created_at < until)
         .order_by(outbox.c.seq)
     )
-    inserted = await conn.execute(insert(webhook_delivery).from_select(_QUEUED_COLUMNS, rows))
-    return await _notified(conn, int(inserted.rowcount))
+    queued = (
+        insert(webhook_delivery)
+        .from_select(_QUEUED_COLUMNS, rows)
+        .returning(_d.endpoint_id, _d.partition_key)
+        .cte("queued")
+    )
+    counted = select(func.count()).select_from(queued).add_cte(enqueued(queued, stamp))
+    return await _notified(conn, int(await conn.scalar(counted) or 0))
+
+
+def _instant(now: datetime) -> ColumnElement[datetime]:
+    return literal(now, DateTime(timezone=True))
 
 
 _done = unnest_params("done", id=BigInteger, code=Integer, at=DateTime(timezone=True))
+_marked = (
+    update(webhook_delivery)
+    .where(_d.id == _done.c.id, is_pending(_d.status))  # never counted off its queue twice
+    .values(
+        attempts=_d.attempts + 1,
+        last_attempt_at=_done.c.at,
+        last_status_code=_done.c.code,
+        last_error=None,
+        status="delivered",
+        delivered_at=_done.c.at,
+    )
+    .returning(_d.endpoint_id, _d.partition_key, _done.c.at)
+    .cte("marked")
+)
+# The endpoints first (the statement itself), then the deliveries and their queues (its
+# CTEs): the order every statement that locks both takes them in (`queues`).
 _RECORD_DELIVERED: Final = (
     update(webhook_endpoint)
     .where(
@@ -159,19 +188,7 @@ _RECORD_DELIVERED: Final = (
         _e.consecutive_failures != 0,
     )
     .values(consecutive_failures=0)
-    .add_cte(
-        update(webhook_delivery)
-        .where(_d.id == _done.c.id)
-        .values(
-            attempts=_d.attempts + 1,
-            last_attempt_at=_done.c.at,
-            last_status_code=_done.c.code,
-            last_error=None,
-            status="delivered",
-            delivered_at=_done.c.at,
-        )
-        .cte("marked")
-    )
+    .add_cte(advanced(_marked))
 )
 
 
@@ -236,7 +253,7 @@ async def redeliver(
     The copy goes to the back of its course's queue, after what is pending for that course.
     """
     past = webhook_delivery.alias("past")
-    stamp = literal(now, DateTime(timezone=True))
+    stamp = _instant(now)
     copy = select(
         past.c.endpoint_id,
         past.c.event_seq,
@@ -252,11 +269,13 @@ async def redeliver(
         past.c.endpoint_id == endpoint_id,
         exists().where(outbox.c.seq == past.c.event_seq),  # its event is still stored
     )
-    row = (
-        await conn.execute(
-            insert(webhook_delivery).from_select(_QUEUED_COLUMNS, copy).returning(*_RECORD)
-        )
-    ).first()
+    queued = (
+        insert(webhook_delivery)
+        .from_select(_QUEUED_COLUMNS, copy)
+        .returning(*_RECORD)
+        .cte("queued")
+    )
+    row = (await conn.execute(select(queued).add_cte(enqueued(queued, stamp)))).first()
     if row is None:
         return None
     await _notified(conn, 1)

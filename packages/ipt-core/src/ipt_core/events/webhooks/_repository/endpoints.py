@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import is_pending, webhook_delivery, webhook_endpoint
 from ipt_core.events.webhooks._model import Endpoint
+from ipt_core.events.webhooks._repository import queues
 
 __all__ = [
     "delete_endpoint",
@@ -90,7 +91,10 @@ async def delete_endpoint(conn: AsyncConnection, endpoint_id: str) -> bool:
 async def set_enabled(
     conn: AsyncConnection, endpoint_id: str, enabled: bool, now: datetime
 ) -> Endpoint | None:
-    """Turn an endpoint on (its waiting deliveries become due now) or off; None if unknown."""
+    """Turn an endpoint on (its waiting deliveries become due now) or off; None if unknown.
+
+    Its row first, then its queues': the order every statement that locks both keeps.
+    """
     row = (
         await conn.execute(
             update(webhook_endpoint)
@@ -116,6 +120,9 @@ async def set_enabled(
             )
             .values(next_attempt_at=now)
         )
+        await queues.make_due(conn, endpoint_id, now)
+    else:
+        await queues.park(conn, endpoint_id)
     return _endpoint(row)
 
 
@@ -127,7 +134,10 @@ async def disable(conn: AsyncConnection, endpoint_id: str, reason: str) -> int |
         .values(enabled=False, disabled_reason=reason)
         .returning(_e.consecutive_failures)
     )
-    return None if failures is None else int(failures)
+    if failures is None:
+        return None
+    await queues.park(conn, endpoint_id)
+    return int(failures)
 
 
 async def locked_secrets(conn: AsyncConnection) -> list[tuple[str, str]]:

@@ -1,10 +1,20 @@
-"""SQL of the delivery queues' claims: which worker process sends which queue, and its rows.
+"""SQL of the delivery queues: their table, which worker process sends which, and their rows.
 
 A queue is the deliveries of one endpoint and partition key (course), sent strictly one after
 the other, oldest first: only a queue whose head is due is sendable, so a failing event holds
-back later events of its course and nothing else. Every worker process delivers: a process
-sends a queue only while it holds that queue's session advisory lock (`lock_sendable`), so
-the queues are shared out and each is sent by one process at a time.
+back later events of its course and nothing else. `webhook_queue` holds one row per queue
+with deliveries pending: how many, and when its head is due (NULL while its endpoint is
+disabled). Claims read that table, never the deliveries, so no backlog (an endpoint failing
+for hours, or disabled with thousands pending) makes a claim slower. Every worker process
+delivers: a process sends a queue only while it holds that queue's session advisory lock
+(`lock_sendable`), so the queues are shared out and each is sent by one process at a time.
+
+The table is kept in the statements that change what it counts (docs/architecture.md,
+"Events: outbox and relay"): queueing (`enqueued`, with the fan-out, replay and redelivery),
+delivering (`advanced`), a failure (`hold`), disabling and enabling (`park`, `make_due`), and
+retention (`mend`, `delete_idle`). Counts change by increments under the row's lock, so concurrent
+statements never lose one. Every statement that locks queue rows locks them in key order,
+after any endpoint row it locks, so two of them never deadlock.
 """
 
 from __future__ import annotations
@@ -13,16 +23,51 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Integer, Select, Text, and_, bindparam, exists, func, literal, select, true
+from sqlalchemy import (
+    CTE,
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ipt_core.db.advisory import TWO_INTS, held_advisory_locks
-from ipt_core.db.schema import is_pending, outbox, webhook_delivery, webhook_endpoint
+from ipt_core.db.schema import (
+    is_pending,
+    outbox,
+    webhook_delivery,
+    webhook_endpoint,
+    webhook_queue,
+)
 from ipt_core.db.unnest import unnest_params
 from ipt_core.events.webhooks._model import DueDelivery, Queue
 
-__all__ = ["QUEUE_LOCKS", "lock_sendable", "queue_key", "queued", "unlock"]
+__all__ = [
+    "QUEUE_LOCKS",
+    "advanced",
+    "delete_idle",
+    "enqueued",
+    "hold",
+    "lock_sendable",
+    "make_due",
+    "mend",
+    "park",
+    "queue_key",
+    "queued",
+    "unlock",
+]
 
 # The first key of every delivery queue's advisory lock (the two-int form, kept apart from the
 # one-bigint keys of relay leadership and worker liveness; `ipt_core.db.advisory`).
@@ -30,6 +75,7 @@ QUEUE_LOCKS: Final = 0x57484B  # "WHK"
 _QUEUE_LOCKS: Final = literal(QUEUE_LOCKS, Integer)
 _d: Final = webhook_delivery.c
 _e: Final = webhook_endpoint.c
+_q: Final = webhook_queue.c
 
 
 def queue_key(endpoint_id: Any, partition_key: Any) -> ColumnElement[int]:
@@ -42,62 +88,24 @@ def queue_key(endpoint_id: Any, partition_key: Any) -> ColumnElement[int]:
 
 
 def _lock_sendable() -> Select[Any]:
-    """Walk the pending rows oldest first, one index probe a step, and lock sendable heads.
+    """The due queues, longest due first, that no session holds: lock up to `queues` of them.
 
-    The walk is a recursive CTE: it stops as soon as `queues` candidates are found, whatever
-    the planner's statistics say. Written as a plain join, the planner chose to find every
-    pending head and sort them whenever `webhook_delivery` had no statistics yet (a fresh
-    database, until autovacuum's first ANALYZE) or misleading ones: each claim then cost time
-    in proportion to the backlog (1-2 s at 9,000 pending rows), the loop fell further behind,
-    and webhook latency reached 40 s in `make bench` (bench/PROFILE.md, "Sixth round").
-    A row's tests are SubPlans of its step, so no plan can turn them into a join over the
-    whole table either. What the walk still costs in proportion to: the pending rows older
-    than the queues it finds (a long backlog of one endpoint, e.g. one that is failing).
+    One index range scan of `ix_webhook_queue_due`: it reads the due queues in order and stops
+    once it has enough, passing over only those some process holds (at most what the
+    processes have claimed). Queues not due (held back by a failure, or their endpoint
+    disabled) are not in the range at all.
     """
     held = held_advisory_locks(TWO_INTS).cte("held").prefix_with("MATERIALIZED")
-
-    def step(row: Any) -> Select[Any]:
-        earlier = webhook_delivery.alias("earlier")
-        key = queue_key(row.c.endpoint_id, row.c.partition_key)
-        sendable = and_(
-            row.c.next_attempt_at <= bindparam("now"),
-            exists().where(_e.id == row.c.endpoint_id, _e.enabled),
-            ~exists().where(
-                earlier.c.endpoint_id == row.c.endpoint_id,
-                earlier.c.partition_key == row.c.partition_key,
-                is_pending(earlier.c.status),
-                earlier.c.id < row.c.id,
-            ),
+    key = queue_key(_q.endpoint_id, _q.partition_key)
+    due = (
+        select(_q.endpoint_id, _q.partition_key, key.label("key"))
+        .where(
+            _q.due_at <= bindparam("now"),
+            # Only a race leaves a disabled endpoint's queue due (`mend` parks it again).
+            exists().where(_e.id == _q.endpoint_id, _e.enabled),
             ~exists().where(held.c.classid == QUEUE_LOCKS, held.c.objid == key),
         )
-        return select(
-            row.c.id,
-            row.c.endpoint_id,
-            row.c.partition_key,
-            key.label("key"),
-            sendable.label("sendable"),
-        )
-
-    oldest = webhook_delivery.alias("oldest")
-    walk = (
-        step(oldest)
-        .where(is_pending(oldest.c.status))
-        .order_by(oldest.c.id)
-        .limit(1)
-        .cte("walk", recursive=True)
-    )
-    later = webhook_delivery.alias("later")
-    following = (
-        select(later.c.id, later.c.endpoint_id, later.c.partition_key, later.c.next_attempt_at)
-        .where(is_pending(later.c.status), later.c.id > walk.c.id)
-        .order_by(later.c.id)
-        .limit(1)
-        .lateral("following")
-    )
-    walk = walk.union_all(step(following).select_from(walk.join(following, true())))
-    due = (
-        select(walk.c.endpoint_id, walk.c.partition_key, walk.c.key)
-        .where(walk.c.sendable)
+        .order_by(_q.due_at)
         .limit(bindparam("queues"))
         .cte("due")
         .prefix_with("MATERIALIZED")  # so each candidate is tried once, and only those
@@ -144,6 +152,169 @@ def _unlock() -> Select[Any]:
     released = unnest_params("released", endpoint_id=Text, partition_key=Text)
     key = queue_key(released.c.endpoint_id, released.c.partition_key)
     return select(func.pg_advisory_unlock(_QUEUE_LOCKS, key)).select_from(released)
+
+
+def _in_key_order(where: ColumnElement[bool], name: str) -> CTE:
+    """The queues matching `where`, their rows locked in key order (no deadlock between two
+    statements that lock several)."""
+    return (
+        select(_q.endpoint_id, _q.partition_key)
+        .where(where)
+        .order_by(_q.endpoint_id, _q.partition_key)
+        .with_for_update(of=webhook_queue)
+        .cte(name)
+    )
+
+
+def _where_in(locked: CTE) -> ColumnElement[bool]:
+    return and_(_q.endpoint_id == locked.c.endpoint_id, _q.partition_key == locked.c.partition_key)
+
+
+def enqueued(rows: CTE, now: ColumnElement[datetime]) -> CTE:
+    """Count the deliveries an INSERT returned (`rows`: endpoint_id, partition_key) into
+    their queues, as a CTE of the same statement.
+
+    A queue that had none pending becomes due `now` when its endpoint is enabled; one held
+    back by a failure, or parked, stays so. Rows are inserted in key order, which is the
+    order `ON CONFLICT` locks the existing ones in.
+    """
+    counted = (
+        select(rows.c.endpoint_id, rows.c.partition_key, func.count().label("pending"))
+        .group_by(rows.c.endpoint_id, rows.c.partition_key)
+        .subquery("counted")
+    )
+    added = insert(webhook_queue).from_select(
+        ["endpoint_id", "partition_key", "pending", "due_at"],
+        select(
+            counted.c.endpoint_id,
+            counted.c.partition_key,
+            counted.c.pending,
+            case((_e.enabled, now)),
+        )
+        .join_from(counted, webhook_endpoint, _e.id == counted.c.endpoint_id)
+        .order_by(counted.c.endpoint_id, counted.c.partition_key),
+    )
+    return (
+        added.on_conflict_do_update(
+            index_elements=[_q.endpoint_id, _q.partition_key],
+            set_={
+                "pending": _q.pending + added.excluded.pending,
+                "due_at": func.coalesce(_q.due_at, added.excluded.due_at),
+            },
+        )
+        .returning(_q.pending)
+        .cte("enqueued")
+    )
+
+
+def advanced(marked: CTE) -> CTE:
+    """Take the deliveries an UPDATE marked delivered (`marked`: endpoint_id, partition_key,
+    at) off their queues, as a CTE of the same statement.
+
+    A queue with more pending goes behind those due before its last delivery (round robin,
+    so a busy course cannot starve the others); one left with none is no longer due.
+    """
+    sent = (
+        select(
+            marked.c.endpoint_id,
+            marked.c.partition_key,
+            func.count().label("sent"),
+            func.max(marked.c.at).label("at"),
+        )
+        .group_by(marked.c.endpoint_id, marked.c.partition_key)
+        .cte("sent")
+    )
+    locked = _in_key_order(
+        exists().where(
+            sent.c.endpoint_id == _q.endpoint_id, sent.c.partition_key == _q.partition_key
+        ),
+        "acked",
+    )
+    left = _q.pending - sent.c.sent
+    return (
+        update(webhook_queue)
+        .where(_where_in(locked), _where_in(sent))
+        .values(
+            pending=left,
+            due_at=case(
+                (and_(left > 0, _q.due_at.is_not(None)), func.greatest(_q.due_at, sent.c.at))
+            ),
+        )
+        .returning(_q.pending)
+        .cte("advanced")
+    )
+
+
+async def hold(conn: AsyncConnection, queue: Queue, until: datetime) -> None:
+    """Hold `queue` back until `until` (its head failed); a parked queue stays parked."""
+    endpoint_id, partition_key = queue
+    await conn.execute(
+        update(webhook_queue)
+        .where(
+            _q.endpoint_id == endpoint_id,
+            _q.partition_key == partition_key,
+            _q.due_at.is_not(None),
+        )
+        .values(due_at=until)
+    )
+
+
+async def park(conn: AsyncConnection, endpoint_id: str) -> None:
+    """Take every queue of a disabled endpoint out of the claims (after locking its row)."""
+    locked = _in_key_order(and_(_q.endpoint_id == endpoint_id, _q.due_at.is_not(None)), "parked")
+    await conn.execute(update(webhook_queue).where(_where_in(locked)).values(due_at=None))
+
+
+async def make_due(conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:
+    """Make every queue of an enabled endpoint with deliveries pending due `now`."""
+    locked = _in_key_order(and_(_q.endpoint_id == endpoint_id, _q.pending > 0), "woken")
+    await conn.execute(update(webhook_queue).where(_where_in(locked)).values(due_at=now))
+
+
+def _mend(enabled: bool) -> Any:
+    """Queues left in the wrong state by a race: due while their endpoint is disabled (a
+    fan-out that read it enabled just before it was disabled), or parked while it is enabled
+    (a replay that read it disabled just before it was enabled). Endpoints first, share-locked
+    so none changes meanwhile, then their queues in key order."""
+    endpoints = (
+        select(_e.id)
+        .where(_e.enabled if enabled else ~_e.enabled)
+        .order_by(_e.id)
+        .with_for_update(read=True)
+        .cte("endpoints")
+    )
+    wrong = _q.due_at.is_(None) if enabled else _q.due_at.is_not(None)
+    locked = _in_key_order(
+        and_(_q.endpoint_id.in_(select(endpoints.c.id)), _q.pending > 0, wrong), "mended"
+    )
+    head = (
+        select(_d.next_attempt_at)
+        .where(
+            _d.endpoint_id == _q.endpoint_id,
+            _d.partition_key == _q.partition_key,
+            is_pending(_d.status),
+        )
+        .order_by(_d.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return update(webhook_queue).where(_where_in(locked)).values(due_at=head if enabled else None)
+
+
+_MEND: Final = (_mend(enabled=False), _mend(enabled=True))
+
+
+async def mend(conn: AsyncConnection) -> None:
+    """Put right the queues a race left wrong (retention runs it; see `_mend`)."""
+    for statement in _MEND:
+        await conn.execute(statement)
+
+
+async def delete_idle(conn: AsyncConnection, *, chunk: int) -> int:
+    """Delete up to `chunk` queues with nothing pending (retention); return how many."""
+    idle = select(_q.endpoint_id, _q.partition_key).where(_q.pending == 0).limit(chunk).cte("idle")
+    deleted = await conn.execute(delete(webhook_queue).where(_where_in(idle), _q.pending == 0))
+    return int(deleted.rowcount)
 
 
 # Built once: the delivery loop runs them for every round of queues (building a Core statement
