@@ -1,0 +1,183 @@
+"""`webhook_queue` stays in step with the deliveries: under concurrent statements, after the
+races only retention can mend, and when migration 0007 builds it from an existing backlog
+(docs/architecture.md, "Events: outbox and relay")."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_core.db.engine import create_engine
+from ipt_core.db.migrate import upgrade
+from ipt_core.events.webhooks import (
+    Attempt,
+    Delivered,
+    delete_idle,
+    fan_out,
+    hold,
+    mend,
+    record_delivered,
+    record_failure,
+    set_enabled,
+)
+from ipt_worker.publishers import WebhookFanOut
+from ipt_worker.relay import EventRelay
+from tests.integration.events_support import (
+    WebhookReceiver,
+    append_course_events,
+    assert_queues_match_deliveries,
+    subscribe,
+)
+from tests.support.clock import utc_now
+from tests.support.database import query_rows, query_scalar, throwaway_database
+
+# Each test ends with the queue table matching the deliveries.
+pytestmark = pytest.mark.usefixtures("queues_checked")
+
+
+async def _fanned_out(db: AsyncEngine) -> None:
+    relay = EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now)
+    async with db.connect() as conn:
+        while await relay.publish_batch(conn):
+            pass
+
+
+async def _queue(db: AsyncEngine, endpoint: str, course: str) -> tuple[int, datetime | None]:
+    (row,) = await query_rows(
+        db,
+        "SELECT pending, due_at FROM webhook_queue WHERE endpoint_id = :e AND partition_key = :c",
+        e=endpoint,
+        c=course,
+    )
+    return row.pending, row.due_at
+
+
+async def test_an_acknowledgement_waits_for_a_fan_out_into_its_queue(db: AsyncEngine) -> None:
+    # The relay queues a course's next event while a worker records the course's last
+    # delivery: the acknowledgement waits for the fan-out's lock on the queue's row, then
+    # counts off the row as committed. Had it read the count before, the new event would be
+    # in no due queue (never sent); had the fan-out read it before, counted twice.
+    endpoint = await subscribe(db, WebhookReceiver())  # not started: nothing is sent here
+    await append_course_events(db, ["course-a"], 1)
+    await _fanned_out(db)
+    first = await query_scalar(db, "SELECT id FROM webhook_delivery")
+    await append_course_events(db, ["course-a"], 1)
+    seq = await query_scalar(db, "SELECT max(seq) FROM outbox")
+    async with db.connect() as relay, db.connect() as worker:
+        await relay.begin()
+        assert await fan_out(relay, [seq], utc_now()) == 1  # not committed yet
+        worker = await worker.execution_options(isolation_level="AUTOCOMMIT")
+        ack = asyncio.create_task(
+            record_delivered(worker, [Delivered(first, endpoint, 204, utc_now())])
+        )
+        await asyncio.sleep(0.3)
+        assert not ack.done()  # waiting for the queue's row
+        await relay.commit()
+        await asyncio.wait_for(ack, timeout=5)
+    pending, due_at = await _queue(db, endpoint, "course-a")
+    assert pending == 1
+    assert due_at is not None  # the new event is sendable
+
+
+async def test_a_delivery_recorded_twice_is_counted_off_once(db: AsyncEngine) -> None:
+    # A worker whose lock connection dropped may still record what it sent after another
+    # worker took the queue over, sent it again and recorded it.
+    endpoint = await subscribe(db, WebhookReceiver())
+    await append_course_events(db, ["course-a"], 2)
+    await _fanned_out(db)
+    first = await query_scalar(db, "SELECT min(id) FROM webhook_delivery")
+    delivered = Delivered(first, endpoint, 204, utc_now())
+    for _ in range(2):
+        async with db.connect() as conn:
+            await record_delivered(conn, [delivered])
+            await conn.commit()
+    assert (await _queue(db, endpoint, "course-a"))[0] == 1
+
+
+async def test_retention_mends_what_a_race_left_and_deletes_idle_queues(db: AsyncEngine) -> None:
+    on = await subscribe(db, WebhookReceiver())
+    off = await subscribe(db, WebhookReceiver())
+    await append_course_events(db, ["course-a", "course-b", "course-c"], 1)
+    await _fanned_out(db)
+    retry = datetime.now(UTC) + timedelta(hours=1)
+    head = "SELECT id FROM webhook_delivery WHERE endpoint_id = :e AND partition_key = :c"
+    failed = await query_scalar(db, head, e=on, c="course-b")
+    delivered = await query_scalar(db, head, e=on, c="course-c")
+    async with db.begin() as conn:  # course-b's head failed, as the delivery loop records it
+        attempt = Attempt(failed, on, "course-b", 503, "http-503", retry)
+        await record_failure(conn, attempt, utc_now())
+        await hold(conn, (on, "course-b"), retry)
+        await set_enabled(conn, off, False, datetime.now(UTC))
+    async with db.connect() as conn:
+        await record_delivered(conn, [Delivered(delivered, on, 204, utc_now())])  # c: idle
+        await conn.commit()
+    # What the races leave (they cannot be made to happen on demand): an enabled endpoint's
+    # queues parked (a replay that read it disabled as it was enabled), and a disabled one's
+    # due (a fan-out that read it enabled as it was disabled).
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE webhook_queue SET due_at = NULL WHERE endpoint_id = :on"), {"on": on}
+        )
+        await conn.execute(
+            text("UPDATE webhook_queue SET due_at = now() WHERE endpoint_id = :off"), {"off": off}
+        )
+    with pytest.raises(AssertionError):
+        await assert_queues_match_deliveries(db)
+
+    async with db.begin() as conn:
+        await mend(conn)
+        assert await delete_idle(conn, chunk=10) == 1  # course-c of `on`
+    await assert_queues_match_deliveries(db)
+    assert (await _queue(db, on, "course-b"))[1] == retry  # its head's retry, not sooner
+    queues = await query_scalar(db, "SELECT count(*) FROM webhook_queue")
+    assert queues == 5
+
+
+async def test_migration_0007_builds_the_queues_of_an_existing_backlog(server_url: str) -> None:
+    async with throwaway_database(server_url) as url:
+        engine = create_engine(url, pool_size=2)
+        try:
+            await upgrade(engine, "0006")
+            retry = datetime.now(UTC) + timedelta(hours=1)
+            async with engine.begin() as conn:
+                await conn.execute(text(_ENDPOINTS))
+                await conn.execute(text(_DELIVERIES), {"retry": retry})
+            await upgrade(engine)
+            await assert_queues_match_deliveries(engine)
+            rows = await query_rows(
+                engine,
+                "SELECT endpoint_id, partition_key, pending, due_at FROM webhook_queue "
+                "ORDER BY endpoint_id, partition_key",
+            )
+            assert [(r.endpoint_id, r.partition_key, r.pending) for r in rows] == [
+                ("off", "course-a", 1),
+                ("on", "course-a", 2),
+                ("on", "course-b", 1),
+            ]
+            assert [r.due_at for r in rows][:2] == [None, retry]
+        finally:
+            await engine.dispose()
+
+
+# At revision 0006, two endpoints: `on` with course-a's head failed and two delivered rows,
+# `off` disabled with one pending.
+_ENDPOINTS = """
+INSERT INTO webhook_endpoint (id, url, secret, event_types, enabled, consecutive_failures,
+                              created_at)
+VALUES ('on', 'https://a.example', 's', '{}', true, 1, now()),
+       ('off', 'https://b.example', 's', '{}', false, 0, now())
+"""
+_DELIVERIES = """
+INSERT INTO webhook_delivery (endpoint_id, event_seq, event_id, event_type, partition_key,
+                              status, attempts, next_attempt_at, created_at)
+VALUES ('on', 1, 'e1', 't', 'course-a', 'delivered', 1, now(), now()),
+       ('on', 2, 'e2', 't', 'course-a', 'pending', 3, :retry, now()),
+       ('on', 3, 'e3', 't', 'course-a', 'pending', 0, now(), now()),
+       ('on', 4, 'e4', 't', 'course-b', 'pending', 0, now(), now()),
+       ('on', 5, 'e5', 't', 'course-c', 'delivered', 1, now(), now()),
+       ('off', 6, 'e6', 't', 'course-a', 'pending', 0, now(), now())
+"""
