@@ -75,6 +75,8 @@ def _receive(control: Connection) -> None:
         body, more = b"", True
         while more:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender went away mid-request (stopped at the end of a run)
             body += message.get("body", b"")
             more = message.get("more_body", False)
         at = time.time()

@@ -152,16 +152,18 @@ LEFT JOIN (SELECT DISTINCT ON (endpoint_id, partition_key) endpoint_id, partitio
 
 
 def _queue_is_wrong(row: Any) -> bool:
-    if row.counted != row.pending or (row.due_at is not None) != (row.pending > 0 and row.enabled):
+    if row.counted != row.pending or row.counted == 0:  # an emptied queue is deleted
+        return True
+    if (row.due_at is not None) != row.enabled:
         return True
     # A head that failed is not due before its retry.
     return bool(row.due_at and row.head_attempts and row.due_at < row.head_retry_at)
 
 
 async def assert_queues_match_deliveries(db: AsyncEngine) -> None:
-    """Every queue counts its pending deliveries, and is due exactly when it has some and its
-    endpoint is enabled, not before a failed head's retry (docs/architecture.md, "Events:
-    outbox and relay")."""
+    """Every queue with deliveries pending, and only those, counts them; it is due exactly
+    when its endpoint is enabled, and not before a failed head's retry
+    (docs/architecture.md, "Events: outbox and relay")."""
     rows = await query_rows(db, _QUEUES_BESIDE_DELIVERIES)
     wrong = [row._asdict() for row in rows if _queue_is_wrong(row)]
     assert wrong == [], wrong

@@ -364,7 +364,7 @@ webhook_delivery = Table(
 # and when its head may be sent. The delivery loop claims queues from here, never by walking
 # the deliveries, so an endpoint's backlog (one failing for hours, one disabled) costs a claim
 # nothing (docs/architecture.md, "Events: outbox and relay"). Kept in the statements that
-# queue, deliver, fail, disable and enable; a row left with nothing pending goes at retention.
+# queue, deliver, fail, disable and enable; the delivery that empties a queue deletes its row.
 webhook_queue = Table(
     "webhook_queue",
     metadata,

@@ -37,7 +37,7 @@ from ipt_core.events import (
     mark_published,
     unpublished,
 )
-from ipt_core.events.webhooks import delete_delivered, delete_idle, mend
+from ipt_core.events.webhooks import delete_delivered, mend
 from ipt_worker.outage import Reconnection
 from ipt_worker.publishers import Publisher, WebhookDeliverer
 
@@ -186,12 +186,9 @@ class EventRelay:
             await mend(conn)  # delivery queues a rare race left wrong
         for _ in range(20):  # bounded, so publishing is not held up for long
             async with conn.begin():
-                deleted = (
-                    await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK),
-                    await delete_idle(conn, chunk=_RETENTION_CHUNK),
-                    await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK),
-                )
-            if max(deleted) < _RETENTION_CHUNK:
+                delivered = await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK)
+                events = await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK)
+            if max(delivered, events) < _RETENTION_CHUNK:
                 return
 
 

@@ -5,8 +5,8 @@
 - Deliveries: `fan_out` (relay; it notifies `DELIVERY_CHANNEL`), `lock_sendable` / `queued` /
   `unlock` (a `Queue` at a time per process), `record_delivered` (many at once) /
   `record_failure` and `hold` (delivery loop), `deliveries_of` / `redeliver` (API),
-  `queue_replay` (`ipt events replay`), `delete_delivered`, `mend` and `delete_idle`
-  (retention). Each keeps the queue table (`webhook_queue`) in step with what it changes.
+  `queue_replay` (`ipt events replay`), `delete_delivered` and `mend` (retention).
+  Each keeps the queue table (`webhook_queue`) in step with what it changes.
 - Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
   `secret_context` is what a secret is bound to, `reseal_secrets` seals legacy rows and
   rotates keys.
@@ -41,7 +41,6 @@ from ipt_core.events.webhooks._repository.endpoints import (
 )
 from ipt_core.events.webhooks._repository.queues import (
     QUEUE_LOCKS,
-    delete_idle,
     hold,
     lock_sendable,
     mend,
@@ -62,7 +61,6 @@ __all__ = [
     "create_endpoint",
     "delete_delivered",
     "delete_endpoint",
-    "delete_idle",
     "deliveries_of",
     "disable_endpoint",
     "endpoint",

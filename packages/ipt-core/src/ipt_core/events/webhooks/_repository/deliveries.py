@@ -188,7 +188,7 @@ _RECORD_DELIVERED: Final = (
         _e.consecutive_failures != 0,
     )
     .values(consecutive_failures=0)
-    .add_cte(advanced(_marked))
+    .add_cte(*advanced(_marked))
 )
 
 

@@ -11,10 +11,10 @@ delivers: a process sends a queue only while it holds that queue's session advis
 
 The table is kept in the statements that change what it counts (docs/architecture.md,
 "Events: outbox and relay"): queueing (`enqueued`, with the fan-out, replay and redelivery),
-delivering (`advanced`), a failure (`hold`), disabling and enabling (`park`, `make_due`), and
-retention (`mend`, `delete_idle`). Counts change by increments under the row's lock, so concurrent
-statements never lose one. Every statement that locks queue rows locks them in key order,
-after any endpoint row it locks, so two of them never deadlock.
+delivering (`advanced`; a queue emptied is deleted), a failure (`hold`), disabling and
+enabling (`park`, `make_due`), and retention (`mend`). Counts change by increments under the
+row's lock, so concurrent statements never lose one. Every statement that locks queue rows
+locks them in key order, after any endpoint row it locks, so two of them never deadlock.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ from ipt_core.events.webhooks._model import DueDelivery, Queue
 __all__ = [
     "QUEUE_LOCKS",
     "advanced",
-    "delete_idle",
     "enqueued",
     "hold",
     "lock_sendable",
@@ -207,12 +206,14 @@ def enqueued(rows: CTE, now: ColumnElement[datetime]) -> CTE:
     )
 
 
-def advanced(marked: CTE) -> CTE:
+def advanced(marked: CTE) -> tuple[CTE, CTE]:
     """Take the deliveries an UPDATE marked delivered (`marked`: endpoint_id, partition_key,
-    at) off their queues, as a CTE of the same statement.
+    at) off their queues: CTEs of the same statement.
 
-    A queue with more pending goes behind those due before its last delivery (round robin,
-    so a busy course cannot starve the others); one left with none is no longer due.
+    A queue left with none pending is deleted (a fan-out into it meanwhile waits for the
+    row's lock, then inserts it afresh). One with more goes behind those due before its last
+    delivery (round robin, so a busy course cannot starve the others). The rows are locked
+    first, in key order, and their counts read as locked: the latest ones.
     """
     sent = (
         select(
@@ -224,25 +225,29 @@ def advanced(marked: CTE) -> CTE:
         .group_by(marked.c.endpoint_id, marked.c.partition_key)
         .cte("sent")
     )
-    locked = _in_key_order(
-        exists().where(
-            sent.c.endpoint_id == _q.endpoint_id, sent.c.partition_key == _q.partition_key
-        ),
-        "acked",
+    acked = (
+        select(_q.endpoint_id, _q.partition_key, _q.pending, sent.c.sent, sent.c.at)
+        .join_from(
+            sent,
+            webhook_queue,
+            and_(_q.endpoint_id == sent.c.endpoint_id, _q.partition_key == sent.c.partition_key),
+        )
+        .order_by(_q.endpoint_id, _q.partition_key)
+        .with_for_update(of=webhook_queue)
+        .cte("acked")
     )
-    left = _q.pending - sent.c.sent
-    return (
+    left = acked.c.pending - acked.c.sent
+    emptied = delete(webhook_queue).where(_where_in(acked), left <= 0).cte("emptied")
+    advanced = (
         update(webhook_queue)
-        .where(_where_in(locked), _where_in(sent))
+        .where(_where_in(acked), left > 0)
         .values(
             pending=left,
-            due_at=case(
-                (and_(left > 0, _q.due_at.is_not(None)), func.greatest(_q.due_at, sent.c.at))
-            ),
+            due_at=case((_q.due_at.is_not(None), func.greatest(_q.due_at, acked.c.at))),
         )
-        .returning(_q.pending)
         .cte("advanced")
     )
+    return emptied, advanced
 
 
 async def hold(conn: AsyncConnection, queue: Queue, until: datetime) -> None:
@@ -266,8 +271,8 @@ async def park(conn: AsyncConnection, endpoint_id: str) -> None:
 
 
 async def make_due(conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:
-    """Make every queue of an enabled endpoint with deliveries pending due `now`."""
-    locked = _in_key_order(and_(_q.endpoint_id == endpoint_id, _q.pending > 0), "woken")
+    """Make every queue of an enabled endpoint due `now`."""
+    locked = _in_key_order(_q.endpoint_id == endpoint_id, "woken")
     await conn.execute(update(webhook_queue).where(_where_in(locked)).values(due_at=now))
 
 
@@ -284,9 +289,7 @@ def _mend(enabled: bool) -> Any:
         .cte("endpoints")
     )
     wrong = _q.due_at.is_(None) if enabled else _q.due_at.is_not(None)
-    locked = _in_key_order(
-        and_(_q.endpoint_id.in_(select(endpoints.c.id)), _q.pending > 0, wrong), "mended"
-    )
+    locked = _in_key_order(and_(_q.endpoint_id.in_(select(endpoints.c.id)), wrong), "mended")
     head = (
         select(_d.next_attempt_at)
         .where(
@@ -308,13 +311,6 @@ async def mend(conn: AsyncConnection) -> None:
     """Put right the queues a race left wrong (retention runs it; see `_mend`)."""
     for statement in _MEND:
         await conn.execute(statement)
-
-
-async def delete_idle(conn: AsyncConnection, *, chunk: int) -> int:
-    """Delete up to `chunk` queues with nothing pending (retention); return how many."""
-    idle = select(_q.endpoint_id, _q.partition_key).where(_q.pending == 0).limit(chunk).cte("idle")
-    deleted = await conn.execute(delete(webhook_queue).where(_where_in(idle), _q.pending == 0))
-    return int(deleted.rowcount)
 
 
 # Built once: the delivery loop runs them for every round of queues (building a Core statement
