@@ -5,6 +5,7 @@ races only retention can mend, and when migration 0007 builds it from an existin
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,13 +27,19 @@ from ipt_core.events.webhooks import (
 from ipt_worker.publishers import WebhookFanOut
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import (
+    Reply,
     WebhookReceiver,
     append_course_events,
+    assert_in_order_per_course,
     assert_queues_match_deliveries,
+    fast_policy,
+    running,
     subscribe,
+    webhook_relay,
 )
 from tests.support.clock import utc_now
 from tests.support.database import query_rows, query_scalar, throwaway_database
+from tests.support.waiting import poll_until
 
 # Each test ends with the queue table matching the deliveries.
 pytestmark = pytest.mark.usefixtures("queues_checked")
@@ -178,3 +185,59 @@ VALUES ('on', 1, 'e1', 't', 'course-a', 'delivered', 1, now(), now()),
        ('on', 5, 'e5', 't', 'course-c', 'delivered', 1, now(), now()),
        ('off', 6, 'e6', 't', 'course-a', 'pending', 0, now(), now())
 """
+
+
+async def test_the_queues_stay_in_step_under_concurrent_delivery_failures_and_toggling(
+    db: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two worker processes deliver to two endpoints, one of them failing an event in five
+    # once, while events keep coming and the other endpoint is disabled and enabled again and
+    # again: every statement that keeps the queue table runs against the others. Nothing may
+    # fail (a deadlock would: the relay or a delivery loop logs it), nothing may be left
+    # pending once it is enabled for good, and the table must match the deliveries.
+    flaky, toggled = WebhookReceiver(), WebhookReceiver()
+    flaky.plan = lambda envelope, attempt: (
+        Reply(503) if attempt == 1 and int(envelope["sequence"]) % 5 == 0 else Reply()
+    )
+    for receiver in (flaky, toggled):
+        receiver.start()
+    try:
+        await subscribe(db, flaky)
+        switched = await subscribe(db, toggled)
+        courses = [f"course-{n}" for n in range(10)]
+        stop = asyncio.Event()
+
+        async def toggle() -> None:
+            enabled = True
+            while not stop.is_set():
+                enabled = not enabled
+                async with db.begin() as conn:
+                    await set_enabled(conn, switched, enabled, utc_now())
+                await asyncio.sleep(0.03)
+            async with db.begin() as conn:
+                await set_enabled(conn, switched, True, utc_now())
+
+        caplog.set_level(logging.WARNING, logger="ipt_worker")
+        policy = fast_policy(concurrency=3)
+        async with running(webhook_relay(db, policy)), running(webhook_relay(db, policy)):
+            toggling = asyncio.create_task(toggle())
+            for _ in range(6):  # over about a second, while deliveries run
+                await append_course_events(db, courses, 2)
+                await asyncio.sleep(0.15)
+            stop.set()
+            await toggling
+            await poll_until(
+                lambda: _nothing_pending(db), within_s=20, what="every queued event delivered"
+            )
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("ipt_worker")] == []
+        assert_in_order_per_course(flaky.accepted())
+        assert_in_order_per_course(toggled.accepted())
+        assert len(flaky.accepted_ids()) == 6 * 2 * len(courses)
+    finally:
+        for receiver in (flaky, toggled):
+            receiver.stop()
+
+
+async def _nothing_pending(db: AsyncEngine) -> bool:
+    pending = "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'"
+    return int(await query_scalar(db, pending)) == 0

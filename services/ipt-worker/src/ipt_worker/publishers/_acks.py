@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipt_core.db.faults import database_fault
 from ipt_core.events.webhooks import Delivered, record_delivered
 
 __all__ = ["Acknowledgements"]
+
+_log = logging.getLogger(__name__)
 
 
 class Acknowledgements:
@@ -73,6 +77,9 @@ class Acknowledgements:
             batch.cancel()  # shutting down: its chains are being cancelled too
             raise
         except Exception as error:
+            # Rows stay pending: their events are sent again (same `webhook-id`).
+            fault = database_fault(error) or type(error).__name__
+            _log.warning("%d webhook deliveries not recorded: %s", len(gathered), fault)
             batch.set_exception(error)
         else:
             batch.set_result(None)
