@@ -43,6 +43,7 @@ __all__ = [
     "append_course_events",
     "assert_in_order_per_course",
     "assert_queues_match_deliveries",
+    "fan_out_all",
     "fast_policy",
     "fast_timing",
     "queues_checked",
@@ -318,6 +319,14 @@ async def append_course_events(
                 await append_events(conn, "CarePlan", [event], now)
                 appended.append(event)
     return appended
+
+
+async def fan_out_all(db: AsyncEngine) -> None:
+    """Publish every unpublished event to the webhook endpoints, no delivery loop running."""
+    relay = EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now)
+    async with db.connect() as conn:
+        while await relay.publish_batch(conn):
+            pass
 
 
 def assert_in_order_per_course(envelopes: Iterable[dict[str, Any]]) -> None:

@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events.webhooks import hold, set_enabled
 from ipt_core.events.webhooks._repository.queues import _LOCK_SENDABLE, _QUEUED
-from ipt_worker.publishers import WebhookFanOut
-from ipt_worker.relay import EventRelay
-from tests.integration.events_support import WebhookReceiver, append_course_events, subscribe
-from tests.support.clock import utc_now
+from tests.integration.events_support import (
+    WebhookReceiver,
+    append_course_events,
+    fan_out_all,
+    subscribe,
+)
 from tests.support.plans import generic_plan
 
 # Each test ends with the queue table matching the deliveries.
@@ -60,7 +62,7 @@ async def test_a_claim_reads_what_it_claims_whatever_the_backlog_and_statistics(
     disabled = await subscribe(db, WebhookReceiver())
     backlog = [f"course-{n}" for n in range(3000)]
     await append_course_events(db, backlog, 1)
-    await _fan_out(db)
+    await fan_out_all(db)
     retry = datetime.now(UTC) + timedelta(hours=1)
     async with db.begin() as conn:
         for course in backlog:
@@ -68,7 +70,7 @@ async def test_a_claim_reads_what_it_claims_whatever_the_backlog_and_statistics(
         await set_enabled(conn, disabled, False, datetime.now(UTC))
     await subscribe(db, WebhookReceiver())  # healthy
     await append_course_events(db, ["new-1", "new-2"], 1)  # due for `healthy` and `failing`
-    await _fan_out(db)
+    await fan_out_all(db)
     for analyzed in (False, True):
         if analyzed:
             async with db.connect() as conn:
@@ -79,13 +81,6 @@ async def test_a_claim_reads_what_it_claims_whatever_the_backlog_and_statistics(
         assert _rows_of(plan, "webhook_delivery") == 0, analyzed
         assert _rows_of(plan, "webhook_queue") <= 4, analyzed
         assert _rows_of(plan, "due") == 4, analyzed  # the four due queues, all claimed
-
-
-async def _fan_out(db: AsyncEngine) -> None:
-    relay = EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now)
-    async with db.connect() as conn:
-        while await relay.publish_batch(conn):
-            pass
 
 
 async def _claim_plan(db: AsyncEngine, *, queues: int) -> dict[str, Any]:

@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events.webhooks import QUEUE_LOCKS, hold, lock_sendable, queued, set_enabled, unlock
-from ipt_worker.publishers import WebhookFanOut
-from ipt_worker.relay import EventRelay
-from tests.integration.events_support import WebhookReceiver, append_course_events, subscribe
-from tests.support.clock import utc_now
+from tests.integration.events_support import (
+    WebhookReceiver,
+    append_course_events,
+    fan_out_all,
+    subscribe,
+)
 
 # Each test ends with the queue table matching the deliveries.
 pytestmark = pytest.mark.usefixtures("queues_checked")
@@ -38,8 +40,7 @@ async def session(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 async def _queued_for_a_subscriber(db: AsyncEngine, per_course: int = 2) -> str:
     endpoint = await subscribe(db, WebhookReceiver())  # not started: nothing is sent here
     await append_course_events(db, COURSES, per_course)
-    async with db.connect() as conn:  # fanned out by hand: no delivery loop runs
-        await EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now).publish_batch(conn)
+    await fan_out_all(db)  # by hand: no delivery loop runs
     return endpoint
 
 

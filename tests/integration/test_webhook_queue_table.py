@@ -24,14 +24,13 @@ from ipt_core.events.webhooks import (
     record_failure,
     set_enabled,
 )
-from ipt_worker.publishers import WebhookFanOut
-from ipt_worker.relay import EventRelay
 from tests.integration.events_support import (
     Reply,
     WebhookReceiver,
     append_course_events,
     assert_in_order_per_course,
     assert_queues_match_deliveries,
+    fan_out_all,
     fast_policy,
     running,
     subscribe,
@@ -43,13 +42,6 @@ from tests.support.waiting import poll_until
 
 # Each test ends with the queue table matching the deliveries.
 pytestmark = pytest.mark.usefixtures("queues_checked")
-
-
-async def _fanned_out(db: AsyncEngine) -> None:
-    relay = EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now)
-    async with db.connect() as conn:
-        while await relay.publish_batch(conn):
-            pass
 
 
 async def _queue(db: AsyncEngine, endpoint: str, course: str) -> tuple[int, datetime | None]:
@@ -69,7 +61,7 @@ async def test_an_acknowledgement_waits_for_a_fan_out_into_its_queue(db: AsyncEn
     # in no due queue (never sent); had the fan-out read it before, counted twice.
     endpoint = await subscribe(db, WebhookReceiver())  # not started: nothing is sent here
     await append_course_events(db, ["course-a"], 1)
-    await _fanned_out(db)
+    await fan_out_all(db)
     first = await query_scalar(db, "SELECT id FROM webhook_delivery")
     await append_course_events(db, ["course-a"], 1)
     seq = await query_scalar(db, "SELECT max(seq) FROM outbox")
@@ -94,7 +86,7 @@ async def test_a_delivery_recorded_twice_is_counted_off_once(db: AsyncEngine) ->
     # worker took the queue over, sent it again and recorded it.
     endpoint = await subscribe(db, WebhookReceiver())
     await append_course_events(db, ["course-a"], 2)
-    await _fanned_out(db)
+    await fan_out_all(db)
     first = await query_scalar(db, "SELECT min(id) FROM webhook_delivery")
     delivered = Delivered(first, endpoint, 204, utc_now())
     for _ in range(2):
@@ -108,7 +100,7 @@ async def test_retention_mends_what_a_race_left(db: AsyncEngine) -> None:
     on = await subscribe(db, WebhookReceiver())
     off = await subscribe(db, WebhookReceiver())
     await append_course_events(db, ["course-a", "course-b", "course-c"], 1)
-    await _fanned_out(db)
+    await fan_out_all(db)
     retry = datetime.now(UTC) + timedelta(hours=1)
     head = "SELECT id FROM webhook_delivery WHERE endpoint_id = :e AND partition_key = :c"
     failed = await query_scalar(db, head, e=on, c="course-b")
