@@ -35,6 +35,8 @@ from typing import Any, Final
 import httpcore
 import httpx
 
+from ipt_core.net.streams import CheckedStream
+
 __all__ = [
     "DestinationPolicy",
     "DestinationRefused",
@@ -195,13 +197,14 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:  # only checked addresses: no second resolution
             try:
-                return await self.inner.connect_tcp(
+                stream = await self.inner.connect_tcp(
                     str(address),
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return CheckedStream(stream)  # cheap reuse checks (ipt_core/net/streams.py)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 failure = error
         assert failure is not None  # resolve() never returns an empty list

@@ -1,0 +1,88 @@
+"""Guarded connections are reused while the server keeps them open, and only then
+(`ipt_core/net/streams.py` answers httpcore's readability check from the socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from ipt_core.net import DestinationPolicy, GuardedTransport
+
+LOOPBACK = DestinationPolicy.parse(["127.0.0.0/8"])
+
+
+class _KeepAliveServer(ThreadingHTTPServer):
+    """HTTP/1.1 on loopback: answers 204, keeps connections open unless told to close them."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _handler(self))
+        self.connections = 0
+        self.close_after_answer = False
+        self.closed = threading.Semaphore(0)  # released as each connection is closed
+
+    def shutdown_request(self, request: object) -> None:
+        super().shutdown_request(request)  # type: ignore[arg-type]
+        self.closed.release()
+
+
+def _handler(server: _KeepAliveServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def setup(self) -> None:
+            server.connections += 1
+            super().setup()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            # Closed after answering, with no `Connection: close` said: the client finds out
+            # only from the socket, when it next looks at the idle connection.
+            self.close_connection = server.close_after_answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[_KeepAliveServer]:
+    server = _KeepAliveServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+async def _post_three_times(server: _KeepAliveServer) -> list[int]:
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    statuses = []
+    async with httpx.AsyncClient(transport=GuardedTransport(LOOPBACK)) as client:
+        for _ in range(3):
+            statuses.append((await client.post(url, content=b"{}")).status_code)
+            if server.close_after_answer:  # the next request comes after the close, not during
+                assert await asyncio.to_thread(server.closed.acquire, timeout=5)
+    return statuses
+
+
+async def test_an_open_connection_is_reused(server: _KeepAliveServer) -> None:
+    assert await _post_three_times(server) == [204, 204, 204]
+    assert server.connections == 1
+
+
+async def test_a_connection_the_server_closed_is_not_reused(server: _KeepAliveServer) -> None:
+    # Reused, the closed connection would fail the next request instead of a new one serving it.
+    server.close_after_answer = True
+    assert await _post_three_times(server) == [204, 204, 204]
+    assert server.connections == 3
