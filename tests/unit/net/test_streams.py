@@ -1,15 +1,17 @@
-"""Guarded connections are reused while the server keeps them open, and only then
-(`ipt_core/net/streams.py` answers httpcore's readability check from the socket)."""
+"""Guarded connections, plain and TLS, are reused while the server keeps them open, and only
+then (`ipt_core/net/streams.py` answers httpcore's readability check from the socket)."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import trustme
 
 from ipt_core.net import DestinationPolicy, GuardedTransport
 
@@ -17,12 +19,16 @@ LOOPBACK = DestinationPolicy.parse(["127.0.0.0/8"])
 
 
 class _KeepAliveServer(ThreadingHTTPServer):
-    """HTTP/1.1 on loopback: answers 204, keeps connections open unless told to close them."""
+    """HTTP/1.1 on loopback: answers 204, keeps connections open unless told to close them;
+    over TLS when given a server context."""
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", 0), _handler(self))
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.scheme = "http" if tls is None else "https"
         self.connections = 0
         self.close_after_answer = False
         self.closed = threading.Semaphore(0)  # released as each connection is closed
@@ -55,9 +61,16 @@ def _handler(server: _KeepAliveServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def server() -> Iterator[_KeepAliveServer]:
-    server = _KeepAliveServer()
+_CA = trustme.CA()  # a throwaway certificate authority, trusted by the client only
+
+
+@pytest.fixture(params=["http", "https"])
+def server(request: pytest.FixtureRequest) -> Iterator[_KeepAliveServer]:
+    tls = None
+    if request.param == "https":
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        _CA.issue_cert("127.0.0.1").configure_cert(tls)
+    server = _KeepAliveServer(tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -66,9 +79,12 @@ def server() -> Iterator[_KeepAliveServer]:
 
 
 async def _post_three_times(server: _KeepAliveServer) -> list[int]:
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    url = f"{server.scheme}://127.0.0.1:{server.server_address[1]}/hook"
+    trusted = ssl.create_default_context()
+    _CA.configure_trust(trusted)
+    transport = GuardedTransport(LOOPBACK, ssl_context=trusted)
     statuses = []
-    async with httpx.AsyncClient(transport=GuardedTransport(LOOPBACK)) as client:
+    async with httpx.AsyncClient(transport=transport) as client:
         for _ in range(3):
             statuses.append((await client.post(url, content=b"{}")).status_code)
             if server.close_after_answer:  # the next request comes after the close, not during
