@@ -6,6 +6,7 @@ python -m bench ehr [ARGS]           # EHR sync: push and pull throughput to a l
 python -m bench export [ARGS]        # Bulk Data $export throughput and the API's peak memory
 python -m bench recompute [ARGS]     # status engine: full recompute, idle polls
 python -m bench events [ARGS]        # event latency and relay throughput
+python -m bench claims [ARGS]        # webhook claims behind a failing endpoint's backlog
 python -m bench search [ARGS]        # search latency and plans at 1,000 / 50,000 courses
 python -m bench memory [ARGS]        # API RSS over 1,000,000 reads (`make bench-memory`)
 """
@@ -20,6 +21,7 @@ _BENCHMARKS = {
     "export": "bench.export_bench",
     "recompute": "bench.recompute_bench",
     "events": "bench.events_bench",
+    "claims": "bench.claims_bench",
     "search": "bench.search_bench",
     "memory": "bench.memory_bench",
 }
@@ -27,7 +29,8 @@ _BENCHMARKS = {
 # runs at 100,000 resources here (1,000,000: `python -m bench export --resources 1000000`,
 # whose bulk load alone takes tens of minutes on 2 cores). Events: the latency at the API's
 # sustained write rate (about 2 minutes); recompute at 10,000 courses, seeded with COPY (about
-# 2 minutes), the size the issue's targets name. The memory benchmark (1M reads, ~20 minutes
+# 2 minutes), the size the issue's targets name; webhook claims behind 1k-100k held-back
+# queues (about 30 s). The memory benchmark (1M reads, ~20 minutes
 # or more) is `make bench-memory`.
 _DEFAULT = {
     "api": None,
@@ -35,6 +38,7 @@ _DEFAULT = {
     "export": ["--resources", "100000"],
     "recompute": ["--courses", "10000"],
     "events": ["--phases", "api"],
+    "claims": [],
 }
 
 
