@@ -19,7 +19,7 @@ from ipt_core.events.webhooks import (
     Delivered,
     fan_out,
     hold,
-    mend,
+    reconcile,
     record_delivered,
     record_failure,
     set_enabled,
@@ -96,7 +96,7 @@ async def test_a_delivery_recorded_twice_is_counted_off_once(db: AsyncEngine) ->
     assert (await _queue(db, endpoint, "course-a"))[0] == 1
 
 
-async def test_retention_mends_what_a_race_left(db: AsyncEngine) -> None:
+async def test_retention_rebuilds_what_a_race_or_an_older_version_left(db: AsyncEngine) -> None:
     on = await subscribe(db, WebhookReceiver())
     off = await subscribe(db, WebhookReceiver())
     await append_course_events(db, ["course-a", "course-b", "course-c"], 1)
@@ -116,21 +116,47 @@ async def test_retention_mends_what_a_race_left(db: AsyncEngine) -> None:
     assert await query_scalar(db, "SELECT count(*) FROM webhook_queue") == 5  # c emptied
     # What the races leave (they cannot be made to happen on demand): an enabled endpoint's
     # queues parked (a replay that read it disabled as it was enabled), and a disabled one's
-    # due (a fan-out that read it enabled as it was disabled).
+    # due (a fan-out that read it enabled as it was disabled). And what a worker of a version
+    # before the table leaves during a rolling upgrade: a delivery recorded without being
+    # counted off (course-a), one queued without being counted in (course-d).
+    await append_course_events(db, ["course-d"], 1)
     async with db.begin() as conn:
-        await conn.execute(
-            text("UPDATE webhook_queue SET due_at = NULL WHERE endpoint_id = :on"), {"on": on}
-        )
-        await conn.execute(
-            text("UPDATE webhook_queue SET due_at = now() WHERE endpoint_id = :off"), {"off": off}
-        )
+        for sql in _LEFT_WRONG:
+            await conn.execute(text(sql), {"on": on, "off": off})
     with pytest.raises(AssertionError):
         await assert_queues_match_deliveries(db)
 
     async with db.begin() as conn:
-        await mend(conn)
+        assert await reconcile(conn)
     await assert_queues_match_deliveries(db)
     assert (await _queue(db, on, "course-b"))[1] == retry  # its head's retry, not sooner
+    assert (await _queue(db, on, "course-d"))[0] == 1
+
+
+_LEFT_WRONG = (
+    "UPDATE webhook_queue SET due_at = NULL WHERE endpoint_id = :on",
+    "UPDATE webhook_queue SET due_at = now() WHERE endpoint_id = :off",
+    "UPDATE webhook_delivery SET status = 'delivered' "
+    "WHERE endpoint_id = :on AND partition_key = 'course-a'",
+    "INSERT INTO webhook_delivery (endpoint_id, event_seq, event_id, event_type, partition_key,"
+    " status, attempts, next_attempt_at, created_at) SELECT :on, seq, id, type, aggregateid,"
+    " 'pending', 0, now(), now() FROM outbox WHERE aggregateid = 'course-d'",
+)
+
+
+async def test_retention_leaves_the_rebuild_for_later_when_the_queues_are_busy(
+    db: AsyncEngine,
+) -> None:
+    endpoint = await subscribe(db, WebhookReceiver())
+    await append_course_events(db, ["course-a"], 1)
+    await fan_out_all(db)
+    async with db.connect() as busy, db.connect() as retention:
+        await busy.begin()  # a statement about to change a queue holds its row
+        await busy.execute(text("SELECT * FROM webhook_queue FOR UPDATE"))
+        async with retention.begin():
+            assert not await reconcile(retention)  # gave up after 2 s, did nothing
+        await busy.rollback()
+    assert (await _queue(db, endpoint, "course-a"))[0] == 1
 
 
 async def test_migration_0007_builds_the_queues_of_an_existing_backlog(server_url: str) -> None:

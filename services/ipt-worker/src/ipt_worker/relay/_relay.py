@@ -37,7 +37,7 @@ from ipt_core.events import (
     mark_published,
     unpublished,
 )
-from ipt_core.events.webhooks import delete_delivered, mend
+from ipt_core.events.webhooks import delete_delivered, reconcile
 from ipt_worker.outage import Reconnection
 from ipt_worker.publishers import Publisher, WebhookDeliverer
 
@@ -183,7 +183,10 @@ class EventRelay:
     async def _clean(self, conn: AsyncConnection) -> None:
         cutoff = self.clock() - self.timing.retention
         async with conn.begin():
-            await mend(conn)  # delivery queues a rare race left wrong
+            # The webhook queue table rebuilt from the deliveries: after a rare race, or
+            # older processes that ran beside this version during a rolling upgrade.
+            if not await reconcile(conn):
+                _log.warning("event relay: webhook queues busy; reconciled at the next pass")
         for _ in range(20):  # bounded, so publishing is not held up for long
             async with conn.begin():
                 delivered = await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK)

@@ -5,7 +5,7 @@
 - Deliveries: `fan_out` (relay; it notifies `DELIVERY_CHANNEL`), `lock_sendable` / `queued` /
   `unlock` (a `Queue` at a time per process), `record_delivered` (many at once) /
   `record_failure` and `hold` (delivery loop), `deliveries_of` / `redeliver` (API),
-  `queue_replay` (`ipt events replay`), `delete_delivered` and `mend` (retention).
+  `queue_replay` (`ipt events replay`), `delete_delivered` and `reconcile` (retention).
   Each keeps the queue table (`webhook_queue`) in step with what it changes.
 - Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
   `secret_context` is what a secret is bound to, `reseal_secrets` seals legacy rows and
@@ -43,8 +43,8 @@ from ipt_core.events.webhooks._repository.queues import (
     QUEUE_LOCKS,
     hold,
     lock_sendable,
-    mend,
     queued,
+    reconcile,
     unlock,
 )
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
@@ -68,10 +68,10 @@ __all__ = [
     "fan_out",
     "hold",
     "lock_sendable",
-    "mend",
     "new_secret",
     "queue_replay",
     "queued",
+    "reconcile",
     "record_delivered",
     "record_failure",
     "redeliver",

@@ -12,9 +12,10 @@ delivers: a process sends a queue only while it holds that queue's session advis
 The table is kept in the statements that change what it counts (docs/architecture.md,
 "Events: outbox and relay"): queueing (`enqueued`, with the fan-out, replay and redelivery),
 delivering (`advanced`; a queue emptied is deleted), a failure (`hold`), disabling and
-enabling (`park`, `make_due`), and retention (`mend`). Counts change by increments under the
-row's lock, so concurrent statements never lose one. Every statement that locks queue rows
-locks them in key order, after any endpoint row it locks, so two of them never deadlock.
+enabling (`park`, `make_due`); retention rebuilds it from the deliveries (`reconcile`).
+Counts change by increments under the row's lock, so concurrent statements never lose one.
+Every statement that locks queue rows locks them in key order, after any endpoint row it
+locks, so two of them never deadlock.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import sqlalchemy.exc
 from sqlalchemy import (
     CTE,
     Integer,
@@ -36,10 +38,11 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,10 +64,10 @@ __all__ = [
     "hold",
     "lock_sendable",
     "make_due",
-    "mend",
     "park",
     "queue_key",
     "queued",
+    "reconcile",
     "unlock",
 ]
 
@@ -100,7 +103,7 @@ def _lock_sendable() -> Select[Any]:
         select(_q.endpoint_id, _q.partition_key, key.label("key"))
         .where(
             _q.due_at <= bindparam("now"),
-            # Only a race leaves a disabled endpoint's queue due (`mend` parks it again).
+            # Only a race leaves a disabled endpoint's queue due (`reconcile` parks it again).
             exists().where(_e.id == _q.endpoint_id, _e.enabled),
             ~exists().where(held.c.classid == QUEUE_LOCKS, held.c.objid == key),
         )
@@ -276,41 +279,91 @@ async def make_due(conn: AsyncConnection, endpoint_id: str, now: datetime) -> No
     await conn.execute(update(webhook_queue).where(_where_in(locked)).values(due_at=now))
 
 
-def _mend(enabled: bool) -> Any:
-    """Queues left in the wrong state by a race: due while their endpoint is disabled (a
-    fan-out that read it enabled just before it was disabled), or parked while it is enabled
-    (a replay that read it disabled just before it was enabled). Endpoints first, share-locked
-    so none changes meanwhile, then their queues in key order."""
-    endpoints = (
-        select(_e.id)
-        .where(_e.enabled if enabled else ~_e.enabled)
-        .order_by(_e.id)
-        .with_for_update(read=True)
-        .cte("endpoints")
+# Every queue as its pending deliveries say it is: how many, and its head's next attempt.
+_ACTUAL: Final = (
+    select(
+        _d.endpoint_id,
+        _d.partition_key,
+        func.count().label("pending"),
+        func.array_agg(aggregate_order_by(_d.next_attempt_at, _d.id))[1].label("head_due"),
     )
-    wrong = _q.due_at.is_(None) if enabled else _q.due_at.is_not(None)
-    locked = _in_key_order(and_(_q.endpoint_id.in_(select(endpoints.c.id)), wrong), "mended")
-    head = (
-        select(_d.next_attempt_at)
+    .where(is_pending(_d.status))
+    .group_by(_d.endpoint_id, _d.partition_key)
+    .cte("actual")
+)
+
+
+def _reconcile() -> Any:
+    """Rebuild the queues from the deliveries: missing ones added, counts put right, ones
+    with nothing pending deleted, due times reset where they are wrong (the head's next
+    attempt when the endpoint is enabled, none when it is not). A queue already right keeps
+    its row and due time (a retry's hold, its place in the round robin)."""
+    actual = _ACTUAL
+    gone = (
+        delete(webhook_queue)
         .where(
-            _d.endpoint_id == _q.endpoint_id,
-            _d.partition_key == _q.partition_key,
-            is_pending(_d.status),
+            ~exists().where(
+                actual.c.endpoint_id == _q.endpoint_id,
+                actual.c.partition_key == _q.partition_key,
+            )
         )
-        .order_by(_d.id)
-        .limit(1)
-        .scalar_subquery()
+        .cte("gone")
     )
-    return update(webhook_queue).where(_where_in(locked)).values(due_at=head if enabled else None)
+    added = insert(webhook_queue).from_select(
+        ["endpoint_id", "partition_key", "pending", "due_at"],
+        select(
+            actual.c.endpoint_id,
+            actual.c.partition_key,
+            actual.c.pending,
+            case((_e.enabled, actual.c.head_due)),
+        )
+        .join_from(actual, webhook_endpoint, _e.id == actual.c.endpoint_id)
+        .order_by(actual.c.endpoint_id, actual.c.partition_key),
+    )
+    right = and_(
+        _q.pending == added.excluded.pending,
+        _q.due_at.is_(None) == added.excluded.due_at.is_(None),
+    )
+    return added.on_conflict_do_update(
+        index_elements=[_q.endpoint_id, _q.partition_key],
+        set_={
+            "pending": added.excluded.pending,
+            "due_at": case((right, _q.due_at), else_=added.excluded.due_at),
+        },
+        where=~right,
+    ).add_cte(gone)
 
 
-_MEND: Final = (_mend(enabled=False), _mend(enabled=True))
+_RECONCILE: Final = _reconcile()
+# EXCLUSIVE: plain reads (the claims) go on; every statement that would change a queue, or
+# lock one to change it (`FOR UPDATE`), waits until the rebuild commits.
+_LOCK_QUEUES: Final = text("LOCK TABLE webhook_queue IN EXCLUSIVE MODE")
+_LOCK_TIMEOUT: Final = text("SET LOCAL lock_timeout = '2s'")
+_LOCK_NOT_AVAILABLE: Final = "55P03"
 
 
-async def mend(conn: AsyncConnection) -> None:
-    """Put right the queues a race left wrong (retention runs it; see `_mend`)."""
-    for statement in _MEND:
-        await conn.execute(statement)
+async def reconcile(conn: AsyncConnection) -> bool:
+    """Make the queue table match the deliveries, in `conn`'s transaction; False when the
+    table could not be locked within 2 s (retention tries again at its next pass).
+
+    What can leave it wrong: a race between a fan-out and a disable (the fan-out read the
+    endpoint as enabled), or a replay and an enable; and, during a rolling upgrade, processes
+    of a version before the table (migration 0007) queueing and delivering without it. The
+    table is locked against every statement that changes it while the deliveries are read:
+    each of those changes the deliveries first and the table after, in one transaction, so a
+    change the read missed has not touched the table yet, and applies its increment to the
+    rebuilt count. Brief: one read of the pending deliveries, at each retention pass.
+    """
+    await conn.execute(_LOCK_TIMEOUT)
+    try:
+        async with conn.begin_nested():
+            await conn.execute(_LOCK_QUEUES)
+    except sqlalchemy.exc.DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    await conn.execute(_RECONCILE)
+    return True
 
 
 # Built once: the delivery loop runs them for every round of queues (building a Core statement
