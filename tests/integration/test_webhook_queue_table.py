@@ -259,3 +259,31 @@ async def test_the_queues_stay_in_step_under_concurrent_delivery_failures_and_to
 async def _nothing_pending(db: AsyncEngine) -> bool:
     pending = "SELECT count(*) FROM webhook_delivery WHERE status = 'pending'"
     return int(await query_scalar(db, pending)) == 0
+
+
+async def test_a_claimed_queue_with_nothing_pending_is_dropped_not_claimed_again(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
+    # Forty queues counted too high, as a worker of a version before the table leaves them
+    # during a rolling upgrade, due for an hour: every claim (up to 32 queues) would take them
+    # first, find nothing to send, give them back, and take them again, ahead of the real
+    # queue behind them, until retention's rebuild.
+    endpoint = await subscribe(db, receiver)
+    async with running(webhook_relay(db)):
+        first = await append_course_events(db, ["course-0"], 1)  # the relay leads: its
+        await poll_until(
+            lambda: receiver.accepted_ids() == {e["id"] for e in first}, what="the first event"
+        )
+        async with db.begin() as conn:  # first retention pass (a rebuild) is behind it
+            await conn.execute(
+                text(
+                    "INSERT INTO webhook_queue (endpoint_id, partition_key, pending, due_at) "
+                    "SELECT :e, 'phantom-' || n, 1, now() - interval '1 hour' "
+                    "FROM generate_series(1, 40) AS n"
+                ),
+                {"e": endpoint},
+            )
+        sent = await append_course_events(db, ["course-a"], 1)
+        await poll_until(lambda: {e["id"] for e in sent} <= receiver.accepted_ids())
+        count = "SELECT count(*) FROM webhook_queue"
+        await poll_until(lambda: query_scalar(db, count), until=lambda n: n == 0)

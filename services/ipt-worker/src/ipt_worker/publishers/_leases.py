@@ -21,7 +21,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.db.advisory import session_of_its_own
-from ipt_core.events.webhooks import DELIVERY_CHANNEL, DueDelivery, Queue, lock_sendable, queued
+from ipt_core.events.webhooks import (
+    DELIVERY_CHANNEL,
+    DueDelivery,
+    Queue,
+    drop_empty,
+    lock_sendable,
+    queued,
+)
 from ipt_core.events.webhooks import unlock as unlock_queues
 
 __all__ = ["QueueLeases"]
@@ -30,9 +37,12 @@ __all__ = ["QueueLeases"]
 class QueueLeases:
     """Claims and releases queues on the lock connection (one caller at a time)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        """Hold locks on `conn`, an autocommit connection of its own."""
+    def __init__(self, conn: AsyncConnection, engine: AsyncEngine, wake: asyncio.Event) -> None:
+        """Hold locks on `conn`, an autocommit connection of its own; `engine` for the rare
+        transaction (`drop_empty`); set `wake` when there may be more to claim at once."""
         self._conn = conn
+        self._engine = engine
+        self._wake = wake
         self._released: list[Queue] = []  # unlocked at the next claim, one round trip for all
 
     @classmethod
@@ -44,7 +54,7 @@ class QueueLeases:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             driver: Any = (await conn.get_raw_connection()).driver_connection
             await driver.add_listener(DELIVERY_CHANNEL, lambda *_: wake.set())
-            yield cls(conn)
+            yield cls(conn, engine, wake)
 
     async def claim(self, now: datetime, *, queues: int, per_queue: int) -> list[DueDelivery]:
         """Lock up to `queues` sendable queues; return their pending rows (up to `per_queue`
@@ -53,8 +63,14 @@ class QueueLeases:
         await unlock_queues(self._conn, released)
         locked = await lock_sendable(self._conn, now, queues=queues)
         rows = await queued(self._conn, locked, per_queue=per_queue)
-        # Delivered or disabled between the two statements: nothing to send, give it back.
-        self._released += set(locked) - {(row.endpoint_id, row.partition_key) for row in rows}
+        # Nothing to send (its endpoint was just disabled, or its count was too high): give
+        # it back, and delete its row if no delivery is pending (`drop_empty`).
+        empty = set(locked) - {(row.endpoint_id, row.partition_key) for row in rows}
+        if empty:
+            async with self._engine.begin() as conn:
+                await drop_empty(conn, sorted(empty))
+            self._released += empty
+            self._wake.set()  # the queues behind them may be due: look again at once
         return rows
 
     def release(self, queue: Queue) -> None:

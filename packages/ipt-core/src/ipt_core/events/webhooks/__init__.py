@@ -41,6 +41,7 @@ from ipt_core.events.webhooks._repository.endpoints import (
 )
 from ipt_core.events.webhooks._repository.queues import (
     QUEUE_LOCKS,
+    drop_empty,
     hold,
     lock_sendable,
     queued,
@@ -63,6 +64,7 @@ __all__ = [
     "delete_endpoint",
     "deliveries_of",
     "disable_endpoint",
+    "drop_empty",
     "endpoint",
     "endpoints",
     "fan_out",

@@ -40,6 +40,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
@@ -60,6 +61,7 @@ from ipt_core.events.webhooks._model import DueDelivery, Queue
 __all__ = [
     "QUEUE_LOCKS",
     "advanced",
+    "drop_empty",
     "enqueued",
     "hold",
     "lock_sendable",
@@ -277,6 +279,44 @@ async def make_due(conn: AsyncConnection, endpoint_id: str, now: datetime) -> No
     """Make every queue of an enabled endpoint due `now`."""
     locked = _in_key_order(_q.endpoint_id == endpoint_id, "woken")
     await conn.execute(update(webhook_queue).where(_where_in(locked)).values(due_at=now))
+
+
+def _listed_queues() -> tuple[Any, Any]:
+    listed = unnest_params("listed", endpoint_id=Text, partition_key=Text)
+    keys = select(listed.c.endpoint_id, listed.c.partition_key)
+    lock = (
+        select(_q.endpoint_id)
+        .where(tuple_(_q.endpoint_id, _q.partition_key).in_(keys))
+        .order_by(_q.endpoint_id, _q.partition_key)
+        .with_for_update()
+    )
+    empty = delete(webhook_queue).where(
+        tuple_(_q.endpoint_id, _q.partition_key).in_(keys),
+        ~exists().where(
+            _d.endpoint_id == _q.endpoint_id,
+            _d.partition_key == _q.partition_key,
+            is_pending(_d.status),
+        ),
+    )
+    return lock, empty
+
+
+_LOCK_LISTED, _DELETE_EMPTY = _listed_queues()
+
+
+async def drop_empty(conn: AsyncConnection, queues: Sequence[Queue]) -> None:
+    """Delete the rows of `queues` that have no delivery pending, in `conn`'s transaction.
+
+    For queues a claim locked and found nothing in: their count was too high, as workers of a
+    version before the table leave it during a rolling upgrade. Left as they are they would be
+    claimed again at every claim, ahead of the others, until retention's rebuild. The rows are
+    locked first (key order) and the deliveries read in a second statement, whose snapshot is
+    younger than the locks: a fan-out into one of them either committed before (and is seen)
+    or waits, then inserts the row afresh.
+    """
+    if queues:
+        await conn.execute(_LOCK_LISTED, _queue_params(queues))
+        await conn.execute(_DELETE_EMPTY, _queue_params(queues))
 
 
 # Every queue as its pending deliveries say it is: how many, and its head's next attempt.
