@@ -10,7 +10,8 @@
 - Signing: `new_secret`, `signature_headers`; secrets are stored sealed (`ipt_core.sealing`):
   `secret_context` is what a secret is bound to, `reseal_secrets` seals legacy rows and
   rotates keys.
-- All their SQL: `ipt_core.events.webhooks._repository` (`endpoints`, `deliveries`, `queues`).
+- All their SQL: `ipt_core.events.webhooks._repository` (`endpoints`, `deliveries`,
+  `queues`, `queue_table`).
 """
 
 from ipt_core.events.webhooks._disable import disable_endpoint
@@ -39,15 +40,8 @@ from ipt_core.events.webhooks._repository.endpoints import (
     endpoints,
     set_enabled,
 )
-from ipt_core.events.webhooks._repository.queues import (
-    QUEUE_LOCKS,
-    drop_empty,
-    hold,
-    lock_sendable,
-    queued,
-    reconcile,
-    unlock,
-)
+from ipt_core.events.webhooks._repository.queue_table import drop_empty, hold, reconcile
+from ipt_core.events.webhooks._repository.queues import QUEUE_LOCKS, lock_sendable, queued, unlock
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
 
 __all__ = [

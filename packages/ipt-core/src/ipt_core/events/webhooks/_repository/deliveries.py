@@ -40,7 +40,7 @@ from ipt_core.events.webhooks._model import (
     Delivered,
     DeliveryRecord,
 )
-from ipt_core.events.webhooks._repository.queues import advanced, enqueued
+from ipt_core.events.webhooks._repository.queue_table import advanced, enqueued
 
 __all__ = [
     "DELIVERY_CHANNEL",

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.schema import is_pending, webhook_delivery, webhook_endpoint
 from ipt_core.events.webhooks._model import Endpoint
-from ipt_core.events.webhooks._repository import queues
+from ipt_core.events.webhooks._repository import queue_table
 
 __all__ = [
     "delete_endpoint",
@@ -120,9 +120,9 @@ async def set_enabled(
             )
             .values(next_attempt_at=now)
         )
-        await queues.make_due(conn, endpoint_id, now)
+        await queue_table.make_due(conn, endpoint_id, now)
     else:
-        await queues.park(conn, endpoint_id)
+        await queue_table.park(conn, endpoint_id)
     return _endpoint(row)
 
 
@@ -136,7 +136,7 @@ async def disable(conn: AsyncConnection, endpoint_id: str, reason: str) -> int |
     )
     if failures is None:
         return None
-    await queues.park(conn, endpoint_id)
+    await queue_table.park(conn, endpoint_id)
     return int(failures)
 
 
