@@ -7,7 +7,8 @@ opens the transaction at its own first statement), so callers fall back to Core 
 
 `pooled_driver` goes one step further for a request that needs nothing but driver statements
 (a read by id or version): it checks the driver connection out of the same pool without a
-SQLAlchemy `Connection` around it.
+SQLAlchemy `Connection` around it, and, when an idle connection is there to take, without
+SQLAlchemy's greenlet bridge either (`connect_in_bridge`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,29 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.concurrency import in_greenlet
 
-__all__ = ["autocommit_driver", "driver_statement", "pooled_driver"]
+__all__ = ["autocommit_driver", "connect_in_bridge", "driver_statement", "pooled_driver"]
+
+
+class _OutsideBridge(Exception):
+    """The pool had to open a connection outside SQLAlchemy's greenlet bridge."""
+
+
+def connect_in_bridge(*args: Any, **kwargs: Any) -> Any:
+    """`asyncpg.connect` for the engine's pool (db/engine.py), refusing outside the bridge.
+
+    SQLAlchemy's pool is synchronous code: it waits for I/O through `await_`, which works only
+    inside the greenlet bridge (`greenlet_spawn`). `pooled_driver` checks an idle connection
+    out without the bridge, and the pool may still find it must connect first (the idle one
+    was closed by the server, or the pool was invalidated). Refused here, before the driver's
+    `connect()` coroutine exists, the pool puts its record back as it does after any failed
+    connect, and `pooled_driver` checks out again through the bridge. (Had the coroutine been
+    made, failing to await it would leave a "never awaited" warning behind.)
+    """
+    if not in_greenlet():
+        raise _OutsideBridge
+    return asyncpg.connect(*args, **kwargs)
 
 
 async def autocommit_driver(conn: AsyncConnection) -> Any | None:
@@ -42,27 +64,53 @@ async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
     `engine.connect()` builds around them: its construction, isolation level set and reset,
     events and shielded close cost ~105 µs of CPU per checkout against ~45 µs for the pool's
     part alone (bench/PROFILE.md, "Third round"). Run statements under `driver_statement`.
+    `engine` must come from `ipt_core.db.engine.create_engine` (its pool connects through
+    `connect_in_bridge`).
     """
-    dialect = engine.dialect
+    pool = engine.sync_engine.pool
     try:
-        fairy = await greenlet_spawn(engine.sync_engine.pool.connect)
-    except dialect.loaded_dbapi.Error as error:
-        # As `engine.connect()` does: the driver's failure to connect (a restarting server)
-        # wrapped as SQLAlchemy's DBAPIError, which the API answers as a 503.
-        raise sqlalchemy.exc.DBAPIError.instance(
-            None,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(error, None, None),
-            dialect=dialect,
-        ) from error
+        fairy = _idle_connection(pool)
+        if fairy is None:
+            fairy = await greenlet_spawn(pool.connect)
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise _connect_error(engine, error) from error
     try:
         yield fairy.driver_connection
     finally:
         # The return resets nothing here: no SQLAlchemy transaction was begun on it. A driver
-        # `driver_statement` closed is dropped at its next checkout (`_discard_closed`).
-        await greenlet_spawn(fairy.close)
+        # `driver_statement` closed is dropped at its next checkout (`_discard_closed`). Only
+        # a pool already holding all its connections would close one (I/O): not without the
+        # bridge.
+        if pool.checkedin() < pool.size():
+            fairy.close()
+        else:
+            await greenlet_spawn(fairy.close)
+
+
+def _idle_connection(pool: Any) -> Any | None:
+    # Without the bridge only when the pool has an idle connection: taking it needs no I/O
+    # (a pool waiting for one, or opening one, would). Each greenlet the bridge spawns costs
+    # ~25 µs of CPU, about a tenth of a read (bench/PROFILE.md, "Eighth round").
+    if not pool.checkedin():
+        return None
+    try:
+        return pool.connect()
+    except _OutsideBridge:
+        return None  # the idle connection was closed: connect again, through the bridge
+
+
+def _connect_error(engine: AsyncEngine, error: Exception) -> sqlalchemy.exc.DBAPIError:
+    # As `engine.connect()` does: the driver's failure to connect (a restarting server)
+    # wrapped as SQLAlchemy's DBAPIError, which the API answers as a 503.
+    dialect = engine.dialect
+    return sqlalchemy.exc.DBAPIError.instance(
+        None,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=dialect.is_disconnect(error, None, None),
+        dialect=dialect,
+    )
 
 
 @asynccontextmanager
