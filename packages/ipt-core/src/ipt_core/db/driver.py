@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
@@ -67,13 +68,23 @@ async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
     `engine` must come from `ipt_core.db.engine.create_engine` (its pool connects through
     `connect_in_bridge`).
     """
-    pool = engine.sync_engine.pool
+    pool = cast(QueuePool, engine.sync_engine.pool)  # db/engine.py: no other kind
+    dialect = engine.dialect
     try:
         fairy = _idle_connection(pool)
         if fairy is None:
             fairy = await greenlet_spawn(pool.connect)
-    except engine.dialect.loaded_dbapi.Error as error:
-        raise _connect_error(engine, error) from error
+    except dialect.loaded_dbapi.Error as error:
+        # As `engine.connect()` does: the driver's failure to connect (a restarting server)
+        # wrapped as SQLAlchemy's DBAPIError, which the API answers as a 503.
+        raise sqlalchemy.exc.DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+            dialect=dialect,
+        ) from error
     try:
         yield fairy.driver_connection
     finally:
@@ -87,7 +98,7 @@ async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
             await greenlet_spawn(fairy.close)
 
 
-def _idle_connection(pool: Any) -> Any | None:
+def _idle_connection(pool: QueuePool) -> PoolProxiedConnection | None:
     # Without the bridge only when the pool has an idle connection: taking it needs no I/O
     # (a pool waiting for one, or opening one, would). Each greenlet the bridge spawns costs
     # ~25 µs of CPU, about a tenth of a read (bench/PROFILE.md, "Eighth round").
@@ -97,20 +108,6 @@ def _idle_connection(pool: Any) -> Any | None:
         return pool.connect()
     except _OutsideBridge:
         return None  # the idle connection was closed: connect again, through the bridge
-
-
-def _connect_error(engine: AsyncEngine, error: Exception) -> sqlalchemy.exc.DBAPIError:
-    # As `engine.connect()` does: the driver's failure to connect (a restarting server)
-    # wrapped as SQLAlchemy's DBAPIError, which the API answers as a 503.
-    dialect = engine.dialect
-    return sqlalchemy.exc.DBAPIError.instance(
-        None,
-        None,
-        error,
-        dialect.loaded_dbapi.Error,
-        connection_invalidated=dialect.is_disconnect(error, None, None),
-        dialect=dialect,
-    )
 
 
 @asynccontextmanager
