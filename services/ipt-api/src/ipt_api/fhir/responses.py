@@ -30,9 +30,11 @@ def stored_response(
     stored: StoredResource, status: int = 200, *, location: str | None = None
 ) -> FhirResponse:
     """Serve a stored version as-is: no parsing, no re-serialization."""
-    response = FhirResponse((stored.content or "").encode(), status_code=status)
-    _version_headers(response, stored, location)
-    return response
+    return FhirResponse(
+        (stored.content or "").encode(),
+        status_code=status,
+        headers=_version_headers(stored, location),
+    )
 
 
 def write_response(request: Request, stored: StoredResource, status: int, base: str) -> Response:
@@ -40,9 +42,7 @@ def write_response(request: Request, stored: StoredResource, status: int, base: 
     location = f"{base}/{stored.path}"
     prefer = _prefer_return(request)
     if prefer == "minimal":
-        response: Response = Response(status_code=status)
-        _version_headers(response, stored, location)
-        return response
+        return Response(status_code=status, headers=_version_headers(stored, location))
     if prefer == "OperationOutcome":
         verb = "created" if status == 201 else "updated"
         outcome = operation_outcome(
@@ -54,18 +54,17 @@ def write_response(request: Request, stored: StoredResource, status: int, base: 
                 )
             ]
         )
-        response = json_response(outcome, status)
-        _version_headers(response, stored, location)
-        return response
+        return json_response(outcome, status, **_version_headers(stored, location))
     return stored_response(stored, status, location=location)
 
 
-def _version_headers(response: Response, stored: StoredResource, location: str | None) -> None:
-    response.headers["ETag"] = stored.etag
-    response.headers["Last-Modified"] = stored.last_modified
+def _version_headers(stored: StoredResource, location: str | None) -> dict[str, str]:
+    # Given to the response as it is made: setting them one by one on `response.headers`
+    # scans and rebuilds its header list each time.
+    headers = {"ETag": stored.etag, "Last-Modified": stored.last_modified}
     if location is not None:
-        response.headers["Location"] = location
-        response.headers["Content-Location"] = location
+        headers["Location"] = headers["Content-Location"] = location
+    return headers
 
 
 def _prefer_return(request: Request) -> str:

@@ -4,7 +4,7 @@
 - `WebhookFanOut` queues deliveries; `WebhookDeliverer` sends them (`DeliveryPolicy`:
   timeout, concurrency, backoff, failures before an endpoint is disabled).
 - `NatsPublisher`: JetStream, deduplicated by `Nats-Msg-Id`.
-- `LogPublisher`: development default; logs type and id only.
+- `LogPublisher`: development default; one line per batch: positions and counts per type.
 """
 
 from ipt_worker.publishers._backoff import DeliveryPolicy, retry_after_s, retry_delay_s

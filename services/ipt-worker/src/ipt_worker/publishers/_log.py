@@ -1,8 +1,9 @@
-"""The development publisher: logs each event's type and id (never its data)."""
+"""The development publisher: logs each batch's event types and count (never their data)."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,14 +16,27 @@ _log = logging.getLogger("ipt.events")
 
 
 class LogPublisher:
-    """Logs `event <type> <id>` per event at INFO."""
+    """Logs one line per published batch at INFO: its feed positions, and events per type.
+
+    One line per batch rather than per event: a line per event cost a bulk load ~3% of the
+    process's CPU in `ipt run` (bench/PROFILE.md, "Eighth round"). Positions are the
+    outbox's global `seq`.
+    """
 
     name = "log"
 
     async def publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
-        """Log each event's type and id."""
-        for event in events:
-            _log.info("event %s %s", event.type, event.id)
+        """Log the batch's lowest and highest `seq`, and how many events of each type."""
+        if not events:
+            return
+        types = ", ".join(f"{t} {n}" for t, n in sorted(Counter(e.type for e in events).items()))
+        _log.info(
+            "events published: seq %d-%d, %d (%s)",
+            min(e.seq for e in events),
+            max(e.seq for e in events),
+            len(events),
+            types,
+        )
 
     async def close(self) -> None:
         """Nothing to release."""
