@@ -1,4 +1,4 @@
-"""`make bench`: seed, start each server in turn, drive every scenario with wrk, report.
+"""`make bench`: seed, start the servers, drive each scenario on each of them with wrk, report.
 
     python -m bench [--scenarios read,search] [--servers ours,peer,limit]
                     [--connections 32,8] [--seconds 10] [--profile]
@@ -11,6 +11,7 @@ Results go to bench/results/ (results.md, results.json; read.folded and profile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 from collections.abc import Iterator
@@ -36,36 +37,49 @@ _WARM_UP_S = 3
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line, run the selected scenarios on the selected servers, report."""
+    """Parse the command line, run the selected scenarios on the selected servers, report.
+
+    Every selected server runs at once, and each scenario drives them one after the other
+    (peer, stack limit, ours) before the next scenario: a ratio compares runs a minute
+    apart, not the two ends of the benchmark. These shared machines drift by tens of
+    percent within minutes (bench/PROFILE.md, "Eighth round"); run server after server, a
+    drift between the peer's turn and ours showed up in every ratio.
+    """
     args = _parser().parse_args(argv)
     require_wrk()
     chosen = [s for s in SCENARIOS if s.name in args.scenarios]
     report = Report(_meta(args))
     fixture = Fixture([ident("patient", n) for n in range(args.patients)], [])
-    # The peer first: its seeding through the API is the slowest step, and it fails alone.
-    if PEER in args.servers:
-        with servers.running_peer() as peer:
+    targets: dict[str, tuple[servers.Running, Fixture]] = {}
+    with contextlib.ExitStack() as stack:
+        # The peer first: its seeding through the API is the slowest step, and it fails alone.
+        if PEER in args.servers:
+            peer = stack.enter_context(servers.running_peer())
             seconds = servers.seed_peer(peer.root_url, _caseload(args.patients))
             report.meta["peer seeding"] = (
                 f"{_count(args.patients)} resources by 100-entry transactions of PUTs in "
                 f"{seconds:.0f} s"
             )
-            _drive(report, PEER, peer, fixture, chosen, args)
-        report.write(RESULTS)
-    if {OURS, LIMIT} & set(args.servers):
-        url, seconds = servers.seed_ours(_caseload(args.patients))
-        print(f"ours: bulk-loaded {_count(args.patients)} resources in {seconds:.1f} s", flush=True)
-        if LIMIT in args.servers:
-            with servers.running_limit(url) as limit:
-                _drive(report, LIMIT, limit, fixture, chosen, args)
-            report.write(RESULTS)
-        if OURS in args.servers:
-            with servers.running_ours(auth=args.auth) as ours:
+            targets[PEER] = (peer, fixture)
+        if {OURS, LIMIT} & set(args.servers):
+            url, seconds = servers.seed_ours(_caseload(args.patients))
+            print(f"ours: bulk-loaded {_count(args.patients)} resources in {seconds:.1f} s")
+            if LIMIT in args.servers:
+                targets[LIMIT] = (stack.enter_context(servers.running_limit(url)), fixture)
+            if OURS in args.servers:
+                ours = stack.enter_context(servers.running_ours(auth=args.auth))
                 courses = _enrol(ours, fixture.patients[: args.courses])
                 if args.profile:  # first, while the store holds only the seeded data
                     profile_reads(ours, fixture, RESULTS)
                     wait_until_idle(ours.pid)
-                _drive(report, OURS, ours, Fixture(fixture.patients, courses), chosen, args)
+                targets[OURS] = (ours, Fixture(fixture.patients, courses))
+        for target, (server, data) in targets.items():
+            _warm_up(target, server, data)
+        for scenario in chosen:
+            for target, (server, data) in targets.items():
+                if target in scenario.targets:
+                    _drive(report, target, server, data, scenario, args)
+            report.write(RESULTS)
     path = report.write(RESULTS)
     print("\n" + path.read_text())
 
@@ -165,43 +179,48 @@ def _check_fixture(server: servers.Running, target: str, fixture: Fixture) -> No
             raise RuntimeError(f"{target}: {path} gave {response.status_code}, {found} entries")
 
 
+def _warm_up(target: str, server: servers.Running, fixture: Fixture) -> None:
+    """Check the seeded data, then a few seconds of reads (caches, prepared statements)."""
+    _check_fixture(server, target, fixture)
+    read = SCENARIOS[0]
+    run_wrk(
+        server.root_url,
+        read.script(fixture),
+        connections=8,
+        seconds=_WARM_UP_S,
+        headers=server.headers,
+    )
+
+
 def _drive(
     report: Report,
     target: str,
     server: servers.Running,
     fixture: Fixture,
-    scenarios: list[Scenario],
+    scenario: Scenario,
     args: argparse.Namespace,
 ) -> None:
-    root_url, pid = server.root_url, server.pid
-    supported = [s for s in scenarios if target in s.targets]
-    if not supported:
-        return
-    _check_fixture(server, target, fixture)
-    read = SCENARIOS[0]
-    headers = server.headers
-    run_wrk(root_url, read.script(fixture), connections=8, seconds=_WARM_UP_S, headers=headers)
-    for scenario in supported:
-        levels = scenario.connections or args.connections
-        for run, connections in enumerate(levels):
-            data = fixture
-            if scenario.fresh_ids:  # a disjoint slice of Patients per run: all at version 1
-                share = len(fixture.patients) // len(levels)
-                data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
-            seconds = args.seconds * scenario.seconds_factor
-            result = run_wrk(
-                root_url,
-                scenario.script(data),
-                connections=connections,
-                seconds=seconds,
-                headers=headers,
-            )
-            wait_until_idle(pid)
-            per_second = result.ok_per_second * (scenario.resources_per_request or 1)
-            report.add(Measurement(scenario.name, target, connections, result, per_second))
-            errors = f", {result.errors} failed" if result.errors else ""
-            print(
-                f"{target:>5} {scenario.name:<12} c={connections:<3} {per_second:>8,.0f}/s  "
-                f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms{errors}",
-                flush=True,
-            )
+    """Run `scenario` on `server` at each connection level, each run on a quiet server."""
+    levels = scenario.connections or args.connections
+    for run, connections in enumerate(levels):
+        data = fixture
+        if scenario.fresh_ids:  # a disjoint slice of Patients per run: all at version 1
+            share = len(fixture.patients) // len(levels)
+            data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
+        seconds = args.seconds * scenario.seconds_factor
+        result = run_wrk(
+            server.root_url,
+            scenario.script(data),
+            connections=connections,
+            seconds=seconds,
+            headers=server.headers,
+        )
+        wait_until_idle(server.pid)
+        per_second = result.ok_per_second * (scenario.resources_per_request or 1)
+        report.add(Measurement(scenario.name, target, connections, result, per_second))
+        errors = f", {result.errors} failed" if result.errors else ""
+        print(
+            f"{target:>5} {scenario.name:<12} c={connections:<3} {per_second:>8,.0f}/s  "
+            f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms{errors}",
+            flush=True,
+        )
