@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
             targets[PEER] = (peer, fixture)
         if {OURS, LIMIT} & set(args.servers):
             url, seconds = servers.seed_ours(_caseload(args.patients))
-            print(f"ours: bulk-loaded {_count(args.patients)} resources in {seconds:.1f} s")
+            print(
+                f"ours: bulk-loaded {_count(args.patients)} resources in {seconds:.1f} s",
+                flush=True,
+            )
             if LIMIT in args.servers:
                 targets[LIMIT] = (stack.enter_context(servers.running_limit(url)), fixture)
             if OURS in args.servers:
