@@ -1,4 +1,4 @@
-"""Where a read's CPU goes: py-spy on the running service while wrk drives reads.
+"""Where a request's CPU goes: py-spy on the running service while wrk drives one scenario.
 
 `py-spy record -f raw` writes folded stacks (`frame;frame;…;leaf count`, root first). Each
 sample is charged to one component: the innermost frame that belongs to a known component,
@@ -16,11 +16,11 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from bench.api.scenarios import SCENARIOS, Fixture
+from bench.api.scenarios import Fixture, Scenario
 from bench.api.servers import Running
 from bench.api.wrk import run_wrk
 
-__all__ = ["classify", "hottest_frames", "inclusive", "profile_reads", "summarize"]
+__all__ = ["classify", "hottest_frames", "inclusive", "profile_scenario", "summarize"]
 
 _SECONDS = 12
 _RATE = 200
@@ -131,13 +131,16 @@ def _short(frame: str) -> str:
     return re.sub(r"\(.*/site-packages/", "(", re.sub(r"\(/work/[^ ]*/(src|bench)/", "(", frame))
 
 
-def profile_reads(ours: Running, fixture: Fixture, results: Path) -> None:
-    """Record the service under 32 connections of reads; write read.folded and profile.md."""
+def profile_scenario(ours: Running, fixture: Fixture, scenario: Scenario, results: Path) -> None:
+    """Record the service under 32 connections of `scenario`.
+
+    Writes `<scenario>.folded` (for a flame graph) and `profile-<scenario>.md` (the tables).
+    """
     spy = shutil.which("py-spy")
     if spy is None:
         print("py-spy is not installed (it is a dev dependency: `make install`)")
         return
-    folded = results / "read.folded"
+    folded = results / f"{scenario.name}.folded"
     results.mkdir(parents=True, exist_ok=True)
     command = [
         spy,
@@ -160,7 +163,7 @@ def profile_reads(ours: Running, fixture: Fixture, results: Path) -> None:
     recorder.start()
     result = run_wrk(
         ours.root_url,
-        SCENARIOS[0].script(fixture),
+        scenario.script(fixture),
         connections=32,
         seconds=_SECONDS + 2,
         headers=ours.headers,
@@ -168,8 +171,8 @@ def profile_reads(ours: Running, fixture: Fixture, results: Path) -> None:
     recorder.join()
     rows = summarize(folded)
     lines = [
-        f"# Read path profile (py-spy, {_RATE} Hz, {_SECONDS} s, 32 connections of"
-        f" `GET /fhir/Patient/{{id}}`: {result.ok_per_second:,.0f} req/s)",
+        f"# Profile of {scenario.label} (py-spy, {_RATE} Hz, {_SECONDS} s, 32 connections:"
+        f" {result.ok_per_second:,.0f} req/s)",
         "",
         "| component | samples | share |",
         "|---|---:|---:|",
@@ -188,5 +191,5 @@ def profile_reads(ours: Running, fixture: Fixture, results: Path) -> None:
         *(f"| `{frame}` | {share:.1f}% |" for frame, share in hottest_frames(folded)),
         "",
     ]
-    (results / "profile.md").write_text("\n".join(lines))
+    (results / f"profile-{scenario.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))

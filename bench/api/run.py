@@ -1,11 +1,11 @@
 """`make bench`: seed, start the servers, drive each scenario on each of them with wrk, report.
 
     python -m bench [--scenarios read,search] [--servers ours,peer,limit]
-                    [--connections 32,8] [--seconds 10] [--profile]
+                    [--connections 32,8] [--seconds 10] [--profile [read,create]]
 
 From the Makefile: `make bench ARGS="--scenarios read --servers ours,limit --seconds 5"`.
-Results go to bench/results/ (results.md, results.json; read.folded and profile.md with
---profile).
+Results go to bench/results/ (results.md, results.json; with --profile, `<scenario>.folded`
+and `profile-<scenario>.md` for each profiled scenario).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.api import servers
-from bench.api.profile import profile_reads
+from bench.api.profile import profile_scenario
 from bench.api.report import Measurement, Report
 from bench.api.scenarios import LIMIT, OURS, PEER, SCENARIOS, Fixture, Scenario
 from bench.api.wrk import require_wrk, run_wrk, wait_until_idle
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
             if OURS in args.servers:
                 ours = stack.enter_context(servers.running_ours(auth=args.auth))
                 courses = _enrol(ours, fixture.patients[: args.courses])
-                if args.profile:  # first, while the store holds only the seeded data
-                    profile_reads(ours, fixture, RESULTS)
+                for scenario in args.profile:  # first, while the store holds only the seed
+                    profile_scenario(ours, Fixture(fixture.patients, courses), scenario, RESULTS)
                     wait_until_idle(ours.pid)
                 targets[OURS] = (ours, Fixture(fixture.patients, courses))
         for target, (server, data) in targets.items():
@@ -104,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--patients", type=int, default=2000, help="seeded Patients")
     parser.add_argument("--courses", type=int, default=100, help="IPT courses enrolled (ours)")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the read path of ours under load (root)"
+        "--profile",
+        nargs="?",
+        type=_scenarios,
+        const=_scenarios("read"),
+        default=[],
+        help="py-spy ours under 32 connections of these scenarios first (default: read; root)",
     )
     parser.add_argument(
         "--auth",
@@ -113,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
         "request); default: off, as the peer and the stack limit have none",
     )
     return parser
+
+
+def _scenarios(value: str) -> list[Scenario]:
+    by_name = {s.name: s for s in SCENARIOS}
+    unknown = [name for name in _names(value) if name not in by_name]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown scenarios: {', '.join(unknown)}")
+    return [by_name[name] for name in _names(value)]
 
 
 def _names(value: str) -> list[str]:

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_api.app import create_app
+from ipt_api.http_protocol import CoalescingHttpToolsProtocol
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import asyncpg_url, create_engine
 from ipt_core.db.migrate import upgrade
@@ -137,7 +138,12 @@ def serve_api(database_url: str) -> Iterator[str]:
     settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=CoalescingHttpToolsProtocol,  # as `ipt serve` runs it
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

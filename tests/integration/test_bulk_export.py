@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
 from ipt_api.demo import seed_demo
+from ipt_api.http_protocol import CoalescingHttpToolsProtocol
 from ipt_core.fhir.bulk import bulk_load
 from ipt_worker.exports import Exporter
 from tests.support.fhir_validator import FhirBodyChecker
@@ -66,7 +67,13 @@ def server(
         api_port=port,
         export_retry_after_s=1,
     )
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http=CoalescingHttpToolsProtocol,  # as `ipt serve` runs it
+    )
     uvicorn_server = uvicorn.Server(config)
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
+from ipt_api.http_protocol import CoalescingHttpToolsProtocol
 from ipt_api.settings import ApiSettings
 from ipt_core.db.provision import Database
 from tests.support.fhir_validator import FhirBodyChecker
@@ -87,7 +88,14 @@ def served(app: FastAPI) -> Iterator[int]:
     """Serve `app` with uvicorn on a free loopback port (in a thread); yield the port."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=CoalescingHttpToolsProtocol,  # as `ipt serve` runs it
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

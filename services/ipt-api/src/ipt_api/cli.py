@@ -17,6 +17,7 @@ from ipt_api.demo import has_ipt_courses, seed_demo
 from ipt_api.devauth import DevAuth, dev_environment, mint_dev_token
 from ipt_api.ehr.cli import ehr_cli
 from ipt_api.events.cli import events_cli
+from ipt_api.http_protocol import CoalescingHttpToolsProtocol
 from ipt_api.settings import ApiSettings
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import create_engine
@@ -222,6 +223,7 @@ def _serve(settings: ApiSettings) -> None:
         log_config=None,  # keep the JSON logging set up by `main`
         # After SIGTERM: drain in-flight requests, then end what is left (event streams).
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        http=CoalescingHttpToolsProtocol,  # one write per response (ipt_api/http_protocol.py)
     )
     uvicorn.Server(config).run()
 
