@@ -99,6 +99,20 @@ async def test_searches_are_recorded_with_parameter_names_never_values(
     assert "MRN-884422" not in everything
 
 
+async def test_a_read_names_the_patient_whose_record_it_reached(
+    secured: Secured, mint: Mint, db: AsyncEngine
+) -> None:
+    ids = await patient_record(secured, mint(ADMIN))
+    reader = mint("system/*.rs", sub="dr-names")
+    for path in (f"Patient/{ids['Patient']}", f"Observation/{ids['Observation']}"):
+        response = await secured.http.get(f"/fhir/{path}", headers=bearer(reader))
+        assert response.status_code == 200
+    await secured.flush_audit()
+    rows = await _rows(db, "agent = 'dr-names'")
+    named = sorted((row.entity_type, row.patient_id) for row in rows)
+    assert named == [("Observation", ids["Patient"]), ("Patient", ids["Patient"])]
+
+
 async def test_writes_are_recorded_in_their_own_transaction(
     secured: Secured, mint: Mint, db: AsyncEngine
 ) -> None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ipt_api.principal import Principal
@@ -34,7 +34,7 @@ class Access:
     id: str | None = None
     version_id: int | None = None
     query_names: tuple[str, ...] = ()
-    patient_id: str | None = None
+    patient_id: str | None = None  # when known as it is noted; else `attach_patient`'s
 
 
 @dataclass
@@ -46,6 +46,8 @@ class AuditTrail:
     fallback_type: str | None = None  # the FHIR type of the URL, for refusals before any check
     principal: Principal | None = None
     accesses: list[Access] = field(default_factory=list)
+    # Whose data a noted access of (type, id) reached, once the resource was read.
+    patients: dict[tuple[str, str], str] = field(default_factory=dict)
     written_types: set[str] = field(default_factory=set)
     settled: bool = False
 
@@ -56,12 +58,7 @@ class AuditTrail:
 
     def attach_patient(self, resource_type: str, id_: str, patient_id: str) -> None:
         """Name the patient whose data the noted access of `resource_type/id_` reached."""
-        self.accesses = [
-            replace(a, patient_id=patient_id)
-            if a.resource_type == resource_type and a.id == id_
-            else a
-            for a in self.accesses
-        ]
+        self.patients[resource_type, id_] = patient_id
 
     def record(self, access: Access, status: int) -> AuditRecord:
         """The audit record of `access` ended with HTTP `status`."""
@@ -79,9 +76,14 @@ class AuditTrail:
             entity_id=access.id,
             version_id=access.version_id,
             query_names=access.query_names,
-            patient_id=access.patient_id,
+            patient_id=self._patient_of(access),
             patient_scope=principal.compartment or None if principal else None,
         )
+
+    def _patient_of(self, access: Access) -> str | None:
+        if access.patient_id is not None or access.resource_type is None or access.id is None:
+            return access.patient_id
+        return self.patients.get((access.resource_type, access.id))
 
     def pending(self, status: int) -> list[AuditRecord]:
         """The records still to write for a request that ended with `status`; settles it."""

@@ -238,9 +238,18 @@ async def read_visible(
     require_visible(principal, stored)
     trail = current_trail()
     if trail is not None and stored.content is not None:
-        for patient in sorted(patients_of(resource_type, orjson.loads(stored.content)))[:1]:
+        patient = _patient_named(stored)
+        if patient is not None:
             trail.attach_patient(resource_type, id_, patient)
     return stored
+
+
+def _patient_named(stored: StoredResource) -> str | None:
+    """The patient the audit names for a read of `stored` (the first, if several)."""
+    if stored.resource_type == "Patient":  # its own: no need to parse the body
+        return stored.id
+    patients = patients_of(stored.resource_type, orjson.loads(stored.content or "{}"))
+    return min(patients) if patients else None
 
 
 async def require_writable(
