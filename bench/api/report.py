@@ -2,11 +2,16 @@
 
 Targets are report lines (met / not met / not measured), never assertions: absolute numbers
 on shared machines vary, and a benchmark that fails a build on a busy day helps nobody.
+
+With several rounds (`--rounds`), a cell shows the round with the median rate, and a ratio
+is the median of the rounds' own ratios: each round's servers ran minutes apart at most, so
+a ratio is taken within a round, and the median leaves out a round the machine's drift spoilt.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ class Measurement:
     connections: int
     result: WrkResult
     per_second: float  # requests/s, or resources/s for bulk loads
+    round: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Report:
                 "scenario": m.scenario,
                 "target": m.target,
                 "connections": m.connections,
+                "round": m.round,
                 "per_second": m.per_second,
             }
             for m in self.measurements
@@ -94,7 +101,8 @@ class Report:
                 if not any(cells.values()):
                     continue
                 values = [_cell(scenario, cells[t]) for t in (OURS, PEER, LIMIT)]
-                values += [_ratio(cells[OURS], cells[PEER]), _ratio(cells[OURS], cells[LIMIT])]
+                ratios = [self._ratio(scenario.name, t, connections) for t in (PEER, LIMIT)]
+                values += [_shown(ratio) for ratio in ratios]
                 lines.append(f"| {scenario.label} | {connections} | " + " | ".join(values) + " |")
         lines += [
             "",
@@ -114,11 +122,29 @@ class Report:
     def _connections(self) -> list[int]:
         return sorted({m.connections for m in self.measurements}, reverse=True)
 
+    def _runs(self, scenario: str, target: str, connections: int) -> dict[int, Measurement]:
+        """The measurements of one cell, by round."""
+        return {
+            m.round: m
+            for m in self.measurements
+            if (m.scenario, m.target, m.connections) == (scenario, target, connections)
+        }
+
     def _find(self, scenario: str, target: str, connections: int) -> Measurement | None:
-        for m in self.measurements:
-            if (m.scenario, m.target, m.connections) == (scenario, target, connections):
-                return m
-        return None
+        """The cell's round with the median rate (the lower middle of an even count)."""
+        runs = sorted(self._runs(scenario, target, connections).values(), key=_rate)
+        return runs[(len(runs) - 1) // 2] if runs else None
+
+    def _ratio(self, scenario: str, other: str, connections: int) -> float | None:
+        """The median over rounds of ours / `other`, each ratio within one round."""
+        ours = self._runs(scenario, OURS, connections)
+        theirs = self._runs(scenario, other, connections)
+        ratios = [
+            ours[r].per_second / theirs[r].per_second
+            for r in sorted(ours.keys() & theirs.keys())
+            if theirs[r].per_second > 0
+        ]
+        return statistics.median(ratios) if ratios else None
 
     def _targets(self) -> list[dict[str, str]]:
         lines = []
@@ -128,12 +154,10 @@ class Report:
                 reverse=True,
             )
             top = levels[0] if levels else 0  # the most connections this scenario ran at
-            ours = self._find(target.scenario, OURS, top)
-            other = self._find(target.scenario, target.versus, top)
-            if ours is None or other is None or other.per_second == 0:
+            ratio = self._ratio(target.scenario, target.versus, top)
+            if ratio is None:
                 lines.append({"target": target.text, "verdict": "not measured", "detail": "—"})
                 continue
-            ratio = ours.per_second / other.per_second
             lines.append(
                 {
                     "target": target.text,
@@ -170,7 +194,9 @@ def _cell(scenario: Scenario, m: Measurement | None) -> str:
     return f"{m.per_second:,.0f} {unit} ({m.result.p50_ms:.1f} / {m.result.p99_ms:.1f}{errors})"
 
 
-def _ratio(ours: Measurement | None, other: Measurement | None) -> str:
-    if ours is None or other is None or other.per_second == 0:
-        return "—"
-    return f"{ours.per_second / other.per_second:.2f}"
+def _rate(m: Measurement) -> float:
+    return m.per_second
+
+
+def _shown(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}"

@@ -1,7 +1,8 @@
 """`make bench`: seed, start the servers, drive each scenario on each of them with wrk, report.
 
     python -m bench [--scenarios read,search] [--servers ours,peer,limit]
-                    [--connections 32,8] [--seconds 10] [--profile [read,create]]
+                    [--connections 32,8] [--seconds 10] [--rounds 1]
+                    [--profile [read,create]]
 
 From the Makefile: `make bench ARGS="--scenarios read --servers ours,limit --seconds 5"`.
 Results go to bench/results/ (results.md, results.json; with --profile, `<scenario>.folded`
@@ -78,11 +79,12 @@ def main(argv: list[str] | None = None) -> None:
                 targets[OURS] = (ours, Fixture(fixture.patients, courses))
         for target, (server, data) in targets.items():
             _warm_up(target, server, data)
-        for scenario in chosen:
-            for target, (server, data) in targets.items():
-                if target in scenario.targets:
-                    _drive(report, target, server, data, scenario, args)
-            report.write(RESULTS)
+        for round_ in range(args.rounds):
+            for scenario in chosen:
+                for target, (server, data) in targets.items():
+                    if target in scenario.targets:
+                        _drive(report, target, server, data, scenario, args, round_)
+                report.write(RESULTS)
     path = report.write(RESULTS)
     print("\n" + path.read_text())
 
@@ -101,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="wrk connection counts (default 32,8)",
     )
     parser.add_argument("--seconds", type=float, default=10, help="duration of each wrk run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="drive every scenario this many times over; report the median (default 1)",
+    )
     parser.add_argument("--patients", type=int, default=2000, help="seeded Patients")
     parser.add_argument("--courses", type=int, default=100, help="IPT courses enrolled (ours)")
     parser.add_argument(
@@ -140,7 +148,8 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         f"load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}",
         "data": f"{args.patients} Patients, each with a CarePlan, {_SESSIONS} Encounters and "
         f"{_PHQ9} PHQ-9 Observations; {args.courses} IPT courses enrolled through the domain API",
-        "wrk": f"1 thread, {args.seconds:g} s per run, connections {args.connections}",
+        "wrk": f"1 thread, {args.seconds:g} s per run, connections {args.connections}, "
+        f"{args.rounds} round{'s' if args.rounds > 1 else ''}",
         "ours": "authentication on (dev-key JWT, `system/*.*`, as `make run`)"
         if args.auth
         else "authentication disabled (`--auth`: on, as `make run`)",
@@ -215,13 +224,15 @@ def _drive(
     fixture: Fixture,
     scenario: Scenario,
     args: argparse.Namespace,
+    round_: int,
 ) -> None:
     """Run `scenario` on `server` at each connection level, each run on a quiet server."""
     levels = scenario.connections or args.connections
-    for run, connections in enumerate(levels):
+    for level, connections in enumerate(levels):
         data = fixture
         if scenario.fresh_ids:  # a disjoint slice of Patients per run: all at version 1
-            share = len(fixture.patients) // len(levels)
+            share = len(fixture.patients) // (len(levels) * args.rounds)
+            run = round_ * len(levels) + level
             data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
         seconds = args.seconds * scenario.seconds_factor
         result = run_wrk(
@@ -233,7 +244,7 @@ def _drive(
         )
         wait_until_idle(server.pid)
         per_second = result.ok_per_second * (scenario.resources_per_request or 1)
-        report.add(Measurement(scenario.name, target, connections, result, per_second))
+        report.add(Measurement(scenario.name, target, connections, result, per_second, round_))
         errors = f", {result.errors} failed" if result.errors else ""
         print(
             f"{target:>5} {scenario.name:<12} c={connections:<3} {per_second:>8,.0f}/s  "

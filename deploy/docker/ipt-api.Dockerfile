@@ -71,5 +71,8 @@ EXPOSE 8000
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # No access log: request lines carry URLs, and URLs carry patient identifiers. The factory
 # also turns it off and sets up the JSON logging itself, so overriding the command is safe.
+# `--http`: uvicorn's httptools protocol sending each response in one write (docs/architecture.md,
+# "Request dispatch").
 CMD ["uvicorn", "ipt_api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+     "--http", "ipt_api.http_protocol:CoalescingHttpToolsProtocol", \
      "--no-access-log", "--no-server-header"]

@@ -88,6 +88,7 @@ def _command(shape: str, port: int) -> list[str]:
         return [
             sys.executable, "-m", "uvicorn", "ipt_api.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
+            "--http", "ipt_api.http_protocol:CoalescingHttpToolsProtocol",
         ]  # fmt: skip
     return [str(Path(sys.executable).with_name("ipt")), shape]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,20 @@ def test_transaction_bundle_links_its_entries_by_urn_uuid() -> None:
 
 def _references(text: str) -> list[str]:
     return [part.split('"')[0] for part in text.split('"reference": "')[1:]]
+
+
+def test_rounds_report_the_median_ratio_taken_within_each_round(tmp_path: Path) -> None:
+    report = Report({"machine": "test"})
+    # Round 1 ran in a slow minute for the peer only: its ratio alone would say "met".
+    for round_, ours, peer in ((0, 300, 120), (1, 330, 80), (2, 280, 110)):
+        report.add(replace(_measure("read", "ours", ours), round=round_))
+        report.add(replace(_measure("read", "peer", peer), round=round_))
+    markdown = report.write(tmp_path).read_text()
+    targets = json.loads((tmp_path / "results.json").read_text())["targets"]
+    (read,) = [t for t in targets if t["target"] == "read by id ≥ 3x the peer"]
+    assert read["verdict"] == "not met"
+    assert read["detail"] == "2.55x at 8 connections"  # median of 2.50, 4.12 and 2.55
+    # Each server's median round in its cell; the ratio is not 300 / 110.
+    assert "| read by id | 8 | 300 req/s (1.0 / 5.0) | 110 req/s (1.0 / 5.0) | — | 2.55 |" in (
+        markdown
+    )
