@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
                 targets[LIMIT] = (stack.enter_context(servers.running_limit(url)), fixture)
             if OURS in args.servers:
                 ours = stack.enter_context(servers.running_ours(auth=args.auth))
-                courses = _enrol(ours, fixture.patients[: args.courses])
+                enrolled = Fixture(fixture.patients, _enrol(ours, fixture.patients[: args.courses]))
                 for scenario in args.profile:  # first, while the store holds only the seed
-                    profile_scenario(ours, Fixture(fixture.patients, courses), scenario, RESULTS)
+                    profile_scenario(ours, enrolled, scenario, RESULTS)
                     wait_until_idle(ours.pid)
-                targets[OURS] = (ours, Fixture(fixture.patients, courses))
+                targets[OURS] = (ours, enrolled)
         for target, (server, data) in targets.items():
             _warm_up(target, server, data)
         for round_ in range(args.rounds):

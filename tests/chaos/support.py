@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,16 +18,14 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_api.app import create_app
-from ipt_api.http_protocol import CoalescingHttpToolsProtocol
 from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import asyncpg_url, create_engine
 from ipt_core.db.migrate import upgrade
-from tests.support.api import api_settings
+from tests.support.api import api_settings, served
 from tests.support.network import free_port
 
 __all__ = ["FIGURES", "ChaosDatabase", "Outage", "chaos_database", "serve_api"]
@@ -136,25 +133,5 @@ def serve_api(database_url: str) -> Iterator[str]:
     """The API served by uvicorn on a free port, in its own thread; yields its base URL."""
     port = free_port()
     settings = api_settings(database_url=database_url.replace("+asyncpg", ""), api_port=port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            http=CoalescingHttpToolsProtocol,  # as `ipt serve` runs it
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API did not start")
-        time.sleep(0.02)
-    try:
+    with served(create_app(settings), port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -20,16 +18,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.app import create_app
 from ipt_api.demo import seed_demo
-from ipt_api.http_protocol import CoalescingHttpToolsProtocol
 from ipt_core.fhir.bulk import bulk_load
 from ipt_worker.exports import Exporter
+from tests.support.api import served
 from tests.support.fhir_validator import FhirBodyChecker
 from tests.support.network import free_port
 from tests.support.tokens import jwt_api_settings, signed_token
@@ -67,24 +64,8 @@ def server(
         api_port=port,
         export_retry_after_s=1,
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        http=CoalescingHttpToolsProtocol,  # as `ipt serve` runs it
-    )
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uvicorn_server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        assert thread.is_alive(), "the API did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/fhir"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(settings), port):
+        yield f"http://127.0.0.1:{port}/fhir"
 
 
 @pytest.fixture

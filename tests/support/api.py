@@ -84,9 +84,10 @@ def live_server(db: AsyncEngine, database_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def served(app: FastAPI) -> Iterator[int]:
-    """Serve `app` with uvicorn on a free loopback port (in a thread); yield the port."""
-    port = free_port()
+def served(app: FastAPI, port: int | None = None) -> Iterator[int]:
+    """Serve `app` with uvicorn on loopback `port` (default: a free one), in a thread, as
+    `ipt serve` runs it; yield the port."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -94,7 +95,7 @@ def served(app: FastAPI) -> Iterator[int]:
             port=port,
             log_level="warning",
             access_log=False,
-            http=CoalescingHttpToolsProtocol,  # as `ipt serve` runs it
+            http=CoalescingHttpToolsProtocol,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -109,4 +110,4 @@ def served(app: FastAPI) -> Iterator[int]:
         yield port
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=15)

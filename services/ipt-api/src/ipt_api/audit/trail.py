@@ -47,7 +47,7 @@ class AuditTrail:
     principal: Principal | None = None
     accesses: list[Access] = field(default_factory=list)
     # Whose data a noted access of (type, id) reached, once the resource was read.
-    patients: dict[tuple[str, str], str] = field(default_factory=dict)
+    patients: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
     written_types: set[str] = field(default_factory=set)
     settled: bool = False
 
@@ -81,9 +81,7 @@ class AuditTrail:
         )
 
     def _patient_of(self, access: Access) -> str | None:
-        if access.patient_id is not None or access.resource_type is None or access.id is None:
-            return access.patient_id
-        return self.patients.get((access.resource_type, access.id))
+        return access.patient_id or self.patients.get((access.resource_type, access.id))
 
     def pending(self, status: int) -> list[AuditRecord]:
         """The records still to write for a request that ended with `status`; settles it."""

@@ -23,6 +23,7 @@ __all__ = [
     "in_compartment",
     "in_compartment_types",
     "patients_of",
+    "stored_patients",
 ]
 
 # type -> the reference parameter that links it to the patient (Patient: its own id).
@@ -59,13 +60,18 @@ def patients_of(resource_type: str, resource: dict[str, Any]) -> set[str]:
     }
 
 
+def stored_patients(stored: StoredResource) -> set[str]:
+    """The ids of the Patients whose compartment the stored version is in."""
+    if stored.resource_type == "Patient":
+        return {stored.id}  # its own: no need to parse the body
+    if stored.content is None:
+        return set()  # a deletion marker shows nothing of whose it was
+    return patients_of(stored.resource_type, orjson.loads(stored.content))
+
+
 def in_compartment(stored: StoredResource, patient_id: str) -> bool:
     """Whether the stored version belongs to `patient_id`'s compartment."""
-    if stored.resource_type == "Patient":
-        return stored.id == patient_id
-    if stored.content is None:
-        return False  # a deletion marker shows nothing of whose it was
-    return patient_id in patients_of(stored.resource_type, orjson.loads(stored.content))
+    return patient_id in stored_patients(stored)
 
 
 def compartment_clause(resource_type: str, patient_id: str) -> Clause | None:

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_api.audit.trail import Access, current_trail
@@ -25,7 +24,7 @@ from ipt_api.authz.compartment import (
     compartment_clause,
     in_compartment,
     in_compartment_types,
-    patients_of,
+    stored_patients,
 )
 from ipt_api.principal import Principal
 from ipt_core.fhir.errors import Issue, NotAuthorized, ResourceGone, ResourceNotFound
@@ -237,19 +236,11 @@ async def read_visible(
         raise
     require_visible(principal, stored)
     trail = current_trail()
-    if trail is not None and stored.content is not None:
-        patient = _patient_named(stored)
+    if trail is not None:
+        patient = min(stored_patients(stored), default=None)  # the first, if several
         if patient is not None:
             trail.attach_patient(resource_type, id_, patient)
     return stored
-
-
-def _patient_named(stored: StoredResource) -> str | None:
-    """The patient the audit names for a read of `stored` (the first, if several)."""
-    if stored.resource_type == "Patient":  # its own: no need to parse the body
-        return stored.id
-    patients = patients_of(stored.resource_type, orjson.loads(stored.content or "{}"))
-    return min(patients) if patients else None
 
 
 async def require_writable(
