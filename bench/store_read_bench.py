@@ -55,7 +55,7 @@ async def _compare(conn: AsyncConnection, ids: list[str], reads: int) -> None:
     read_sql = str(rows._CURRENT.compile(dialect=dialect))
     vread_sql = str(rows._VERSION.compile(dialect=dialect))
 
-    current, version = rows._READ_CURRENT.statement, rows._READ_VERSION.statement
+    current, version = rows._CURRENT, rows._VERSION
 
     async def core_read(n: int) -> object:
         params = {"type": "Patient", "id": ids[n % len(ids)]}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, Integer, Text, func, literal, select
+from sqlalchemy import Boolean, Integer, Text, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.db.fixed import FixedStatement
@@ -30,7 +29,7 @@ async def test_a_fixed_statement_returns_what_core_returns(db: AsyncEngine) -> N
     fixed = FixedStatement(_STATEMENT)
     async with db.connect() as conn:
         core = [tuple(row) for row in await conn.execute(_STATEMENT, _PARAMS)]
-        ours = [tuple(row) for row in await fixed.execute(conn, _PARAMS)]
+        ours = [tuple(row.values()) for row in await fixed.execute(conn, _PARAMS)]
     assert ours == core
     assert [row[0] for row in ours] == ["a", "b", None]
     assert [row[3] for row in ours] == [8, 9, 10]
@@ -40,8 +39,9 @@ async def test_a_fixed_statement_runs_in_the_callers_transaction(db: AsyncEngine
     fixed = FixedStatement(select(func.txid_current_if_assigned(), func.now()))
     async with db.begin() as conn:
         started = await conn.scalar(select(func.now()))
-        row: Any = (await fixed.execute(conn, {})).one()
-    assert row[1] == started  # now() is the transaction's start: the same transaction
+        (row,) = await fixed.execute(conn, {})
+    # now() is the transaction's start: the same transaction
+    assert list(row.values())[1] == started
 
 
 async def test_a_missing_parameter_is_named(db: AsyncEngine) -> None:
@@ -49,3 +49,13 @@ async def test_a_missing_parameter_is_named(db: AsyncEngine) -> None:
     async with db.connect() as conn:
         with pytest.raises(KeyError, match="each_flag"):
             await fixed.execute(conn, {k: v for k, v in _PARAMS.items() if k != "each_flag"})
+
+
+async def test_a_statement_without_rows_returns_no_rows_in_either_kind_of_transaction(
+    db: AsyncEngine,
+) -> None:
+    fixed = FixedStatement(text("SET LOCAL statement_timeout = 1000"))
+    async with db.begin() as conn:  # SQLAlchemy's transaction: through Core
+        assert await fixed.execute(conn, {}) == []
+    async with db.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        assert await fixed.execute(conn, {}) == []  # on the driver

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ipt_api.audit import queue_unrecorded, request_trail
 from ipt_api.audit.trail import open_trail
 from ipt_api.disconnect import Exchange, serve_until_disconnect
+from ipt_api.errors import CLIENT_CLOSED_REQUEST
 from ipt_api.gate import Authenticate, add_security_headers, check_request, declared_length, is_docs
 from ipt_api.http_telemetry import HttpTelemetry, RequestRecord
 from ipt_core.fhir.errors import FhirError
@@ -89,6 +90,8 @@ class Edge:
             on_start=on_start,
         )
         await serve_until_disconnect(self.app, scope, exchange)
+        if exchange.cancelled:  # its client left before the answer was complete
+            record.status = CLIENT_CLOSED_REQUEST  # not a server failure (ipt_api/errors.py)
 
 
 def _starting(on_start: Callable[[Message], None], send: Send) -> Send:

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ipt_api.fhir.responses import json_response
 from ipt_api.outcomes import operation_outcome
@@ -28,6 +29,7 @@ from ipt_core.db.faults import (
 from ipt_core.fhir.errors import FhirError, Issue, ServiceUnavailable
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
     "database_unavailable",
     "install_error_handlers",
     "outage_log",
@@ -48,6 +50,10 @@ _UNAVAILABLE: dict[FaultKind, tuple[str, int]] = {  # message, Retry-After secon
 # over an index's size limit. Input checks refuse these first; this is the backstop, so a
 # value that slips through is the client's 400, never a 500 (README, "Input limits").
 _UNSTORABLE_SQLSTATES = frozenset({"22003", "22021", "22P05", "54000"})
+# The client closed its connection before its request's body was read: nobody is left to
+# answer, and nothing went wrong on this side. nginx's name for it, so the access log, the
+# metrics and the audit record say what happened.
+CLIENT_CLOSED_REQUEST = 499
 _HTTP_CODES = {
     400: "invalid",
     401: "login",
@@ -69,6 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)  # type: ignore[arg-type]
     for database_error in DATABASE_ERRORS:  # each checked by `database_fault`
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -99,6 +106,8 @@ def status_of(error: Exception) -> int:
         return error.status_code
     if isinstance(error, RequestValidationError):
         return 400
+    if isinstance(error, ClientDisconnect):
+        return CLIENT_CLOSED_REQUEST
     fault = database_fault(error) if isinstance(error, DATABASE_ERRORS) else None
     if fault is not None:
         return database_unavailable(fault).status
@@ -158,6 +167,10 @@ async def _database_error(request: Request, error: Exception) -> Response:
     unavailable = database_unavailable(fault)
     headers = {"Retry-After": str(unavailable.retry_after_s)}
     return json_response(operation_outcome(unavailable.issues), unavailable.status, **headers)
+
+
+async def _client_gone(request: Request, error: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_CLOSED_REQUEST)  # the server drops it: no one to read it
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

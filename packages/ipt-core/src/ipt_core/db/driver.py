@@ -1,9 +1,12 @@
-"""Statements on the asyncpg connection under SQLAlchemy's pool: the API's autocommit reads.
+"""Statements on the asyncpg connection under SQLAlchemy's pool: the API's reads and writes.
 
-The store's primary-key reads and the searches run on the driver when their connection is in
-autocommit (docs/architecture.md, "Read path"): SQLAlchemy's execution layer cost more than
-PostgreSQL's answer. Inside a transaction the driver must not be used directly (SQLAlchemy
-opens the transaction at its own first statement), so callers fall back to Core there.
+The store's primary-key reads, the searches and the write path's fixed statements run on the
+driver when SQLAlchemy does not manage their connection's transaction: a connection in
+autocommit (docs/architecture.md, "Read path"), or one whose transaction `driver_transaction`
+began on the driver (the API's writes, "Write path"). SQLAlchemy's execution layer cost more
+than PostgreSQL's answer. In a transaction SQLAlchemy manages, the driver must not be used
+directly (SQLAlchemy opens the transaction at its own first statement), so callers fall back
+to Core there.
 
 `pooled_driver` goes one step further for a request that needs nothing but driver statements
 (a read by id or version): it checks the driver connection out of the same pool without a
@@ -14,7 +17,8 @@ SQLAlchemy's greenlet bridge either (`connect_in_bridge`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -25,7 +29,18 @@ from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.concurrency import in_greenlet
 
-__all__ = ["autocommit_driver", "connect_in_bridge", "driver_statement", "pooled_driver"]
+__all__ = [
+    "autocommit_driver",
+    "connect_in_bridge",
+    "driver_statement",
+    "driver_transaction",
+    "pooled_driver",
+]
+
+
+# SQLSTATE classes of a server error that ends the session: the connection is gone
+# (57P01 admin_shutdown, 57P02 crash_shutdown, 57P05 idle_session_timeout; class 08).
+_SESSION_ENDED = ("57P", "08")
 
 
 class _OutsideBridge(Exception):
@@ -49,11 +64,71 @@ def connect_in_bridge(*args: Any, **kwargs: Any) -> Any:
 
 
 async def autocommit_driver(conn: AsyncConnection) -> Any | None:
-    """The asyncpg connection under `conn` when `conn` is in autocommit, else None."""
-    raw = await conn.get_raw_connection()
+    """The asyncpg connection under `conn` when `conn` is in autocommit, else None.
+
+    Statements on it run in autocommit, or in the transaction `driver_transaction` began.
+    """
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        raw = sync.connection  # checked out and valid: no I/O, so no greenlet bridge
+    else:
+        raw = await conn.get_raw_connection()
     if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
         return raw.driver_connection
     return None
+
+
+@asynccontextmanager
+async def driver_transaction(autocommit: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction begun and ended on the driver; every statement on the connection is in it.
+
+    `autocommit` is an engine whose connections are in autocommit (`Database.reads`): there
+    SQLAlchemy begins nothing itself, so its statements (Core, savepoints) run inside the
+    transaction this `BEGIN` opened, and so do the driver statements of `autocommit_driver`'s
+    callers (the write path's fixed statements, `db/fixed.py`). SQLAlchemy's own `begin()`
+    costs ~210 µs more CPU than the driver's for a transaction of one statement: its
+    `BEGIN` and `COMMIT` through the greenlet bridge, and the transaction's bookkeeping
+    (bench/PROFILE.md, "Tenth round").
+
+    Committed when the block ends, rolled back when it raises. A failure to commit surfaces
+    as the driver's error (`db/faults.py` classifies it); a failure to roll back does not
+    hide the block's own. SQLAlchemy's pool cannot roll this transaction back on return (it
+    knows of none), so the end is shielded from the caller's cancellation (a client that
+    left), and a connection still in a transaction afterwards (cancelled mid-way) is closed,
+    never handed to the next request.
+    """
+    async with autocommit.connect() as conn:
+        driver = await autocommit_driver(conn)
+        if driver is None:
+            raise ValueError("driver_transaction needs an engine in autocommit")
+        try:
+            transaction = driver.transaction()
+            async with driver_statement(driver):
+                await transaction.start()
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await _shielded(driver, transaction.rollback())
+                raise
+            await _shielded(driver, transaction.commit())
+        finally:
+            if not driver.is_closed() and driver.is_in_transaction():
+                driver.terminate()  # PostgreSQL rolls back what it did not commit
+
+
+async def _shielded(driver: Any, ending: Coroutine[Any, Any, None]) -> None:
+    # COMMIT or ROLLBACK runs to its end even when the caller is cancelled meanwhile: the
+    # connection then goes back to the pool idle, and the caller's cancellation goes on.
+    finishing = asyncio.ensure_future(ending)
+    async with driver_statement(driver):
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            await asyncio.wait([finishing])
+            if not finishing.cancelled():
+                finishing.exception()  # seen: the cancellation is what the caller gets
+            raise
 
 
 @asynccontextmanager
@@ -112,15 +187,21 @@ def _idle_connection(pool: QueuePool) -> PoolProxiedConnection | None:
 
 @asynccontextmanager
 async def driver_statement(driver: Any) -> AsyncIterator[None]:
-    """Run statements on `driver`; after a failure the connection is closed, never reused.
+    """Run statements on `driver`; after a failure of the connection it is closed, never reused.
 
     SQLAlchemy would have invalidated the connection, but a driver error bypasses it. After a
     failure (the server shut down mid-statement, a protocol error) the driver may be
     mid-protocol and the next request to check it out would fail; closed now, the pool
-    replaces it at its next checkout (`db/engine.py`).
+    replaces it at its next checkout (`db/engine.py`). An error the server reported (a
+    unique violation, a statement timeout) leaves the connection ready for the next
+    statement: it is kept, so a transaction can roll back to a savepoint and go on.
     """
     try:
         yield
+    except asyncpg.PostgresError as error:
+        if str(getattr(error, "sqlstate", "")).startswith(_SESSION_ENDED):
+            driver.terminate()
+        raise
     except asyncio.CancelledError:
         # Not a failure of the connection: asyncpg sends PostgreSQL a cancel request for the
         # running statement and makes the connection's next statement wait for it. Closing the

@@ -7,18 +7,22 @@ up, builds the parameters and passes each array through its bind processor: with
 statements per create that was about a sixth of a create's CPU (bench/PROFILE.md, "Fourth
 round"). `FixedStatement` compiles once for asyncpg and runs the SQL text with
 `exec_driver_sql`: the same connection, transaction, prepared-statement cache and error
-translation as Core, without the per-call compilation work.
+translation as Core, without the per-call compilation work. On a connection whose
+transaction SQLAlchemy does not manage (autocommit, or `driver_transaction`: every API write)
+it runs on the driver itself, without SQLAlchemy's execution layer and greenlet bridge.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, CursorResult
+from sqlalchemy import ARRAY
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import ClauseElement
+
+from ipt_core.db.driver import autocommit_driver, driver_statement
 
 __all__ = ["FixedStatement"]
 
@@ -59,9 +63,25 @@ class FixedStatement:
             values.append(process(value) if process is not None and value is not None else value)
         return tuple(values)
 
-    async def execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> CursorResult[Any]:
-        """Run the statement on `conn` (in its transaction) with `params`, named as in Core."""
-        return await conn.exec_driver_sql(self.sql, self.arguments(params))
+    async def execute(
+        self, conn: AsyncConnection, params: Mapping[str, Any]
+    ) -> Sequence[Mapping[Any, Any]]:
+        """Run the statement on `conn` (in its transaction) with `params`, named as in Core;
+        return its rows, each a mapping of column name to value."""
+        driver = await autocommit_driver(conn)
+        if driver is not None:
+            return await self.fetch(driver, params)
+        result = await conn.exec_driver_sql(self.sql, self.arguments(params))
+        if not result.returns_rows:
+            return []
+        return result.mappings().all()
+
+    async def fetch(self, driver: Any, params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
+        """Run the statement on an asyncpg connection in autocommit or in its own transaction
+        (`ipt_core.db.driver`: `pooled_driver`, `driver_transaction`); return its records."""
+        async with driver_statement(driver):
+            rows = await driver.fetch(self.sql, *self.arguments(params))
+        return rows  # type: ignore[no-any-return]
 
 
 def _converts(type_: Any) -> bool:

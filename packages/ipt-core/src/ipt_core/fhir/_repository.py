@@ -7,14 +7,12 @@ in `history.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, func, select, tuple_
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy import Text, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.db.driver import autocommit_driver, driver_statement
+from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import resource, resource_version
 from ipt_core.db.unnest import unnest_params
 from ipt_core.fhir.model import StoredResource
@@ -55,44 +53,31 @@ _VERSION = select(resource_version).where(
 )
 
 
-@dataclass(frozen=True)
-class _Read:
-    """A Core statement, and its SQL as asyncpg runs it (`$1`, `$2` … in `names` order)."""
-
-    statement: Select[Any]
-    sql: str
-    names: tuple[str, ...]
-
-    @classmethod
-    def of(cls, statement: Select[Any]) -> _Read:
-        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-        return cls(statement, str(compiled), tuple(compiled.positiontup or ()))
+# Compiled once; run on the driver where SQLAlchemy manages no transaction (db/fixed.py).
+_READ_CURRENT = FixedStatement(_CURRENT)
+_READ_VERSION = FixedStatement(_VERSION)
+_READ_LOCKED = FixedStatement(_LOCK)
 
 
-_READ_CURRENT = _Read.of(_CURRENT)
-_READ_VERSION = _Read.of(_VERSION)
+async def _one(
+    conn: AsyncConnection, read: FixedStatement, params: dict[str, Any]
+) -> StoredResource | None:
+    """The one row of a primary-key read; raw asyncpg where SQLAlchemy manages no transaction.
 
-
-async def _one(conn: AsyncConnection, read: _Read, params: dict[str, Any]) -> StoredResource | None:
-    """The one row of a primary-key read; raw asyncpg on autocommit connections.
-
-    The API reads in autocommit (docs/architecture.md#read-path), and there SQLAlchemy costs
-    1.8-3.4x the driver's time for the same read, measured side by side
-    (bench/store_read_bench.py). The SQL is still Core's, compiled once from schema.py and
-    prepared once per connection by asyncpg. Inside a transaction the driver must not be
-    used directly (SQLAlchemy opens its transaction at its first statement), so Core runs.
+    The API reads in autocommit (docs/architecture.md#read-path) and writes in transactions
+    begun on the driver ("Write path"), and there SQLAlchemy costs 1.8-3.4x the driver's time
+    for the same read, measured side by side (bench/store_read_bench.py). The SQL is still
+    Core's, compiled once from schema.py and prepared once per connection by asyncpg.
     """
-    driver = await autocommit_driver(conn)
-    if driver is not None:
-        return await _fetch_one(driver, read, params)
-    row = (await conn.execute(read.statement, params)).first()
-    return None if row is None else _stored(row._mapping)
+    rows = await read.execute(conn, params)
+    return _stored(rows[0]) if rows else None
 
 
-async def _fetch_one(driver: Any, read: _Read, params: dict[str, Any]) -> StoredResource | None:
-    async with driver_statement(driver):
-        record = await driver.fetchrow(read.sql, *(params[name] for name in read.names))
-    return None if record is None else _stored(record)
+async def _fetch_one(
+    driver: Any, read: FixedStatement, params: dict[str, Any]
+) -> StoredResource | None:
+    rows = await read.fetch(driver, params)
+    return _stored(rows[0]) if rows else None
 
 
 async def current(conn: AsyncConnection, resource_type: str, id_: str) -> StoredResource | None:
@@ -109,8 +94,7 @@ async def lock_for_update(
     conn: AsyncConnection, resource_type: str, id_: str
 ) -> StoredResource | None:
     """Return the current row locked until the transaction ends (writers queue here)."""
-    row = (await conn.execute(_LOCK, {"type": resource_type, "id": id_})).first()
-    return None if row is None else _stored(row._mapping)
+    return await _one(conn, _READ_LOCKED, {"type": resource_type, "id": id_})
 
 
 # The keys arrive as two arrays, so the statement's text is the same for any number of rows.
@@ -121,13 +105,15 @@ _CURRENT_MANY = (
     .order_by(resource.c.resource_type, resource.c.id)
 )
 _LOCK_MANY = _CURRENT_MANY.with_for_update()
+_FETCH_CURRENT_MANY = FixedStatement(_CURRENT_MANY)
+_FETCH_LOCK_MANY = FixedStatement(_LOCK_MANY)
 
 
 async def current_many(
     conn: AsyncConnection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], StoredResource]:
     """Return the current rows of `keys` (type, id), deleted or not, unlocked."""
-    return await _many(conn, _CURRENT_MANY, keys)
+    return await _many(conn, _FETCH_CURRENT_MANY, keys)
 
 
 async def lock_many(
@@ -137,16 +123,16 @@ async def lock_many(
 
     Every set-based writer locks in `(type, id)` order, so two of them never deadlock.
     """
-    return await _many(conn, _LOCK_MANY, keys)
+    return await _many(conn, _FETCH_LOCK_MANY, keys)
 
 
 async def _many(
-    conn: AsyncConnection, statement: Select[Any], keys: Sequence[tuple[str, str]]
+    conn: AsyncConnection, statement: FixedStatement, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], StoredResource]:
     if not keys:
         return {}
     params = {"each_resource_type": [t for t, _ in keys], "each_id": [i for _, i in keys]}
-    found = [_stored(row._mapping) for row in await conn.execute(statement, params)]
+    found = [_stored(row) for row in await statement.execute(conn, params)]
     return {(s.resource_type, s.id): s for s in found}
 
 
@@ -160,10 +146,12 @@ async def version(
 
 async def lock_key(conn: AsyncConnection, key: str) -> None:
     """Serialize transactions that use the same `key` until they end (conditional writes)."""
-    await conn.execute(_LOCK_KEY, {"key": key})
+    await _LOCK_KEY.execute(conn, {"key": key})
 
 
-_LOCK_KEY = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
+_LOCK_KEY = FixedStatement(
+    select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
+)
 
 
 async def version_on_driver(

@@ -157,5 +157,5 @@ async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[t
                 values = _values(entry)
                 for n, value in zip(names, (s.resource_type, s.id, *values), strict=True):
                     params[f"{table}_{n}"].append(value)
-    result = await _WRITE.execute(conn, params)
-    return {(row.resource_type, row.id) for row in result}
+    rows = await _WRITE.execute(conn, params)
+    return {(row["resource_type"], row["id"]) for row in rows}

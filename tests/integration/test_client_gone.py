@@ -1,0 +1,61 @@
+"""A client that closes its connection before its request's body is read is not a server error.
+
+uvicorn tells the app `http.disconnect` instead of the rest of the body: the write's
+transaction is rolled back, the audit record says 499 (client closed request, answered to
+nobody), and no "unexpected error" is logged. (A client gone later, once the disconnect watch
+runs, has its request cancelled instead: tests/integration/test_driver_transaction.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.app import create_app
+from tests.support.api import api_settings, served
+from tests.support.database import query_scalar
+from tests.support.waiting import poll_until
+
+_HALF_A_REQUEST = (
+    b"POST /fhir/Patient HTTP/1.1\r\n"
+    b"Host: 127.0.0.1\r\n"
+    b"Content-Type: application/fhir+json\r\n"
+    b"Content-Length: 400\r\n"
+    b"\r\n"
+    b'{"resourceType": "Patient", "name": [{"family": '
+)
+
+
+async def test_a_client_gone_mid_body_is_a_499_not_a_500(
+    db: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = api_settings(database_url=database_url.replace("+asyncpg", ""))
+    with served(create_app(settings)) as port, caplog.at_level(logging.INFO):
+        async with httpx.AsyncClient() as http:  # a pooled connection and the path warm
+            created = await http.post(
+                f"http://127.0.0.1:{port}/fhir/Patient",
+                json={"resourceType": "Patient"},
+                headers={"Content-Type": "application/fhir+json"},
+            )
+            assert created.status_code == 201
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_HALF_A_REQUEST)
+        await writer.drain()
+        # Gone at once: before the disconnect watch starts, the body's read meets the close.
+        writer.close()
+        await writer.wait_closed()
+        await poll_until(lambda: _audited(db), within_s=10, what="the request's audit record")
+        await asyncio.sleep(0.2)  # anything the request still logs
+    statuses = "SELECT array_agg(outcome_status) FROM audit_event WHERE action = 'C'"
+    assert sorted(await query_scalar(db, statuses)) == [201, 499]
+    assert await query_scalar(db, "SELECT count(*) FROM resource") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def _audited(db: AsyncEngine) -> bool:
+    created = "SELECT count(*) FROM audit_event WHERE action = 'C'"
+    return bool(await query_scalar(db, created) == 2)
