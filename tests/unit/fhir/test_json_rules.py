@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ipt_core.fhir.errors import InvalidResource
 from ipt_core.fhir.validation import check_resource
 
 
-def _problems(resource: dict[str, object]) -> set[tuple[str, str]]:
+def _problems(resource: dict[str, Any]) -> set[tuple[str, str]]:
     with pytest.raises(InvalidResource) as refused:
         check_resource(resource, model=False)
     return {(issue.expression[0], issue.diagnostics) for issue in refused.value.issues}
