@@ -19,7 +19,9 @@ until then is answered by the app's handler for it (ipt_api/errors.py), looked u
 exception middleware looks it up; one without a handler goes on to the server-error handler
 (a 500 OperationOutcome), as before. Every other request (another route matched first, only
 a partial match: 405, no match: 404, a `root_path`) goes to `app`, the exception middleware
-and router, as before.
+and router, as before. A `HEAD` request is matched as a `GET` (FastAPI's routes take no
+`HEAD`, which answered 405): the same checks, authorization and audit as the read, and
+uvicorn sends the status and headers without the body.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ class FhirDispatch:
         if scope["type"] == "http" and not scope.get("root_path") and not self._overrides:
             if self._tables is None:
                 self._tables = _compile(self._routes)
-            table = self._tables.get(scope["method"])
+            # HEAD is answered as GET: the server sends the head only (RFC 9110, 9.3.2).
+            method = scope["method"]
+            table = self._tables.get("GET" if method == "HEAD" else method)
             if table is not None:
                 pattern, operations = table
                 found = pattern.match(scope["path"])
