@@ -30,6 +30,10 @@ SEARCHES = [
     ("Observation", [("code", "http://loinc.org|44261-6,http://snomed.info/sct|1")]),
     ("Observation", [("code", "x" * 400)]),  # a long code is bound as its index key
     ("Observation", [("code", "a"), ("code", "b"), ("category", "survey")]),
+    ("Patient", [("_id", "a,b")]),
+    ("Patient", [("_id", "p1")]),
+    ("Patient", [("_id", "x" * 400)]),  # an id is bound as given, never as an index key
+    ("Encounter", [("_id", "e1"), ("subject", "Patient/p1")]),
 ]
 
 
@@ -57,7 +61,8 @@ def test_shapes_differ_when_the_sql_does() -> None:
 def test_values_the_builders_transform_are_not_cached() -> None:
     for resource_type, params in (
         ("Patient", [("name", "smith")]),
-        ("Patient", [("_id", "a,b")]),
+        ("Patient", [("_id:not", "a")]),
+        ("Patient", [("_lastUpdated", "ge2025")]),
         ("Patient", [("birthdate", "ge2000")]),
         ("Patient", [("gender:not", "male")]),
         ("Encounter", [("subject:Patient.name", "x")]),

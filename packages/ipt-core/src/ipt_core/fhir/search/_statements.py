@@ -56,7 +56,11 @@ _OTHER = {
     kind: tuple(f.name for f in fields(kind) if f.name not in {name for name, _ in slots})
     for kind, slots in _SLOTS.items()
 }
-_RESOURCE_PARAMS = frozenset({"_id", "_lastUpdated"})  # on the resource row, built otherwise
+# `_lastUpdated` is on the resource row, built otherwise (its dates are not slots). `_id` is
+# there too, its ids bound as given (not as index keys): a search by id is a common batch
+# read, and compiling its statement per call cost ~600 µs (bench/PROFILE.md, "Tenth round").
+_RESOURCE_PARAMS = frozenset({"_lastUpdated"})
+_AS_GIVEN = frozenset({"_id"})
 _MARK = "\x00slot"  # no search value holds NUL (PostgreSQL text cannot)
 _MAX_SHAPES = 2_000  # a bound on the cache; real clients use a few dozen shapes
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -176,6 +180,7 @@ def _probe(query: SearchQuery) -> tuple[tuple[Any, ...], list[Any]] | None:
         ):
             return None
         shapes: list[tuple[Any, ...]] = [(clause.param.name, clause.param.type)]
+        as_given = clause.param.name in _AS_GIVEN
         for value in clause.values:
             kind = type(value)
             slots = _SLOTS.get(kind)
@@ -186,7 +191,7 @@ def _probe(query: SearchQuery) -> tuple[tuple[Any, ...], list[Any]] | None:
                 given = getattr(value, name)
                 empty.append(given is None)
                 if given is not None:
-                    values.append(bound(given))
+                    values.append(given if as_given else bound(given))
             shapes.append((kind, *empty, *(getattr(value, name) for name in _OTHER[kind])))
         clauses.append(tuple(shapes))
     return (query.resource_type, tuple(clauses), query.sort, query.count), values
