@@ -7,7 +7,7 @@ all land in the one transaction; it commits when the block ends and rolls back w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -111,16 +111,12 @@ async def test_a_cancelled_block_leaves_no_connection_in_a_transaction(
         await task
     idle_in_transaction = "SELECT count(*) FROM pg_stat_activity WHERE state LIKE '%in transaction'"
     await poll_until(
-        lambda: _equals(query_scalar(db, idle_in_transaction), 0), within_s=10, what="rollback"
+        lambda: query_scalar(db, idle_in_transaction), until=lambda n: n == 0, what="rollback"
     )
     assert await query_scalar(db, "SELECT count(*) FROM driver_tx_scratch") == 0
     for _ in range(25):  # every pooled connection is usable: none was returned mid-transaction
         async with driver_transaction(autocommit) as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
-
-
-async def _equals(value: Awaitable[Any], expected: Any) -> bool:
-    return bool(await value == expected)
 
 
 async def test_an_engine_not_in_autocommit_is_refused(db: AsyncEngine) -> None:

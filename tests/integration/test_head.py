@@ -37,8 +37,6 @@ async def test_head_answers_as_get_without_the_body(db: AsyncEngine, database_ur
             assert (await http.head("/Patient/no-such-one")).status_code == 404
         # Audited as the reads they are (read, vread, search), once per GET and per HEAD.
         reads = "SELECT count(*) FROM audit_event WHERE action IN ('R', 'E')"
-        await poll_until(lambda: _at_least(db, reads, 7), within_s=10, what="the audit records")
-
-
-async def _at_least(db: AsyncEngine, sql: str, count: int) -> bool:
-    return bool(await query_scalar(db, sql) >= count)
+        await poll_until(
+            lambda: query_scalar(db, reads), until=lambda n: n >= 7, within_s=10, what="audit"
+        )

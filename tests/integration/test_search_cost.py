@@ -119,13 +119,10 @@ async def test_a_query_is_cancelled_when_the_client_leaves(
         # The lock is still held: only a cancelled statement stops waiting.
         await poll_until(lambda: _none_wait(db), within_s=10, what="PostgreSQL to cancel it")
         # Audited as the client's leaving (499), not as a failure of the server (500).
-        await poll_until(lambda: _audited(db), within_s=10, what="the search's audit record")
+        searched = "SELECT count(*) FROM audit_event WHERE action = 'E'"
+        await poll_until(lambda: query_scalar(db, searched), within_s=10, what="its audit record")
     statuses = "SELECT array_agg(outcome_status) FROM audit_event WHERE action = 'E'"
     assert await query_scalar(db, statuses) == [499]
-
-
-async def _audited(db: AsyncEngine) -> bool:
-    return bool(await query_scalar(db, "SELECT count(*) FROM audit_event WHERE action = 'E'"))
 
 
 async def _some_wait(db: AsyncEngine) -> bool:

@@ -45,7 +45,6 @@ def _stored(row: Any) -> StoredResource:
 _CURRENT = select(resource).where(
     resource.c.resource_type == bindparam("type"), resource.c.id == bindparam("id")
 )
-_LOCK = _CURRENT.with_for_update()
 _VERSION = select(resource_version).where(
     resource_version.c.resource_type == bindparam("type"),
     resource_version.c.id == bindparam("id"),
@@ -56,7 +55,7 @@ _VERSION = select(resource_version).where(
 # Compiled once; run on the driver where SQLAlchemy manages no transaction (db/fixed.py).
 _READ_CURRENT = FixedStatement(_CURRENT)
 _READ_VERSION = FixedStatement(_VERSION)
-_READ_LOCKED = FixedStatement(_LOCK)
+_READ_LOCKED = FixedStatement(_CURRENT.with_for_update())
 
 
 async def _one(
@@ -69,14 +68,16 @@ async def _one(
     for the same read, measured side by side (bench/store_read_bench.py). The SQL is still
     Core's, compiled once from schema.py and prepared once per connection by asyncpg.
     """
-    rows = await read.execute(conn, params)
-    return _stored(rows[0]) if rows else None
+    return _first(await read.execute(conn, params))
 
 
 async def _fetch_one(
     driver: Any, read: FixedStatement, params: dict[str, Any]
 ) -> StoredResource | None:
-    rows = await read.fetch(driver, params)
+    return _first(await read.fetch(driver, params))
+
+
+def _first(rows: Sequence[Any]) -> StoredResource | None:
     return _stored(rows[0]) if rows else None
 
 
@@ -104,16 +105,15 @@ _CURRENT_MANY = (
     .where(tuple_(resource.c.resource_type, resource.c.id).in_(select(_KEYS)))
     .order_by(resource.c.resource_type, resource.c.id)
 )
-_LOCK_MANY = _CURRENT_MANY.with_for_update()
-_FETCH_CURRENT_MANY = FixedStatement(_CURRENT_MANY)
-_FETCH_LOCK_MANY = FixedStatement(_LOCK_MANY)
+_READ_CURRENT_MANY = FixedStatement(_CURRENT_MANY)
+_READ_LOCKED_MANY = FixedStatement(_CURRENT_MANY.with_for_update())
 
 
 async def current_many(
     conn: AsyncConnection, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], StoredResource]:
     """Return the current rows of `keys` (type, id), deleted or not, unlocked."""
-    return await _many(conn, _FETCH_CURRENT_MANY, keys)
+    return await _many(conn, _READ_CURRENT_MANY, keys)
 
 
 async def lock_many(
@@ -123,7 +123,7 @@ async def lock_many(
 
     Every set-based writer locks in `(type, id)` order, so two of them never deadlock.
     """
-    return await _many(conn, _FETCH_LOCK_MANY, keys)
+    return await _many(conn, _READ_LOCKED_MANY, keys)
 
 
 async def _many(
