@@ -173,8 +173,8 @@ async def test_pooled_connections_closed_by_the_server_are_replaced_at_checkout(
     assert statuses == [200] * 5  # no request met a dead connection
 
 
-# A search checks out a SQLAlchemy connection; a read by id the pool's driver connection
-# alone (ipt_core.db.driver.pooled_driver): a refused connection is a 503 on both paths.
+# A search and a read by id take a connection of the read pool, which the engine makes
+# (ipt_core/db/read_pool.py): a refused connection is a 503 on both paths.
 @pytest.mark.parametrize("path", ["/fhir/Patient", "/fhir/Patient/nobody"])
 async def test_too_many_connections_answers_503(database: ChaosDatabase, path: str) -> None:
     if database.cluster is None:

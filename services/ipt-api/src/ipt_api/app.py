@@ -42,6 +42,7 @@ from ipt_api.webhooks.router import webhooks_router
 from ipt_api.worker import embedded_worker, worker_settings_of
 from ipt_core import composition
 from ipt_core.db.provision import Database, open_database
+from ipt_core.db.read_pool import ReadPool
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.events import FeedSignal
 from ipt_core.fhir.store import WriteListener
@@ -105,8 +106,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = database or await open_database(
-            settings, statement_timeout_ms=settings.statement_timeout_ms
+            settings,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            pool_size=settings.transaction_pool_size,
         )
+        # Reads by id and GET searches: connections of the engine's making, in a pool of their
+        # own (ipt_core/db/read_pool.py).
+        app.state.read_pool = ReadPool(app.state.database.engine, size=settings.read_pool_size)
         app.state.feed_signal = FeedSignal(app.state.database.engine)
         if ehr_endpoints:
             await register_endpoints(app.state.database.engine, ehr_endpoints)
@@ -132,6 +138,7 @@ def create_app(
             await app.state.audit_buffer.stop()
             if worker is not None:
                 await worker.stop()
+            await app.state.read_pool.close()
             if database is None:
                 await app.state.database.close()
 

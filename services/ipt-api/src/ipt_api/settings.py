@@ -38,6 +38,10 @@ class ApiSettings(CoreSettings):
     # Search cost (README, "Input limits"): parameters and comma-separated values per search.
     max_search_params: int = Field(default=DEFAULT_SEARCH_LIMITS.max_params, ge=1, le=1000)
     max_search_values: int = Field(default=DEFAULT_SEARCH_LIMITS.max_values, ge=1, le=10000)
+    # Of IPT_DATABASE_POOL_SIZE, the connections kept for reads by id and GET searches
+    # (ipt_core/db/read_pool.py; default: half); the rest serve transactions and the
+    # in-process worker.
+    database_read_pool_size: int | None = Field(default=None, ge=1, le=199)
     # PostgreSQL statement_timeout of the API's connections; 0 turns it off.
     statement_timeout_ms: int = Field(default=30_000, ge=0)
     # Hosts whose `Host` header may start links when IPT_PUBLIC_BASE_URL is unset ("*": any).
@@ -67,6 +71,28 @@ class ApiSettings(CoreSettings):
         if isinstance(value, str):
             return [host.strip() for host in value.split(",") if host.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _leave_connections_for_transactions(self) -> ApiSettings:
+        # The API splits its connections between reads and transactions: one of each at least.
+        if self.database_pool_size < 2:
+            raise ValueError("the API needs IPT_DATABASE_POOL_SIZE of 2 or more")
+        if self.read_pool_size >= self.database_pool_size:
+            raise ValueError(
+                "IPT_DATABASE_READ_POOL_SIZE must be smaller than IPT_DATABASE_POOL_SIZE: "
+                "it is the part of the pool kept for reads, the rest serves transactions"
+            )
+        return self
+
+    @property
+    def read_pool_size(self) -> int:
+        """The connections kept for reads (IPT_DATABASE_READ_POOL_SIZE, else half the pool)."""
+        return self.database_read_pool_size or self.database_pool_size // 2
+
+    @property
+    def transaction_pool_size(self) -> int:
+        """The engine's pool: IPT_DATABASE_POOL_SIZE less the read pool's connections."""
+        return self.database_pool_size - self.read_pool_size
 
     @model_validator(mode="after")
     def _refuse_unsafe_auth(self) -> ApiSettings:

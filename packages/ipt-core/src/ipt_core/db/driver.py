@@ -1,4 +1,4 @@
-"""Statements on the asyncpg connection under SQLAlchemy's pool: the API's reads and writes.
+"""Statements on the asyncpg connection under SQLAlchemy's: the API's reads and writes.
 
 The store's primary-key reads, the searches and the write path's fixed statements run on the
 driver when SQLAlchemy does not manage their connection's transaction: a connection in
@@ -8,10 +8,9 @@ than PostgreSQL's answer. In a transaction SQLAlchemy manages, the driver must n
 directly (SQLAlchemy opens the transaction at its own first statement), so callers fall back
 to Core there.
 
-`pooled_driver` goes one step further for a request that needs nothing but driver statements
-(a read by id or version): it checks the driver connection out of the same pool without a
-SQLAlchemy `Connection` around it, and, when an idle connection is there to take, without
-SQLAlchemy's greenlet bridge either (`connect_in_bridge`).
+A request that needs nothing but driver statements (a read by id or version, a GET search)
+takes its connection from the read pool instead, without SQLAlchemy around it at all
+(`db/read_pool.py`).
 """
 
 from __future__ import annotations
@@ -20,47 +19,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection, QueuePool
-from sqlalchemy.util import greenlet_spawn
-from sqlalchemy.util.concurrency import in_greenlet
 
-__all__ = [
-    "autocommit_driver",
-    "connect_in_bridge",
-    "driver_statement",
-    "driver_transaction",
-    "pooled_driver",
-]
+__all__ = ["autocommit_driver", "driver_statement", "driver_transaction"]
 
 
 # SQLSTATE classes of a server error that ends the session: the connection is gone
 # (57P01 admin_shutdown, 57P02 crash_shutdown, 57P05 idle_session_timeout; class 08).
 _SESSION_ENDED = ("57P", "08")
-
-
-class _OutsideBridge(Exception):
-    """The pool had to open a connection outside SQLAlchemy's greenlet bridge."""
-
-
-def connect_in_bridge(*args: Any, **kwargs: Any) -> Any:
-    """`asyncpg.connect` for the engine's pool (db/engine.py), refusing outside the bridge.
-
-    SQLAlchemy's pool is synchronous code: it waits for I/O through `await_`, which works only
-    inside the greenlet bridge (`greenlet_spawn`). `pooled_driver` checks an idle connection
-    out without the bridge, and the pool may still find it must connect first (the idle one
-    was closed by the server, or the pool was invalidated). Refused here, before the driver's
-    `connect()` coroutine exists, the pool puts its record back as it does after any failed
-    connect, and `pooled_driver` checks out again through the bridge. (Had the coroutine been
-    made, failing to await it would leave a "never awaited" warning behind.)
-    """
-    if not in_greenlet():
-        raise _OutsideBridge
-    return asyncpg.connect(*args, **kwargs)
 
 
 async def autocommit_driver(conn: AsyncConnection) -> Any | None:
@@ -129,60 +98,6 @@ async def _shielded(driver: Any, ending: Coroutine[Any, Any, None]) -> None:
             if not finishing.cancelled():
                 finishing.exception()  # seen: the cancellation is what the caller gets
             raise
-
-
-@asynccontextmanager
-async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """An asyncpg connection of `engine`'s pool, for statements in autocommit, then returned.
-
-    The pool's own checkout and return, as `engine.connect()` does them (the same size,
-    timeout, and `_discard_closed` check of db/engine.py), without the `Connection` that
-    `engine.connect()` builds around them: its construction, isolation level set and reset,
-    events and shielded close cost ~105 µs of CPU per checkout against ~45 µs for the pool's
-    part alone (bench/PROFILE.md, "Third round"). Run statements under `driver_statement`.
-    `engine` must come from `ipt_core.db.engine.create_engine` (its pool connects through
-    `connect_in_bridge`).
-    """
-    pool = cast(QueuePool, engine.sync_engine.pool)  # db/engine.py: no other kind
-    dialect = engine.dialect
-    try:
-        fairy = _idle_connection(pool)
-        if fairy is None:
-            fairy = await greenlet_spawn(pool.connect)
-    except dialect.loaded_dbapi.Error as error:
-        # As `engine.connect()` does: the driver's failure to connect (a restarting server)
-        # wrapped as SQLAlchemy's DBAPIError, which the API answers as a 503.
-        raise sqlalchemy.exc.DBAPIError.instance(
-            None,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(error, None, None),
-            dialect=dialect,
-        ) from error
-    try:
-        yield fairy.driver_connection
-    finally:
-        # The return resets nothing here: no SQLAlchemy transaction was begun on it. A driver
-        # `driver_statement` closed is dropped at its next checkout (`_discard_closed`). Only
-        # a pool already holding all its connections would close one (I/O): not without the
-        # bridge.
-        if pool.checkedin() < pool.size():
-            fairy.close()
-        else:
-            await greenlet_spawn(fairy.close)
-
-
-def _idle_connection(pool: QueuePool) -> PoolProxiedConnection | None:
-    # Without the bridge only when the pool has an idle connection: taking it needs no I/O
-    # (a pool waiting for one, or opening one, would). Each greenlet the bridge spawns costs
-    # ~25 µs of CPU, about a tenth of a read (bench/PROFILE.md, "Eighth round").
-    if not pool.checkedin():
-        return None
-    try:
-        return pool.connect()
-    except _OutsideBridge:
-        return None  # the idle connection was closed: connect again, through the bridge
 
 
 @asynccontextmanager

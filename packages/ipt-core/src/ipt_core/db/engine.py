@@ -10,8 +10,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ipt_core.db.driver import connect_in_bridge
-
 __all__ = ["asyncpg_url", "create_engine"]
 
 # A connection attempt gives up after this: an unreachable server answers 503, not a hang.
@@ -73,9 +71,6 @@ def create_engine(
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         connect_args={
-            # The pool connects only inside SQLAlchemy's greenlet bridge: what lets
-            # `pooled_driver` take an idle connection without it (db/driver.py).
-            "async_creator_fn": connect_in_bridge,
             "timeout": _CONNECT_TIMEOUT_S,
             "prepared_statement_cache_size": _PREPARED_STATEMENTS,
             **_server_settings(statement_timeout_ms),

@@ -22,6 +22,8 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from opentelemetry import metrics
 
+from ipt_core.db.read_pool import PoolExhausted
+
 __all__ = ["DATABASE_ERRORS", "DatabaseFault", "FaultKind", "OutageLog", "database_fault"]
 
 # Where database trouble can surface: SQLAlchemy's wrappers, the driver's own exceptions (at
@@ -29,6 +31,7 @@ __all__ = ["DATABASE_ERRORS", "DatabaseFault", "FaultKind", "OutageLog", "databa
 DATABASE_ERRORS: Final[tuple[type[Exception], ...]] = (
     sqlalchemy.exc.DBAPIError,
     sqlalchemy.exc.TimeoutError,
+    PoolExhausted,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     OSError,
@@ -92,7 +95,7 @@ def database_fault(error: BaseException) -> DatabaseFault | None:
                 return DatabaseFault("unavailable", sqlstate, connection_lost=True)
             if sqlstate in _SQLSTATES:
                 return DatabaseFault(_SQLSTATES[sqlstate], sqlstate, connection_lost=lost)
-        if isinstance(link, sqlalchemy.exc.TimeoutError):  # no pooled connection came free
+        if isinstance(link, sqlalchemy.exc.TimeoutError | PoolExhausted):  # none came free
             return DatabaseFault("overloaded")
         if _is_network_failure(link) or _is_closed_connection(link):
             return DatabaseFault("unavailable", connection_lost=True)

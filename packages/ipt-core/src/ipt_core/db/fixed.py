@@ -78,7 +78,7 @@ class FixedStatement:
 
     async def fetch(self, driver: Any, params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
         """Run the statement on an asyncpg connection in autocommit or in its own transaction
-        (`ipt_core.db.driver`: `pooled_driver`, `driver_transaction`); return its records."""
+        (`ipt_core.db.read_pool`, `ipt_core.db.driver.driver_transaction`); return its records."""
         async with driver_statement(driver):
             rows = await driver.fetch(self.sql, *self.arguments(params))
         return rows  # type: ignore[no-any-return]

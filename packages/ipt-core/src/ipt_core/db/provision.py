@@ -57,16 +57,23 @@ async def database_url(settings: CoreSettings) -> tuple[str, EmbeddedPostgres | 
 
 
 async def open_database(
-    settings: CoreSettings, *, migrate: bool = True, statement_timeout_ms: int | None = None
+    settings: CoreSettings,
+    *,
+    migrate: bool = True,
+    statement_timeout_ms: int | None = None,
+    pool_size: int | None = None,
 ) -> Database:
     """Connect (creating the embedded database on first use) and run pending migrations.
 
     `statement_timeout_ms` bounds every statement of the engine's connections (not the
-    migrations, which lift it for their own transaction).
+    migrations, which lift it for their own transaction). `pool_size` defaults to the
+    settings' `database_pool_size` (the API gives part of it to its read pool).
     """
     url, embedded = await database_url(settings)
     engine = create_engine(
-        url, pool_size=settings.database_pool_size, statement_timeout_ms=statement_timeout_ms
+        url,
+        pool_size=pool_size or settings.database_pool_size,
+        statement_timeout_ms=statement_timeout_ms,
     )
     if migrate:
         await upgrade(engine)

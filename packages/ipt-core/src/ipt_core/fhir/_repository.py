@@ -87,7 +87,7 @@ async def current(conn: AsyncConnection, resource_type: str, id_: str) -> Stored
 
 
 async def current_on_driver(driver: Any, resource_type: str, id_: str) -> StoredResource | None:
-    """`current`, on an asyncpg connection in autocommit (`ipt_core.db.driver.pooled_driver`)."""
+    """`current`, on an asyncpg connection in autocommit (`ipt_core.db.read_pool`)."""
     return await _fetch_one(driver, _READ_CURRENT, {"type": resource_type, "id": id_})
 
 

@@ -351,8 +351,8 @@ class DriverReads:
 
     Same checks, same answers, same errors as `ResourceStore.read` and `vread`. A read by id
     needs one primary-key statement and no transaction, and checking out a SQLAlchemy
-    connection for it cost more CPU than the statement (ipt_core/db/driver.py,
-    `pooled_driver`; docs/architecture.md, "Read path").
+    connection for it cost more CPU than the statement (ipt_core/db/read_pool.py;
+    docs/architecture.md, "Read path").
     """
 
     def __init__(self, driver: Any) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.audit import AuditRecord, copy_records, purge_before
-from ipt_core.db.driver import driver_statement, pooled_driver
+from ipt_core.db.driver import autocommit_driver, driver_statement
 
 __all__ = ["AuditBuffer"]
 
@@ -77,10 +77,13 @@ class AuditBuffer:
         while written < len(taken):
             batch = taken[written : written + self.batch_size]
             try:
-                # One COPY per batch on a driver connection: atomic on its own, and the
+                # One COPY per batch on the driver, in autocommit: atomic on its own, and the
                 # cheapest way in for many rows (ipt_core/audit, `copy_records`).
-                async with pooled_driver(self.engine) as driver, driver_statement(driver):
-                    await copy_records(driver, batch)
+                async with self.engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    driver = await autocommit_driver(conn)
+                    async with driver_statement(driver):
+                        await copy_records(driver, batch)
             except Exception as error:  # the database is away: keep the records, retry later
                 self._pending[:0] = taken[written:]
                 _log.warning(

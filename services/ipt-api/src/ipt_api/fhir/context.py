@@ -7,8 +7,8 @@ the caller, the store and the base URL are resolved only when the route asks for
 order the route needs them: a route authorizes before it opens the store or reads anything.
 The store's connection is the request's one transaction (`ipt_api.deps.request_connection`),
 committed before the response is sent (`scope="function"`, docs/architecture.md
-"Write path"). A read by id or version asks for `reads()` instead: the pool's driver
-connection alone, without a SQLAlchemy connection around it (docs/architecture.md,
+"Write path"). A read by id or version asks for `reads()` instead: a driver connection of
+the read pool, without a SQLAlchemy connection around it (docs/architecture.md,
 "Read path").
 """
 
@@ -25,8 +25,7 @@ from ipt_api.errors import outage_log
 from ipt_api.fhir.media import check_accept
 from ipt_api.principal import Principal
 from ipt_api.settings import ApiSettings
-from ipt_core.db.driver import pooled_driver
-from ipt_core.db.provision import Database
+from ipt_core.db.read_pool import ReadPool
 from ipt_core.fhir.errors import MethodNotAllowed, ResourceNotFound
 from ipt_core.fhir.registry import REGISTRY
 from ipt_core.fhir.search import SearchRunner, search_runner
@@ -64,15 +63,15 @@ class FhirContext:
         return self._store
 
     async def reads(self) -> DriverReads:
-        """Reads by id and version on a driver connection of the pool, returned with the route.
+        """Reads by id and version on a connection of the read pool, returned with the route.
 
         For a route that reads nothing else (`read`, `vread`): no transaction, no SQLAlchemy
-        connection (ipt_core/db/driver.py, `pooled_driver`).
+        connection (ipt_core/db/read_pool.py).
         """
         return DriverReads(await self._driver())
 
     async def searcher(self) -> SearchRunner:
-        """Where this request's search runs: a driver connection of the pool for a GET, the
+        """Where this request's search runs: a connection of the read pool for a GET, the
         request's transaction for a POST `_search` (ipt_core/fhir/search/_statements.py)."""
         if self.request.method in SAFE_METHODS:
             return SearchRunner.on_driver(await self._driver())
@@ -81,9 +80,9 @@ class FhirContext:
     async def _driver(self) -> Any:
         # One connection per request, however many times the route asks.
         if self._driver_conn is None:
-            database: Database = self.request.app.state.database
-            engine = database.engine
-            self._driver_conn = await self._stack.enter_async_context(pooled_driver(engine))
+            pool: ReadPool = self.request.app.state.read_pool
+            self._driver_conn = driver = await pool.acquire()
+            self._stack.callback(pool.release, driver)
             outage_log(self.request).recovered()
         return self._driver_conn
 

@@ -97,7 +97,7 @@ class SearchRunner:
 
     @classmethod
     def on_driver(cls, driver: Any) -> SearchRunner:
-        """A runner on an asyncpg connection in autocommit (`db.driver.pooled_driver`)."""
+        """A runner on an asyncpg connection in autocommit (`db/read_pool.py`)."""
         return cls(None, driver)
 
     async def rows(self, kind: str | None, query: SearchQuery, build: Build) -> Sequence[Any]:
