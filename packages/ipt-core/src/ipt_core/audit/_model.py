@@ -6,9 +6,8 @@ patient data and the audit trail must not become a second copy of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ipt_core.instants import format_instant
 
@@ -54,9 +53,13 @@ def outcome_of_status(status: int) -> int:
     return 4 if status < 500 else 8
 
 
-@dataclass(frozen=True)
-class AuditRecord:
-    """One access: who (agent, client, address), what (type/id or query names), the outcome."""
+class AuditRecord(NamedTuple):
+    """One access: who (agent, client, address), what (type/id or query names), the outcome.
+
+    A named tuple, not a frozen dataclass: one is made per API request, and a frozen
+    dataclass's 14 fields cost ~2.6 µs to set against ~0.8 µs (bench/PROFILE.md, "Eleventh
+    round").
+    """
 
     id: str
     recorded: datetime

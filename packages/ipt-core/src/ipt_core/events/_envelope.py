@@ -5,10 +5,10 @@ See docs/architecture.md#events-outbox-and-relay for the attributes and their gu
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
+from ipt_core.ids import new_id
 from ipt_core.instants import format_instant
 
 __all__ = ["EVENT_SOURCE", "cloud_event"]
@@ -29,7 +29,7 @@ def cloud_event(
     """Build one event; its `id` is minted here once and kept across every retry."""
     event: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "source": EVENT_SOURCE,
         "type": type_,
         "subject": subject,

@@ -11,7 +11,6 @@ generated data already known to be valid.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import astuple
@@ -27,6 +26,7 @@ from ipt_core.db.schema import SEARCH_TABLES, resource_version
 from ipt_core.fhir._versions import definition_or_404, with_meta
 from ipt_core.fhir.index import index_entries
 from ipt_core.fhir.validation import check_resource
+from ipt_core.ids import new_id
 
 __all__ = ["bulk_load", "deferred_indexes"]
 
@@ -95,7 +95,7 @@ async def _copy(
         definition = definition_or_404(resource_type)
         if validate:
             check_resource(resource)
-        id_ = str(resource.get("id") or uuid.uuid4())
+        id_ = str(resource.get("id") or new_id())
         body = with_meta(resource, id_, 1, now)
         content = orjson.dumps(body).decode()
         current.append((resource_type, id_, 1, now, False, content))

@@ -12,7 +12,6 @@ same criteria queue on an advisory lock, so concurrent conditional creates make 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core import ids
 from ipt_core.fhir import _many
 from ipt_core.fhir import _repository as rows
 from ipt_core.fhir._many import PutFailed
@@ -168,7 +168,7 @@ class ResourceStore:
                     await self.read(definition.type, existing), created=False, changed=False
                 )
         return await self._write(
-            definition, new_id or str(uuid.uuid4()), resource, None, cause or self.cause
+            definition, new_id or ids.new_id(), resource, None, cause or self.cause
         )
 
     async def update(
@@ -204,7 +204,7 @@ class ResourceStore:
         if match is None:
             if if_match is not None:
                 raise PreconditionFailed("If-Match was given but no resource matches")
-            new_id = check_id(body_id) if isinstance(body_id, str) else str(uuid.uuid4())
+            new_id = check_id(body_id) if isinstance(body_id, str) else ids.new_id()
             previous = await rows.lock_for_update(self.conn, resource_type, new_id)
             return await self._write(definition, new_id, resource, previous, cause or self.cause)
         if body_id is not None and body_id != match:

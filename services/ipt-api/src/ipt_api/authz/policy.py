@@ -102,6 +102,8 @@ def plan_search(principal: Principal, query: SearchQuery, names: Sequence[str]) 
         limit = compartment_clause(query.resource_type, patient)
         if limit is not None:
             clauses = (*clauses, limit)
+    if not issues and clauses is query.clauses:
+        return query  # the caller may run it as asked (includes dropped would be issues)
     return replace(
         query,
         clauses=clauses,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -46,6 +45,7 @@ from ipt_core.fhir.errors import (
 )
 from ipt_core.fhir.model import ResourcePut
 from ipt_core.fhir.store import PutFailed, ResourceStore
+from ipt_core.ids import new_id
 
 __all__ = ["bundle_route"]
 
@@ -208,13 +208,13 @@ async def _settle_ids(
                 found = None
                 if entry.if_none_exist:
                     found = await _visible_match(store, principal, t, entry.if_none_exist)
-                entry.new_id = None if found else str(uuid.uuid4())
+                entry.new_id = None if found else new_id()
                 entry.existing_id = found
             elif entry.method == "PUT" and entry.id is None and entry.query:
                 entry.existing_id = await _visible_match(store, principal, t, entry.query)
                 if entry.existing_id is None:
                     body_id = (entry.resource or {}).get("id")
-                    entry.new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
+                    entry.new_id = body_id if isinstance(body_id, str) else new_id()
         except FhirError as error:
             raise _in_entry(error, entry) from None
         settled = entry.id or entry.existing_id or entry.new_id

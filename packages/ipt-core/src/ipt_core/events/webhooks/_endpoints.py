@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ipt_core.events.webhooks._model import Endpoint
 from ipt_core.events.webhooks._repository import endpoints as repository
 from ipt_core.events.webhooks._signing import new_secret
+from ipt_core.ids import new_id
 from ipt_core.sealing import Keyring
 
 __all__ = ["create_endpoint", "reseal_secrets", "secret_context"]
@@ -31,7 +31,7 @@ async def create_endpoint(
     The secret is stored sealed with the keyring's current key, never in plain text.
     """
     secret = new_secret()
-    endpoint_id = str(uuid.uuid4())
+    endpoint_id = new_id()
     endpoint = await repository.insert_endpoint(
         conn,
         endpoint_id=endpoint_id,

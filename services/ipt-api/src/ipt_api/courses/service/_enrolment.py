@@ -7,7 +7,6 @@ of it back.
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import urlencode
 
 from ipt_api.courses.errors import UnknownReference
@@ -20,6 +19,7 @@ from ipt_api.courses.schemas import (
 from ipt_api.courses.service._course_io import load_course, require_status
 from ipt_core.fhir.errors import BusinessRuleViolated, ResourceGone, ResourceNotFound
 from ipt_core.fhir.store import ResourceStore
+from ipt_core.ids import new_id
 from ipt_core.ipt import (
     Course,
     InterpersonalGoal,
@@ -61,7 +61,7 @@ async def enrol(store: ResourceStore, request: EnrolmentRequest) -> str:
         session_minutes=request.session_minutes,
         start=request.start,
         interpersonal_goals=tuple(_goals(request.interpersonal_goals)),
-        identifier=request.identifier or str(uuid.uuid4()),
+        identifier=request.identifier or new_id(),
     )
     course = await _create_course(store, outline, status="draft")
     if (baseline := request.baseline_phq9) is not None:
@@ -113,7 +113,7 @@ async def start_maintenance(
         start=start,
         interpersonal_goals=tuple(_goals(request.interpersonal_goals)),
         based_on=acute_id,
-        identifier=str(uuid.uuid4()),
+        identifier=new_id(),
     )
     # The maintenance contract is agreed in the acute course's termination phase: active now.
     return (await _create_course(store, outline, status="active")).id

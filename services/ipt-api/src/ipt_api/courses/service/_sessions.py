@@ -9,7 +9,6 @@ PHQ-9, note, course), as a transaction Bundle of the same writes would be.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Final
 
 from ipt_api.courses.schemas import SessionRequest
@@ -17,6 +16,7 @@ from ipt_api.courses.service._course_io import course_put, load_course, require_
 from ipt_core.fhir.errors import BusinessRuleViolated
 from ipt_core.fhir.model import ResourcePut
 from ipt_core.fhir.store import PutFailed, ResourceStore
+from ipt_core.ids import new_id
 from ipt_core.instants import format_instant
 from ipt_core.ipt import (
     Course,
@@ -85,7 +85,7 @@ async def record_session(
 
 
 def _created(resource_type: str, body: dict[str, Any]) -> ResourcePut:
-    return ResourcePut(resource_type, str(uuid.uuid4()), body, create=True)
+    return ResourcePut(resource_type, new_id(), body, create=True)
 
 
 def _check_session(course: Course, request: SessionRequest, store: ResourceStore) -> None:
