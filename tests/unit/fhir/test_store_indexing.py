@@ -183,3 +183,17 @@ def test_same_index_never_trusts_meta() -> None:
     )
     patient = {"resourceType": "Patient", "id": "p1", "meta": {"tag": [{"code": "a"}]}}
     assert not same_index(tagged, patient, dict(patient))
+
+
+def test_same_index_follows_search_parameters_registered_anew() -> None:
+    # The elements each type's parameters read are derived once per definition: a type
+    # registered again with another parameter is compared on that parameter too.
+    patient = {"resourceType": "Patient", "id": "p1", "active": True}
+    inactive = patient | {"active": False}
+    assert same_index(REGISTRY["Patient"], patient, inactive)  # `active` is searched by no one
+    active = SearchParam("active", "token", ("Patient.active",), "")
+    registered_anew = ResourceDefinition(
+        "Patient", {**REGISTRY["Patient"].params, "active": active}
+    )
+    assert not same_index(registered_anew, patient, inactive)
+    assert same_index(REGISTRY["Patient"], patient, inactive)
