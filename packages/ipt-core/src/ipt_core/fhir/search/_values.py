@@ -61,6 +61,8 @@ def parse_values(param: SearchParam, raw: str, *, now: datetime | None = None) -
 
 def _split_or(raw: str) -> list[str]:
     # Split at unescaped commas, keeping the other escapes for the per-type parsers.
+    if "\\" not in raw:
+        return raw.split(",")  # no escapes, nearly every value: 0.1 µs, not 2.5 (a reference)
     parts, current, escaped = [], "", False
     for char in raw:
         if escaped:
