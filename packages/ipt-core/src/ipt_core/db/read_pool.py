@@ -69,6 +69,11 @@ class ReadPool:
         """The connections waiting to be lent."""
         return len(self._idle)
 
+    @property
+    def waiting(self) -> int:
+        """The requests in line for a connection."""
+        return sum(not waiter.done() for waiter in self._waiting)
+
     async def acquire(self) -> Any:
         """An open connection; give it back with `release` whatever happens."""
         while self._idle:
