@@ -63,6 +63,10 @@ def _split_or(raw: str) -> list[str]:
     # Split at unescaped commas, keeping the other escapes for the per-type parsers.
     if "\\" not in raw:
         return raw.split(",")  # no escapes, nearly every value: 0.1 µs, not 2.5 (a reference)
+    return _split_escaped(raw)
+
+
+def _split_escaped(raw: str) -> list[str]:
     parts, current, escaped = [], "", False
     for char in raw:
         if escaped:
