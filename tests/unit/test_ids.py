@@ -1,12 +1,13 @@
-"""`new_id` makes valid, unique version-4 UUIDs, and a forked child never repeats its parent's
-(ipt_core/ids.py)."""
+"""`new_id` makes valid, unique version-4 UUIDs, `new_time_ordered_id` version-7 ones in time
+order, and a forked child never repeats its parent's (ipt_core/ids.py)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 import uuid
 
-from ipt_core.ids import new_id
+from ipt_core.ids import new_id, new_time_ordered_id
 
 
 def test_ids_are_version_4_uuids_in_their_canonical_form() -> None:
@@ -16,6 +17,26 @@ def test_ids_are_version_4_uuids_in_their_canonical_form() -> None:
         assert str(parsed) == made  # lower-case, hyphenated, 36 characters
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_time_ordered_ids_are_version_7_uuids_of_the_current_millisecond() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    made = new_time_ordered_id()
+    after_ms = time.time_ns() // 1_000_000
+    parsed = uuid.UUID(made)
+    assert str(parsed) == made
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert before_ms <= parsed.int >> 80 <= after_ms  # the first 48 bits: Unix milliseconds
+
+
+def test_time_ordered_ids_of_later_milliseconds_sort_after_earlier_ones() -> None:
+    made = []
+    for _ in range(5):
+        made.append(new_time_ordered_id())
+        time.sleep(0.002)
+    assert made == sorted(made)  # as strings, as the unique index compares them
+    assert len({new_time_ordered_id() for _ in range(50_000)}) == 50_000  # same ms: random
 
 
 def test_ids_are_unique_across_batches() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ipt_core.ids import new_id
+from ipt_core.ids import new_time_ordered_id
 from ipt_core.instants import format_instant
 
 __all__ = ["EVENT_SOURCE", "cloud_event"]
@@ -29,7 +29,7 @@ def cloud_event(
     """Build one event; its `id` is minted here once and kept across every retry."""
     event: dict[str, Any] = {
         "specversion": "1.0",
-        "id": new_id(),
+        "id": new_time_ordered_id(),
         "source": EVENT_SOURCE,
         "type": type_,
         "subject": subject,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from ipt_api.principal import Principal
 from ipt_core.audit import AuditRecord, outcome_of_status
-from ipt_core.ids import new_id
+from ipt_core.ids import new_time_ordered_id
 
 __all__ = ["Access", "AuditTrail", "current_trail", "open_trail"]
 
@@ -64,7 +64,7 @@ class AuditTrail:
         """The audit record of `access` ended with HTTP `status`."""
         principal = self.principal
         return AuditRecord(
-            id=new_id(),
+            id=new_time_ordered_id(),
             recorded=datetime.now(UTC),
             interaction=access.interaction,
             outcome=outcome_of_status(status),
