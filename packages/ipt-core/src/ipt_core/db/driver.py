@@ -106,8 +106,9 @@ async def driver_statement(driver: Any) -> AsyncIterator[None]:
 
     SQLAlchemy would have invalidated the connection, but a driver error bypasses it. After a
     failure (the server shut down mid-statement, a protocol error) the driver may be
-    mid-protocol and the next request to check it out would fail; closed now, the pool
-    replaces it at its next checkout (`db/engine.py`). An error the server reported (a
+    mid-protocol and the next request to check it out would fail; closed now, it is never lent
+    again: the engine's pool replaces it at its next checkout (`db/engine.py`), the read pool
+    drops it when it comes back (`db/read_pool.py`). An error the server reported (a
     unique violation, a statement timeout) leaves the connection ready for the next
     statement: it is kept, so a transaction can roll back to a savepoint and go on.
     """

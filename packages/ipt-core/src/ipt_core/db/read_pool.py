@@ -138,11 +138,7 @@ class ReadPool:
         except BaseException as error:
             if waiter.done() and not waiter.cancelled():
                 # Handed a connection (or a place) just as the wait ended: pass it on.
-                given = waiter.result()
-                if given is None:
-                    self._hand_on(None)
-                else:
-                    self.release(given)
+                self._hand_on(waiter.result())
             else:
                 waiter.cancel()
                 with contextlib.suppress(ValueError):  # `_hand_on` may have skipped it already
