@@ -31,6 +31,7 @@ class WorkerSettings(CoreSettings):
     nats_stream: str = "IPT_EVENTS"  # created when missing, subjects `ipt.events.>`
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # when a NOTIFY is missed
+    relay_linger_s: float = Field(default=0.02, ge=0, le=1)  # gather commits into a batch
     relay_standby_retry_s: float = Field(default=1.0, gt=0, le=60)  # standbys try to lead
     relay_reconnect_s: float = Field(default=1.0, gt=0, le=60)  # after a database failure
     event_retention_days: float = Field(default=30, gt=0)  # published events kept this long

@@ -12,6 +12,11 @@ the number of rows (asyncpg prepares it once per connection). In that statement:
   only for the rows `cur` wrote, the index rows only for those that `reindex` (a write whose
   searchable elements are those of the version it replaces keeps that version's rows). All
   parts see one snapshot, so deleting a resource's old index rows never touches the new ones.
+
+When every row is a version 1 there are no old index rows to delete: a version 1 is written
+only where no row of its id existed, and nothing else writes index rows. That statement
+(`_CREATE`) leaves the deletions out, whose index probes were ~30 µs of PostgreSQL's time per
+create (bench/PROFILE.md, "Twelfth round").
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ _CURRENT += [
 ]
 
 
-def _statement() -> Select[Any]:
+def _statement(*, replaces: bool) -> Select[Any]:
     w = _unnested("w", _CURRENT)
     upsert = pg_insert(resource).from_select(
         [c.name for c in resource.columns], select(*(w.c[c.name] for c in resource.columns))
@@ -101,26 +106,29 @@ def _statement() -> Select[Any]:
         .cte("history")
     ]
     for table in SEARCH_TABLES:
-        parts.extend(_replace_index(table, reindexed))
+        parts.extend(_replace_index(table, reindexed, replaces=replaces))
     return select(cur.c.resource_type, cur.c.id).add_cte(*parts)
 
 
-def _replace_index(table: Table, reindexed: CTE) -> tuple[CTE, CTE]:
+def _replace_index(table: Table, reindexed: CTE, *, replaces: bool) -> list[CTE]:
     rows = _unnested(table.name, list(table.columns))
     names = [c.name for c in table.columns]
     ours = and_(
         reindexed.c.resource_type == rows.c.resource_type, reindexed.c.id == rows.c.resource_id
     )
-    old = delete(table).where(
-        table.c.resource_type == reindexed.c.resource_type, table.c.resource_id == reindexed.c.id
-    )
     new = insert(table).from_select(
         names, select(*(rows.c[n] for n in names)).join(reindexed, ours)
     )
-    return old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")
+    if not replaces:
+        return [new.cte(f"new_{table.name}")]
+    old = delete(table).where(
+        table.c.resource_type == reindexed.c.resource_type, table.c.resource_id == reindexed.c.id
+    )
+    return [old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")]
 
 
-_WRITE = FixedStatement(_statement())
+_WRITE = FixedStatement(_statement(replaces=True))
+_CREATE = FixedStatement(_statement(replaces=False))  # every row a version 1
 _INDEX_COLUMNS = {table.name: [c.name for c in table.columns] for table in SEARCH_TABLES}
 
 
@@ -157,5 +165,6 @@ async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[t
                 values = _values(entry)
                 for n, value in zip(names, (s.resource_type, s.id, *values), strict=True):
                     params[f"{table}_{n}"].append(value)
-    rows = await _WRITE.execute(conn, params)
+    creates = all(write.stored.version_id == 1 for write in writes)
+    rows = await (_CREATE if creates else _WRITE).execute(conn, params)
     return {(row["resource_type"], row["id"]) for row in rows}

@@ -48,7 +48,7 @@ def build_relay(
     )
 
 
-_RELAY_WAITS = ("batch_size", "poll_interval_s", "standby_retry_s", "reconnect_s")
+_RELAY_WAITS = ("batch_size", "poll_interval_s", "linger_s", "standby_retry_s", "reconnect_s")
 
 
 def relay_timing(settings: WorkerSettings) -> RelayTiming:

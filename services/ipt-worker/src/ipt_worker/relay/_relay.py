@@ -58,6 +58,7 @@ class RelayTiming:
     retention: timedelta = timedelta(days=30)  # published events older than this go
     retention_interval_s: float = 3600.0
     poll_interval_s: float = 1.0  # a NOTIFY missed (the connection was re-opened)
+    linger_s: float = 0.02  # after a NOTIFY, what commits meanwhile joins the batch
     standby_retry_s: float = 1.0
     reconnect_s: float = 1.0
 
@@ -168,6 +169,12 @@ class EventRelay:
                 next_cleanup = time.monotonic() + self.timing.retention_interval_s
             if count < self.timing.batch_size:
                 await _wait(stop, wake, self.timing.poll_interval_s)
+                # Each commit NOTIFYs: woken at once, a leader under a steady write rate
+                # publishes a few events per batch, and a batch's fixed cost (its transaction,
+                # the lock and the stamp, each publisher's round) is paid for each few.
+                # Lingering a moment gathers many (docs/architecture.md#events-outbox-and-relay).
+                if self.timing.linger_s:
+                    await _wait(stop, None, self.timing.linger_s)
 
     async def _publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
         for publisher in self.publishers:

@@ -1,0 +1,47 @@
+"""The relay lingers after a wake-up: what commits meanwhile joins the same batch.
+
+Under a steady write rate each commit NOTIFYs the relay; published at once, each batch would
+carry one or two events and pay a batch's fixed cost for them (`RelayTiming.linger_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ipt_core.events import OutboxEvent
+from ipt_worker.relay import EventRelay
+from tests.integration.events_support import append_course_events, fast_timing, running
+from tests.support.clock import utc_now
+from tests.support.waiting import poll_until
+
+
+class BatchSizes:
+    """A publisher that keeps the size of each batch it was given."""
+
+    name = "batch-sizes"
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    async def publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
+        self.sizes.append(len(events))
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_commits_during_the_linger_are_published_in_one_batch(db: AsyncEngine) -> None:
+    batches = BatchSizes()
+    # Only a NOTIFY wakes the relay here (the poll fallback is far off).
+    timing = fast_timing(poll_interval_s=30, linger_s=0.5)
+    relay = EventRelay(db, [batches], clock=utc_now, timing=timing)
+    async with running(relay):
+        await poll_until(lambda: relay.is_leader)
+        await asyncio.sleep(0.1)  # its first pass found nothing and waits for a NOTIFY
+        for course in ("c1", "c2", "c3", "c4"):  # four commits, four NOTIFYs
+            await append_course_events(db, [course], 1)
+        await poll_until(lambda: relay.published == 4, within_s=5)
+    assert batches.sizes == [4]
