@@ -55,7 +55,13 @@ class RecordingPublisher:
         pass
 
     def ids(self) -> list[str]:
-        return list(dict.fromkeys(str(e["id"]) for e in self.envelopes))  # first sightings
+        return [str(e["id"]) for e in self.first_sightings()]
+
+    def first_sightings(self) -> list[dict[str, Any]]:
+        firsts: dict[str, dict[str, Any]] = {}
+        for envelope in self.envelopes:
+            firsts.setdefault(str(envelope["id"]), envelope)
+        return list(firsts.values())
 
 
 async def _cut_the_leader(db: AsyncEngine) -> int:
@@ -99,7 +105,9 @@ async def test_the_relay_resumes_in_order_after_its_connection_is_cut(db: AsyncE
         "republished_duplicates": len(publisher.envelopes) - len(publisher.ids()),
     }
     assert publisher.ids() == [e["id"] for e in appended], "an event was lost or reordered"
-    assert_in_order_per_course(publisher.envelopes)
+    # A cut between a batch's hand-over and its commit republishes the batch (at least once):
+    # a consumer that drops ids it has seen must find each course in order.
+    assert_in_order_per_course(publisher.first_sightings())
 
 
 async def test_a_flapping_receiver_gets_every_event_once_it_is_back(
