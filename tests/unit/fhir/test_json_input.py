@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ipt_api.json_input import parse_json
+from ipt_api.json_input import _shape, parse_json
 from ipt_core.fhir.errors import InvalidRequest
 
 
@@ -72,6 +74,32 @@ def test_tab_newline_and_an_escaped_backslash_u_are_fine() -> None:
 def test_depth_is_bounded() -> None:
     with pytest.raises(InvalidRequest, match="deeper"):
         parse_json(b"[" * 10 + b"]" * 10, max_depth=9)
+
+
+def _plain_shape(value: Any) -> tuple[int, int]:
+    """Depth (a scalar is 1, a container one more than its deepest member) and key count."""
+    if isinstance(value, dict):
+        members = [_plain_shape(v) for v in value.values()]
+        return 1 + max((d for d, _ in members), default=0), len(value) + sum(k for _, k in members)
+    if isinstance(value, list):
+        members = [_plain_shape(v) for v in value]
+        return 1 + max((d for d, _ in members), default=0), sum(k for _, k in members)
+    return 1, 0
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=2), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(_json)
+def test_depth_and_keys_are_those_of_the_plain_definition(value: Any) -> None:
+    # `_shape` is iterative (a hostile body cannot exhaust the stack): pinned to the definition.
+    assert _shape(value) == _plain_shape(value)
 
 
 def test_a_valid_careplan_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
