@@ -21,6 +21,7 @@ from ipt_core.audit._repository import (
     insert_records,
     purge_before,
     read_record,
+    records_part,
     search_records,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "outcome_of_status",
     "purge_before",
     "read_record",
+    "records_part",
     "search_records",
 ]

@@ -9,15 +9,24 @@ from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import ColumnElement, Integer, Text, delete, or_, select
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.audit._model import INTERACTIONS, AuditRecord, audit_event_json
 from ipt_core.db.fixed import FixedStatement
+from ipt_core.db.parts import PartSql, RowsPart
 from ipt_core.db.schema import audit_event
 from ipt_core.db.unnest import INSTANT, unnest_params
 
-__all__ = ["AuditFilter", "insert_records", "purge_before", "read_record", "search_records"]
+__all__ = [
+    "AuditFilter",
+    "insert_records",
+    "purge_before",
+    "read_record",
+    "records_part",
+    "search_records",
+]
 
 
 @dataclass(frozen=True)
@@ -37,30 +46,43 @@ class AuditFilter:
 # The append of a whole batch: one statement built once, the records as one array per column
 # (`unnest`). A SQLAlchemy executemany of 500 records took 18 ms of CPU in the API's event
 # loop (one parameter set per row); every read waiting behind that stall was the read tail.
-_rows = unnest_params(
-    "a",
-    id=Text,
-    recorded=INSTANT,
-    subtype=Text,
-    action=Text,
-    outcome=Integer,
-    agent=Text,
-    client_id=Text,
-    entity_type=Text,
-    entity_id=Text,
-    patient_id=Text,
-    source_address=Text,
-    version_id=Integer,
-    parameter_names=Text,
-    outcome_status=Integer,
-)
-_ALL: Final = tuple(c.name for c in _rows.c)  # the order of `_row`
-# A record is written once: an id already there is skipped (a batch retried after a lost answer).
-_INSERT: Final = FixedStatement(
-    pg_insert(audit_event)
-    .from_select(list(_ALL), select(*_rows.c))
-    .on_conflict_do_nothing(index_elements=[audit_event.c.id])
-)
+_TYPES: Final[dict[str, Any]] = {
+    "id": Text,
+    "recorded": INSTANT,
+    "subtype": Text,
+    "action": Text,
+    "outcome": Integer,
+    "agent": Text,
+    "client_id": Text,
+    "entity_type": Text,
+    "entity_id": Text,
+    "patient_id": Text,
+    "source_address": Text,
+    "version_id": Integer,
+    "parameter_names": Text,
+    "outcome_status": Integer,
+}
+_ALL: Final = tuple(_TYPES)  # the order of `_row`
+
+
+def _inserted(prefix: str, written: ColumnElement[bool] | None) -> Insert:
+    # A record is written once: an id already there is skipped (a batch retried after a lost
+    # answer).
+    rows = unnest_params("a", prefix=prefix, **_TYPES)
+    chosen = select(*rows.c) if written is None else select(*rows.c).where(written)
+    return (
+        pg_insert(audit_event)
+        .from_select(list(_ALL), chosen)
+        .on_conflict_do_nothing(index_elements=[audit_event.c.id])
+    )
+
+
+def appended_records(prefix: str, written: ColumnElement[bool] | None) -> PartSql:
+    """`insert_records` as a part of another statement (`ipt_core.db.parts`)."""
+    return PartSql((_inserted(prefix, written).cte(f"{prefix}_audited"),))
+
+
+_INSERT: Final = FixedStatement(_inserted("each", None))
 # What a read renders an AuditEvent from: the facts, and the content of rows before 0006.
 _STORED: Final = (*(audit_event.c[name] for name in _ALL), audit_event.c.content)
 _INTERACTION_OF: Final = {subtype: name for name, (subtype, _) in INTERACTIONS.items()}
@@ -69,7 +91,13 @@ _INTERACTION_OF: Final = {subtype: name for name, (subtype, _) in INTERACTIONS.i
 async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) -> None:
     """Append `records` (in the caller's transaction), with one statement."""
     if records:
-        await _INSERT.execute(conn, _columns([_row(r) for r in records]))
+        await _INSERT.execute(conn, records_part(records).bound("each"))
+
+
+def records_part(records: Sequence[AuditRecord]) -> RowsPart:
+    """`records` as rows of another statement (a resource write's own)."""
+    columns = zip(*(_row(r) for r in records), strict=True)
+    return RowsPart(appended_records, dict(zip(_ALL, map(list, columns), strict=True)))
 
 
 async def copy_records(driver: Any, records: Sequence[AuditRecord]) -> None:
@@ -88,13 +116,7 @@ async def copy_records(driver: Any, records: Sequence[AuditRecord]) -> None:
         # The batch was written before, but its answer was lost (the connection dropped at
         # the end), so the buffer kept it: insert what is missing instead. Without this the
         # same batch would fail every flush and hold up every record queued behind it.
-        await driver.execute(_INSERT.sql, *_INSERT.arguments(_columns(rows)))
-
-
-def _columns(rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    """`_INSERT`'s parameters: one array per column of `_ALL`."""
-    columns = zip(*rows, strict=True)
-    return {f"each_{name}": list(values) for name, values in zip(_ALL, columns, strict=True)}
+        await driver.execute(_INSERT.sql, *_INSERT.arguments(records_part(records).bound("each")))
 
 
 def _row(r: AuditRecord) -> tuple[Any, ...]:

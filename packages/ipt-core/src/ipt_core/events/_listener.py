@@ -10,11 +10,13 @@ its own partition.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.db.parts import RowsPart
 from ipt_core.events._envelope import cloud_event
-from ipt_core.events._outbox import append_sequenced
+from ipt_core.events._outbox import append_sequenced, sequenced_part
 from ipt_core.events._types import RESOURCE_CHANGED
 from ipt_core.fhir.model import Change
 from ipt_core.telemetry import current_traceparent
@@ -43,6 +45,13 @@ class OutboxListener:
 
     async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
         """Append the events of `changes`, in order, with one statement (the batch form)."""
+        await append_sequenced(conn, self._events(changes), changes[0].stored.last_updated)
+
+    def rows_part(self, changes: Sequence[Change]) -> RowsPart:
+        """The events of `changes` as rows of the write's own statement (`ipt_core.db.parts`)."""
+        return sequenced_part(self._events(changes), changes[0].stored.last_updated)
+
+    def _events(self, changes: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
         traceparent = current_traceparent()
         events = []
         for change in changes:
@@ -51,7 +60,7 @@ class OutboxListener:
                 type_=RESOURCE_CHANGED,
                 subject=f"{stored.resource_type}/{stored.id}",
                 partition_key=self.partition_key(change),
-                sequence=0,  # numbered by `append_sequenced`, in the write's transaction
+                sequence=0,  # numbered in the write's transaction, by the outbox's SQL
                 time=stored.last_updated,
                 data={
                     "type": stored.resource_type,
@@ -62,4 +71,4 @@ class OutboxListener:
                 traceparent=traceparent,
             )
             events.append((stored.resource_type, event))
-        await append_sequenced(conn, events, changes[0].stored.last_updated)
+        return events

@@ -9,9 +9,15 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_core.events._repository import append_numbered, insert_events, reserve_sequences
+from ipt_core.db.parts import RowsPart
+from ipt_core.events._repository import (
+    append_numbered,
+    insert_events,
+    numbered_rows_part,
+    reserve_sequences,
+)
 
-__all__ = ["append_events", "append_sequenced", "next_sequence"]
+__all__ = ["append_events", "append_sequenced", "next_sequence", "sequenced_part"]
 
 
 async def next_sequence(conn: AsyncConnection, aggregate_id: str, count: int = 1) -> int:
@@ -44,6 +50,13 @@ async def append_sequenced(
     """
     await append_numbered(
         conn, [_outbox_row(aggregate_type, event, now) for aggregate_type, event in events]
+    )
+
+
+def sequenced_part(events: Sequence[tuple[str, dict[str, Any]]], now: datetime) -> RowsPart:
+    """`append_sequenced` as rows of another statement (a resource write's own)."""
+    return numbered_rows_part(
+        [_outbox_row(aggregate_type, event, now) for aggregate_type, event in events]
     )
 
 

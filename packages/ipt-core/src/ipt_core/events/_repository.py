@@ -14,6 +14,7 @@ from typing import Any, Final
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    ColumnElement,
     Select,
     Text,
     bindparam,
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
 from ipt_core.db.fixed import FixedStatement
+from ipt_core.db.parts import PartSql, RowsPart
 from ipt_core.db.schema import (
     event_sequence,
     feed_position,
@@ -51,6 +53,7 @@ __all__ = [
     "history",
     "insert_events",
     "mark_published",
+    "numbered_rows_part",
     "read_feed",
     "reserve_sequences",
     "unpublished",
@@ -121,51 +124,62 @@ _APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
     )
     .cte("appended")  # PostgreSQL runs a data-modifying CTE whether or not the query reads it
 )
+
+
 # Numbering and appending in one statement (the write listeners' and the status engine's
-# path): the envelopes arrive without their `sequence`, in order; per partition key the
-# counter row is reserved for all of that key's rows at once (locked in key order, as
-# `_RESERVE`), each row takes the next number in the given order, written into its payload,
-# and the rows are inserted in the given order, so `seq` follows each key's `sequence`. One
-# round trip instead of two on every write (bench/PROFILE.md, "Third round").
-_ordered = unnest_params("rows", ordinality="n", **_new_types)
-_reservation = _reserving(
-    select(_ordered.c.aggregateid, func.count())
-    .group_by(_ordered.c.aggregateid)
-    .order_by(_ordered.c.aggregateid)
-).cte("reserved")
-_number = (
-    _reservation.c.last
-    - func.count().over(partition_by=_ordered.c.aggregateid)
-    + func.row_number().over(partition_by=_ordered.c.aggregateid, order_by=_ordered.c.n)
-)
-_numbered = (
-    select(
-        *(_ordered.c[name] for name in _COPIED),
-        _ordered.c.payload,
-        _ordered.c.n,
-        _number.label("number"),
+# path; a single resource's write takes it into its own statement): the envelopes arrive
+# without their `sequence`, in order; per partition key the counter row is reserved for all
+# of that key's rows at once (locked in key order, as `_RESERVE`), each row takes the next
+# number in the given order, written into its payload, and the rows are inserted in the
+# given order, so `seq` follows each key's `sequence`. One round trip instead of two on
+# every write (bench/PROFILE.md, "Third round").
+def numbered_append(prefix: str, written: ColumnElement[bool] | None) -> PartSql:
+    """Number and append outbox rows bound as `<prefix>_<column>` arrays; NOTIFY the relay.
+
+    The rows carry the columns of `_new_types` (the payload without its `sequence`); see
+    `ipt_core.db.parts` for `prefix` and `written`. The notification is a result column: it
+    is sent once per result row, and PostgreSQL folds a transaction's identical ones.
+    """
+    ordered = unnest_params("rows", ordinality="n", prefix=prefix, **_new_types)
+    counts = select(ordered.c.aggregateid, func.count())
+    if written is not None:
+        counts = counts.where(written)
+    reservation = _reserving(
+        counts.group_by(ordered.c.aggregateid).order_by(ordered.c.aggregateid)
+    ).cte(f"{prefix}_reserved")
+    number = (
+        reservation.c.last
+        - func.count().over(partition_by=ordered.c.aggregateid)
+        + func.row_number().over(partition_by=ordered.c.aggregateid, order_by=ordered.c.n)
     )
-    .join_from(_ordered, _reservation, _reservation.c.aggregateid == _ordered.c.aggregateid)
-    .subquery("numbered")
-)
-_APPEND_NUMBERED: Final = FixedStatement(
-    select(func.pg_notify(OUTBOX_CHANNEL, ""))
-    .add_cte(_reservation)
-    .add_cte(
-        insert(outbox)
-        .from_select(
-            [*_COPIED, "payload"],
-            select(
-                *(_numbered.c[name] for name in _COPIED),
-                func.jsonb_set(
-                    cast(_numbered.c.payload, JSONB),
-                    literal(["sequence"], ARRAY(Text)),
-                    func.to_jsonb(func.lpad(cast(_numbered.c.number, Text), 20, "0")),
-                ),
-            ).order_by(_numbered.c.n),
+    numbered = (
+        select(
+            *(ordered.c[name] for name in _COPIED),
+            ordered.c.payload,
+            ordered.c.n,
+            number.label("number"),
         )
-        .cte("appended")
+        .join_from(ordered, reservation, reservation.c.aggregateid == ordered.c.aggregateid)
+        .subquery("numbered")
     )
+    appended = insert(outbox).from_select(
+        [*_COPIED, "payload"],
+        select(
+            *(numbered.c[name] for name in _COPIED),
+            func.jsonb_set(
+                cast(numbered.c.payload, JSONB),
+                literal(["sequence"], ARRAY(Text)),
+                func.to_jsonb(func.lpad(cast(numbered.c.number, Text), 20, "0")),
+            ),
+        ).order_by(numbered.c.n),
+    )
+    notified = func.pg_notify(OUTBOX_CHANNEL, "").label(f"{prefix}_notified")
+    return PartSql((reservation, appended.cte(f"{prefix}_appended")), (notified,))
+
+
+_numbered_alone = numbered_append("each", None)
+_APPEND_NUMBERED: Final = FixedStatement(
+    select(*_numbered_alone.columns).add_cte(*_numbered_alone.ctes)
 )
 _UNPUBLISHED: Final = (
     select(*_EVENT_COLUMNS, outbox.c.payload)
@@ -226,8 +240,12 @@ async def append_numbered(conn: AsyncConnection, rows: Sequence[Mapping[str, Any
     to 20 digits, as `next_sequence` one event at a time would give.
     """
     if rows:
-        columns = {f"each_{name}": [row[name] for row in rows] for name in _new_types}
-        await _APPEND_NUMBERED.execute(conn, columns)
+        await _APPEND_NUMBERED.execute(conn, numbered_rows_part(rows).bound("each"))
+
+
+def numbered_rows_part(rows: Sequence[Mapping[str, Any]]) -> RowsPart:
+    """`append_numbered` of `rows` as a part of another statement (`ipt_core.db.parts`)."""
+    return RowsPart(numbered_append, {name: [row[name] for row in rows] for name in _new_types})
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:

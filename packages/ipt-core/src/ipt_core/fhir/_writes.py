@@ -13,9 +13,13 @@ the number of rows (asyncpg prepares it once per connection). In that statement:
   searchable elements are those of the version it replaces keeps that version's rows). All
   parts see one snapshot, so deleting a resource's old index rows never touches the new ones.
 
+A write of one resource may carry its listeners' rows (`ipt_core.db.parts`: the outbox's
+event, the audit record) as further CTEs, inserted only when `cur` wrote the row; the
+statement for each combination of parts is composed once and cached.
+
 When every row is a version 1 there are no old index rows to delete: a version 1 is written
 only where no row of its id existed, and nothing else writes index rows. That statement
-(`_CREATE`) leaves the deletions out, whose index probes were ~30 µs of PostgreSQL's time per
+leaves the deletions out, whose index probes were ~30 µs of PostgreSQL's time per
 create (bench/PROFILE.md, "Twelfth round").
 """
 
@@ -35,6 +39,7 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -44,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import CTE
 
 from ipt_core.db.fixed import FixedStatement
+from ipt_core.db.parts import PartBuilder, RowsPart
 from ipt_core.db.schema import SEARCH_TABLES, resource, resource_version
 from ipt_core.fhir.index import IndexEntries
 from ipt_core.fhir.model import StoredResource
@@ -81,7 +87,7 @@ _CURRENT += [
 ]
 
 
-def _statement(*, replaces: bool) -> Select[Any]:
+def _statement(*, replaces: bool, builders: tuple[PartBuilder, ...] = ()) -> Select[Any]:
     w = _unnested("w", _CURRENT)
     upsert = pg_insert(resource).from_select(
         [c.name for c in resource.columns], select(*(w.c[c.name] for c in resource.columns))
@@ -107,7 +113,13 @@ def _statement(*, replaces: bool) -> Select[Any]:
     ]
     for table in SEARCH_TABLES:
         parts.extend(_replace_index(table, reindexed, replaces=replaces))
-    return select(cur.c.resource_type, cur.c.id).add_cte(*parts)
+    columns: list[Any] = [cur.c.resource_type, cur.c.id]
+    written = exists(select(cur.c.id))
+    for number, build in enumerate(builders):
+        part = build(f"p{number}", written)
+        parts.extend(part.ctes)
+        columns.extend(part.columns)
+    return select(*columns).add_cte(*parts)
 
 
 def _replace_index(table: Table, reindexed: CTE, *, replaces: bool) -> list[CTE]:
@@ -127,8 +139,20 @@ def _replace_index(table: Table, reindexed: CTE, *, replaces: bool) -> list[CTE]
     return [old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")]
 
 
-_WRITE = FixedStatement(_statement(replaces=True))
-_CREATE = FixedStatement(_statement(replaces=False))  # every row a version 1
+_STATEMENTS: dict[tuple[bool, tuple[PartBuilder, ...]], FixedStatement] = {}
+
+
+def _composed(replaces: bool, builders: tuple[PartBuilder, ...]) -> FixedStatement:
+    """The write's statement with `builders`' parts; `replaces`: with the deletions."""
+    key = (replaces, builders)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = FixedStatement(
+            _statement(replaces=replaces, builders=builders)
+        )
+    return statement
+
+
 _INDEX_COLUMNS = {table.name: [c.name for c in table.columns] for table in SEARCH_TABLES}
 
 
@@ -144,12 +168,17 @@ def _values(entry: Any) -> tuple[Any, ...]:
     return tuple(getattr(entry, name) for name in names)
 
 
-async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[tuple[str, str]]:
+async def write_rows(
+    conn: AsyncConnection, writes: Sequence[RowWrite], parts: Sequence[RowsPart] = ()
+) -> set[tuple[str, str]]:
     """Write `writes` in one statement; return the `(type, id)` of the ones written.
 
     A version-1 write of an id that exists already is left out (a lost creation race). A
-    resource must appear at most once in `writes`.
+    resource must appear at most once in `writes`. `parts` (its listeners' rows) go with a
+    write of one resource, and are inserted only if it is written.
     """
+    if parts and len(writes) != 1:
+        raise ValueError("listeners' rows ride only with the write of one resource")
     params: dict[str, list[Any]] = {f"w_{c.name}": [] for c in _CURRENT}
     for table, names in _INDEX_COLUMNS.items():
         params.update({f"{table}_{n}": [] for n in names})
@@ -165,6 +194,9 @@ async def write_rows(conn: AsyncConnection, writes: Sequence[RowWrite]) -> set[t
                 values = _values(entry)
                 for n, value in zip(names, (s.resource_type, s.id, *values), strict=True):
                     params[f"{table}_{n}"].append(value)
-    creates = all(write.stored.version_id == 1 for write in writes)
-    rows = await (_CREATE if creates else _WRITE).execute(conn, params)
+    for number, part in enumerate(parts):
+        params.update(part.bound(f"p{number}"))
+    replaces = any(write.stored.version_id > 1 for write in writes)
+    statement = _composed(replaces, tuple(part.build for part in parts))
+    rows = await statement.execute(conn, params)
     return {(row["resource_type"], row["id"]) for row in rows}

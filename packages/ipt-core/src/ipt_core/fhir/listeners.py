@@ -7,6 +7,11 @@ A batch listener refusing one change of the batch raises `ChangeRefused`, naming
 transaction Bundle can name the entry it came from.
 The store tells each listener in turn, in the order they were composed
 (docs/architecture.md#write-path); raising aborts the whole write.
+
+A listener whose reaction is only rows to insert may have the rows form too (`rows_part`):
+a write of one resource then carries those rows in its own statement (`ipt_core.db.parts`),
+one round trip instead of two, and tells the other listeners afterwards, in their order.
+Everything stays one transaction, so a later listener's refusal still takes the rows back.
 """
 
 from __future__ import annotations
@@ -16,10 +21,18 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ipt_core.db.parts import RowsPart
 from ipt_core.fhir.errors import FhirError
 from ipt_core.fhir.model import Change
 
-__all__ = ["BatchWriteListener", "ChangeRefused", "WriteListener", "tell"]
+__all__ = [
+    "BatchWriteListener",
+    "ChangeRefused",
+    "RowsListener",
+    "WriteListener",
+    "rows_parts",
+    "tell",
+]
 
 
 class ChangeRefused(Exception):
@@ -44,6 +57,28 @@ class BatchWriteListener(WriteListener, Protocol):
 
     async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
         """React to `changes` (in write order); raising aborts the whole write."""
+
+
+class RowsListener(WriteListener, Protocol):
+    """A listener that can also hand its rows to the write's own statement."""
+
+    def rows_part(self, changes: Sequence[Change]) -> RowsPart | None:
+        """The rows `changes` call for (None: nothing), inserted with the write."""
+
+
+def rows_parts(
+    listeners: Sequence[WriteListener], changes: Sequence[Change]
+) -> tuple[list[RowsPart], list[WriteListener]]:
+    """The parts of the listeners with the rows form, and the other listeners, in order."""
+    parts: list[RowsPart] = []
+    others: list[WriteListener] = []
+    for listener in listeners:
+        rows_part = getattr(listener, "rows_part", None)
+        if rows_part is None:
+            others.append(listener)
+        elif (part := rows_part(changes)) is not None:
+            parts.append(part)
+    return parts, others
 
 
 async def tell(

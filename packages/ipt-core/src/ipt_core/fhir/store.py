@@ -3,7 +3,9 @@
 Every write happens inside the caller's transaction (the unit of work belongs to the request
 or the worker loop) and, in that same transaction, writes the current row, a history row,
 the search-index rows, and whatever the registered listeners add (IPT projections,
-recompute requests, outbox events). Nothing is half-written after a crash.
+recompute requests, outbox events). Nothing is half-written after a crash. A write of one
+resource carries the rows of listeners that have the rows form (the outbox's event, the
+audit record) in its own statement (`ipt_core.fhir.listeners`).
 
 Race safety: writers of one resource queue on its row lock (`SELECT … FOR UPDATE`), so of
 concurrent `If-Match` updates of one version exactly one wins; conditional writes with the
@@ -42,7 +44,7 @@ from ipt_core.fhir.errors import (
     ResourceGone,
     ResourceNotFound,
 )
-from ipt_core.fhir.listeners import WriteListener, tell
+from ipt_core.fhir.listeners import WriteListener, rows_parts, tell
 from ipt_core.fhir.model import (
     ResourcePut,
     StoredResource,
@@ -226,8 +228,9 @@ class ResourceStore:
         if previous is None or previous.deleted:
             return None
         row, change = deletion(previous, self.clock(), cause or self.cause)
-        await write_rows(self.conn, [row])
-        await tell(self.conn, self.listeners, [change])
+        parts, others = rows_parts(self.listeners, [change])
+        await write_rows(self.conn, [row], parts)  # locked: written
+        await tell(self.conn, others, [change])
         return row.stored
 
     async def update_many(
@@ -338,11 +341,14 @@ class ResourceStore:
         cause: WriteCause,
     ) -> WriteResult:
         row, change = new_version(definition, id_, resource, previous, self.clock(), cause)
-        if not await write_rows(self.conn, [row]):
-            # A concurrent writer created this id first: become an update of its version.
+        # The listeners' rows (the event, the audit record) ride in the write's statement.
+        parts, others = rows_parts(self.listeners, [change])
+        if not await write_rows(self.conn, [row], parts):
+            # A concurrent writer created this id first (nothing was written, the listeners'
+            # rows neither): become an update of its version.
             raced = await rows.lock_for_update(self.conn, definition.type, id_)
             return await self._write(definition, id_, resource, raced, cause)
-        await tell(self.conn, self.listeners, [change])
+        await tell(self.conn, others, [change])
         return WriteResult(row.stored, created=change.action == "create")
 
 

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_api.audit.trail import Access, current_trail
 from ipt_api.authz.compartment import patients_of
-from ipt_core.audit import insert_records
+from ipt_core.audit import AuditRecord, insert_records, records_part
+from ipt_core.db.parts import RowsPart
 from ipt_core.fhir.model import Change
 
 __all__ = ["AuditWriteListener"]
@@ -29,24 +30,36 @@ class AuditWriteListener:
 
     async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
         """Insert the audit records of `changes`, in order, with one statement."""
-        trail = current_trail()
-        if trail is None:
-            return
-        records = []
-        for change in changes:
-            stored = change.stored
-            content = change.resource
-            if content is None and change.previous is not None and change.previous.content:
-                content = orjson.loads(change.previous.content)
-            patients = sorted(patients_of(stored.resource_type, content or {}))
-            access = Access(
-                change.action,
-                stored.resource_type,
-                stored.id,
-                stored.version_id,
-                patient_id=patients[0] if patients else None,
-            )
-            status = 201 if change.action == "create" else 200
-            records.append(trail.record(access, status))
-        await insert_records(conn, records)
-        trail.written_types.update(change.stored.resource_type for change in changes)
+        records = _records(changes)
+        if records:
+            await insert_records(conn, records)
+
+    def rows_part(self, changes: Sequence[Change]) -> RowsPart | None:
+        """The audit records of `changes` as rows of the write's own statement (none outside
+        a request: the worker's writes are not a client's accesses)."""
+        records = _records(changes)
+        return records_part(records) if records else None
+
+
+def _records(changes: Sequence[Change]) -> list[AuditRecord]:
+    trail = current_trail()
+    if trail is None:
+        return []
+    records = []
+    for change in changes:
+        stored = change.stored
+        content = change.resource
+        if content is None and change.previous is not None and change.previous.content:
+            content = orjson.loads(change.previous.content)
+        patients = sorted(patients_of(stored.resource_type, content or {}))
+        access = Access(
+            change.action,
+            stored.resource_type,
+            stored.id,
+            stored.version_id,
+            patient_id=patients[0] if patients else None,
+        )
+        status = 201 if change.action == "create" else 200
+        records.append(trail.record(access, status))
+    trail.written_types.update(change.stored.resource_type for change in changes)
+    return records
