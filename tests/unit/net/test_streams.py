@@ -1,5 +1,6 @@
 """Guarded connections, plain and TLS, are reused while the server keeps them open, and only
-then (`ipt_core/net/streams.py` answers httpcore's readability check from the socket)."""
+then (`ipt_core/net/streams.py` answers httpcore's readability check from the socket); what
+httpcore writes leaves in one write when it next reads."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpcore
 import httpx
 import pytest
 import trustme
 
 from ipt_core.net import DestinationPolicy, GuardedTransport
+from ipt_core.net.streams import CheckedStream
 
 LOOPBACK = DestinationPolicy.parse(["127.0.0.0/8"])
 
@@ -102,3 +105,48 @@ async def test_a_connection_the_server_closed_is_not_reused(server: _KeepAliveSe
     server.close_after_answer = True
     assert await _post_three_times(server) == [204, 204, 204]
     assert server.connections == 3
+
+
+class _Recorder(httpcore.AsyncNetworkStream):
+    """The network under a `CheckedStream`: records each write that reaches it, and the order
+    of writes, reads and the close (a real server cannot tell one segment from two for sure)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        self.calls.append(("read", b""))
+        return b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.calls.append(("write", buffer))
+
+    async def aclose(self) -> None:
+        self.calls.append(("close", b""))
+
+    def get_extra_info(self, info: str) -> object:
+        return None
+
+
+async def test_a_request_head_and_body_leave_in_one_write_before_the_read() -> None:
+    network = _Recorder()
+    stream = CheckedStream(network)
+    await stream.write(b"POST /hook HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+    await stream.write(b"{}")
+    await stream.write(b"")  # h11's end of a fixed-length body
+    assert network.calls == []
+    await stream.read(65536)
+    assert network.calls == [
+        ("write", b"POST /hook HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        ("read", b""),
+    ]
+
+
+async def test_a_large_body_is_sent_as_it_comes_and_a_close_sends_what_is_held() -> None:
+    network = _Recorder()
+    stream = CheckedStream(network)
+    await stream.write(b"x" * 70_000)
+    assert network.calls == [("write", b"x" * 70_000)]
+    await stream.write(b"last")
+    await stream.aclose()
+    assert network.calls[1:] == [("write", b"last"), ("close", b"")]
