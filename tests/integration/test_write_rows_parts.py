@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ipt_api.audit.listener import AuditWriteListener
+from ipt_api.audit.trail import AuditTrail, open_trail
 from ipt_core.db.fixed import FixedStatement
 from ipt_core.events import OutboxListener
 from ipt_core.fhir.model import Change
@@ -106,3 +108,27 @@ async def test_a_later_listener_that_refuses_takes_the_rows_back(db: AsyncEngine
     async with db.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM outbox")) == 0
         assert await conn.scalar(text("SELECT count(*) FROM resource")) == 0
+
+
+async def test_the_audit_record_rides_along_and_counts_only_once_the_write_is_complete(
+    db: AsyncEngine,
+) -> None:
+    class Refuse:
+        async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
+            raise RuntimeError("refused")
+
+    trail = AuditTrail(source_address=None, method="POST")
+    with open_trail(trail):
+        async with db.begin() as conn:
+            with pytest.raises(RuntimeError, match="refused"):
+                async with conn.begin_nested():  # a batch Bundle's entry
+                    await ResourceStore(conn, listeners=[AuditWriteListener(), Refuse()]).create(
+                        "Patient", PATIENT
+                    )
+            # Refused after the statement: the request's own note of the write still counts.
+            assert trail.written_types == set()
+            await ResourceStore(conn, listeners=[AuditWriteListener()]).create("Patient", PATIENT)
+            assert trail.written_types == {"Patient"}
+    async with db.connect() as conn:
+        rows = await conn.execute(text("SELECT action, outcome_status FROM audit_event"))
+        assert [tuple(row) for row in rows] == [("C", 201)]

@@ -40,10 +40,16 @@ function: it is the composed statement's cache key."""
 
 @dataclass(frozen=True)
 class RowsPart:
-    """Rows a listener adds in the write's statement: its SQL, and this write's values."""
+    """Rows a listener adds in the write's statement: its SQL, and this write's values.
+
+    `done` is called once the write is complete: its statement ran and every other listener
+    took the change (the point where a listener told last would have run). A listener keeps
+    its bookkeeping there, so a refusal after the statement leaves it untouched.
+    """
 
     build: PartBuilder
     params: Mapping[str, Any]  # by name without the prefix: `{"id": [...], ...}`
+    done: Callable[[], None] | None = None
 
     def bound(self, prefix: str) -> dict[str, Any]:
         """`params` named as `build(prefix, …)` binds them."""

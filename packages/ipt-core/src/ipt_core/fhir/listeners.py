@@ -30,6 +30,7 @@ __all__ = [
     "ChangeRefused",
     "RowsListener",
     "WriteListener",
+    "parts_done",
     "rows_parts",
     "tell",
 ]
@@ -79,6 +80,13 @@ def rows_parts(
         elif (part := rows_part(changes)) is not None:
             parts.append(part)
     return parts, others
+
+
+def parts_done(parts: Sequence[RowsPart]) -> None:
+    """Tell the parts' listeners that the write is complete (`RowsPart.done`)."""
+    for part in parts:
+        if part.done is not None:
+            part.done()
 
 
 async def tell(

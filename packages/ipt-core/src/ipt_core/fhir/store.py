@@ -44,7 +44,7 @@ from ipt_core.fhir.errors import (
     ResourceGone,
     ResourceNotFound,
 )
-from ipt_core.fhir.listeners import WriteListener, rows_parts, tell
+from ipt_core.fhir.listeners import WriteListener, parts_done, rows_parts, tell
 from ipt_core.fhir.model import (
     ResourcePut,
     StoredResource,
@@ -231,6 +231,7 @@ class ResourceStore:
         parts, others = rows_parts(self.listeners, [change])
         await write_rows(self.conn, [row], parts)  # locked: written
         await tell(self.conn, others, [change])
+        parts_done(parts)
         return row.stored
 
     async def update_many(
@@ -349,6 +350,7 @@ class ResourceStore:
             raced = await rows.lock_for_update(self.conn, definition.type, id_)
             return await self._write(definition, id_, resource, raced, cause)
         await tell(self.conn, others, [change])
+        parts_done(parts)
         return WriteResult(row.stored, created=change.action == "create")
 
 

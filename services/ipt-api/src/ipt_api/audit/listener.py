@@ -8,11 +8,12 @@ The batch form appends a set-based write's records with one statement, in write 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ipt_api.audit.trail import Access, current_trail
+from ipt_api.audit.trail import Access, AuditTrail, current_trail
 from ipt_api.authz.compartment import patients_of
 from ipt_core.audit import AuditRecord, insert_records, records_part
 from ipt_core.db.parts import RowsPart
@@ -30,21 +31,28 @@ class AuditWriteListener:
 
     async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
         """Insert the audit records of `changes`, in order, with one statement."""
-        records = _records(changes)
-        if records:
-            await insert_records(conn, records)
+        trail = current_trail()
+        if trail is None:
+            return
+        await insert_records(conn, _records(trail, changes))
+        _recorded(trail, changes)
 
     def rows_part(self, changes: Sequence[Change]) -> RowsPart | None:
         """The audit records of `changes` as rows of the write's own statement (none outside
         a request: the worker's writes are not a client's accesses)."""
-        records = _records(changes)
-        return records_part(records) if records else None
+        trail = current_trail()
+        if trail is None:
+            return None
+        part = records_part(_records(trail, changes))
+        return replace(part, done=lambda: _recorded(trail, changes))
 
 
-def _records(changes: Sequence[Change]) -> list[AuditRecord]:
-    trail = current_trail()
-    if trail is None:
-        return []
+def _recorded(trail: AuditTrail, changes: Sequence[Change]) -> None:
+    # The request's own note of these writes is then not recorded again (`AuditTrail.pending`).
+    trail.written_types.update(change.stored.resource_type for change in changes)
+
+
+def _records(trail: AuditTrail, changes: Sequence[Change]) -> list[AuditRecord]:
     records = []
     for change in changes:
         stored = change.stored
@@ -61,5 +69,4 @@ def _records(changes: Sequence[Change]) -> list[AuditRecord]:
         )
         status = 201 if change.action == "create" else 200
         records.append(trail.record(access, status))
-    trail.written_types.update(change.stored.resource_type for change in changes)
     return records
