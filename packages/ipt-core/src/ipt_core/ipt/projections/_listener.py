@@ -10,11 +10,12 @@ and recompute requests commit or roll back with the resource. For each write it:
 4. asks for a recompute of every course whose facts changed, due at the write's time.
 
 The batch form (`resources_written`, a set-based write's changes) does the same with fewer
-statements: the rules read every related CarePlan at once, a run of Encounter or Observation
-writes is projected set-based (`project_encounters`, `project_measures`), the others one by
-one in order, and the recompute requests of one due time are asked for with one statement
-(a course asked for by several changes is bumped once, not once per change: the queue only
-compares generations, docs/architecture.md#status-engine).
+statements: the rules read every related CarePlan at once; the changes are put in an order
+with long runs of one type that keeps each patient's in write order (`_schedule`); a run of
+Encounter or Observation writes is projected set-based (`project_encounters`,
+`project_measures`), the others one by one in order; and the recompute requests of one due
+time are asked for with one statement (a course asked for by several changes is bumped once,
+not once per change: the queue only compares generations, docs/architecture.md#status-engine).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ipt_core.ipt._rules import RuleViolation, related_course_id, rule_violation
 from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._courses import project_course, refresh_courses
 from ipt_core.ipt.projections._measures import project_measure, project_measures
+from ipt_core.ipt.projections._schedule import schedule
 from ipt_core.ipt.projections._session_batch import project_encounters
 from ipt_core.ipt.projections._sessions import project_session
 from ipt_core.queue import request_recompute
@@ -75,7 +77,7 @@ class IptProjections:
         ]
         await _check_rules(conn, projected)
         asked: dict[datetime, set[str]] = {}
-        for run in _runs([change for _, change in projected]):
+        for run in _runs(schedule([change for _, change in projected])):
             affected = await _project_run(conn, run)
             for change, courses in zip(run, affected, strict=True):
                 asked.setdefault(change.stored.last_updated, set()).update(courses)
