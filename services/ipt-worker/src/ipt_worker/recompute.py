@@ -78,6 +78,10 @@ class Recomputer:
             return 0
         started = time.perf_counter()
         async with self.engine.connect() as conn:
+            # Autocommit: no BEGIN and no ROLLBACK around the reads, which then run on the
+            # driver (status/loader.py); each of them sees its own snapshot, as under the
+            # READ COMMITTED of a transaction.
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             loaded = await load_facts(conn, [claim.course_id for claim in claims])
         unreadable = [
             (claim, found.error)
