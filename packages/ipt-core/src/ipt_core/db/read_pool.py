@@ -130,24 +130,27 @@ class ReadPool:
             self._idle.append(driver)
 
     async def _wait(self) -> Any:
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiting.append(waiter)
+        # A timer that fails the waiter, not `asyncio.timeout`: the timeout's context (the
+        # current task, a reschedule, cancelling the task and taking the cancellation back)
+        # was 4% of a search's CPU when most requests wait in line (bench/PROFILE.md,
+        # "Thirteenth round").
+        timer = loop.call_later(self._timeout_s, _expire, waiter, self._timeout_s)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                driver = await waiter
-        except BaseException as error:
-            if waiter.done() and not waiter.cancelled():
-                # Handed a connection (or a place) just as the wait ended: pass it on.
+            driver = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a connection (or a place) just as the wait was cancelled: pass it on.
                 self._hand_on(waiter.result())
             else:
                 waiter.cancel()
                 with contextlib.suppress(ValueError):  # `_hand_on` may have skipped it already
                     self._waiting.remove(waiter)
-            if isinstance(error, TimeoutError):
-                raise PoolExhausted(
-                    f"no database connection came free within {self._timeout_s:g} s"
-                ) from None
             raise
+        finally:
+            timer.cancel()
         if driver is None:  # a place came free: make a connection in it
             return await self._connect()
         return driver
@@ -181,3 +184,11 @@ class ReadPool:
         driver = proxied.driver_connection
         proxied.detach()  # the engine's pool forgets it; its place there is free again
         return driver
+
+
+def _expire(waiter: asyncio.Future[Any], timeout_s: float) -> None:
+    """Fail a wait in line that lasted `timeout_s` (unless it was served meanwhile)."""
+    if not waiter.done():
+        waiter.set_exception(
+            PoolExhausted(f"no database connection came free within {timeout_s:g} s")
+        )
