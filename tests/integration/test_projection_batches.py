@@ -21,6 +21,7 @@ from ipt_core.fhir.errors import BusinessRuleViolated
 from ipt_core.fhir.model import ResourcePut
 from ipt_core.fhir.store import PutFailed, ResourceStore
 from ipt_core.ipt import Course, course_to_careplan
+from ipt_core.ipt.projections._courses import project_courses
 from tests.integration.ipt_helpers import ENCOUNTER_LINK, IPT, course_link, encounter, phq9
 
 NOW = datetime(2026, 3, 4, 12, tzinfo=UTC)
@@ -156,6 +157,87 @@ async def test_patients_in_one_batch_project_as_one_by_one_in_shared_runs(
     # statements of one patient (40 against 23). Shared runs: the second patient adds only
     # what its courses cost one by one (29).
     assert statements_mixed < 1.6 * statements_alone, (statements_mixed, statements_alone)
+
+
+def _courses(patient_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """An acute course and its maintenance course, each listing nothing: one run of two."""
+    ref = f"Patient/{patient_id}"
+    acute, follow = f"a-{patient_id}", f"m-{patient_id}"
+    common: dict[str, Any] = {"patient": ref, "problem_areas": ("grief",), "status": "active"}
+    plans: list[dict[str, Any]] = [
+        {"id": acute, "start": datetime(2026, 1, 5, 9, tzinfo=UTC)},
+        {
+            "id": follow,
+            "course_type": "maintenance",
+            "planned_sessions": None,
+            "based_on": acute,
+            "start": datetime(2026, 4, 6, 9, tzinfo=UTC),
+        },
+    ]
+    return [
+        ("Patient", patient_id, {"resourceType": "Patient", "id": patient_id}),
+        *[
+            ("CarePlan", plan["id"], course_to_careplan(Course.model_validate(common | plan)))
+            for plan in plans
+        ],
+    ]
+
+
+async def test_a_run_of_courses_projects_set_based_as_one_by_one(db: AsyncEngine) -> None:
+    batched, single = f"b{uuid.uuid4().hex[:8]}", f"s{uuid.uuid4().hex[:8]}"
+    statements = await _put_many(db, _courses(batched))
+    async with db.begin() as conn:
+        store = ResourceStore(conn, listeners=write_listeners(), clock=lambda: NOW)
+        for t, i, body in _courses(single):
+            await store.update(t, i, {**body, "id": i})
+    expected = await _state(db, single)
+    assert [row[0] for row in expected["courses"]] == ["a-P", "m-P"]
+    assert [row[0] for row in expected["recomputes"]] == ["a-P", "m-P"]
+    assert await _state(db, batched) == expected
+    # One by one, a course costs three statements (its row, the upsert, its maintenance
+    # courses): the second course would add four (12 against 8 for one course, measured). A
+    # run of two costs one more than a single course (the upsert of many).
+    one_course = await _put_many(db, _courses(f"o{uuid.uuid4().hex[:8]}")[:2])
+    assert statements <= one_course + 1, (statements, one_course)
+
+
+async def test_a_run_with_a_course_listing_a_session_goes_one_by_one(db: AsyncEngine) -> None:
+    # The session is written first; the acute course then lists it (linking rule 2), so the
+    # run of two courses is projected one by one, and the session is linked as one by one.
+    def resources(patient_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        patient, acute, follow = _courses(patient_id)
+        session = encounter(f"Patient/{patient_id}", "2026-01-12T09:00:00Z", types=[OTHER])
+        listing = {"outcomeReference": [{"reference": f"Encounter/e-{patient_id}"}]}
+        listed = {**acute[2], "activity": [*acute[2].get("activity", []), listing]}
+        return [patient, ("Encounter", f"e-{patient_id}", session), (*acute[:2], listed), follow]
+
+    batched, single = f"b{uuid.uuid4().hex[:8]}", f"s{uuid.uuid4().hex[:8]}"
+    await _put_many(db, resources(batched))
+    async with db.begin() as conn:
+        store = ResourceStore(conn, listeners=write_listeners(), clock=lambda: NOW)
+        for t, i, body in resources(single):
+            await store.update(t, i, {**body, "id": i})
+    expected = await _state(db, single)
+    assert [(row[1], row[3], row[4]) for row in expected["sessions"]] == [
+        ("e-P", "a-P", "outcome-reference")
+    ]
+    assert await _state(db, batched) == expected
+
+
+async def test_a_run_of_deleted_courses_removes_their_rows(db: AsyncEngine) -> None:
+    patient = f"d{uuid.uuid4().hex[:8]}"
+    await _put_many(db, _courses(patient))
+    async with db.begin() as conn:
+        gone = [
+            (f"{kind}-{patient}", None, body)
+            for kind, (_, _, body) in zip("am", _courses(patient)[1:], strict=True)
+        ]
+        affected = await project_courses(conn, gone)
+    # Each deletion's courses: itself and its acute one, and together the maintenance course
+    # of the acute one, all recomputed (one by one the acute course's own set names it).
+    assert set().union(*affected) == {f"a-{patient}", f"m-{patient}"}
+    assert f"a-{patient}" in affected[1]
+    assert (await _state(db, patient))["courses"] == []
 
 
 async def test_a_rule_broken_mid_batch_names_its_change(db: AsyncEngine) -> None:

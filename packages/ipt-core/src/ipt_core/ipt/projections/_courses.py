@@ -7,7 +7,7 @@ rule 2): those sessions are linked again. Auto-links are never moved by a course
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,7 +20,7 @@ from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._rows import ENTERED_IN_ERROR, course_row
 from ipt_core.ipt.projections._sessions import reproject_session
 
-__all__ = ["project_course", "refresh_courses"]
+__all__ = ["project_course", "project_courses", "refresh_courses"]
 
 
 async def project_course(
@@ -54,6 +54,40 @@ async def project_course(
     for reference in sorted(_listed(previous) ^ listed_now):
         affected |= await reproject_session(conn, reference)
     return {found for found in affected if found}
+
+
+async def project_courses(
+    conn: AsyncConnection,
+    courses: Sequence[tuple[str, dict[str, Any] | None, dict[str, Any] | None]],
+) -> list[set[str]]:
+    """`project_course` of a run of CarePlan writes (each at most once), set-based.
+
+    Args:
+        conn: the write's connection.
+        courses: (CarePlan id, current content or None when deleted, content before).
+
+    A course's row depends on its CarePlan and the Conditions and Goals it cites, which no
+    other course's projection changes: the rows of a run are read, written and deleted with
+    one statement each, and the maintenance courses of all of them read with one (a bulk
+    load's five courses took three statements each). A run in which a course starts or stops
+    listing a session goes one by one: the session is linked again against the courses
+    projected so far, as one by one. Returns the courses each write affects, in order (the
+    maintenance courses of the whole run's rows, which the recompute requests unite anyway).
+    """
+    if any(_listed(previous) != _listed(current) for _, current, previous in courses):
+        return [await project_course(conn, *course) for course in courses]
+    ids = [course_id for course_id, _, _ in courses]
+    before = await repo.courses_based_on(conn, ids)
+    rows = [await _row(conn, current) if current is not None else None for _, current, _ in courses]
+    await repo.upsert_many(conn, "ipt_course", [row for row in rows if row is not None])
+    gone = [i for i, row in zip(ids, rows, strict=True) if row is None and i in before]
+    await repo.delete_courses(conn, gone)
+    followers = await repo.maintenance_courses_of(conn, ids)
+    affected: list[set[str]] = []
+    for course_id, row in zip(ids, rows, strict=True):
+        found = {course_id, before.get(course_id), row["based_on"] if row is not None else None}
+        affected.append({c for c in found | followers.get(course_id, set()) if c})
+    return affected
 
 
 async def refresh_courses(conn: AsyncConnection, course_ids: Iterable[str]) -> set[str]:

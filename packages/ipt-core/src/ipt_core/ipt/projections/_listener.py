@@ -12,10 +12,11 @@ and recompute requests commit or roll back with the resource. For each write it:
 The batch form (`resources_written`, a set-based write's changes) does the same with fewer
 statements: the rules read every related CarePlan at once; the changes are put in an order
 with long runs of one type that keeps each patient's in write order (`_schedule`); a run of
-Encounter or Observation writes is projected set-based (`project_encounters`,
-`project_measures`), the others one by one in order; and the recompute requests of one due
-time are asked for with one statement (a course asked for by several changes is bumped once,
-not once per change: the queue only compares generations, docs/architecture.md#status-engine).
+CarePlan, Encounter or Observation writes is projected set-based (`project_courses`,
+`project_encounters`, `project_measures`), the others one by one in order; and the recompute
+requests of one due time are asked for with one statement (a course asked for by several
+changes is bumped once, not once per change: the queue only compares generations,
+docs/architecture.md#status-engine).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ipt_core.fhir.listeners import ChangeRefused
 from ipt_core.fhir.model import Change, StoredResource, WriteCause
 from ipt_core.ipt._rules import RuleViolation, related_course_id, rule_violations
 from ipt_core.ipt.projections import repository as repo
-from ipt_core.ipt.projections._courses import project_course, refresh_courses
+from ipt_core.ipt.projections._courses import project_course, project_courses, refresh_courses
 from ipt_core.ipt.projections._measures import project_measure, project_measures
 from ipt_core.ipt.projections._schedule import schedule
 from ipt_core.ipt.projections._session_batch import project_encounters
@@ -43,9 +44,7 @@ __all__ = ["IptProjections", "check_ipt_rules"]
 
 Resource = dict[str, Any]
 Projection = Callable[[AsyncConnection, str, Resource | None, Resource | None], Awaitable[set[str]]]
-RunProjection = Callable[
-    [AsyncConnection, Sequence[tuple[str, Resource | None]]], Awaitable[list[set[str]]]
-]
+RunProjection = Callable[[AsyncConnection, Sequence[Change]], Awaitable[list[set[str]]]]
 _RULED: Final = frozenset({"CarePlan", "Encounter", "Appointment", "Observation"})
 
 
@@ -122,7 +121,7 @@ async def _project_run(conn: AsyncConnection, run: list[Change]) -> list[set[str
     """The courses each change of `run` affects, after projecting them (set-based if it can)."""
     set_based = _SET_BASED.get(run[0].stored.resource_type)
     if set_based is not None and len(run) > 1:
-        return await set_based(conn, [(c.stored.id, c.resource) for c in run])
+        return await set_based(conn, run)
     projection = _PROJECTIONS[run[0].stored.resource_type]
     return [await projection(conn, c.stored.id, c.resource, _content(c.previous)) for c in run]
 
@@ -202,7 +201,23 @@ _PROJECTIONS: Final[dict[str, Projection]] = {
     "Goal": _referencing_courses("goal", "Goal"),
 }
 
+
+async def _courses(conn: AsyncConnection, run: Sequence[Change]) -> list[set[str]]:
+    return await project_courses(
+        conn, [(c.stored.id, c.resource, _content(c.previous)) for c in run]
+    )
+
+
+async def _encounters(conn: AsyncConnection, run: Sequence[Change]) -> list[set[str]]:
+    return await project_encounters(conn, [(c.stored.id, c.resource) for c in run])
+
+
+async def _measures(conn: AsyncConnection, run: Sequence[Change]) -> list[set[str]]:
+    return await project_measures(conn, [(c.stored.id, c.resource) for c in run])
+
+
 _SET_BASED: Final[dict[str, RunProjection]] = {
-    "Encounter": project_encounters,
-    "Observation": project_measures,
+    "CarePlan": _courses,
+    "Encounter": _encounters,
+    "Observation": _measures,
 }

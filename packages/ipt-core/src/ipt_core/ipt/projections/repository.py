@@ -31,14 +31,17 @@ __all__ = [
     "course_row",
     "course_windows",
     "course_windows_of",
+    "courses_based_on",
     "courses_referencing",
     "delete_course",
+    "delete_courses",
     "delete_measure",
     "delete_measures",
     "delete_session",
     "delete_sessions",
     "encounters_of_appointment",
     "maintenance_course_ids",
+    "maintenance_courses_of",
     "measure_patient",
     "measure_patients",
     "patients_with_courses",
@@ -130,6 +133,30 @@ async def any_course(conn: AsyncConnection) -> bool:
 async def delete_course(conn: AsyncConnection, course_id: str) -> None:
     """Remove a course's row."""
     await conn.execute(delete(ipt_course).where(ipt_course.c.id == course_id))
+
+
+async def courses_based_on(
+    conn: AsyncConnection, course_ids: Sequence[str]
+) -> dict[str, str | None]:
+    """The courses of `course_ids` that have a row, each with the course it is `basedOn`."""
+    rows = await conn.execute(_BASED_ON, {"ids": list(course_ids)})
+    return {row.id: row.based_on for row in rows}
+
+
+async def delete_courses(conn: AsyncConnection, course_ids: Sequence[str]) -> None:
+    """Remove the rows of `course_ids`."""
+    if course_ids:
+        await conn.execute(_DELETE_COURSES, {"ids": list(course_ids)})
+
+
+async def maintenance_courses_of(
+    conn: AsyncConnection, course_ids: Sequence[str]
+) -> dict[str, set[str]]:
+    """The maintenance courses `basedOn` each of `course_ids` (only those that have some)."""
+    found: dict[str, set[str]] = {}
+    for row in await conn.execute(_FOLLOWERS, {"ids": list(course_ids)}):
+        found.setdefault(row.based_on, set()).add(row.id)
+    return found
 
 
 async def course_windows(conn: AsyncConnection, patient_id: str) -> list[CourseWindow]:
@@ -323,5 +350,8 @@ _DELETE_SESSIONS = delete(ipt_session).where(
 _WINDOWS = select(_C.id, _C.patient_id, _C.status, _C.period_start, _C.period_end).where(
     _C.patient_id == any_(_IDS)
 )
+_BASED_ON = select(_C.id, _C.based_on).where(_C.id == any_(_IDS))
+_DELETE_COURSES = delete(ipt_course).where(_C.id == any_(_IDS))
+_FOLLOWERS = select(_C.id, _C.based_on).where(_C.based_on == any_(_IDS))
 _MEASURE_PATIENTS = select(_M.observation_id, _M.patient_id).where(_M.observation_id == any_(_IDS))
 _DELETE_MEASURES = delete(ipt_measure).where(_M.observation_id == any_(_IDS))
