@@ -36,7 +36,7 @@ from ipt_core.fhir._versions import (
     new_version,
     with_meta,
 )
-from ipt_core.fhir._writes import write_rows
+from ipt_core.fhir._writes import RowWrite, write_rows
 from ipt_core.fhir.criteria import matching_ids, normalize_criteria
 from ipt_core.fhir.errors import (
     InvalidRequest,
@@ -47,6 +47,7 @@ from ipt_core.fhir.errors import (
 )
 from ipt_core.fhir.listeners import WriteListener, parts_done, rows_parts, tell
 from ipt_core.fhir.model import (
+    Change,
     ResourcePut,
     StoredResource,
     VersionedWrite,
@@ -229,10 +230,7 @@ class ResourceStore:
         if previous is None or previous.deleted:
             return None
         row, change = deletion(previous, self.clock(), cause or self.cause)
-        parts, others = rows_parts(self.listeners, [change])
-        await write_rows(self.conn, [row], parts)  # locked: written
-        await tell(self.conn, others, [change])
-        parts_done(parts)
+        await self._write_told(row, change)  # locked: written
         return row.stored
 
     async def update_many(
@@ -343,13 +341,23 @@ class ResourceStore:
         cause: WriteCause,
     ) -> WriteResult:
         row, change = new_version(definition, id_, resource, previous, self.clock(), cause)
-        # The listeners' rows (the event, the audit record) ride in the write's statement.
-        parts, others = rows_parts(self.listeners, [change])
-        if not await write_rows(self.conn, [row], parts):
+        if not await self._write_told(row, change):
             # A concurrent writer created this id first (nothing was written, the listeners'
             # rows neither): become an update of its version.
             raced = await rows.lock_for_update(self.conn, definition.type, id_)
             return await self._write(definition, id_, resource, raced, cause)
+        return WriteResult(row.stored, created=change.action == "create")
+
+    async def _write_told(self, row: RowWrite, change: Change) -> bool:
+        """Write one resource's rows and tell the listeners; False: nothing was written.
+
+        The rows of the listeners that have the rows form (the event, the audit record) ride
+        in the write's statement; the others are told afterwards, in their order. Nothing is
+        written, and nobody told, when a version 1 lost its creation race.
+        """
+        parts, others = rows_parts(self.listeners, [change])
+        if not await write_rows(self.conn, [row], parts):
+            return False
         await tell(self.conn, others, [change])
         parts_done(parts)
-        return WriteResult(row.stored, created=change.action == "create")
+        return True

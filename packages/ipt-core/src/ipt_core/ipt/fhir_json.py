@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from html import escape
 from typing import Any
 
+import orjson
+
+from ipt_core.fhir.model import StoredResource
 from ipt_core.fhir.references import parse_reference
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "reference",
     "reference_id",
     "relative_reference",
+    "stored_json",
 ]
 
 _XHTML = "http://www.w3.org/1999/xhtml"
@@ -96,3 +100,11 @@ def narrative(title: str, facts: list[tuple[str, str]]) -> dict[str, Any]:
     listing = f"<ul>{rows}</ul>" if rows else ""
     div = f'<div xmlns="{_XHTML}"><p>{escape(title)}</p>{listing}</div>'
     return {"status": "generated", "div": div}
+
+
+def stored_json(stored: StoredResource | None) -> dict[str, Any] | None:
+    """The JSON of a stored version; None when there is none (absent or a deletion)."""
+    if stored is None or stored.deleted or stored.content is None:
+        return None
+    content = orjson.loads(stored.content)
+    return content if isinstance(content, dict) else None

@@ -25,13 +25,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.fhir.errors import BusinessRuleViolated, Issue
 from ipt_core.fhir.listeners import ChangeRefused
-from ipt_core.fhir.model import Change, StoredResource, WriteCause
+from ipt_core.fhir.model import Change, WriteCause
 from ipt_core.ipt._rules import RuleViolation, related_course_id, rule_violations
+from ipt_core.ipt.fhir_json import stored_json
 from ipt_core.ipt.projections import repository as repo
 from ipt_core.ipt.projections._courses import project_course, project_courses, refresh_courses
 from ipt_core.ipt.projections._measures import project_measure, project_measures
@@ -123,7 +123,7 @@ async def _project_run(conn: AsyncConnection, run: list[Change]) -> list[set[str
     if set_based is not None and len(run) > 1:
         return await set_based(conn, run)
     projection = _PROJECTIONS[run[0].stored.resource_type]
-    return [await projection(conn, c.stored.id, c.resource, _content(c.previous)) for c in run]
+    return [await projection(conn, c.stored.id, c.resource, stored_json(c.previous)) for c in run]
 
 
 async def check_ipt_rules(conn: AsyncConnection, resource: Resource) -> None:
@@ -150,13 +150,6 @@ def _issue(violation: RuleViolation) -> Issue:
     return Issue(
         "business-rule", f"[{violation.rule}] {violation.message}", (violation.expression,)
     )
-
-
-def _content(stored: StoredResource | None) -> Resource | None:
-    if stored is None or stored.deleted or stored.content is None:
-        return None
-    content: Resource = orjson.loads(stored.content)
-    return content
 
 
 async def _course(
@@ -204,7 +197,7 @@ _PROJECTIONS: Final[dict[str, Projection]] = {
 
 async def _courses(conn: AsyncConnection, run: Sequence[Change]) -> list[set[str]]:
     return await project_courses(
-        conn, [(c.stored.id, c.resource, _content(c.previous)) for c in run]
+        conn, [(c.stored.id, c.resource, stored_json(c.previous)) for c in run]
     )
 
 

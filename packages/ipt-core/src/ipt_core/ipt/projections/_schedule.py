@@ -1,8 +1,8 @@
 """The order a batch's changes are projected in: fewer runs, the same rows.
 
 The projections of a batch go run by run, a run being consecutive changes of one type
-(`_listener._runs`); a run of Encounters or Observations is projected set-based, with a fixed
-number of statements. A bulk load interleaves types patient by patient (a course, its
+(`_listener._runs`); a run of CarePlans, Encounters or Observations is projected set-based,
+with a fixed number of statements. A bulk load interleaves types patient by patient (a course, its
 sessions, its PHQ-9s, the next patient's course …), so in write order a 100-entry transaction
 of five courses made fifteen runs.
 
@@ -20,7 +20,8 @@ A change whose ties cannot be told from its content is a barrier that nothing cr
 Appointment (its Encounters, of any patient, read its row), a Condition or Goal (the courses
 citing it are found by reference), and types without a rank.
 
-Tested in tests/integration/test_projection_batches.py; docs/architecture.md, "Write path".
+Tested in tests/unit/ipt/test_projection_schedule.py and
+tests/integration/test_projection_batches.py; docs/architecture.md, "Write path".
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-import orjson
-
 from ipt_core.fhir.model import Change
 from ipt_core.ipt._careplan_facts import based_on_course_id, outcome_references
 from ipt_core.ipt._session import session_course_link
-from ipt_core.ipt.fhir_json import as_list, reference_id
+from ipt_core.ipt.fhir_json import as_list, reference_id, stored_json
 
 __all__ = ["schedule"]
 
@@ -101,12 +100,8 @@ def _ties(change: Change) -> list[str] | None:
 
 def _contents(change: Change) -> Iterator[dict[str, Any]]:
     """The change's content, and the stored one it replaced (a patient may have changed)."""
-    if isinstance(change.resource, dict):
-        yield change.resource
-    previous = change.previous
-    if previous is not None and not previous.deleted and previous.content is not None:
-        content = orjson.loads(previous.content)
-        if isinstance(content, dict):
+    for content in (change.resource, stored_json(change.previous)):
+        if content is not None:
             yield content
 
 
