@@ -118,6 +118,31 @@ async def test_missing_required_element(client: httpx.AsyncClient) -> None:
     assert outcome["issue"][0]["expression"] == ["CarePlan.intent"]
 
 
+@pytest.mark.parametrize(
+    ("contained", "expression"),
+    [
+        ({"id": "p"}, "Observation.contained[0].resourceType"),
+        ({"resourceType": "NoSuchType", "id": "p"}, "Observation.contained[0].resourceType"),
+        ({"resourceType": 7, "id": "p"}, "Observation.contained[0].resourceType"),
+        ({"resourceType": "Coding", "code": "x"}, "Observation.contained[0].resourceType"),
+        (
+            {"resourceType": "Patient", "contained": [{"resourceType": "Patient"}]},
+            "Observation.contained[0].contained",
+        ),
+    ],
+)
+async def test_contained_resources_the_models_cannot_take(
+    client: httpx.AsyncClient, contained: dict[str, Any], expression: str
+) -> None:
+    # fhir.resources raised a TypeError or KeyError on these: a 500 before.
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    response = await client.post(
+        "/fhir/Observation", json={**body, "contained": [contained]}, headers=FHIR
+    )
+    outcome = await assert_refused(response, client, 400, "structure")
+    assert outcome["issue"][0]["expression"] == [expression]
+
+
 async def test_nulls_and_empty_values(client: httpx.AsyncClient) -> None:
     body: dict[str, Any] = {"resourceType": "Patient", "gender": None, "name": []}
     response = await client.post("/fhir/Patient", json=body, headers=FHIR)
