@@ -125,6 +125,7 @@ async def test_missing_required_element(client: httpx.AsyncClient) -> None:
         ({"resourceType": "NoSuchType", "id": "p"}, "Observation.contained[0].resourceType"),
         ({"resourceType": 7, "id": "p"}, "Observation.contained[0].resourceType"),
         ({"resourceType": "Coding", "code": "x"}, "Observation.contained[0].resourceType"),
+        ({"resourceType": "DomainResource"}, "Observation.contained[0].resourceType"),
         (
             {"resourceType": "Patient", "contained": [{"resourceType": "Patient"}]},
             "Observation.contained[0].contained",

@@ -103,6 +103,10 @@ def test_other_types_are_left_to_the_models() -> None:
             "two choices of effective[x]",
         ),
         ({**_VALID[0], "identifier": [None]}, "null in a list of elements"),
+        (
+            {**_VALID[-1], "contained": [*_VALID[-1]["contained"], None]},
+            "null in the list of contained resources",
+        ),
         ({**_VALID[0], "name": [{"family": "X", "nickname": "Y"}]}, "unknown nested element"),
         ({**_VALID[0], "birthDate": "1970-13-01"}, "invalid date"),
         ({**_VALID[0], "gender": 3}, "wrong primitive type"),

@@ -10,8 +10,9 @@ calls, in one pydantic-core pass:
 
 - each element model's wrap validator becomes a reference to that model's schema, which
   rejects a null item of a list just as the null check does;
-- the check of required and choice elements (`validate_after_model_construction`) is kept,
-  and only on the models that have such elements;
+- the check of required and choice elements (`validate_after_model_construction`) runs
+  only on the models that have such elements, with their names worked out once; an element
+  it would refuse goes to the model's own check;
 - the models' fields, types, patterns, aliases and `extra="forbid"` are the models' own;
 - anything else (contained resources, a model of a shape not seen here) keeps the model's
   own validator.
@@ -116,13 +117,13 @@ class _Compiler:
                 name: {**field, "schema": self._rewrite(field["schema"])}
                 for name, field in fields["fields"].items()
             }
-            instance = model.model_construct()
-            if instance.get_required_fields() or instance.get_one_of_many_fields():
-                self._definitions[ref] = core_schema.no_info_after_validator_function(
-                    _AFTER, shell, ref=ref
-                )
-            else:
+            check = _element_check(model)
+            if check is None:
                 shell["ref"] = ref
+            else:
+                self._definitions[ref] = core_schema.no_info_after_validator_function(
+                    check, shell, ref=ref
+                )
         return core_schema.definition_reference_schema(ref)
 
     def _rewrite(self, node: Any) -> Any:
@@ -137,7 +138,9 @@ class _Compiler:
                 reference = self.reference(target)
                 if reference is not None:
                     return reference
-            return node
+            # The model's own validator takes a null, which only reaches it as the item of a
+            # list (a field's null is the `nullable` around it): the null check's case.
+            return core_schema.no_info_before_validator_function(_not_null, node)
         return {
             key: value if key in ("serialization", "metadata") else self._rewrite(value)
             for key, value in node.items()
@@ -147,6 +150,44 @@ class _Compiler:
 # The functions in the models' schemas (mypy sees pydantic's decorator proxies).
 _AFTER = cast(Callable[[Any], Any], FHIRAbstractModel.validate_after_model_construction)
 _NULL_CHECK = FHIRAbstractModel.reject_null_complex_elements.__func__
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("None is not allowed as an element of a list")
+    return value
+
+
+def _element_check(model: type[FHIRAbstractModel]) -> Callable[[Any], Any] | None:
+    """`model`'s check of required and choice elements, or None when it has none.
+
+    The model's own check (`validate_after_model_construction`) looks every field up again
+    on each element; this one reads the values it needs with names worked out once, and
+    hands any element that fails it to the model's check, which raises its own error. It
+    passes exactly the elements that check passes: each required element has a value, and
+    each choice has at most one (one when it is required)."""
+    instance = model.model_construct()
+    aliases = model.get_alias_mapping()
+    required = tuple(aliases[name] for name, _ in instance.get_required_fields())
+    choices = tuple(
+        (tuple(names), model.model_fields[names[0]].json_schema_extra["one_of_many_required"])  # type: ignore[index]
+        for names in instance.get_one_of_many_fields().values()
+    )
+    if not required and not choices:
+        return None
+
+    def check(element: Any) -> Any:
+        values = element.__dict__
+        for name in required:
+            if values[name] is None:
+                return _AFTER(element)  # an extension may stand in for the value
+        for names, needed in choices:
+            given = sum(values[name] is not None for name in names)
+            if given > 1 or (needed and not given):
+                return _AFTER(element)
+        return element
+
+    return check
 
 
 def _model_shell(model: type[FHIRAbstractModel]) -> dict[str, Any] | None:

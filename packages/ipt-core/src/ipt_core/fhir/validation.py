@@ -14,6 +14,7 @@ from typing import Any
 
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.resource import Resource
 
 from ipt_core.fhir.codesets import CODEABLE_BINDINGS, REQUIRED_CODES
@@ -66,7 +67,8 @@ def _model(resource_type: str) -> type[pydantic.BaseModel]:
 def _contained_issues(resource: dict[str, Any], resource_type: str) -> list[Issue]:
     """Contained resources the models cannot take: fhir.resources picks a contained
     resource's model by its `resourceType` and fails with a TypeError or KeyError, not a
-    validation error, on one that names no resource, which would be a 500.
+    validation error, on one that names no resource, which would be a 500; and it takes the
+    abstract Resource and DomainResource.
 
     FHIR also forbids a contained resource to contain others (R4 dom-2).
     """
@@ -95,7 +97,7 @@ def _is_resource_type(name: object) -> bool:
         model = get_fhir_model_class(name)
     except ValueError:  # no FHIR model of that name
         return False
-    return issubclass(model, Resource)
+    return issubclass(model, Resource) and model not in (Resource, DomainResource)  # not abstract
 
 
 def _model_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:
