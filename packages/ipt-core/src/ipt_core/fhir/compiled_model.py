@@ -3,7 +3,8 @@
 A fhir.resources model validates each nested element through Python: a wrap validator calls
 the element model's `model_validate`, whose custom `__init__` validates again, then a null
 check that walks every field and a check of required and choice elements. On a bulk load
-that was ~100 µs of each resource's ~400 µs of API CPU (docs/architecture.md, "Validation").
+that was ~100 µs of each resource's ~400 µs of API CPU (docs/architecture.md, "Write path",
+Validation).
 
 `accepts` runs the same models' own core schemas, joined by reference instead of by Python
 calls, in one pydantic-core pass:
