@@ -45,6 +45,7 @@ from ipt_core.db.provision import Database, open_database
 from ipt_core.db.read_pool import ReadPool
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
 from ipt_core.events import FeedSignal
+from ipt_core.fhir.compiled_model import compiled as compiled_validator
 from ipt_core.fhir.store import WriteListener
 from ipt_core.heap import freeze_startup_heap
 from ipt_core.telemetry import configure_process, setup_logging
@@ -130,6 +131,7 @@ def create_app(
             app.state.database.engine, retention_days=settings.audit_retention_days
         )
         app.state.audit_buffer.start()
+        compiled_validator()  # at start, not in the first write (~0.1 s); frozen with the rest
         freeze_startup_heap()
         try:
             yield
