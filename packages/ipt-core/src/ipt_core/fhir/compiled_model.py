@@ -64,9 +64,9 @@ def accepts(resource: dict[str, Any]) -> bool:
 
 @cache
 def compiled() -> SchemaValidator:
-    """One validator for every served type, built on first use (~0.1 s). The element models
-    they share (Extension reaches most of them) are compiled once: 5 MB, where a validator
-    per type took 12 MB for the eight."""
+    """One validator for every served type, built on first use (~0.1 s; the API builds it at
+    start). The element models they share (Extension reaches most of them) are compiled
+    once: 5 MB, where a validator per type took 12 MB for the eight."""
     compiler = _Compiler()
     choices: dict[Hashable, CoreSchema] = {}
     for resource_type in REGISTRY:
