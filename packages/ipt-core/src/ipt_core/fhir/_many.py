@@ -49,8 +49,9 @@ async def update_many(
     """Write each of `writes` whose resource is still at its `if_match` version.
 
     Returns one result per write, in order; None for a skipped one (moved on, deleted or
-    never written), which writes nothing. Every body is validated before any SQL runs
-    (without the model for one `derived_from_stored`).
+    never written), which writes nothing. Every body is validated before anything is
+    written: a client's before any SQL runs, a `derived_from_stored` one against the
+    version it was derived from once that version is locked (`validation.check_resource`).
 
     Raises:
         ValueError: when a resource appears twice in `writes`, or a write is
@@ -63,30 +64,30 @@ async def update_many(
         raise ValueError("update_many writes each resource at most once")
     if cause is not WriteCause.STATUS_WRITEBACK and any(w.derived_from_stored for w in writes):
         raise ValueError("only status write-backs skip the model validation of their bodies")
-    definitions = []
     for write in writes:
         check_id(write.id)
-        definitions.append(
-            check_body(
-                write.body, write.resource_type, derived_from_stored=write.derived_from_stored
-            )
-        )
+        if not write.derived_from_stored:
+            check_body(write.body, write.resource_type)
         check_update_id(write.body, write.resource_type, write.id)
     if not writes:
         return []
     current = await rows.lock_many(conn, keys)
     prepared = []
     results: list[WriteResult | None] = []
-    for write, definition, key in zip(writes, definitions, keys, strict=True):
+    for write, key in zip(writes, keys, strict=True):
         previous = current.get(key)
         if previous is None or previous.deleted or previous.version_id != write.if_match:
             results.append(None)
             continue
-        # A derived body rarely changes a searchable element (the phase extension is not
-        # one): its version's index rows then stay, neither extracted nor rewritten.
-        keep_index = write.derived_from_stored and same_index(
-            definition, orjson.loads(previous.content or "{}"), write.body
-        )
+        keep_index = False
+        if write.derived_from_stored:
+            stored = orjson.loads(previous.content or "{}")
+            definition = check_body(write.body, write.resource_type, derived_from=stored)
+            # A derived body rarely changes a searchable element (the phase extension is not
+            # one): its version's index rows then stay, neither extracted nor rewritten.
+            keep_index = same_index(definition, stored, write.body)
+        else:
+            definition = definition_or_404(write.resource_type)
         prepared.append(
             new_version(
                 definition, write.id, write.body, previous, now, cause, keep_index=keep_index

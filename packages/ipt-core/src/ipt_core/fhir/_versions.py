@@ -57,12 +57,12 @@ def check_id(id_: str) -> str:
 
 
 def check_body(
-    resource: dict[str, Any], url_type: str, *, derived_from_stored: bool = False
+    resource: dict[str, Any], url_type: str, *, derived_from: dict[str, Any] | None = None
 ) -> ResourceDefinition:
     """Validate `resource` (once per write) as a resource of the URL's type; return its type.
 
-    `derived_from_stored`: the server derived the body from a stored version, so the
-    fhir.resources model is not run (`validation.check_resource`, `model=False`).
+    `derived_from`: the stored version the server derived the body from, so only what it
+    changed is checked, without the fhir.resources model (`validation.check_resource`).
     """
     definition = definition_or_404(url_type)
     if resource.get("resourceType") != url_type:
@@ -70,7 +70,7 @@ def check_body(
             f"The resource is a {resource.get('resourceType')!r}, but the URL is for {url_type}",
             expression=("resourceType",),
         )
-    check_resource(resource, model=not derived_from_stored)
+    check_resource(resource, derived_from=derived_from)
     return definition
 
 

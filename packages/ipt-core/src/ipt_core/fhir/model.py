@@ -89,10 +89,10 @@ class VersionedWrite:
     for) those whose resource moved on meanwhile or was deleted.
 
     `derived_from_stored`: `body` is the stored version `if_match` with a value the server
-    derived set in it (the status engine's write-backs), so its fhir.resources model
-    validation is skipped (`validation.check_resource`, `model=False`; docs/architecture.md,
-    "Status engine"). Only a write with the cause `STATUS_WRITEBACK` may say so: never a
-    body from a client or an EHR.
+    derived set in it (the status engine's write-backs), so only the elements it changed are
+    validated, without the fhir.resources model (`validation.check_resource`,
+    `derived_from`; docs/architecture.md, "Status engine"). Only a write with the cause
+    `STATUS_WRITEBACK` may say so: never a body from a client or an EHR.
     """
 
     resource_type: str
