@@ -144,6 +144,30 @@ async def test_contained_resources_the_models_cannot_take(
     assert outcome["issue"][0]["expression"] == [expression]
 
 
+@pytest.mark.parametrize(
+    ("extra", "code", "expression"),
+    [
+        ({"meta": '{"versionId": "1"}'}, "value", "Patient.meta"),  # an element as JSON text
+        ({"resource_type": "Patient"}, "structure", "Patient.resource_type"),
+        (
+            {"name": [{"family": "Doe", "resourceType": "HumanName"}]},
+            "structure",
+            "Patient.name[0].resourceType",
+        ),
+    ],
+)
+async def test_json_the_models_are_lenient_with(
+    client: httpx.AsyncClient, extra: dict[str, Any], code: str, expression: str
+) -> None:
+    # fhir.resources takes these (it parses a string as an element, and its `__init__` takes
+    # `resourceType`/`resource_type` out of any object). Before: `meta` as text was a 500
+    # (the store set a version in a string), the other two 201s, stored as sent.
+    body = {"resourceType": "Patient", "gender": "female", **extra}
+    response = await client.post("/fhir/Patient", json=body, headers=FHIR)
+    outcome = await assert_refused(response, client, 400, code)
+    assert outcome["issue"][0]["expression"] == [expression]
+
+
 async def test_nulls_and_empty_values(client: httpx.AsyncClient) -> None:
     body: dict[str, Any] = {"resourceType": "Patient", "gender": None, "name": []}
     response = await client.post("/fhir/Patient", json=body, headers=FHIR)

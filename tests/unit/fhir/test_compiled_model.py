@@ -123,8 +123,9 @@ def test_other_types_are_left_to_the_models() -> None:
     ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_rejections_agree_or_fall_back(resource: dict[str, Any], why: str) -> None:
-    """Every case is rejected by the compiled schema. Most the models reject too; the last
-    two the models accept by their own rules, and the full model then decides."""
+    """Every case is rejected by the compiled schema. The models reject most of them too;
+    the resourceType inside an element and the element as JSON text they accept, and the
+    compiled schema's refusal is then reported (tests/integration/test_fhir_bad_input.py)."""
     assert not accepts(resource), why
 
 

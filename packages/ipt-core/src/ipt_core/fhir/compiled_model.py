@@ -18,10 +18,13 @@ calls, in one pydantic-core pass:
 - anything else (contained resources, a model of a shape not seen here) keeps the model's
   own validator.
 
-It answers only "valid". A resource it rejects goes to the full model, which gives the errors
-the API reports, so every accepted resource is one the full model accepts (tests/unit/fhir/
-test_compiled_model.py checks that implication on mutated resources) and every message is the
-model's own.
+It answers "valid" for what the models accept (tests/unit/fhir/test_compiled_model.py checks
+that implication on mutated resources). A resource it refuses goes to the full model, whose
+errors the API reports. Where the models accept what it refuses, the models are lenient in
+ways FHIR JSON is not, and its own errors are reported (`refusals`): a nested element given as
+JSON text (fhir_core parses a string), a `resourceType` or `resource_type` key inside an
+element or beside the resource's own (`__init__` takes them out), a null for a required
+element (the wrap validator passes None through).
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from typing import Any, cast
 import pydantic_core
 from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
-from pydantic_core import CoreSchema, SchemaValidator, core_schema
+from pydantic_core import CoreSchema, ErrorDetails, SchemaValidator, core_schema
 
 from ipt_core.fhir.registry import REGISTRY
 
-__all__ = ["accepts", "compiled"]
+__all__ = ["accepts", "compiled", "refusals"]
 
 # The fhir_core wrap validator of an element model's field, and the resource types it
 # dispatches on by `resourceType` (left to the model's own validator).
@@ -49,24 +52,40 @@ _ABSTRACT = frozenset({"Resource", "DomainResource"})
 def accepts(resource: dict[str, Any]) -> bool:
     """True when `resource` is valid under its fhir.resources model; False when it is not,
     or when the compiled schema cannot tell (the full model then decides)."""
+    return _validated(resource) == []
+
+
+def refusals(resource: dict[str, Any]) -> list[ErrorDetails]:
+    """What the compiled schema refuses in `resource`, located in the resource; nothing for
+    a type it does not cover.
+
+    For a resource it refuses and the models accept: the models take some JSON that is not
+    FHIR's, and this schema does not (module docstring)."""
+    return _validated(resource) or []
+
+
+def _validated(resource: dict[str, Any]) -> list[ErrorDetails] | None:
+    # None: a type the compiled schema does not cover.
+    validator, covered = compiled()
     resource_type = resource.get("resourceType")
-    if not isinstance(resource_type, str) or resource_type not in REGISTRY:
-        return False
+    if not isinstance(resource_type, str) or resource_type not in covered:
+        return None
     # The model's `__init__` takes `resourceType` out before validating; the caller chose the
     # model by it, so it matches. Here it picks the served type's schema.
     body = {key: value for key, value in resource.items() if key != "resourceType"}
     try:
-        compiled().validate_python({"resourceType": resource_type, "resource": body})
-    except pydantic_core.ValidationError:
-        return False
-    return True
+        validator.validate_python({"resourceType": resource_type, "resource": body})
+    except pydantic_core.ValidationError as error:
+        return [{**problem, "loc": problem["loc"][2:]} for problem in error.errors()]
+    return []
 
 
 @cache
-def compiled() -> SchemaValidator:
-    """One validator for every served type, built on first use (~0.1 s; the API builds it at
-    start). The element models they share (Extension reaches most of them) are compiled
-    once: 5 MB, where a validator per type took 12 MB for the eight."""
+def compiled() -> tuple[SchemaValidator, frozenset[str]]:
+    """One validator for every served type, and the types it covers; built on first use
+    (~0.1 s; the API builds it at start). The element models they share (Extension reaches
+    most of them) are compiled once: 5 MB, where a validator per type took 12 MB for the
+    eight."""
     compiler = _Compiler()
     choices: dict[Hashable, CoreSchema] = {}
     for resource_type in REGISTRY:
@@ -81,12 +100,13 @@ def compiled() -> SchemaValidator:
                 },
                 extra_behavior="forbid",
             )
-    return SchemaValidator(
+    validator = SchemaValidator(
         core_schema.definitions_schema(
             core_schema.tagged_union_schema(choices, discriminator="resourceType"),
             compiler.definitions(),
         )
     )
+    return validator, frozenset(str(resource_type) for resource_type in choices)
 
 
 class _Compiler:

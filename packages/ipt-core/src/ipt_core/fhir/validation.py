@@ -8,7 +8,7 @@ required value set — is checked here. Every problem is reported with its FHIRP
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
@@ -16,9 +16,10 @@ import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.resource import Resource
+from pydantic_core import ErrorDetails
 
 from ipt_core.fhir.codesets import CODEABLE_BINDINGS, REQUIRED_CODES
-from ipt_core.fhir.compiled_model import accepts
+from ipt_core.fhir.compiled_model import accepts, refusals
 from ipt_core.fhir.errors import InvalidResource, Issue
 
 __all__ = ["MAX_STRING_LENGTH", "check_resource", "fhirpath"]
@@ -112,19 +113,30 @@ def _is_resource_type(name: object) -> bool:
 
 def _model_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:
     # The compiled copy of the models answers "valid" in a quarter of the time; what it
-    # rejects, the models themselves judge, so every message is theirs (compiled_model.py).
+    # rejects, the models themselves judge, so their messages are the API's
+    # (compiled_model.py).
     if accepts(resource):
         return
     try:
         _model(resource_type).model_validate(resource)
     except pydantic.ValidationError as error:
-        for problem in error.errors():
-            location = tuple(step for step in problem["loc"] if isinstance(step, str | int))
-            code = "structure" if problem["type"] == "extra_forbidden" else "value"
-            if problem["type"].endswith("missing"):
-                code = "required"
-            message = "Unknown element" if code == "structure" else problem["msg"]
-            yield Issue(code, message, (fhirpath(resource_type, location),))
+        yield from _issues(error.errors(), resource_type)
+        return
+    # Valid to the models, not to their compiled copy: JSON the models are lenient with and
+    # FHIR is not (an element given as JSON text, `resourceType` inside an element). Nulls
+    # the JSON rules report already.
+    refused = [problem for problem in refusals(resource) if problem["input"] is not None]
+    yield from _issues(refused, resource_type)
+
+
+def _issues(problems: Iterable[ErrorDetails], resource_type: str) -> Iterator[Issue]:
+    for problem in problems:
+        location = tuple(step for step in problem["loc"] if isinstance(step, str | int))
+        code = "structure" if problem["type"] == "extra_forbidden" else "value"
+        if problem["type"].endswith("missing"):
+            code = "required"
+        message = "Unknown element" if code == "structure" else problem["msg"]
+        yield Issue(code, message, (fhirpath(resource_type, location),))
 
 
 def _json_rule_issues(resource: dict[str, Any], resource_type: str) -> list[Issue]:
