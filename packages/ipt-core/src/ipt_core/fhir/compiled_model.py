@@ -36,36 +36,34 @@ from typing import Any, cast
 
 import pydantic_core
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.domainresource import DomainResource
+from fhir.resources.R4B.resource import Resource
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic_core import CoreSchema, ErrorDetails, SchemaValidator, core_schema
 
 from ipt_core.fhir.registry import REGISTRY
 
-__all__ = ["accepts", "compiled", "refusals"]
+__all__ = ["ABSTRACT_RESOURCES", "accepts", "compiled", "refusals"]
 
-# The fhir_core wrap validator of an element model's field, and the resource types it
-# dispatches on by `resourceType` (left to the model's own validator).
+# The fhir_core wrap validator of an element model's field.
 _ELEMENT_VALIDATOR = "FhirBase.__get_pydantic_core_schema__.<locals>._validate"
-_ABSTRACT = frozenset({"Resource", "DomainResource"})
+# The abstract resource models: fhir_core dispatches a value of theirs (a contained resource)
+# by its `resourceType`, so it keeps its own validator here; no resource is one of them.
+ABSTRACT_RESOURCES: tuple[type[FHIRAbstractModel], ...] = (Resource, DomainResource)
 
 
 def accepts(resource: dict[str, Any]) -> bool:
     """True when `resource` is valid under its fhir.resources model; False when it is not,
     or when the compiled schema cannot tell (the full model then decides)."""
-    return _validated(resource) == []
+    return refusals(resource) == []
 
 
-def refusals(resource: dict[str, Any]) -> list[ErrorDetails]:
-    """What the compiled schema refuses in `resource`, located in the resource; nothing for
-    a type it does not cover.
+def refusals(resource: dict[str, Any]) -> list[ErrorDetails] | None:
+    """What the compiled schema refuses in `resource`, located in the resource (empty when it
+    is valid); None for a type the schema does not cover.
 
-    For a resource it refuses and the models accept: the models take some JSON that is not
-    FHIR's, and this schema does not (module docstring)."""
-    return _validated(resource) or []
-
-
-def _validated(resource: dict[str, Any]) -> list[ErrorDetails] | None:
-    # None: a type the compiled schema does not cover.
+    For a resource it refuses and the models accept, these are the answer: the models take
+    some JSON that is not FHIR's, and this schema does not (module docstring)."""
     validator, covered = compiled()
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or resource_type not in covered:
@@ -155,7 +153,7 @@ class _Compiler:
             return node
         if node.get("type") == "function-wrap" and _qualname(node) == _ELEMENT_VALIDATOR:
             target = _element_model(node)
-            if target is not None and target.__name__ not in _ABSTRACT:
+            if target is not None and target not in ABSTRACT_RESOURCES:
                 reference = self.reference(target)
                 if reference is not None:
                     return reference

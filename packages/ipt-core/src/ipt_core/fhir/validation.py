@@ -14,12 +14,11 @@ from typing import Any
 
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.resource import Resource
 from pydantic_core import ErrorDetails
 
 from ipt_core.fhir.codesets import CODEABLE_BINDINGS, REQUIRED_CODES
-from ipt_core.fhir.compiled_model import accepts, refusals
+from ipt_core.fhir.compiled_model import ABSTRACT_RESOURCES, refusals
 from ipt_core.fhir.errors import InvalidResource, Issue
 
 __all__ = ["MAX_STRING_LENGTH", "check_resource", "fhirpath"]
@@ -108,14 +107,15 @@ def _is_resource_type(name: object) -> bool:
         model = get_fhir_model_class(name)
     except ValueError:  # no FHIR model of that name
         return False
-    return issubclass(model, Resource) and model not in (Resource, DomainResource)  # not abstract
+    return issubclass(model, Resource) and model not in ABSTRACT_RESOURCES
 
 
 def _model_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:
     # The compiled copy of the models answers "valid" in a quarter of the time; what it
     # rejects, the models themselves judge, so their messages are the API's
     # (compiled_model.py).
-    if accepts(resource):
+    refused = refusals(resource)
+    if refused == []:
         return
     try:
         _model(resource_type).model_validate(resource)
@@ -125,8 +125,7 @@ def _model_issues(resource: dict[str, Any], resource_type: str) -> Iterator[Issu
     # Valid to the models, not to their compiled copy: JSON the models are lenient with and
     # FHIR is not (an element given as JSON text, `resourceType` inside an element). Nulls
     # the JSON rules report already.
-    refused = [problem for problem in refusals(resource) if problem["input"] is not None]
-    yield from _issues(refused, resource_type)
+    yield from _issues([p for p in refused or () if p["input"] is not None], resource_type)
 
 
 def _issues(problems: Iterable[ErrorDetails], resource_type: str) -> Iterator[Issue]:
