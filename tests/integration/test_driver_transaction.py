@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -25,6 +26,12 @@ _NOW_AND_XID = FixedStatement(select(func.now().label("now"), func.txid_current(
 _SCRATCH = "CREATE TABLE driver_tx_scratch (v text PRIMARY KEY)"
 
 
+@asynccontextmanager
+async def _transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn, driver_transaction(conn) as inside:
+        yield inside
+
+
 @pytest.fixture
 async def autocommit(db: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     async with db.begin() as conn:
@@ -37,7 +44,7 @@ async def autocommit(db: AsyncEngine) -> AsyncIterator[AsyncEngine]:
 async def test_core_driver_and_fixed_statements_share_the_transaction(
     autocommit: AsyncEngine,
 ) -> None:
-    async with driver_transaction(autocommit) as conn:
+    async with _transaction(autocommit) as conn:
         core_now, core_xid = (await conn.execute(select(func.now(), func.txid_current()))).one()
         driver = await autocommit_driver(conn)
         assert driver is not None
@@ -49,7 +56,7 @@ async def test_core_driver_and_fixed_statements_share_the_transaction(
 
 
 async def test_the_block_commits_what_it_wrote(autocommit: AsyncEngine, db: AsyncEngine) -> None:
-    async with driver_transaction(autocommit) as conn:
+    async with _transaction(autocommit) as conn:
         await conn.execute(text("INSERT INTO driver_tx_scratch VALUES ('kept')"))
         # Not visible to another session before the commit: it is one transaction.
         assert await query_scalar(db, "SELECT count(*) FROM driver_tx_scratch") == 0
@@ -62,7 +69,7 @@ async def test_a_failure_rolls_back_everything_and_the_connection_stays_usable(
     drivers: list[Any] = []
 
     async def insert_twice() -> None:
-        async with driver_transaction(autocommit) as conn:
+        async with _transaction(autocommit) as conn:
             await conn.execute(text("INSERT INTO driver_tx_scratch VALUES ('a')"))
             driver = await autocommit_driver(conn)
             assert driver is not None
@@ -85,7 +92,7 @@ async def test_a_savepoint_rolls_back_alone(autocommit: AsyncEngine, db: AsyncEn
             await conn.execute(text("INSERT INTO driver_tx_scratch VALUES ('inner')"))
             await conn.execute(text("INSERT INTO driver_tx_scratch VALUES ('outer')"))
 
-    async with driver_transaction(autocommit) as conn:
+    async with _transaction(autocommit) as conn:
         await conn.execute(text("INSERT INTO driver_tx_scratch VALUES ('outer')"))
         with pytest.raises(IntegrityError, match="duplicate key"):
             await inner_then_duplicate(conn)
@@ -98,7 +105,7 @@ async def test_a_cancelled_block_leaves_no_connection_in_a_transaction(
     started = asyncio.Event()
 
     async def write_then_wait() -> None:
-        async with driver_transaction(autocommit) as conn:
+        async with _transaction(autocommit) as conn:
             await conn.execute(text("INSERT INTO driver_tx_scratch VALUES ('lost')"))
             started.set()
             await conn.execute(text("SELECT pg_sleep(30)"))
@@ -115,11 +122,11 @@ async def test_a_cancelled_block_leaves_no_connection_in_a_transaction(
     )
     assert await query_scalar(db, "SELECT count(*) FROM driver_tx_scratch") == 0
     for _ in range(25):  # every pooled connection is usable: none was returned mid-transaction
-        async with driver_transaction(autocommit) as conn:
+        async with _transaction(autocommit) as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
 
 
-async def test_an_engine_not_in_autocommit_is_refused(db: AsyncEngine) -> None:
+async def test_a_connection_not_in_autocommit_is_refused(db: AsyncEngine) -> None:
     with pytest.raises(ValueError, match="autocommit"):
-        async with driver_transaction(db):
+        async with _transaction(db):
             pass

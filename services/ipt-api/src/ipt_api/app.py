@@ -41,6 +41,7 @@ from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
 from ipt_api.worker import embedded_worker, worker_settings_of
 from ipt_core import composition
+from ipt_core.db.kept import KeptConnections
 from ipt_core.db.provision import Database, open_database
 from ipt_core.db.read_pool import ReadPool
 from ipt_core.ehr import EhrEndpoint, configured_endpoints
@@ -114,6 +115,9 @@ def create_app(
         # Reads by id and GET searches: connections of the engine's making, in a pool of their
         # own (ipt_core/db/read_pool.py).
         app.state.read_pool = ReadPool(app.state.database.engine, size=settings.read_pool_size)
+        # The requests' transactions: connections in autocommit, kept checked out of the
+        # engine's pool rather than checked out per request (ipt_core/db/kept.py).
+        app.state.kept_connections = KeptConnections(app.state.database.reads)
         app.state.feed_signal = FeedSignal(app.state.database.engine)
         if ehr_endpoints:
             await register_endpoints(app.state.database.engine, ehr_endpoints)
@@ -141,6 +145,7 @@ def create_app(
             if worker is not None:
                 await worker.stop()
             await app.state.read_pool.close()
+            await app.state.kept_connections.close()
             if database is None:
                 await app.state.database.close()
 

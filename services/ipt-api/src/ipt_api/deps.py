@@ -20,7 +20,7 @@ from ipt_api.settings import ApiSettings
 from ipt_core.audit import insert_records
 from ipt_core.db.driver import driver_transaction
 from ipt_core.db.faults import database_fault
-from ipt_core.db.provision import Database
+from ipt_core.db.kept import KeptConnections
 from ipt_core.fhir.errors import CommitOutcomeUnknown, FhirError, InvalidRequest
 from ipt_core.fhir.store import ResourceStore, WriteListener
 
@@ -70,20 +70,21 @@ async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]
     is lost during COMMIT nobody knows whether the write was stored: the client is told so
     (`CommitOutcomeUnknown`), to check before it retries.
     """
-    database: Database = request.app.state.database
+    # Connections in autocommit kept out of the engine's pool (ipt_core/db/kept.py).
+    kept: KeptConnections = request.app.state.kept_connections
     if request.method in SAFE_METHODS:
         # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
-        async with database.reads.connect() as conn:
+        async with kept.connection() as conn:
             outage_log(request).recovered()
             yield conn
         return
-    engine = database.engine
+    engine = request.app.state.database.engine
     trail = current_trail()
     committing = False
     try:
         # Begun and committed on the driver, SQLAlchemy's statements inside it: SQLAlchemy's
         # own transaction cost a create ~210 µs more CPU (ipt_core/db/driver.py).
-        async with driver_transaction(database.reads) as conn:
+        async with kept.connection() as autocommit, driver_transaction(autocommit) as conn:
             outage_log(request).recovered()
             yield conn
             if trail is not None:  # the request's other accesses, in the write's transaction

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["autocommit_driver", "driver_statement", "driver_transaction"]
 
@@ -48,42 +48,41 @@ async def autocommit_driver(conn: AsyncConnection) -> Any | None:
 
 
 @asynccontextmanager
-async def driver_transaction(autocommit: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction begun and ended on the driver; every statement on the connection is in it.
+async def driver_transaction(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """A transaction begun and ended on the driver; every statement on `conn` is in it.
 
-    `autocommit` is an engine whose connections are in autocommit (`Database.reads`): there
-    SQLAlchemy begins nothing itself, so its statements (Core, savepoints) run inside the
-    transaction this `BEGIN` opened, and so do the driver statements of `autocommit_driver`'s
-    callers (the write path's fixed statements, `db/fixed.py`). SQLAlchemy's own `begin()`
-    costs ~210 µs more CPU than the driver's for a transaction of one statement: its
-    `BEGIN` and `COMMIT` through the greenlet bridge, and the transaction's bookkeeping
-    (bench/PROFILE.md, "Tenth round").
+    `conn` is in autocommit (a connection of `Database.reads`, kept by `db/kept.py` in the
+    API): there SQLAlchemy begins nothing itself, so its statements (Core, savepoints) run
+    inside the transaction this `BEGIN` opened, and so do the driver statements of
+    `autocommit_driver`'s callers (the write path's fixed statements, `db/fixed.py`).
+    SQLAlchemy's own `begin()` costs ~210 µs more CPU than the driver's for a transaction of
+    one statement: its `BEGIN` and `COMMIT` through the greenlet bridge, and the
+    transaction's bookkeeping (bench/PROFILE.md, "Tenth round").
 
     Committed when the block ends, rolled back when it raises. A failure to commit surfaces
     as the driver's error (`db/faults.py` classifies it); a failure to roll back does not
-    hide the block's own. SQLAlchemy's pool cannot roll this transaction back on return (it
-    knows of none), so the end is shielded from the caller's cancellation (a client that
-    left), and a connection still in a transaction afterwards (cancelled mid-way) is closed,
-    never handed to the next request.
+    hide the block's own. Nothing SQLAlchemy does on the connection's return can roll this
+    transaction back (it knows of none), so the end is shielded from the caller's
+    cancellation (a client that left), and a connection still in a transaction afterwards
+    (cancelled mid-way) is closed, never handed to the next request.
     """
-    async with autocommit.connect() as conn:
-        driver = await autocommit_driver(conn)
-        if driver is None:
-            raise ValueError("driver_transaction needs an engine in autocommit")
+    driver = await autocommit_driver(conn)
+    if driver is None:
+        raise ValueError("driver_transaction needs a connection in autocommit")
+    try:
+        transaction = driver.transaction()
+        async with driver_statement(driver):
+            await transaction.start()
         try:
-            transaction = driver.transaction()
-            async with driver_statement(driver):
-                await transaction.start()
-            try:
-                yield conn
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await _shielded(driver, transaction.rollback())
-                raise
-            await _shielded(driver, transaction.commit())
-        finally:
-            if not driver.is_closed() and driver.is_in_transaction():
-                driver.terminate()  # PostgreSQL rolls back what it did not commit
+            yield conn
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await _shielded(driver, transaction.rollback())
+            raise
+        await _shielded(driver, transaction.commit())
+    finally:
+        if not driver.is_closed() and driver.is_in_transaction():
+            driver.terminate()  # PostgreSQL rolls back what was not committed
 
 
 async def _shielded(driver: Any, ending: Coroutine[Any, Any, None]) -> None:

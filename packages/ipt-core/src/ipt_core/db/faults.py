@@ -22,7 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 from opentelemetry import metrics
 
-from ipt_core.db.read_pool import PoolExhausted
+from ipt_core.db.lending import PoolExhausted
 
 __all__ = ["DATABASE_ERRORS", "DatabaseFault", "FaultKind", "OutageLog", "database_fault"]
 
