@@ -25,8 +25,9 @@ create (bench/PROFILE.md, "Twelfth round").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -153,19 +154,25 @@ def _composed(replaces: bool, builders: tuple[PartBuilder, ...]) -> FixedStateme
     return statement
 
 
-_INDEX_COLUMNS = {table.name: [c.name for c in table.columns] for table in SEARCH_TABLES}
+# The statement's parameter names, column by column: the current rows' (`w_…`), then each
+# index table's (`<table>_…`; its first two columns are the resource's type and id).
+_CURRENT_KEYS = tuple(f"w_{c.name}" for c in _CURRENT)
+_INDEX_KEYS = {
+    table.name: tuple(f"{table.name}_{c.name}" for c in table.columns) for table in SEARCH_TABLES
+}
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELDS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def _values(entry: Any) -> tuple[Any, ...]:
     """An index entry's field values in order; `dataclasses.astuple` deep-copies each value
-    and was 15% of a create's `write_rows` (py-spy)."""
-    names = _FIELDS.get(type(entry))
-    if names is None:
-        names = _FIELDS[type(entry)] = tuple(f.name for f in fields(entry))
-    return tuple(getattr(entry, name) for name in names)
+    and was 15% of a create's `write_rows` (py-spy). Every entry has a `param` and at least
+    one value, so `attrgetter` of its fields answers a tuple."""
+    getter = _FIELDS.get(type(entry))
+    if getter is None:
+        getter = _FIELDS[type(entry)] = attrgetter(*(f.name for f in fields(entry)))
+    return getter(entry)
 
 
 async def write_rows(
@@ -179,21 +186,29 @@ async def write_rows(
     """
     if parts and len(writes) != 1:
         raise ValueError("listeners' rows ride only with the write of one resource")
-    params: dict[str, list[Any]] = {f"w_{c.name}": [] for c in _CURRENT}
-    for table, names in _INDEX_COLUMNS.items():
-        params.update({f"{table}_{n}": [] for n in names})
+    # Column by column, each a list of values; names looked up once per statement, not per
+    # value (a name per value was most of a bulk load's `write_rows`, py-spy).
+    current: list[list[Any]] = [[] for _ in _CURRENT_KEYS]
+    index: dict[str, list[list[Any]]] = {t: [[] for _ in keys] for t, keys in _INDEX_KEYS.items()}
     for write in writes:
         s = write.stored
-        current = (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.content)
-        reindex = write.index is not None
-        for c, value in zip(_CURRENT, (*current, write.method, reindex), strict=True):
-            params[f"w_{c.name}"].append(value)
+        row = (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.content)
+        for values, value in zip(
+            current, (*row, write.method, write.index is not None), strict=True
+        ):
+            values.append(value)
         for table, entries in (write.index or {}).items():
-            names = _INDEX_COLUMNS[table]
-            for entry in entries:
-                values = _values(entry)
-                for n, value in zip(names, (s.resource_type, s.id, *values), strict=True):
-                    params[f"{table}_{n}"].append(value)
+            if not entries:
+                continue
+            types, ids, *columns = index[table]
+            types.extend([s.resource_type] * len(entries))
+            ids.extend([s.id] * len(entries))
+            by_column = zip(*map(_values, entries), strict=True)  # the entries' rows, transposed
+            for values, added in zip(columns, by_column, strict=True):
+                values.extend(added)
+    params: dict[str, Any] = dict(zip(_CURRENT_KEYS, current, strict=True))
+    for table, keys in _INDEX_KEYS.items():
+        params.update(zip(keys, index[table], strict=True))
     for number, part in enumerate(parts):
         params.update(part.bound(f"p{number}"))
     replaces = any(write.stored.version_id > 1 for write in writes)
