@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.composition import write_listeners
 from ipt_core.events import (
     OUTBOX_CHANNEL,
+    RELAY_ASLEEP_LOCK,
     OutboxListener,
+    any_unpublished,
     cloud_event,
     delete_expired_events,
     mark_published,
@@ -97,15 +101,30 @@ def test_every_process_registers_the_outbox_after_the_projections() -> None:
     assert names == ["IptProjections", "EhrPushListener", "OutboxListener"]
 
 
-async def test_the_relay_is_notified_on_commit_only(db: AsyncEngine) -> None:
+@asynccontextmanager
+async def _listening(db: AsyncEngine, *, asleep: bool) -> AsyncIterator[asyncio.Queue[str]]:
+    """The notifications on the relay's channel, heard as the relay leader would hear them:
+    holding `RELAY_ASLEEP_LOCK` (asleep) or not (awake)."""
     received: asyncio.Queue[str] = asyncio.Queue()
     async with db.connect() as listener:
         driver: Any = (await listener.get_raw_connection()).driver_connection
+        if asleep:
+            await driver.execute(f"SELECT pg_advisory_lock({RELAY_ASLEEP_LOCK})")
 
         def on_notify(*args: Any) -> None:
             received.put_nowait(args[2])
 
         await driver.add_listener(OUTBOX_CHANNEL, on_notify)
+        try:
+            yield received
+        finally:
+            await driver.remove_listener(OUTBOX_CHANNEL, on_notify)
+            if asleep:
+                await driver.execute(f"SELECT pg_advisory_unlock({RELAY_ASLEEP_LOCK})")
+
+
+async def test_a_sleeping_relay_is_notified_on_commit_only(db: AsyncEngine) -> None:
+    async with _listening(db, asleep=True) as received:
         async with db.begin() as conn:
             store = ResourceStore(conn, listeners=[OutboxListener()])
             await store.create("Patient", PATIENT)
@@ -115,7 +134,37 @@ async def test_the_relay_is_notified_on_commit_only(db: AsyncEngine) -> None:
         await asyncio.wait_for(received.get(), timeout=2)
         await asyncio.sleep(0.1)
         assert received.empty()  # one notification per transaction
-        await driver.remove_listener(OUTBOX_CHANNEL, on_notify)
+
+
+async def test_an_awake_relay_is_not_notified(db: AsyncEngine) -> None:
+    # It polls again before it sleeps (ipt_worker/relay/_relay.py, `_sleep`): no NOTIFY, and
+    # no wake-up, per commit.
+    async with _listening(db, asleep=False) as received:
+        async with db.begin() as conn:
+            await ResourceStore(conn, listeners=[OutboxListener()]).create("Patient", PATIENT)
+        await append_course_events(db, ["c-awake"], 2, now=NOW)  # the engine's own path too
+        await asyncio.sleep(0.3)
+        assert received.empty()
+
+
+async def test_a_writer_that_did_not_notify_keeps_the_relay_from_sleeping(
+    db: AsyncEngine,
+) -> None:
+    async with db.begin() as conn:
+        await ResourceStore(conn, listeners=[OutboxListener()]).create("Patient", PATIENT)
+        async with db.connect() as relay:  # the leader, about to sleep
+            asleep = await relay.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_ASLEEP_LOCK}
+            )
+            assert asleep is False  # the writer is in flight: the leader polls again
+            await relay.rollback()
+    async with db.connect() as relay:  # committed: now it may, and it sees the event
+        assert await relay.scalar(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_ASLEEP_LOCK}
+        )
+        assert await any_unpublished(relay)
+        await relay.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_ASLEEP_LOCK})
+        await relay.commit()
 
 
 async def test_retention_keeps_unpublished_events_and_pending_deliveries(db: AsyncEngine) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ipt_core.events import OutboxEvent
+from ipt_core.events import OutboxEvent, append_events, cloud_event, next_sequence
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import append_course_events, fast_timing, running
 from tests.support.clock import utc_now
@@ -45,3 +45,31 @@ async def test_commits_during_the_linger_are_published_in_one_batch(db: AsyncEng
             await append_course_events(db, [course], 1)
         await poll_until(lambda: relay.published == 4, within_s=5)
     assert batches.sizes == [4]
+
+
+async def test_an_event_committed_without_a_notify_is_published_without_the_poll(
+    db: AsyncEngine,
+) -> None:
+    # A writer NOTIFYs only a sleeping relay (ipt_core/events, `RELAY_ASLEEP_LOCK`). This one
+    # appends while the relay is awake (lingering after a wake-up) and commits later: the relay
+    # must not fall asleep in between, or the event would wait for the poll, 30 s away.
+    batches = BatchSizes()
+    timing = fast_timing(poll_interval_s=30, linger_s=0.3)
+    relay = EventRelay(db, [batches], clock=utc_now, timing=timing)
+    async with running(relay):
+        await poll_until(lambda: relay.is_leader)
+        await asyncio.sleep(0.1)  # asleep: its first pass found nothing
+        await append_course_events(db, ["c1"], 1)  # NOTIFYs: the relay wakes and lingers
+        await asyncio.sleep(0.1)
+        async with db.begin() as conn:  # in the linger: the relay is awake, no NOTIFY
+            event = cloud_event(
+                type_="ipt.course.status.changed",
+                subject="CarePlan/c2",
+                partition_key="c2",
+                sequence=await next_sequence(conn, "c2"),
+                time=utc_now(),
+                data={"course_id": "c2"},
+            )
+            await append_events(conn, "CarePlan", [event], utc_now())
+            await asyncio.sleep(0.6)  # the relay publishes c1 and tries to sleep meanwhile
+        await poll_until(lambda: relay.published == 2, within_s=3)

@@ -6,6 +6,7 @@ routes, replay) build no SQL. See docs/architecture.md#events-outbox-and-relay.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,12 +19,14 @@ from sqlalchemy import (
     Select,
     Text,
     bindparam,
+    case,
     cast,
     delete,
     exists,
     func,
     insert,
     literal,
+    null,
     select,
     update,
 )
@@ -46,8 +49,10 @@ from ipt_core.db.unnest import unnest_params
 __all__ = [
     "FEED_CHANNEL",
     "OUTBOX_CHANNEL",
+    "RELAY_ASLEEP_LOCK",
     "FeedEntry",
     "OutboxEvent",
+    "any_unpublished",
     "append_numbered",
     "delete_expired_events",
     "history",
@@ -62,6 +67,16 @@ __all__ = [
 # LISTEN/NOTIFY channel that wakes the relay. PostgreSQL delivers a notification only when
 # the transaction commits, and folds identical ones of a transaction into one.
 OUTBOX_CHANNEL: Final = "ipt_outbox"
+# The relay leader holds this advisory lock (session, exclusive) only while it sleeps. A writer
+# appending events NOTIFYs only when it cannot take it shared (for its transaction): when the
+# relay sleeps or is about to. An awake relay polls again before it sleeps, and cannot sleep
+# while a writer that did not NOTIFY is still in flight (it holds the lock shared until its
+# commit). A NOTIFY per commit cost a create ~0.19 ms of the machine's CPU: PostgreSQL queues
+# each one, serializing the committers, and signals the listener, which wakes and forwards it
+# (bench/PROFILE.md, "Fifteenth round"; docs/architecture.md, "Events: outbox and relay").
+RELAY_ASLEEP_LOCK: Final = int.from_bytes(
+    hashlib.sha256(b"ipt-care-service:event-relay:asleep").digest()[:8], "big", signed=True
+)
 # Notified (on commit) when events were published: wakes long-polling feed readers.
 FEED_CHANNEL: Final = "ipt_feed"
 
@@ -116,7 +131,15 @@ _new_types: Final[dict[str, Any]] = {
     **{name: outbox.c[name].type for name in _COPIED},
 }
 _new = unnest_params("rows", **_new_types)
-_APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
+
+
+def _wake_the_relay() -> ColumnElement[Any]:
+    """NOTIFY the relay unless it is awake (`RELAY_ASLEEP_LOCK`); NULL either way."""
+    awake = func.pg_try_advisory_xact_lock_shared(RELAY_ASLEEP_LOCK)
+    return case((awake, null()), else_=func.pg_notify(OUTBOX_CHANNEL, ""))
+
+
+_APPEND: Final = select(_wake_the_relay()).add_cte(
     insert(outbox)
     .from_select(
         [*_COPIED, "payload"],
@@ -134,11 +157,11 @@ _APPEND: Final = select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(
 # given order, so `seq` follows each key's `sequence`. One round trip instead of two on
 # every write (bench/PROFILE.md, "Third round").
 def numbered_append(prefix: str, written: ColumnElement[bool] | None) -> PartSql:
-    """Number and append outbox rows bound as `<prefix>_<column>` arrays; NOTIFY the relay.
+    """Number and append outbox rows bound as `<prefix>_<column>` arrays; wake the relay.
 
     The rows carry the columns of `_new_types` (the payload without its `sequence`); see
-    `ipt_core.db.parts` for `prefix` and `written`. The notification is a result column: it
-    is sent once per result row, and PostgreSQL folds a transaction's identical ones.
+    `ipt_core.db.parts` for `prefix` and `written`. The wake-up is a result column: it runs
+    once per result row, and PostgreSQL folds a transaction's identical notifications.
     """
     ordered = unnest_params("rows", ordinality="n", prefix=prefix, **_new_types)
     counts = select(ordered.c.aggregateid, func.count())
@@ -173,7 +196,7 @@ def numbered_append(prefix: str, written: ColumnElement[bool] | None) -> PartSql
             ),
         ).order_by(numbered.c.n),
     )
-    notified = func.pg_notify(OUTBOX_CHANNEL, "").label(f"{prefix}_notified")
+    notified = _wake_the_relay().label(f"{prefix}_notified")
     return PartSql((reservation, appended.cte(f"{prefix}_appended")), (notified,))
 
 
@@ -246,6 +269,11 @@ async def append_numbered(conn: AsyncConnection, rows: Sequence[Mapping[str, Any
 def numbered_rows_part(rows: Sequence[Mapping[str, Any]]) -> RowsPart:
     """`append_numbered` of `rows` as a part of another statement (`ipt_core.db.parts`)."""
     return RowsPart(numbered_append, {name: [row[name] for row in rows] for name in _new_types})
+
+
+async def any_unpublished(conn: AsyncConnection) -> bool:
+    """Whether an event waits to be published (the relay looks before it sleeps)."""
+    return bool(await conn.scalar(select(exists().where(outbox.c.published_at.is_(None)))))
 
 
 async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:

@@ -5,7 +5,8 @@ retries the lock every `standby_retry_s`; when the leader's process dies or its 
 drops, PostgreSQL ends the session and frees the lock, and a standby leads within seconds. The
 leader does all its work on that connection, so a leader that lost it can publish nothing more.
 
-The leader is woken by `NOTIFY` from `append_events` (on commit) and polls as a fallback. Each
+The leader is woken by `NOTIFY` from `append_events` (on commit), sent only while it sleeps
+(`_sleep`), and polls as a fallback. Each
 batch — lock the oldest unpublished rows, hand them to every publisher, stamp them published
 with feed positions — is one transaction: a crash before commit republishes the batch
 (at-least-once; publishers dedupe by event id). The leader also runs retention, periodically.
@@ -32,7 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events import (
     OUTBOX_CHANNEL,
+    RELAY_ASLEEP_LOCK,
     OutboxEvent,
+    any_unpublished,
     delete_expired_events,
     mark_published,
     unpublished,
@@ -167,14 +170,38 @@ class EventRelay:
             if time.monotonic() >= next_cleanup:
                 await self._clean(conn)
                 next_cleanup = time.monotonic() + self.timing.retention_interval_s
-            if count < self.timing.batch_size:
+            if count == 0:
+                await self._sleep(conn, stop, wake)
+            if count < self.timing.batch_size and self.timing.linger_s:
+                # Woken at once, a leader under a steady write rate would publish a few
+                # events per batch, and pay a batch's fixed cost (its transaction, the lock and
+                # the stamp, each publisher's round) for each few. Lingering a moment gathers
+                # many (docs/architecture.md#events-outbox-and-relay).
+                await _wait(stop, None, self.timing.linger_s)
+
+    async def _sleep(self, conn: AsyncConnection, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Wait for a NOTIFY (or the poll interval), if writers will send one.
+
+        Writers NOTIFY only while the leader holds `RELAY_ASLEEP_LOCK` (ipt_core/events): it
+        takes the lock, so every writer from then on NOTIFYs, and sleeps only if nothing
+        waits, looked at again now that the lock is held. A writer that did not NOTIFY holds
+        the lock shared until its commit: while one is in flight the lock is not to be had,
+        and the leader stays awake, to poll again after its linger.
+        """
+        asleep = await conn.scalar(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_ASLEEP_LOCK}
+        )
+        await conn.commit()
+        if not asleep:
+            return
+        try:
+            waiting = await any_unpublished(conn)
+            await conn.commit()  # a session in a transaction is not told of a NOTIFY
+            if not waiting:
                 await _wait(stop, wake, self.timing.poll_interval_s)
-                # Each commit NOTIFYs: woken at once, a leader under a steady write rate
-                # publishes a few events per batch, and a batch's fixed cost (its transaction,
-                # the lock and the stamp, each publisher's round) is paid for each few.
-                # Lingering a moment gathers many (docs/architecture.md#events-outbox-and-relay).
-                if self.timing.linger_s:
-                    await _wait(stop, None, self.timing.linger_s)
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_ASLEEP_LOCK})
+            await conn.commit()
 
     async def _publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
         for publisher in self.publishers:
