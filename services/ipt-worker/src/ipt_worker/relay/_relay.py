@@ -51,6 +51,8 @@ LEADER_LOCK: Final = int.from_bytes(
     hashlib.sha256(b"ipt-care-service:event-relay").digest()[:8], "big", signed=True
 )
 _RETENTION_CHUNK: Final = 5000
+# Without a linger, how soon the leader looks again when a writer's commit keeps it awake.
+_RECHECK_S: Final = 0.01
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,10 @@ class EventRelay:
         )
         await conn.commit()
         if not asleep:
+            # A writer that did not NOTIFY is in flight: look again after the linger or,
+            # without one, after a moment (not at once, in a loop, for as long as it lasts).
+            if not self.timing.linger_s:
+                await _wait(stop, None, _RECHECK_S)
             return
         try:
             waiting = await any_unpublished(conn)
