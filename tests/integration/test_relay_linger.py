@@ -1,21 +1,44 @@
-"""The relay lingers after a wake-up: what commits meanwhile joins the same batch.
+"""The relay lingers after a wake-up: what commits meanwhile joins the same batch; and it
+sleeps only when every writer that did not NOTIFY it has committed.
 
-Under a steady write rate each commit NOTIFYs the relay; published at once, each batch would
-carry one or two events and pay a batch's fixed cost for them (`RelayTiming.linger_s`).
+Published at once after each wake-up, each batch would carry one or two events and pay a
+batch's fixed cost for them (`RelayTiming.linger_s`). A writer NOTIFYs only a sleeping relay
+(`ipt_core.events.RELAY_ASLEEP_LOCK`), so an awake relay must not fall asleep while such a
+writer is in flight, nor spin while it waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ipt_core.events import OutboxEvent, append_events, cloud_event, next_sequence
+from ipt_core.events import (
+    RELAY_ASLEEP_LOCK,
+    OutboxEvent,
+    append_events,
+    cloud_event,
+    next_sequence,
+)
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import append_course_events, fast_timing, running
 from tests.support.clock import utc_now
 from tests.support.waiting import poll_until
+
+
+async def _event(conn: AsyncConnection, course: str) -> dict[str, Any]:
+    """A course's next event, as the status engine appends it."""
+    return cloud_event(
+        type_="ipt.course.status.changed",
+        subject=f"CarePlan/{course}",
+        partition_key=course,
+        sequence=await next_sequence(conn, course),
+        time=utc_now(),
+        data={"course_id": course},
+    )
 
 
 class BatchSizes:
@@ -62,14 +85,30 @@ async def test_an_event_committed_without_a_notify_is_published_without_the_poll
         await append_course_events(db, ["c1"], 1)  # NOTIFYs: the relay wakes and lingers
         await asyncio.sleep(0.1)
         async with db.begin() as conn:  # in the linger: the relay is awake, no NOTIFY
-            event = cloud_event(
-                type_="ipt.course.status.changed",
-                subject="CarePlan/c2",
-                partition_key="c2",
-                sequence=await next_sequence(conn, "c2"),
-                time=utc_now(),
-                data={"course_id": "c2"},
-            )
-            await append_events(conn, "CarePlan", [event], utc_now())
+            await append_events(conn, "CarePlan", [await _event(conn, "c2")], utc_now())
             await asyncio.sleep(0.6)  # the relay publishes c1 and tries to sleep meanwhile
         await poll_until(lambda: relay.published == 2, within_s=3)
+
+
+async def test_without_a_linger_a_writer_in_flight_does_not_spin_the_relay(
+    db: AsyncEngine,
+) -> None:
+    passes = 0
+
+    class Counting(EventRelay):
+        async def publish_batch(self, conn: AsyncConnection) -> int:
+            nonlocal passes
+            passes += 1
+            return await super().publish_batch(conn)
+
+    relay = Counting(db, [BatchSizes()], clock=utc_now, timing=fast_timing(linger_s=0))
+    async with running(relay):
+        await poll_until(lambda: relay.is_leader)
+        async with db.begin() as conn:  # as a writer in flight that did not NOTIFY
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": RELAY_ASLEEP_LOCK}
+            )  # taken once the relay wakes from its poll: it cannot sleep again meanwhile
+            before = passes
+            await asyncio.sleep(0.5)
+            during = passes - before
+    assert 5 <= during <= 100  # it looked again every ~10 ms, not in a tight loop
