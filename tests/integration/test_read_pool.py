@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.db.driver import driver_statement
 from ipt_core.db.engine import create_engine
 from ipt_core.db.faults import DATABASE_ERRORS, DatabaseFault, database_fault
-from ipt_core.db.read_pool import PoolExhausted, ReadPool
+from ipt_core.db.lending import PoolExhausted
+from ipt_core.db.read_pool import ReadPool
 from tests.support.waiting import poll_until
 
 

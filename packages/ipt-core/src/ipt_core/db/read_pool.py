@@ -27,9 +27,9 @@ import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from ipt_core.db.lending import LendingPool, PoolExhausted
+from ipt_core.db.lending import LendingPool
 
-__all__ = ["PoolExhausted", "ReadPool"]
+__all__ = ["ReadPool"]
 
 
 class ReadPool(LendingPool[Any]):

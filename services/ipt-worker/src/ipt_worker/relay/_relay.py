@@ -6,12 +6,12 @@ drops, PostgreSQL ends the session and frees the lock, and a standby leads withi
 leader does all its work on that connection, so a leader that lost it can publish nothing more.
 
 The leader is woken by `NOTIFY` from `append_events` (on commit), sent only while it sleeps
-(`_sleep`), and polls as a fallback. Each
-batch — lock the oldest unpublished rows, hand them to every publisher, stamp them published
-with feed positions — is one transaction: a crash before commit republishes the batch
-(at-least-once; publishers dedupe by event id). The leader also runs retention, periodically.
-The webhook delivery loop runs in every replica, leader or standby: the replicas share the
-delivery queues out among themselves (`WebhookDeliverer`).
+(`_sleep`), and polls as a fallback. Each batch — lock the oldest unpublished rows, hand them
+to every publisher, stamp them published with feed positions — is one transaction: a crash
+before commit republishes the batch (at-least-once; publishers dedupe by event id). The
+leader also runs retention, periodically. The webhook delivery loop runs in every replica,
+leader or standby: the replicas share the delivery queues out among themselves
+(`WebhookDeliverer`).
 """
 
 from __future__ import annotations
