@@ -105,10 +105,21 @@ async def test_a_statement_timeout_answers_503(
     assert_unavailable(response, "did not answer in time", "5")
 
 
-async def test_a_connection_lost_during_commit_says_the_write_may_be_stored(
-    database: ChaosDatabase, http: httpx.AsyncClient
+# A create is one statement, atomic on its own, without a BEGIN or a COMMIT: the connection is
+# lost while that statement runs. A PUT (an update, or a create with the client's id) runs in a
+# transaction: the connection is lost during its COMMIT. Either way the write may be stored.
+@pytest.mark.parametrize(
+    ("method", "path", "ending"),
+    [
+        ("POST", "/fhir/Patient", "WITH %"),
+        ("PUT", "/fhir/Patient/{id}", "COMMIT%"),
+    ],
+    ids=["atomic-create", "commit"],
+)
+async def test_a_connection_lost_as_the_write_commits_says_it_may_be_stored(
+    database: ChaosDatabase, http: httpx.AsyncClient, method: str, path: str, ending: str
 ) -> None:
-    # A deferred trigger makes COMMIT itself take a while; the backend is ended during it.
+    # A deferred trigger makes the commit itself take a while; the backend is ended during it.
     async with database.engine.begin() as conn:
         await conn.execute(
             text(
@@ -122,9 +133,12 @@ async def test_a_connection_lost_during_commit_says_the_write_may_be_stored(
                 "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
             )
         )
+    body = {**patient(), "id": uuid.uuid4().hex}
     try:
-        write = asyncio.create_task(http.post("/fhir/Patient", json=patient(), headers=FHIR))
-        await _terminate_when_committing(database.engine)
+        write = asyncio.create_task(
+            http.request(method, path.format(id=body["id"]), json=body, headers=FHIR)
+        )
+        await _terminate_while(database.engine, ending)
         response = await write
     finally:
         async with database.engine.begin() as conn:
@@ -134,20 +148,22 @@ async def test_a_connection_lost_during_commit_says_the_write_may_be_stored(
     assert "before retrying" in diagnostics
 
 
-async def _terminate_when_committing(engine: AsyncEngine) -> None:
+async def _terminate_while(engine: AsyncEngine, query: str) -> None:
+    """End the backend of the first other session seen running a statement like `query`."""
     async with engine.connect() as conn:
         for _ in range(200):
             ended = await conn.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query ILIKE 'COMMIT%' AND state = 'active' AND pid <> pg_backend_pid()"
-                )
+                    "WHERE query ILIKE :query AND state = 'active' AND pid <> pg_backend_pid()"
+                ),
+                {"query": query},
             )
             await conn.commit()
             if ended:
                 return
             await asyncio.sleep(0.02)
-    raise AssertionError("no COMMIT to interrupt was seen")
+    raise AssertionError(f"no statement like {query!r} to interrupt was seen")
 
 
 async def test_pooled_connections_closed_by_the_server_are_replaced_at_checkout(

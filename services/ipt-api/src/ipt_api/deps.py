@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -62,13 +62,19 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
 @asynccontextmanager
-async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+async def request_connection(
+    request: Request, *, atomic_write: bool = False
+) -> AsyncIterator[AsyncConnection]:
     """One transaction per request: committed when the route returns, rolled back on error.
 
     `scope="function"` below makes the commit happen before the response is sent, so a
     client never reads a response whose write could still fail to commit. When the connection
     is lost during COMMIT nobody knows whether the write was stored: the client is told so
     (`CommitOutcomeUnknown`), to check before it retries.
+
+    With `atomic_write`, the route's one write is atomic on its own (`ResourceStore.create`,
+    one statement or a transaction of its own): the connection stays in autocommit, and its
+    loss at any point leaves the outcome unknown.
     """
     # Connections in autocommit kept out of the engine's pool (ipt_core/db/kept.py).
     kept: KeptConnections = request.app.state.kept_connections
@@ -80,14 +86,15 @@ async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]
         return
     engine = request.app.state.database.engine
     trail = current_trail()
-    committing = False
+    committing = atomic_write
     try:
         # Begun and committed on the driver, SQLAlchemy's statements inside it: SQLAlchemy's
         # own transaction cost a create ~210 µs more CPU (ipt_core/db/driver.py).
-        async with kept.connection() as autocommit, driver_transaction(autocommit) as conn:
+        async with kept.connection() as autocommit, _unit(autocommit, atomic_write) as conn:
             outage_log(request).recovered()
             yield conn
             if trail is not None:  # the request's other accesses, in the write's transaction
+                # (after an atomic write: on their own, the write stored)
                 await insert_records(conn, trail.pending(200))
             committing = True  # the route returned: leaving the block commits
     except Exception as error:
@@ -103,6 +110,13 @@ async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]
                 "Idempotency-Key"
             ) from error
         raise
+
+
+def _unit(
+    conn: AsyncConnection, atomic_write: bool
+) -> AbstractAsyncContextManager[AsyncConnection]:
+    """The request's transaction on `conn`, or none when its one write is atomic on its own."""
+    return nullcontext(conn) if atomic_write else driver_transaction(conn)
 
 
 async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:

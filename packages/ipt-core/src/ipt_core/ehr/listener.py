@@ -32,15 +32,17 @@ _PUSHABLE: Final = frozenset({"Observation", "Encounter", "CarePlan", "Goal"})
 class EhrPushListener:
     """Enqueues `ehr_push_item` rows for the configured EHR endpoints."""
 
+    def concerns(self, change: Change) -> bool:
+        """A written (not deleted) resource of a type that is pushed."""
+        return change.resource is not None and change.stored.resource_type in _PUSHABLE
+
     async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
         """Queue `change` for every endpoint that takes it (nothing when none is configured)."""
         await self.resources_written(conn, [change])
 
     async def resources_written(self, conn: AsyncConnection, changes: Sequence[Change]) -> None:
         """Queue each of `changes`, in order, as `resource_written` does."""
-        pushable = [
-            c for c in changes if c.resource is not None and c.stored.resource_type in _PUSHABLE
-        ]
+        pushable = [change for change in changes if self.concerns(change)]
         if not pushable or not await any_configured_endpoint(conn):
             return
         for change in pushable:

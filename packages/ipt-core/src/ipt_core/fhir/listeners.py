@@ -12,6 +12,10 @@ A listener whose reaction is only rows to insert may have the rows form too (`ro
 a write of one resource then carries those rows in its own statement (`ipt_core.db.parts`),
 one round trip instead of two, and tells the other listeners afterwards, in their order.
 Everything stays one transaction, so a later listener's refusal still takes the rows back.
+
+A listener that reacts to some writes only may say which (`concerns`): it is then told of a
+write only when it concerns it. A create whose every listener is of the rows form or not
+concerned is one statement, which needs no transaction of its own (`ResourceStore.create`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ __all__ = [
     "BatchWriteListener",
     "ChangeRefused",
     "RowsListener",
+    "SelectiveListener",
     "WriteListener",
+    "concerned",
     "parts_done",
     "rows_parts",
     "tell",
@@ -60,6 +66,13 @@ class BatchWriteListener(WriteListener, Protocol):
         """React to `changes` (in write order); raising aborts the whole write."""
 
 
+class SelectiveListener(WriteListener, Protocol):
+    """A listener that reacts to some writes only, and says which before it is told."""
+
+    def concerns(self, change: Change) -> bool:
+        """False when telling it of `change` would do nothing: no statement, no refusal."""
+
+
 class RowsListener(WriteListener, Protocol):
     """A listener that can also hand its rows to the write's own statement."""
 
@@ -70,16 +83,23 @@ class RowsListener(WriteListener, Protocol):
 def rows_parts(
     listeners: Sequence[WriteListener], changes: Sequence[Change]
 ) -> tuple[list[RowsPart], list[WriteListener]]:
-    """The parts of the listeners with the rows form, and the other listeners, in order."""
+    """The parts of the listeners with the rows form, and the others `changes` concern."""
     parts: list[RowsPart] = []
     others: list[WriteListener] = []
     for listener in listeners:
         rows_part = getattr(listener, "rows_part", None)
         if rows_part is None:
-            others.append(listener)
+            if concerned(listener, changes):
+                others.append(listener)
         elif (part := rows_part(changes)) is not None:
             parts.append(part)
     return parts, others
+
+
+def concerned(listener: WriteListener, changes: Sequence[Change]) -> bool:
+    """Whether any of `changes` concerns `listener` (every change does, unless it says)."""
+    concerns = getattr(listener, "concerns", None)
+    return concerns is None or any(map(concerns, changes))
 
 
 def parts_done(parts: Sequence[RowsPart]) -> None:
@@ -92,10 +112,15 @@ def parts_done(parts: Sequence[RowsPart]) -> None:
 async def tell(
     conn: AsyncConnection, listeners: Sequence[WriteListener], changes: Sequence[Change]
 ) -> None:
-    """Tell every listener, in order, of `changes`: in one call when it has the batch form."""
+    """Tell every listener, in order, of `changes`: in one call when it has the batch form.
+
+    A listener none of `changes` concerns is not told; one that some concern is told of all.
+    """
     if not changes:
         return
     for listener in listeners:
+        if not concerned(listener, changes):
+            continue
         batch = getattr(listener, "resources_written", None)
         if batch is not None:
             try:

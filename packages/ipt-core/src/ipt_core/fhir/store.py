@@ -5,7 +5,9 @@ or the worker loop) and, in that same transaction, writes the current row, a his
 the search-index rows, and whatever the registered listeners add (IPT projections,
 recompute requests, outbox events). Nothing is half-written after a crash. A write of one
 resource carries the rows of listeners that have the rows form (the outbox's event, the
-audit record) in its own statement (`ipt_core.fhir.listeners`).
+audit record) in its own statement (`ipt_core.fhir.listeners`). A `create` may also be called
+on a connection in autocommit: it is then one statement when that is all it needs, else a
+transaction of its own.
 
 Race safety: writers of one resource queue on its row lock (`SELECT … FOR UPDATE`), so of
 concurrent `If-Match` updates of one version exactly one wins; conditional writes with the
@@ -22,6 +24,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core import ids
+from ipt_core.db.driver import autocommit_driver, driver_transaction
 from ipt_core.fhir import _many
 from ipt_core.fhir import _repository as rows
 from ipt_core.fhir._many import PutFailed
@@ -165,6 +168,8 @@ class ResourceStore:
         beforehand (a transaction assigns ids before writing, to resolve `urn:uuid:`s).
         """
         definition = check_body(resource, resource_type)
+        if await self._in_autocommit():
+            return await self._create_alone(definition, resource, if_none_exist, new_id, cause)
         if if_none_exist is not None:
             existing = await self._locked_match(definition, if_none_exist)
             if existing is not None:
@@ -323,6 +328,41 @@ class ResourceStore:
         return None if match is None else await self.delete(resource_type, match, cause=cause)
 
     # -- internals ---------------------------------------------------------------------------
+
+    async def _in_autocommit(self) -> bool:
+        """Whether the connection is in autocommit with no transaction open on it."""
+        driver = await autocommit_driver(self.conn)
+        return driver is not None and not driver.is_in_transaction()
+
+    async def _create_alone(
+        self,
+        definition: ResourceDefinition,
+        resource: dict[str, Any],
+        if_none_exist: str | None,
+        new_id: str | None,
+        cause: WriteCause | None,
+    ) -> WriteResult:
+        """`create` on a connection in autocommit: one statement, or a transaction of its own.
+
+        A create whose listeners all have the rows form, or are not concerned, is one
+        statement, and PostgreSQL runs a statement atomically: it needs no `BEGIN` and
+        `COMMIT`, two round trips of a create's three (docs/architecture.md, "Write path").
+        Anything more (a conditional create, a listener with statements of its own, a lost
+        creation race) runs in a transaction begun here.
+        """
+        id_ = new_id or ids.new_id()
+        if if_none_exist is None:
+            row, change = new_version(
+                definition, id_, resource, None, self.clock(), cause or self.cause
+            )
+            parts, others = rows_parts(self.listeners, [change])
+            if not others and await write_rows(self.conn, [row], parts):
+                parts_done(parts)
+                return WriteResult(row.stored, created=True)
+        async with driver_transaction(self.conn):
+            return await self.create(
+                definition.type, resource, if_none_exist=if_none_exist, new_id=id_, cause=cause
+            )
 
     async def _locked_match(self, definition: ResourceDefinition, criteria: str) -> str | None:
         pairs = normalize_criteria(criteria)

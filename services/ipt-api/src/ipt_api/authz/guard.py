@@ -21,11 +21,13 @@ __all__ = ["CompartmentWriteGuard"]
 class CompartmentWriteGuard:
     """Refuses a `patient/`-scoped caller's writes outside its patient's compartment."""
 
+    def concerns(self, change: Change) -> bool:
+        """Every write of a compartment caller; none of anyone else."""
+        return _compartment() is not None
+
     async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
         """Check `change` against the current caller's compartment."""
-        trail = current_trail()
-        principal = trail.principal if trail is not None else None
-        patient = principal.compartment if principal is not None else None
+        patient = _compartment()
         if patient is None:
             return
         resource_type = change.stored.resource_type
@@ -40,3 +42,10 @@ class CompartmentWriteGuard:
             raise NotAuthorized(
                 f"The {resource_type} would be outside the token's patient compartment"
             )
+
+
+def _compartment() -> str | None:
+    """The patient whose compartment holds the current caller, if it is held to one."""
+    trail = current_trail()
+    principal = trail.principal if trail is not None else None
+    return principal.compartment if principal is not None else None

@@ -55,10 +55,15 @@ class FhirContext:
         """The authenticated caller (verified once per request; the gate may have done it)."""
         return await get_principal(self.request, self.settings)
 
-    async def store(self) -> ResourceStore:
-        """The resource store on this request's transaction, opened at the first call."""
+    async def store(self, *, atomic_write: bool = False) -> ResourceStore:
+        """The resource store on this request's transaction, opened at the first call.
+
+        `atomic_write`: the route's one write is atomic on its own (a `create`), so the
+        connection stays in autocommit (ipt_api/deps.py, `request_connection`).
+        """
         if self._store is None:
-            conn = await self._stack.enter_async_context(request_connection(self.request))
+            connection = request_connection(self.request, atomic_write=atomic_write)
+            conn = await self._stack.enter_async_context(connection)
             self._store = store_of(self.request, conn)
         return self._store
 
@@ -86,9 +91,9 @@ class FhirContext:
             outage_log(self.request).recovered()
         return self._driver_conn
 
-    async def writer(self) -> tuple[ResourceStore, Principal]:
+    async def writer(self, *, atomic_write: bool = False) -> tuple[ResourceStore, Principal]:
         """For a write: the transaction first (it records a refusal too), then the caller."""
-        store = await self.store()
+        store = await self.store(atomic_write=atomic_write)
         return store, await self.principal()
 
     @property

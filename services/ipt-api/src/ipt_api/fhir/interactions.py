@@ -95,7 +95,9 @@ async def not_served(request: Request, resource_type: str) -> Response:
 
 async def create(ctx: FhirContextDep) -> Response:
     """Create a resource (conditionally with `If-None-Exist`)."""
-    store, principal = await ctx.writer()
+    # The create is the route's one write, atomic on its own: often one statement, without
+    # a BEGIN and a COMMIT (ResourceStore.create).
+    store, principal = await ctx.writer(atomic_write=True)
     t, request = ctx.type, ctx.request
     authorize(principal, t, "create")
     if_none_exist = request.headers.get("if-none-exist")

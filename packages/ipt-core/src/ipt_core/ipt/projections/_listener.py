@@ -51,6 +51,13 @@ _RULED: Final = frozenset({"CarePlan", "Encounter", "Appointment", "Observation"
 class IptProjections:
     """Keeps ipt_course, ipt_session and ipt_measure in step with the FHIR resources."""
 
+    def concerns(self, change: Change) -> bool:
+        """A write of a projected type, other than the status engine's own write-backs."""
+        return (
+            change.stored.resource_type in _PROJECTIONS
+            and change.cause is not WriteCause.STATUS_WRITEBACK
+        )
+
     async def resource_written(self, conn: AsyncConnection, change: Change) -> None:
         """Check the IPT rules, update the projections and queue recomputes for `change`.
 
@@ -68,12 +75,7 @@ class IptProjections:
         Raises:
             ChangeRefused: naming the first change that breaks an IPT rule (the write aborts).
         """
-        projected = [
-            (index, change)
-            for index, change in enumerate(changes)
-            if change.stored.resource_type in _PROJECTIONS
-            and change.cause is not WriteCause.STATUS_WRITEBACK
-        ]
+        projected = [(index, c) for index, c in enumerate(changes) if self.concerns(c)]
         await _check_rules(conn, projected)
         asked: dict[datetime, set[str]] = {}
         for run in _runs(schedule([change for _, change in projected])):
