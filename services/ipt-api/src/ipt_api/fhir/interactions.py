@@ -95,12 +95,13 @@ async def not_served(request: Request, resource_type: str) -> Response:
 
 async def create(ctx: FhirContextDep) -> Response:
     """Create a resource (conditionally with `If-None-Exist`)."""
-    # The create is the route's one write, atomic on its own: often one statement, without
-    # a BEGIN and a COMMIT (ResourceStore.create).
-    store, principal = await ctx.writer(atomic_write=True)
     t, request = ctx.type, ctx.request
-    authorize(principal, t, "create")
     if_none_exist = request.headers.get("if-none-exist")
+    # A plain create is the route's one write, atomic on its own: often one statement,
+    # without a BEGIN and a COMMIT (ResourceStore.create). A conditional one also searches,
+    # and that search's audit record belongs in the create's transaction.
+    store, principal = await ctx.writer(atomic_write=not if_none_exist)
+    authorize(principal, t, "create")
     if if_none_exist:
         authorize_criteria(principal, t, if_none_exist)
         if_none_exist = compartment_criteria(principal, t, if_none_exist)
