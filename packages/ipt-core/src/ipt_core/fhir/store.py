@@ -17,6 +17,7 @@ same criteria queue on an advisory lock, so concurrent conditional creates make 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core import ids
 from ipt_core.db.driver import autocommit_driver, driver_transaction
+from ipt_core.db.parts import RowsPart
 from ipt_core.fhir import _many
 from ipt_core.fhir import _repository as rows
 from ipt_core.fhir._many import PutFailed
@@ -168,17 +170,10 @@ class ResourceStore:
         beforehand (a transaction assigns ids before writing, to resolve `urn:uuid:`s).
         """
         definition = check_body(resource, resource_type)
+        id_, cause = new_id or ids.new_id(), cause or self.cause
         if await self._in_autocommit():
-            return await self._create_alone(definition, resource, if_none_exist, new_id, cause)
-        if if_none_exist is not None:
-            existing = await self._locked_match(definition, if_none_exist)
-            if existing is not None:
-                return WriteResult(
-                    await self.read(definition.type, existing), created=False, changed=False
-                )
-        return await self._write(
-            definition, new_id or ids.new_id(), resource, None, cause or self.cause
-        )
+            return await self._create_alone(definition, resource, if_none_exist, id_, cause)
+        return await self._create(definition, resource, if_none_exist, id_, cause)
 
     async def update(
         self,
@@ -334,35 +329,48 @@ class ResourceStore:
         driver = await autocommit_driver(self.conn)
         return driver is not None and not driver.is_in_transaction()
 
+    async def _create(
+        self,
+        definition: ResourceDefinition,
+        resource: dict[str, Any],
+        if_none_exist: str | None,
+        id_: str,
+        cause: WriteCause,
+    ) -> WriteResult:
+        """`create` of a validated body, in the caller's transaction."""
+        if if_none_exist is not None:
+            existing = await self._locked_match(definition, if_none_exist)
+            if existing is not None:
+                return WriteResult(
+                    await self.read(definition.type, existing), created=False, changed=False
+                )
+        return await self._write(definition, id_, resource, None, cause)
+
     async def _create_alone(
         self,
         definition: ResourceDefinition,
         resource: dict[str, Any],
         if_none_exist: str | None,
-        new_id: str | None,
-        cause: WriteCause | None,
+        id_: str,
+        cause: WriteCause,
     ) -> WriteResult:
         """`create` on a connection in autocommit: one statement, or a transaction of its own.
 
         A create whose listeners all have the rows form, or are not concerned, is one
         statement, and PostgreSQL runs a statement atomically: it needs no `BEGIN` and
         `COMMIT`, two round trips of a create's three (docs/architecture.md, "Write path").
-        Anything more (a conditional create, a listener with statements of its own, a lost
-        creation race) runs in a transaction begun here.
+        A listener with statements or a refusal of its own is told in a transaction begun
+        here, and so are a conditional create and one that lost a creation race.
         """
-        id_ = new_id or ids.new_id()
         if if_none_exist is None:
-            row, change = new_version(
-                definition, id_, resource, None, self.clock(), cause or self.cause
-            )
+            row, change = new_version(definition, id_, resource, None, self.clock(), cause)
             parts, others = rows_parts(self.listeners, [change])
-            if not others and await write_rows(self.conn, [row], parts):
-                parts_done(parts)
-                return WriteResult(row.stored, created=True)
+            own = driver_transaction(self.conn) if others else nullcontext(self.conn)
+            async with own:
+                if await self._told(row, change, parts, others):
+                    return WriteResult(row.stored, created=True)
         async with driver_transaction(self.conn):
-            return await self.create(
-                definition.type, resource, if_none_exist=if_none_exist, new_id=id_, cause=cause
-            )
+            return await self._create(definition, resource, if_none_exist, id_, cause)
 
     async def _locked_match(self, definition: ResourceDefinition, criteria: str) -> str | None:
         pairs = normalize_criteria(criteria)
@@ -396,6 +404,16 @@ class ResourceStore:
         written, and nobody told, when a version 1 lost its creation race.
         """
         parts, others = rows_parts(self.listeners, [change])
+        return await self._told(row, change, parts, others)
+
+    async def _told(
+        self,
+        row: RowWrite,
+        change: Change,
+        parts: Sequence[RowsPart],
+        others: Sequence[WriteListener],
+    ) -> bool:
+        """`_write_told` with its listeners' parts and the other listeners worked out."""
         if not await write_rows(self.conn, [row], parts):
             return False
         await tell(self.conn, others, [change])
