@@ -13,9 +13,13 @@ import logging
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import ClientDisconnect
 
 from ipt_api.app import create_app
+from ipt_api.audit.trail import Access, AuditTrail
+from ipt_api.deps import _record_failure
 from tests.support.api import api_settings, served
 from tests.support.database import query_scalar
 from tests.support.waiting import poll_until
@@ -57,3 +61,25 @@ async def test_a_client_gone_mid_body_is_a_499_not_a_500(
     assert sorted(await query_scalar(db, statuses)) == [201, 499]
     assert await query_scalar(db, "SELECT count(*) FROM resource") == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_failure_being_recorded_is_recorded_even_if_its_request_is_cancelled(
+    db: AsyncEngine,
+) -> None:
+    # The disconnect watch cancels the request of a client that left; when that happens while
+    # the request's failure is being recorded (here: held up by a lock on the audit table),
+    # the record, already taken from the trail, is still written.
+    trail = AuditTrail(source_address=None, method="POST", fallback_type="Patient")
+    trail.note(Access("create", "Patient"))
+    async with db.connect() as blocker:
+        await blocker.execute(text("LOCK TABLE audit_event IN EXCLUSIVE MODE"))
+        recording = asyncio.create_task(_record_failure(db, trail, ClientDisconnect()))
+        await asyncio.sleep(0.2)  # its insert waits for the lock
+        recording.cancel()
+        await asyncio.sleep(0.1)
+        await blocker.rollback()
+    with pytest.raises(asyncio.CancelledError):
+        await recording  # the cancellation goes on, once the record is written
+    failed = "SELECT count(*) FROM audit_event WHERE action = 'C' AND outcome_status = 499"
+    assert await query_scalar(db, failed) == 1
+    assert trail.pending(499) == []  # taken once: nothing left to record twice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import logging
@@ -17,7 +18,7 @@ from ipt_api.auth import NotAuthenticated, TokenVerifier
 from ipt_api.errors import outage_log, status_of
 from ipt_api.principal import DEVELOPMENT_PRINCIPAL, Principal
 from ipt_api.settings import ApiSettings
-from ipt_core.audit import insert_records
+from ipt_core.audit import AuditRecord, insert_records
 from ipt_core.db.driver import driver_transaction
 from ipt_core.db.faults import database_fault
 from ipt_core.db.kept import KeptConnections
@@ -126,10 +127,24 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 
 async def _record_failure(engine: AsyncEngine, trail: AuditTrail, error: Exception) -> None:
-    """After the rollback, record the failed request in a transaction of its own."""
+    """After the rollback, record the failed request in a transaction of its own.
+
+    Shielded from the request's cancellation: a client that left has its request cancelled by
+    the disconnect watch (ipt_api/disconnect.py), often just as its failure is being recorded,
+    and the records taken from the trail here are nowhere else any more.
+    """
+    recording = asyncio.ensure_future(_insert_failure(engine, trail.pending(status_of(error))))
+    try:
+        await asyncio.shield(recording)
+    except asyncio.CancelledError:
+        await asyncio.wait([recording])  # recorded; the cancellation goes on
+        raise
+
+
+async def _insert_failure(engine: AsyncEngine, records: list[AuditRecord]) -> None:
     try:
         async with engine.begin() as conn:
-            await insert_records(conn, trail.pending(status_of(error)))
+            await insert_records(conn, records)
     except Exception as failure:  # auditing must not mask the request's own error
         _log.error("audit record of a failed write not stored: %s", type(failure).__name__)
 
