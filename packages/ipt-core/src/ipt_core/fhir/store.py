@@ -170,10 +170,9 @@ class ResourceStore:
         beforehand (a transaction assigns ids before writing, to resolve `urn:uuid:`s).
         """
         definition = check_body(resource, resource_type)
-        id_, cause = new_id or ids.new_id(), cause or self.cause
-        if await self._in_autocommit():
-            return await self._create_alone(definition, resource, if_none_exist, id_, cause)
-        return await self._create(definition, resource, if_none_exist, id_, cause)
+        return await self._create(
+            definition, resource, if_none_exist, new_id or ids.new_id(), cause or self.cause
+        )
 
     async def update(
         self,
@@ -337,7 +336,25 @@ class ResourceStore:
         id_: str,
         cause: WriteCause,
     ) -> WriteResult:
-        """`create` of a validated body, in the caller's transaction."""
+        """`create` of a validated body, in the caller's transaction or in autocommit.
+
+        On a connection in autocommit, a create whose listeners all have the rows form, or
+        are not concerned, is one statement, and PostgreSQL runs a statement atomically: it
+        needs no `BEGIN` and `COMMIT`, two round trips of a create's three
+        (docs/architecture.md, "Write path"). A listener with statements or a refusal of its
+        own is told in a transaction begun here, and so are a conditional create and one
+        that lost a creation race.
+        """
+        if await self._in_autocommit():
+            if if_none_exist is None:
+                row, change = new_version(definition, id_, resource, None, self.clock(), cause)
+                parts, others = rows_parts(self.listeners, [change])
+                own = driver_transaction(self.conn) if others else nullcontext(self.conn)
+                async with own:
+                    if await self._told(row, change, parts, others):
+                        return WriteResult(row.stored, created=True)
+            async with driver_transaction(self.conn):
+                return await self._create(definition, resource, if_none_exist, id_, cause)
         if if_none_exist is not None:
             existing = await self._locked_match(definition, if_none_exist)
             if existing is not None:
@@ -345,32 +362,6 @@ class ResourceStore:
                     await self.read(definition.type, existing), created=False, changed=False
                 )
         return await self._write(definition, id_, resource, None, cause)
-
-    async def _create_alone(
-        self,
-        definition: ResourceDefinition,
-        resource: dict[str, Any],
-        if_none_exist: str | None,
-        id_: str,
-        cause: WriteCause,
-    ) -> WriteResult:
-        """`create` on a connection in autocommit: one statement, or a transaction of its own.
-
-        A create whose listeners all have the rows form, or are not concerned, is one
-        statement, and PostgreSQL runs a statement atomically: it needs no `BEGIN` and
-        `COMMIT`, two round trips of a create's three (docs/architecture.md, "Write path").
-        A listener with statements or a refusal of its own is told in a transaction begun
-        here, and so are a conditional create and one that lost a creation race.
-        """
-        if if_none_exist is None:
-            row, change = new_version(definition, id_, resource, None, self.clock(), cause)
-            parts, others = rows_parts(self.listeners, [change])
-            own = driver_transaction(self.conn) if others else nullcontext(self.conn)
-            async with own:
-                if await self._told(row, change, parts, others):
-                    return WriteResult(row.stored, created=True)
-        async with driver_transaction(self.conn):
-            return await self._create(definition, resource, if_none_exist, id_, cause)
 
     async def _locked_match(self, definition: ResourceDefinition, criteria: str) -> str | None:
         pairs = normalize_criteria(criteria)
