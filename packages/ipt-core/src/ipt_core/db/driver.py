@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["autocommit_driver", "driver_statement", "driver_transaction"]
+__all__ = ["autocommit_driver", "driver_statement", "driver_transaction", "outside_transaction"]
 
 
 # SQLSTATE classes of a server error that ends the session: the connection is gone
@@ -45,6 +45,13 @@ async def autocommit_driver(conn: AsyncConnection) -> Any | None:
     if raw.dbapi_connection is not None and raw.dbapi_connection.autocommit:
         return raw.driver_connection
     return None
+
+
+async def outside_transaction(conn: AsyncConnection) -> bool:
+    """Whether `conn` is in autocommit with no transaction open on it: each statement on it
+    commits on its own."""
+    driver = await autocommit_driver(conn)
+    return driver is not None and not driver.is_in_transaction()
 
 
 @asynccontextmanager

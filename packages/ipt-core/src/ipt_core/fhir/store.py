@@ -25,11 +25,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core import ids
-from ipt_core.db.driver import autocommit_driver, driver_transaction
-from ipt_core.db.parts import RowsPart
+from ipt_core.db.driver import driver_transaction, outside_transaction
 from ipt_core.fhir import _many
 from ipt_core.fhir import _repository as rows
 from ipt_core.fhir._many import PutFailed
+from ipt_core.fhir._one import OneWrite
 from ipt_core.fhir._reads import DriverReads, live, live_version, version_number
 from ipt_core.fhir._versions import (
     check_body,
@@ -41,7 +41,7 @@ from ipt_core.fhir._versions import (
     new_version,
     with_meta,
 )
-from ipt_core.fhir._writes import RowWrite, write_rows
+from ipt_core.fhir._writes import RowWrite
 from ipt_core.fhir.criteria import matching_ids, normalize_criteria
 from ipt_core.fhir.errors import (
     InvalidRequest,
@@ -50,7 +50,7 @@ from ipt_core.fhir.errors import (
     ResourceGone,
     ResourceNotFound,
 )
-from ipt_core.fhir.listeners import WriteListener, parts_done, rows_parts, tell
+from ipt_core.fhir.listeners import WriteListener
 from ipt_core.fhir.model import (
     Change,
     ResourcePut,
@@ -323,11 +323,6 @@ class ResourceStore:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _in_autocommit(self) -> bool:
-        """Whether the connection is in autocommit with no transaction open on it."""
-        driver = await autocommit_driver(self.conn)
-        return driver is not None and not driver.is_in_transaction()
-
     async def _create(
         self,
         definition: ResourceDefinition,
@@ -345,13 +340,13 @@ class ResourceStore:
         own is told in a transaction begun here, and so are a conditional create and one
         that lost a creation race.
         """
-        if await self._in_autocommit():
+        if await outside_transaction(self.conn):
             if if_none_exist is None:
                 row, change = new_version(definition, id_, resource, None, self.clock(), cause)
-                parts, others = rows_parts(self.listeners, [change])
-                own = driver_transaction(self.conn) if others else nullcontext(self.conn)
+                write = OneWrite.of(self.listeners, row, change)
+                own = nullcontext(self.conn) if write.alone else driver_transaction(self.conn)
                 async with own:
-                    if await self._told(row, change, parts, others):
+                    if await write.run(self.conn):
                         return WriteResult(row.stored, created=True)
             async with driver_transaction(self.conn):
                 return await self._create(definition, resource, if_none_exist, id_, cause)
@@ -388,25 +383,6 @@ class ResourceStore:
         return WriteResult(row.stored, created=change.action == "create")
 
     async def _write_told(self, row: RowWrite, change: Change) -> bool:
-        """Write one resource's rows and tell the listeners; False: nothing was written.
-
-        The rows of the listeners that have the rows form (the event, the audit record) ride
-        in the write's statement; the others are told afterwards, in their order. Nothing is
-        written, and nobody told, when a version 1 lost its creation race.
-        """
-        parts, others = rows_parts(self.listeners, [change])
-        return await self._told(row, change, parts, others)
-
-    async def _told(
-        self,
-        row: RowWrite,
-        change: Change,
-        parts: Sequence[RowsPart],
-        others: Sequence[WriteListener],
-    ) -> bool:
-        """`_write_told` with its listeners' parts and the other listeners worked out."""
-        if not await write_rows(self.conn, [row], parts):
-            return False
-        await tell(self.conn, others, [change])
-        parts_done(parts)
-        return True
+        """Write one resource's rows and tell the listeners; False: nothing was written
+        (a version 1 that lost its creation race)."""
+        return await OneWrite.of(self.listeners, row, change).run(self.conn)
