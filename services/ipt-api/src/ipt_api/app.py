@@ -123,7 +123,7 @@ def create_app(
             await register_endpoints(app.state.database.engine, ehr_endpoints)
         worker = (
             embedded_worker(
-                app.state.database.engine,
+                app.state.database.engine.url.render_as_string(hide_password=False),
                 clock,
                 settings=worker_settings_of(settings),
                 ehr_endpoints=ehr_endpoints,

@@ -8,12 +8,11 @@ bridge, and autocommit set on the connection at every checkout and reset at ever
 once, and lent again and again (`db/lending.py`).
 
 They stay checked out of the engine's pool, whose other users (the audit buffer, a failed
-write's record, in `ipt run` the worker's loops) must still get connections:
+write's record, the event feed's listening connection) must still get connections:
 
 - the API keeps at most the engine's pool size less `_LEFT_TO_THE_ENGINE`;
 - a connection coming back while someone waits for one of the engine's goes back to the
-  engine, to them. (In `ipt run` the worker's loops hold three of the engine's connections
-  for good, so "the engine has none left" is the normal state under load: only a wait
+  engine, to them. ("The engine has none left" is the normal state under load: only a wait
   says that someone else needs one.)
 
 A connection is lent again only when it comes back as it went out: open, not invalidated by

@@ -1,0 +1,71 @@
+"""`ipt run`'s worker loops run on a thread of their own, beside the API's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipt_api.app import create_app
+from ipt_api.worker import THREAD_NAME
+from ipt_core.db.provision import Database
+from tests.support.api import api_settings
+
+
+def _published(url: str, resource_id: str) -> bool:
+    """Whether the relay has published the event of `resource_id`'s write, asked on a
+    connection of its own (the caller's event loop is blocked)."""
+
+    async def ask() -> bool:
+        conn = await asyncpg.connect(url)
+        try:
+            return bool(
+                await conn.fetchval(
+                    "SELECT published_at IS NOT NULL FROM outbox WHERE payload->'data'->>'id' = $1",
+                    resource_id,
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(ask())
+
+
+async def test_the_worker_loops_go_on_while_the_api_loop_is_busy(db: AsyncEngine) -> None:
+    url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    application = create_app(api_settings(run_worker=True), database=Database(db))
+    async with (
+        LifespanManager(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://testserver"
+        ) as http,
+    ):
+        created = await http.post("/fhir/Patient", json={"resourceType": "Patient"})
+        assert created.status_code == 201, created.text
+        patient_id = created.json()["id"]
+        # Block the API's event loop (this test's) while the relay publishes the write's
+        # event: it can only do so on a loop of its own.
+        deadline = time.monotonic() + 10
+        with ThreadPoolExecutor(1) as asking:
+            while not asking.submit(_published, url, patient_id).result():
+                assert time.monotonic() < deadline, "not published while the API loop was busy"
+                time.sleep(0.05)  # noqa: ASYNC251 -- blocking the loop is the point
+
+
+async def test_the_worker_thread_ends_with_the_app_and_gives_back_the_switch_interval(
+    db: AsyncEngine,
+) -> None:
+    before = sys.getswitchinterval()
+    application = create_app(api_settings(run_worker=True), database=Database(db))
+    async with LifespanManager(application):
+        assert THREAD_NAME in {thread.name for thread in threading.enumerate()}
+        assert sys.getswitchinterval() < before
+    assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+    assert sys.getswitchinterval() == before
