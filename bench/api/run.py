@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> None:
                 targets[OURS] = (ours, enrolled)
         for target, (server, data) in targets.items():
             _warm_up(target, server, data)
-        for round_ in range(args.rounds):
+        for round_ in range(max(_rounds(s, args) for s in chosen)):
             for scenario in chosen:
                 for target, (server, data) in targets.items():
-                    if target in scenario.targets:
+                    if target in scenario.targets and round_ < _rounds(scenario, args):
                         _drive(report, target, server, data, scenario, args, round_)
                 report.write(RESULTS)
     path = report.write(RESULTS)
@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rounds(scenario: Scenario, args: argparse.Namespace) -> int:
+    return max(args.rounds, scenario.rounds)
+
+
 def _scenarios(value: str) -> list[Scenario]:
     by_name = {s.name: s for s in SCENARIOS}
     unknown = [name for name in _names(value) if name not in by_name]
@@ -149,7 +153,12 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         "data": f"{args.patients} Patients, each with a CarePlan, {_SESSIONS} Encounters and "
         f"{_PHQ9} PHQ-9 Observations; {args.courses} IPT courses enrolled through the domain API",
         "wrk": f"1 thread, {args.seconds:g} s per run, connections {args.connections}, "
-        f"{args.rounds} round{'s' if args.rounds > 1 else ''}",
+        f"{args.rounds} round{'s' if args.rounds > 1 else ''}"
+        + "".join(
+            f"; {s.name}: {s.rounds} rounds"
+            for s in SCENARIOS
+            if s.rounds > args.rounds and s.name in args.scenarios
+        ),
         "ours": "authentication on (dev-key JWT, `system/*.*`, as `make run`)"
         if args.auth
         else "authentication disabled (`--auth`: on, as `make run`)",
@@ -231,7 +240,7 @@ def _drive(
     for level, connections in enumerate(levels):
         data = fixture
         if scenario.fresh_ids:  # a disjoint slice of Patients per run: all at version 1
-            share = len(fixture.patients) // (len(levels) * args.rounds)
+            share = len(fixture.patients) // (len(levels) * _rounds(scenario, args))
             run = round_ * len(levels) + level
             data = Fixture(fixture.patients[run * share : (run + 1) * share], fixture.courses)
         seconds = args.seconds * scenario.seconds_factor
