@@ -129,7 +129,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _rounds(scenario: Scenario, args: argparse.Namespace) -> int:
-    return max(args.rounds, scenario.rounds)
+    rounds: int = args.rounds
+    return max(rounds, scenario.rounds)
 
 
 def _scenarios(value: str) -> list[Scenario]:
