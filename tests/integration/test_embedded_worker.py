@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg  # type: ignore[import-untyped]
@@ -38,8 +40,9 @@ def _published(url: str, resource_id: str) -> bool:
     return asyncio.run(ask())
 
 
-async def test_the_worker_loops_go_on_while_the_api_loop_is_busy(db: AsyncEngine) -> None:
-    url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+@contextlib.asynccontextmanager
+async def _api_with_worker(db: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """The API as `ipt run` has it, its worker loops inside, and a client of it."""
     application = create_app(api_settings(run_worker=True), database=Database(db))
     async with (
         LifespanManager(application),
@@ -47,6 +50,26 @@ async def test_the_worker_loops_go_on_while_the_api_loop_is_busy(db: AsyncEngine
             transport=httpx.ASGITransport(app=application), base_url="http://testserver"
         ) as http,
     ):
+        yield http
+
+
+async def test_with_the_worker_in_the_api_a_fhir_write_reaches_the_feed(db: AsyncEngine) -> None:
+    async with _api_with_worker(db) as http:
+        created = await http.post(
+            "/fhir/Patient",
+            json={"resourceType": "Patient", "gender": "female"},
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        page = (await http.get("/ipt/v1/events", params={"wait": 5})).json()
+    patient_id = created.json()["id"]
+    assert [e["data"] for e in page["events"]] == [
+        {"type": "Patient", "id": patient_id, "versionId": "1", "action": "create"}
+    ]
+
+
+async def test_the_worker_loops_go_on_while_the_api_loop_is_busy(db: AsyncEngine) -> None:
+    url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    async with _api_with_worker(db) as http:
         created = await http.post("/fhir/Patient", json={"resourceType": "Patient"})
         assert created.status_code == 201, created.text
         patient_id = created.json()["id"]

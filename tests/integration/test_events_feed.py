@@ -8,15 +8,11 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import orjson
-from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_api.app import create_app
-from ipt_core.db.provision import Database
 from ipt_core.events import FeedSignal, append_events, cloud_event, next_sequence
 from ipt_worker.relay import EventRelay
 from tests.integration.events_support import append_course_events, fast_timing
-from tests.support.api import api_settings
 from tests.support.clock import utc_now
 
 
@@ -148,23 +144,3 @@ async def _read_messages(
             name, _, value = line.partition(": ")
             current[name] = value
     return messages
-
-
-async def test_with_the_worker_in_the_api_a_fhir_write_reaches_the_feed(db: AsyncEngine) -> None:
-    application = create_app(api_settings(run_worker=True), database=Database(db))
-    async with (
-        LifespanManager(application),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application), base_url="http://testserver"
-        ) as http,
-    ):
-        created = await http.post(
-            "/fhir/Patient",
-            json={"resourceType": "Patient", "gender": "female"},
-            headers={"Content-Type": "application/fhir+json"},
-        )
-        page = (await http.get("/ipt/v1/events", params={"wait": 5})).json()
-    patient_id = created.json()["id"]
-    assert [e["data"] for e in page["events"]] == [
-        {"type": "Patient", "id": patient_id, "versionId": "1", "action": "create"}
-    ]
