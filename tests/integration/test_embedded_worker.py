@@ -12,9 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 
+from ipt_api import worker
 from ipt_api.app import create_app
 from ipt_api.worker import THREAD_NAME
 from ipt_core.db.provision import Database
@@ -92,3 +95,28 @@ async def test_the_worker_thread_ends_with_the_app_and_gives_back_the_switch_int
         assert sys.getswitchinterval() < before
     assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
     assert sys.getswitchinterval() == before
+
+
+async def test_loops_that_fail_say_so_at_once_and_their_error_ends_the_app(
+    db: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def failing(*_: object) -> None:
+        raise RuntimeError("Patient/p1 Jane Doe")  # an error whose text quotes data
+
+    monkeypatch.setattr(worker, "run_worker_loops", failing)
+    application = create_app(api_settings(run_worker=True), database=Database(db))
+    with pytest.raises(RuntimeError):  # raised as the app stops
+        await _run_until_logged(application, caplog, "the worker loops ended")
+    assert "RuntimeError" in caplog.text
+    assert "Jane" not in caplog.text
+
+
+async def _run_until_logged(
+    application: ASGIApp, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    """Run `application` until `text` is logged while it runs (at most 5 s), then stop it."""
+    async with LifespanManager(application):
+        deadline = time.monotonic() + 5
+        while text not in caplog.text:
+            assert time.monotonic() < deadline, f"{text!r} was not logged while running"
+            await asyncio.sleep(0.01)

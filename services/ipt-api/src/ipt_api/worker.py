@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from ipt_worker.settings import WorkerSettings
 
 __all__ = ["THREAD_NAME", "EmbeddedWorker", "embedded_worker", "worker_settings_of"]
 
+_log = logging.getLogger(__name__)
 _SWITCH_INTERVAL_S: Final = 0.0002
 THREAD_NAME: Final = "ipt-worker-loops"
 
@@ -49,6 +51,7 @@ def worker_settings_of(process: CoreSettings) -> WorkerSettings:
 class EmbeddedWorker:
     """The worker's loops running on their thread, and the means to stop them."""
 
+    _thread: threading.Thread
     _loop: asyncio.AbstractEventLoop
     _stop: asyncio.Event
     _done: concurrent.futures.Future[None]
@@ -64,6 +67,8 @@ class EmbeddedWorker:
         try:
             await asyncio.wrap_future(self._done)
         finally:
+            if self._done.done():  # its last step: this join waits only for it to return
+                self._thread.join()
             sys.setswitchinterval(self._switch_interval_s)
 
 
@@ -97,11 +102,14 @@ def embedded_worker(
             with asyncio.Runner(loop_factory=lambda: loop) as runner:
                 runner.run(work())
         except BaseException as error:  # handed to `stop()`, which raises it
+            # Said now, not only at shutdown; the type alone: an error's text may quote data.
+            _log.error("the worker loops ended: %s", type(error).__name__)
             done.set_exception(error)
         else:
             done.set_result(None)
 
-    worker = EmbeddedWorker(loop, stop, done, sys.getswitchinterval())
+    runs = threading.Thread(target=thread, name=THREAD_NAME, daemon=True)
+    worker = EmbeddedWorker(runs, loop, stop, done, sys.getswitchinterval())
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
-    threading.Thread(target=thread, name=THREAD_NAME, daemon=True).start()
+    runs.start()
     return worker
