@@ -76,16 +76,14 @@ def embedded_worker(
     database_url: str,
     clock: Callable[[], datetime],
     *,
-    settings: WorkerSettings | None = None,
-    ehr_endpoints: Sequence[EhrEndpoint] = (),
+    settings: WorkerSettings,
+    ehr_endpoints: Sequence[EhrEndpoint],
 ) -> EmbeddedWorker:
     """Start the recompute, relay, EHR sync and export loops on a thread of their own.
 
     They connect to `database_url` with an engine of their own (asyncpg connections belong to
-    the event loop that opened them). Their settings default to the worker's environment
-    variables, read now, as `ipt-worker` would read them.
+    the event loop that opened them), under `settings` (`worker_settings_of` the API's).
     """
-    settings = settings or WorkerSettings()
     loop = uvloop.new_event_loop()  # as uvicorn gives the API
     stop = asyncio.Event()
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
