@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.embedded_db import migrated_engine
 from bench.results_file import write_results
 from ipt_core.db.advisory import session_of_its_own
-from ipt_core.events.webhooks import fan_out, lock_sendable, unlock
+from ipt_core.events import stamp_published
+from ipt_core.events.webhooks import lock_sendable, unlock
 
 _DUE = 8  # new events, each due for both endpoints
 _CLAIMS = 20
@@ -97,14 +98,14 @@ async def _backlog(engine: AsyncEngine, held_back: int) -> None:
         await conn.execute(text(_ENDPOINT), {"id": "failing"})
         backlog = list(await conn.scalars(text(_EVENTS), {"prefix": "old-", "count": held_back}))
         for start in range(0, held_back, 1000):
-            await fan_out(conn, backlog[start : start + 1000], now)
+            await stamp_published(conn, backlog[start : start + 1000], now, fan_out=True)
         # Every queue's head failed and waits for its retry, as `hold` leaves each one.
         await conn.execute(
             text("UPDATE webhook_queue SET due_at = :retry"), {"retry": now + timedelta(hours=1)}
         )
         await conn.execute(text(_ENDPOINT), {"id": "healthy"})
         due = list(await conn.scalars(text(_EVENTS), {"prefix": "new-", "count": _DUE}))
-        await fan_out(conn, due, now)
+        await stamp_published(conn, due, now, fan_out=True)
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE"))

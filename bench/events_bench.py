@@ -40,7 +40,7 @@ from ipt_core.events import append_events, cloud_event
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.net import DestinationPolicy
 from ipt_core.sealing import Keyring, new_key
-from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
+from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer
 from ipt_worker.relay import EventRelay, RelayTiming
 from tests.support.processes import stop_process
 
@@ -206,7 +206,6 @@ async def _throughput(
     policy = DeliveryPolicy(concurrency=8, poll_interval_s=0.2)
     relay = EventRelay(
         engine,
-        [WebhookFanOut(_now)],
         clock=_now,
         timing=RelayTiming(batch_size=500),
         deliverer=WebhookDeliverer(

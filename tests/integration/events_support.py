@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ipt_core.events import append_events, cloud_event, next_sequence, webhooks
 from ipt_core.net import DestinationPolicy
 from ipt_core.sealing import Keyring
-from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer, WebhookFanOut
+from ipt_worker.publishers import DeliveryPolicy, WebhookDeliverer
 from ipt_worker.relay import EventRelay, RelayTiming
 from tests.support.api import TEST_SECRETS_KEYS
 from tests.support.clock import utc_now
@@ -255,9 +255,7 @@ def webhook_relay(
         destinations=DestinationPolicy.parse(allow),
         keyring=TEST_KEYRING,
     )
-    return EventRelay(
-        engine, [WebhookFanOut(utc_now)], clock=utc_now, timing=fast_timing(), deliverer=deliverer
-    )
+    return EventRelay(engine, clock=utc_now, timing=fast_timing(), deliverer=deliverer)
 
 
 async def subscribe(
@@ -323,10 +321,17 @@ async def append_course_events(
 
 async def fan_out_all(db: AsyncEngine) -> None:
     """Publish every unpublished event to the webhook endpoints, no delivery loop running."""
-    relay = EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now)
-    async with db.connect() as conn:
+    relay = webhook_relay(db)  # its delivery loop is not started
+    async with relay_connection(db) as conn:
         while await relay.publish_batch(conn):
             pass
+
+
+@contextlib.asynccontextmanager
+async def relay_connection(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit, as the relay leader publishes on."""
+    async with db.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def assert_in_order_per_course(envelopes: Iterable[dict[str, Any]]) -> None:

@@ -12,14 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.events import FeedSignal, append_events, cloud_event, next_sequence
 from ipt_worker.relay import EventRelay
-from tests.integration.events_support import append_course_events, fast_timing
+from tests.integration.events_support import append_course_events, fast_timing, relay_connection
 from tests.support.clock import utc_now
 
 
 async def publish_all(db: AsyncEngine) -> int:
     """Publish what is in the outbox, as the relay leader does (no publishers needed)."""
     relay = EventRelay(db, [], clock=utc_now, timing=fast_timing())
-    async with db.connect() as conn:
+    async with relay_connection(db) as conn:
         return await relay.publish_batch(conn)
 
 

@@ -20,12 +20,12 @@ from ipt_core.events import (
     any_unpublished,
     cloud_event,
     delete_expired_events,
-    mark_published,
     next_sequence,
+    stamp_published,
     unpublished,
 )
 from ipt_core.events._outbox import append_sequenced
-from ipt_core.events.webhooks import create_endpoint, fan_out
+from ipt_core.events.webhooks import create_endpoint
 from ipt_core.fhir.store import ResourceStore
 from ipt_core.ipt import Course, course_to_careplan
 from ipt_core.ipt.partitions import course_partition_key
@@ -178,8 +178,8 @@ async def test_retention_keeps_unpublished_events_and_pending_deliveries(db: Asy
         )  # fmt: skip
         events = await unpublished(conn, 100)
         published, waiting = events[:2], events[2:]
-        await mark_published(conn, published, old)
-        await fan_out(conn, [published[1].seq], old)  # still pending: must stay
+        await stamp_published(conn, [published[0].seq], old, fan_out=False)
+        await stamp_published(conn, [published[1].seq], old, fan_out=True)  # pending: stays
         await conn.execute(text("UPDATE webhook_endpoint SET enabled = false"))
     async with db.begin() as conn:
         deleted = await delete_expired_events(conn, NOW - timedelta(days=30), chunk=100)

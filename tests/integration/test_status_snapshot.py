@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_api.analytics.snapshot import current_feed_position
 from ipt_core.composition import write_listeners
-from ipt_core.events import mark_published, unpublished
+from ipt_core.events import stamp_published, unpublished
 from ipt_worker.loop import run_recompute_loop
 from ipt_worker.recompute import Recomputer
 from ipt_worker.relay import EventRelay
@@ -148,7 +148,7 @@ async def test_feed_after_covers_a_publication_not_yet_committed(db: AsyncEngine
     await append_course_events(db, ["c-1"], 1)
     async with db.connect() as publisher, publisher.begin():
         events = await unpublished(publisher, 10)
-        await mark_published(publisher, events, datetime.now(UTC))
+        await stamp_published(publisher, [e.seq for e in events], datetime.now(UTC), fan_out=False)
         async with db.connect() as reader:
             assert await current_feed_position(reader) == 1  # not committed yet
             visible = await reader.scalar(text("SELECT max(feed_position) FROM outbox"))

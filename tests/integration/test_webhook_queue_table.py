@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.db.engine import create_engine
 from ipt_core.db.migrate import upgrade
+from ipt_core.events import stamp_published
 from ipt_core.events.webhooks import (
     Attempt,
     Delivered,
-    fan_out,
     hold,
     reconcile,
     record_delivered,
@@ -67,7 +67,8 @@ async def test_an_acknowledgement_waits_for_a_fan_out_into_its_queue(db: AsyncEn
     seq = await query_scalar(db, "SELECT max(seq) FROM outbox")
     async with db.connect() as relay, db.connect() as worker:
         await relay.begin()
-        assert await fan_out(relay, [seq], utc_now()) == 1  # not committed yet
+        await stamp_published(relay, [seq], utc_now(), fan_out=True)  # not committed yet
+        assert await relay.scalar(text("SELECT count(*) FROM webhook_delivery")) == 2
         worker = await worker.execution_options(isolation_level="AUTOCOMMIT")
         ack = asyncio.create_task(
             record_delivered(worker, [Delivered(first, endpoint, 204, utc_now())])

@@ -18,6 +18,7 @@ from tests.integration.events_support import (
     LOOPBACK_ALLOWED,
     WebhookReceiver,
     append_course_events,
+    relay_connection,
     running,
     webhook_relay,
 )
@@ -122,7 +123,7 @@ async def test_deleting_a_subscription_drops_its_queue(
 ) -> None:
     hook = (await client.post("/ipt/v1/webhooks", json={"url": URL})).json()
     await append_course_events(db, ["c1"], 2)
-    async with db.connect() as conn:
+    async with relay_connection(db) as conn:
         await webhook_relay(db).publish_batch(conn)
         queued = await conn.scalar(text("SELECT count(*) FROM webhook_delivery"))
     assert queued == 2

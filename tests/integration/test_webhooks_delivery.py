@@ -17,20 +17,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.events.webhooks import QUEUE_LOCKS, set_enabled
-from ipt_worker.publishers import WebhookFanOut
-from ipt_worker.relay import EventRelay
 from tests.integration.events_support import (
     QUEUE_LOCK_HOLDERS,
     Reply,
     WebhookReceiver,
     append_course_events,
     assert_in_order_per_course,
+    fan_out_all,
     fast_policy,
     running,
     subscribe,
     webhook_relay,
 )
-from tests.support.clock import utc_now
 from tests.support.waiting import poll_until
 
 # Each test ends with the queue table matching the deliveries.
@@ -284,8 +282,7 @@ async def test_a_sender_goes_on_while_its_successes_are_being_recorded(db: Async
     receiver = WebhookReceiver()  # not started: only its URL and secret are used
     await subscribe(db, receiver)
     await append_course_events(db, ["course-a", "course-b"], 1)
-    async with db.connect() as conn:  # fanned out, not yet delivered
-        await EventRelay(db, [WebhookFanOut(utc_now)], clock=utc_now).publish_batch(conn)
+    await fan_out_all(db)  # fanned out, not yet delivered
     deliverer = webhook_relay(
         db, fast_policy(concurrency=1), transport=httpx.MockTransport(accept)
     ).deliverer

@@ -28,7 +28,6 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -39,7 +38,6 @@ from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.parts import PartSql, RowsPart
 from ipt_core.db.schema import (
     event_sequence,
-    feed_position,
     is_pending,
     outbox,
     webhook_delivery,
@@ -57,7 +55,6 @@ __all__ = [
     "delete_expired_events",
     "history",
     "insert_events",
-    "mark_published",
     "numbered_rows_part",
     "read_feed",
     "reserve_sequences",
@@ -211,23 +208,6 @@ _UNPUBLISHED: Final = (
     .limit(bindparam("limit"))
     .with_for_update()
 )
-_published = unnest_params("rows", seq=BigInteger)
-_positions = (
-    select(
-        (ordered := select(_published.c.seq).order_by(_published.c.seq).subquery("ordered")).c.seq,
-        feed_position.next_value().label("position"),
-    )
-).cte("positions")
-_MARK_PUBLISHED: Final = (
-    select(func.pg_notify(FEED_CHANNEL, ""))
-    .add_cte(_positions)
-    .add_cte(
-        update(outbox)
-        .values(published_at=bindparam("now"), feed_position=_positions.c.position)
-        .where(outbox.c.seq == _positions.c.seq)
-        .cte("marked")
-    )
-)
 
 
 async def reserve_sequences(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
@@ -283,17 +263,6 @@ async def unpublished(conn: AsyncConnection, limit: int) -> list[OutboxEvent]:
     `event_sequence` row), which is the order publishers must keep.
     """
     return [_event(row) for row in await conn.execute(_UNPUBLISHED, {"limit": limit})]
-
-
-async def mark_published(
-    conn: AsyncConnection, events: Sequence[OutboxEvent], now: datetime
-) -> None:
-    """Stamp `events` published and give them the next feed positions, in `seq` order.
-
-    One statement, which also notifies waiting feed readers (delivered on commit). Only the
-    relay leader calls it, so the positions it draws commit in the order they are numbered.
-    """
-    await conn.execute(_MARK_PUBLISHED, {"each_seq": [event.seq for event in events], "now": now})
 
 
 async def history(

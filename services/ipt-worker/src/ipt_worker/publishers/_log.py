@@ -1,4 +1,4 @@
-"""The development publisher: logs each batch's event types and count (never their data)."""
+"""The development report of what the relay published: one line per batch, never data."""
 
 from __future__ import annotations
 
@@ -6,37 +6,27 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from ipt_core.events import Published
 
-from ipt_core.events import OutboxEvent
-
-__all__ = ["LogPublisher"]
+__all__ = ["log_batch"]
 
 _log = logging.getLogger("ipt.events")
 
 
-class LogPublisher:
-    """Logs one line per published batch at INFO: its feed positions, and events per type.
+def log_batch(batch: Sequence[Published]) -> None:
+    """Log one line at INFO: the batch's lowest and highest `seq`, and events per type.
 
     One line per batch rather than per event: a line per event cost a bulk load ~3% of the
     process's CPU in `ipt run` (bench/PROFILE.md, "Eighth round"). Positions are the
     outbox's global `seq`.
     """
-
-    name = "log"
-
-    async def publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
-        """Log the batch's lowest and highest `seq`, and how many events of each type."""
-        if not events:
-            return
-        types = ", ".join(f"{t} {n}" for t, n in sorted(Counter(e.type for e in events).items()))
-        _log.info(
-            "events published: seq %d-%d, %d (%s)",
-            min(e.seq for e in events),
-            max(e.seq for e in events),
-            len(events),
-            types,
-        )
-
-    async def close(self) -> None:
-        """Nothing to release."""
+    if not batch:
+        return
+    types = ", ".join(f"{t} {n}" for t, n in sorted(Counter(e.type for e in batch).items()))
+    _log.info(
+        "events published: seq %d-%d, %d (%s)",
+        min(e.seq for e in batch),
+        max(e.seq for e in batch),
+        len(batch),
+        types,
+    )

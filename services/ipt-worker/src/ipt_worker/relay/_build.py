@@ -9,14 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ipt_worker.publishers import (
-    DeliveryPolicy,
-    LogPublisher,
-    NatsPublisher,
-    Publisher,
-    WebhookDeliverer,
-    WebhookFanOut,
-)
+from ipt_worker.publishers import DeliveryPolicy, NatsPublisher, Publisher, WebhookDeliverer
 from ipt_worker.relay._relay import EventRelay, RelayTiming
 from ipt_worker.settings import WorkerSettings
 
@@ -26,25 +19,27 @@ __all__ = ["build_relay", "delivery_policy", "relay_timing"]
 def build_relay(
     engine: AsyncEngine, settings: WorkerSettings, clock: Callable[[], datetime]
 ) -> EventRelay:
-    """An `EventRelay` publishing to `settings.event_publishers`, in that order."""
+    """An `EventRelay` publishing to `settings.event_publishers`."""
+    names = set(settings.event_publishers)
     publishers: list[Publisher] = []
+    if "nats" in names:
+        publishers.append(NatsPublisher(settings.nats_url, settings.nats_stream))
     deliverer = None
-    for name in dict.fromkeys(settings.event_publishers):
-        if name == "log":
-            publishers.append(LogPublisher())
-        elif name == "webhooks":
-            publishers.append(WebhookFanOut(clock))
-            deliverer = WebhookDeliverer(
-                engine,
-                clock=clock,
-                policy=delivery_policy(settings),
-                destinations=settings.destination_policy,
-                keyring=settings.keyring,
-            )
-        else:
-            publishers.append(NatsPublisher(settings.nats_url, settings.nats_stream))
+    if "webhooks" in names:
+        deliverer = WebhookDeliverer(
+            engine,
+            clock=clock,
+            policy=delivery_policy(settings),
+            destinations=settings.destination_policy,
+            keyring=settings.keyring,
+        )
     return EventRelay(
-        engine, publishers, clock=clock, timing=relay_timing(settings), deliverer=deliverer
+        engine,
+        publishers,
+        clock=clock,
+        timing=relay_timing(settings),
+        deliverer=deliverer,
+        log_batches="log" in names,
     )
 
 

@@ -6,12 +6,14 @@ drops, PostgreSQL ends the session and frees the lock, and a standby leads withi
 leader does all its work on that connection, so a leader that lost it can publish nothing more.
 
 The leader is woken by `NOTIFY` from `append_events` (on commit), sent only while it sleeps
-(`_sleep`), and polls as a fallback. Each batch — lock the oldest unpublished rows, hand them
-to every publisher, stamp them published with feed positions — is one transaction: a crash
-before commit republishes the batch (at-least-once; publishers dedupe by event id). The
-leader also runs retention, periodically. The webhook delivery loop runs in every replica,
-leader or standby: the replicas share the delivery queues out among themselves
-(`WebhookDeliverer`).
+(`_sleep`), and polls as a fallback. Its connection is in autocommit. A batch is one
+statement when every publisher lives in the database (`publish_oldest`: stamp the oldest
+events published with feed positions, queue their webhook deliveries); with publishers
+outside it (NATS), one transaction locks the batch, hands it to them and stamps it. Either
+way a crash before commit republishes the batch (at-least-once; publishers dedupe by event
+id). The leader logs each batch when asked to (`log_batches`) and also runs retention,
+periodically. The webhook delivery loop runs in every replica, leader or standby: the
+replicas share the delivery queues out among themselves (`WebhookDeliverer`).
 """
 
 from __future__ import annotations
@@ -31,18 +33,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ipt_core.db.advisory import session_of_its_own
+from ipt_core.db.driver import driver_transaction
 from ipt_core.events import (
     OUTBOX_CHANNEL,
     RELAY_ASLEEP_LOCK,
     OutboxEvent,
+    Published,
     any_unpublished,
     delete_expired_events,
-    mark_published,
+    publish_oldest,
+    stamp_published,
     unpublished,
 )
 from ipt_core.events.webhooks import delete_delivered, reconcile
 from ipt_worker.outage import Reconnection
-from ipt_worker.publishers import Publisher, WebhookDeliverer
+from ipt_worker.publishers import Publisher, WebhookDeliverer, log_batch
 
 __all__ = ["LEADER_LOCK", "EventRelay", "RelayTiming"]
 
@@ -78,18 +83,24 @@ class EventRelay:
     def __init__(
         self,
         engine: AsyncEngine,
-        publishers: Sequence[Publisher],
+        publishers: Sequence[Publisher] = (),
         *,
         clock: Callable[[], datetime],
         timing: RelayTiming = RelayTiming(),
         deliverer: WebhookDeliverer | None = None,
+        log_batches: bool = False,
     ) -> None:
-        """Relay from `engine`'s database to `publishers`; `deliverer` runs all along."""
+        """Relay from `engine`'s database to `publishers`, the ones outside the database.
+
+        With a `deliverer`, each batch also queues its webhook deliveries, and `deliverer`
+        sends them all along. With `log_batches`, each batch is logged (`log_batch`).
+        """
         self.engine = engine
         self.publishers = tuple(publishers)
         self.clock = clock
         self.timing = timing
         self.deliverer = deliverer
+        self.log_batches = log_batches
         self.is_leader = False
         self.published = 0  # events published by this relay (benchmarks, tests)
         self._database = Reconnection(_log, "database (event relay)", initial_s=timing.reconnect_s)
@@ -113,19 +124,36 @@ class EventRelay:
                 await self._database.failed(error, stop)
 
     async def publish_batch(self, conn: AsyncConnection) -> int:
-        """Publish the oldest unpublished events (one transaction); return how many."""
-        async with conn.begin():
-            events = await unpublished(conn, self.timing.batch_size)
-            if not events:
-                return 0
-            await self._publish(conn, events)
-            await mark_published(conn, events, self.clock())
-        self.published += len(events)
-        return len(events)
+        """Publish the oldest unpublished events; return how many. `conn` is in autocommit."""
+        fan_out = self.deliverer is not None
+        if self.publishers:  # they need the envelopes before the batch commits
+            async with driver_transaction(conn):
+                events = await unpublished(conn, self.timing.batch_size)
+                if not events:
+                    return 0
+                await self._publish(conn, events)
+                seqs = [event.seq for event in events]
+                batch = await stamp_published(conn, seqs, self.clock(), fan_out=fan_out)
+        else:
+            batch = await publish_oldest(
+                conn, self.timing.batch_size, self.clock(), fan_out=fan_out
+            )
+        if batch:
+            self._published(batch)
+        return len(batch)
+
+    def _published(self, batch: Sequence[Published]) -> None:
+        self.published += len(batch)
+        if self.log_batches:
+            log_batch(batch)
+        published = self.clock()
+        for event in batch:  # lag: from the change that caused the event to its publication
+            _lag.record(max((published - event.created_at).total_seconds(), 0.0))
 
     async def _session(self, stop: asyncio.Event) -> None:
         # Its session ends with the block, and with it the leader lock.
-        async with session_of_its_own(self.engine) as conn:
+        async with session_of_its_own(self.engine) as session:
+            conn = await session.execution_options(isolation_level="AUTOCOMMIT")
             try:
                 if await self._acquire(conn, stop):
                     await self._lead(conn, stop)
@@ -137,7 +165,6 @@ class EventRelay:
             locked = await conn.scalar(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK}
             )
-            await conn.commit()
             self._database.succeeded()
             if locked:
                 return True
@@ -193,7 +220,6 @@ class EventRelay:
         asleep = await conn.scalar(
             text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_ASLEEP_LOCK}
         )
-        await conn.commit()
         if not asleep:
             # A writer that did not NOTIFY is in flight: look again after the linger or,
             # without one, after a moment (not at once, in a loop, for as long as it lasts).
@@ -201,13 +227,12 @@ class EventRelay:
                 await _wait(stop, None, _RECHECK_S)
             return
         try:
+            # In autocommit, no transaction stays open: a session in one is not told of a NOTIFY.
             waiting = await any_unpublished(conn)
-            await conn.commit()  # a session in a transaction is not told of a NOTIFY
             if not waiting:
                 await _wait(stop, wake, self.timing.poll_interval_s)
         finally:
             await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_ASLEEP_LOCK})
-            await conn.commit()
 
     async def _publish(self, conn: AsyncConnection, events: Sequence[OutboxEvent]) -> None:
         for publisher in self.publishers:
@@ -215,20 +240,16 @@ class EventRelay:
                 await publisher.publish(conn, events)
             except Exception as error:
                 raise PublisherFailed(f"{publisher.name}: {type(error).__name__}") from error
-        published = self.clock()
-        for event in events:  # lag: from the change that caused the event to its publication
-            happened = datetime.fromisoformat(str(event.envelope["time"]))
-            _lag.record(max((published - happened).total_seconds(), 0.0))
 
     async def _clean(self, conn: AsyncConnection) -> None:
         cutoff = self.clock() - self.timing.retention
-        async with conn.begin():
+        async with driver_transaction(conn):
             # The webhook queue table rebuilt from the deliveries: after a rare race, or
             # older processes that ran beside this version during a rolling upgrade.
             if not await reconcile(conn):
                 _log.warning("event relay: webhook queues busy; reconciled at the next pass")
         for _ in range(20):  # bounded, so publishing is not held up for long
-            async with conn.begin():
+            async with driver_transaction(conn):
                 delivered = await delete_delivered(conn, cutoff, chunk=_RETENTION_CHUNK)
                 events = await delete_expired_events(conn, cutoff, chunk=_RETENTION_CHUNK)
             if max(delivered, events) < _RETENTION_CHUNK:

@@ -2,7 +2,8 @@
 
 - Endpoints: `create_endpoint` (returns the `whsec_` secret once), `endpoints`, `endpoint`,
   `set_enabled`, `delete_endpoint`; `disable_endpoint` (delivery loop, emits an event).
-- Deliveries: `fan_out` (relay; it notifies `DELIVERY_CHANNEL`), `lock_sendable` / `queued` /
+- Deliveries: `fanned_out` (part of the relay's batch statement; it notifies
+  `DELIVERY_CHANNEL`), `lock_sendable` / `queued` /
   `unlock` (a `Queue` at a time per process), `record_delivered` (many at once) /
   `record_failure` and `hold` (delivery loop), `deliveries_of` / `redeliver` (API),
   `queue_replay` (`ipt events replay`), `delete_delivered` and `reconcile` (retention).
@@ -28,7 +29,7 @@ from ipt_core.events.webhooks._repository.deliveries import (
     DELIVERY_CHANNEL,
     delete_delivered,
     deliveries_of,
-    fan_out,
+    fanned_out,
     queue_replay,
     record_delivered,
     record_failure,
@@ -61,7 +62,7 @@ __all__ = [
     "drop_empty",
     "endpoint",
     "endpoints",
-    "fan_out",
+    "fanned_out",
     "hold",
     "lock_sendable",
     "new_secret",

@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     DateTime,
+    FromClause,
     Integer,
     Select,
     Text,
@@ -46,7 +48,7 @@ __all__ = [
     "DELIVERY_CHANNEL",
     "delete_delivered",
     "deliveries_of",
-    "fan_out",
+    "fanned_out",
     "queue_replay",
     "record_delivered",
     "record_failure",
@@ -71,26 +73,28 @@ _QUEUED_COLUMNS: Final = (
 _RECORD: Final = tuple(getattr(_d, name) for name in DeliveryRecord.__dataclass_fields__)
 
 
-def _matching(stamp: ColumnElement[datetime]) -> Select[Any]:
-    """Pending delivery rows for outbox events and the endpoints whose filters they pass."""
+def _matching(stamp: ColumnElement[datetime], events: FromClause = outbox) -> Select[Any]:
+    """Pending delivery rows for `events` (outbox rows, or a CTE of their `seq`, `id`, `type`
+    and `aggregateid`) and the endpoints whose filters they pass."""
     course = ipt_course.c
+    event = events.c
     return (
         select(
             _e.id,
-            outbox.c.seq,
-            outbox.c.id,
-            outbox.c.type,
-            outbox.c.aggregateid,
+            event.seq,
+            event.id,
+            event.type,
+            event.aggregateid,
             literal("pending"),
             literal(0),
             stamp,
             stamp,
         )
         .select_from(
-            outbox.join(
+            events.join(
                 webhook_endpoint,
-                or_(func.cardinality(_e.event_types) == 0, outbox.c.type == any_(_e.event_types)),
-            ).outerjoin(ipt_course, course.id == outbox.c.aggregateid)
+                or_(func.cardinality(_e.event_types) == 0, event.type == any_(_e.event_types)),
+            ).outerjoin(ipt_course, course.id == event.aggregateid)
         )
         .where(
             or_(_e.therapist_ref.is_(None), _e.therapist_ref == course.therapist_ref),
@@ -99,38 +103,30 @@ def _matching(stamp: ColumnElement[datetime]) -> Select[Any]:
     )
 
 
-def _fan_out() -> Select[Any]:
-    """Insert the deliveries, count them into their queues and, when there are any, `NOTIFY`
-    the delivery loops: one statement (the relay runs it for every batch it publishes)."""
-    now = bindparam("now", type_=DateTime(timezone=True))
+def fanned_out(events: CTE, now: ColumnElement[datetime]) -> tuple[tuple[CTE, ...], Any]:
+    """Queue `events` (a CTE of outbox rows' `seq`, `id`, `type`, `aggregateid`) for every
+    enabled endpoint that wants them, as part of another statement (the relay's batch).
+
+    Returns the CTEs to add to that statement and a scalar column that, once evaluated,
+    `NOTIFY`s the delivery loops if anything was queued (sent on commit).
+    """
     queued = (
         insert(webhook_delivery)
         .from_select(
-            _QUEUED_COLUMNS,
-            _matching(now)
-            .where(_e.enabled, outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger))))
-            .order_by(outbox.c.seq, _e.id),
+            _QUEUED_COLUMNS, _matching(now, events).where(_e.enabled).order_by(events.c.seq, _e.id)
         )
         .returning(_d.endpoint_id, _d.partition_key)
         .cte("queued")
     )
-    counted = (
-        select(func.count().label("queued"))
+    woken = (
+        select(case((func.count() > 0, func.pg_notify(DELIVERY_CHANNEL, ""))))
         .select_from(queued)
-        .add_cte(enqueued(queued, now))
-        .subquery("counted")
+        .scalar_subquery()
     )
-    woken = case((counted.c.queued > 0, func.pg_notify(DELIVERY_CHANNEL, "")))
-    return select(counted.c.queued, woken.label("woken"))
+    return (queued, enqueued(queued, now)), woken
 
 
-_FAN_OUT: Final = _fan_out()
 _NOTIFY: Final = select(func.pg_notify(DELIVERY_CHANNEL, ""))
-
-
-async def fan_out(conn: AsyncConnection, seqs: Sequence[int], now: datetime) -> int:
-    """Queue the outbox events `seqs` for every enabled endpoint that wants them."""
-    return int(await conn.scalar(_FAN_OUT, {"seqs": list(seqs), "now": now}) or 0)
 
 
 async def _notified(conn: AsyncConnection, queued: int) -> int:
