@@ -31,12 +31,12 @@ async def test_a_batch_of_in_database_publishers_is_one_statement(db: AsyncEngin
     relay = webhook_relay(db)  # fans out; its delivery loop is not started
     statements: list[str] = []
     async with relay_connection(db) as conn:
-        driver = await autocommit_driver(conn)
+        driver: Any = await autocommit_driver(conn)
         driver.add_query_logger(lambda record: statements.append(record.query))
         assert await relay.publish_batch(conn) == 6
     assert len(statements) == 1, statements  # no BEGIN, no COMMIT, no second statement
     rows = await query_rows(db, "SELECT seq, feed_position FROM outbox ORDER BY seq")
-    assert [position for _, position in rows] == [1, 2, 3, 4, 5, 6]  # numbered in seq order
+    assert [row.feed_position for row in rows] == [1, 2, 3, 4, 5, 6]  # numbered in seq order
     assert await query_scalar(db, "SELECT count(*) FROM webhook_delivery") == 6
     assert await query_scalar(db, "SELECT sum(pending) FROM webhook_queue") == 6
 
@@ -84,7 +84,8 @@ async def test_a_batch_an_outside_publisher_refused_is_neither_stamped_nor_queue
     async with relay_connection(db) as conn:
         with pytest.raises(PublisherFailed, match="refusing: ConnectionError"):
             await relay.publish_batch(conn)
-        assert not (await autocommit_driver(conn)).is_in_transaction()  # rolled back
+        driver: Any = await autocommit_driver(conn)
+        assert not driver.is_in_transaction()  # rolled back
     assert len(refusing.seen) == 2
     assert await query_scalar(db, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 2
     assert await query_scalar(db, "SELECT count(*) FROM webhook_delivery") == 0
@@ -105,6 +106,6 @@ async def test_a_batch_an_outside_publisher_took_is_stamped_and_queued_with_it(
     async with relay_connection(db) as conn:
         assert await relay.publish_batch(conn) == 2
     rows = await query_rows(db, "SELECT seq, feed_position FROM outbox ORDER BY seq")
-    assert [seq for seq, _ in rows] == taking.seen
-    assert [position for _, position in rows] == [1, 2]
+    assert [row.seq for row in rows] == taking.seen
+    assert [row.feed_position for row in rows] == [1, 2]
     assert await query_scalar(db, "SELECT count(*) FROM webhook_delivery") == 2

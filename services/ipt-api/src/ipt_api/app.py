@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -39,7 +40,7 @@ from ipt_api.openapi import openapi_document
 from ipt_api.settings import ApiSettings
 from ipt_api.status.router import fhir_status_router, status_router
 from ipt_api.webhooks.router import webhooks_router
-from ipt_api.worker import embedded_worker, worker_settings_of
+from ipt_api.worker import start_worker_processes
 from ipt_core import composition
 from ipt_core.db.kept import KeptConnections
 from ipt_core.db.provision import Database, open_database
@@ -121,15 +122,15 @@ def create_app(
         app.state.feed_signal = FeedSignal(app.state.database.engine)
         if ehr_endpoints:
             await register_endpoints(app.state.database.engine, ehr_endpoints)
-        worker = (
-            embedded_worker(
+        app.state.workers = (
+            start_worker_processes(
                 app.state.database.engine.url.render_as_string(hide_password=False),
-                clock,
-                settings=worker_settings_of(settings),
+                settings.run_worker_processes,
+                settings=settings,
                 ehr_endpoints=ehr_endpoints,
             )
             if settings.run_worker
-            else None
+            else []
         )
         app.state.audit_buffer = AuditBuffer(
             app.state.database.engine, retention_days=settings.audit_retention_days
@@ -142,8 +143,7 @@ def create_app(
         finally:
             await app.state.feed_signal.close()
             await app.state.audit_buffer.stop()
-            if worker is not None:
-                await worker.stop()
+            await asyncio.gather(*(worker.stop() for worker in app.state.workers))
             await app.state.read_pool.close()
             await app.state.kept_connections.close()
             if database is None:

@@ -54,7 +54,10 @@ class ApiSettings(CoreSettings):
     )
     # AuditEvent records older than this are purged (hourly); None keeps them forever.
     audit_retention_days: int | None = Field(default=2190, ge=1)
-    run_worker: bool = False  # single-process deployments run the worker loops in the API
+    run_worker: bool = False  # single-process deployments run the worker loops beside the API
+    # How many child processes run them (`ipt run`): as the chart's worker replicas, they share
+    # the webhook deliveries and the recomputes; one delivers ~600-900 events/s (2 cores).
+    run_worker_processes: int = Field(default=2, ge=1, le=16)
     shutdown_timeout_s: int = Field(default=25, ge=1, le=600)  # drain after SIGTERM (`ipt serve`)
     export_retry_after_s: int = Field(default=5, ge=1, le=3600)  # $export polling hint
 

@@ -1,113 +1,141 @@
-"""The worker's loops inside the API process, for single-process deployments and `make run`.
+"""The worker's loops beside the API, for single-process deployments and `make run`.
 
-They run on a thread of their own, with their own event loop and connections, not as tasks
-on the API's loop. An event loop shares itself by turns, not by CPU: at full write rate the
-requests took most of the turns and webhook deliveries fell behind without bound (p99 11 s at
-~700 creates/s). Two threads share the interpreter by time instead: whichever waits is handed
-it after the switch interval. At Python's default of 5 ms the loops still lost (a delivery's
-many short steps each waited up to 5 ms), so while they run the interval is 0.2 ms: webhook
-p99 0.3-1.4 s at ~450 creates/s, the API's creates unchanged when nothing is delivered
-(docs/architecture.md, "One process").
+They run in child processes of the API's (`IPT_RUN_WORKER_PROCESSES`, 2), started and
+stopped with the app, not on a thread of the API's process. On a thread they shared the
+interpreter with the API: each turn of either event loop gave it up and took it back, and to
+keep webhook deliveries from falling behind the interpreter's switch interval had to drop to
+0.2 ms. Under a steady stream of creates the API's thread then waited for the interpreter in
+~17% of its samples and blocked ~0.3 times per create, and the API sustained ~450 creates/s
+with a webhook subscriber (bench/PROFILE.md, "Eighteenth round"). A process has an
+interpreter of its own; the operating system shares the cores. Each child runs what
+`ipt-worker` runs (`ipt_worker.__main__.serve`), with the settings the API was given, and
+the children share the work as the chart's worker replicas do: one leads the relay, the
+deliveries and recomputes are claimed (docs/architecture.md, "One command"). Two, because
+one process delivers fewer webhooks a second than the API can create on two cores.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import sys
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import multiprocessing
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from typing import Final
 
-import uvloop
-
-from ipt_core.db.engine import create_engine
 from ipt_core.ehr import EhrEndpoint
 from ipt_core.settings import CoreSettings
-from ipt_worker.runner import run_worker_loops
+from ipt_worker.__main__ import serve
 from ipt_worker.settings import WorkerSettings
 
-__all__ = ["THREAD_NAME", "EmbeddedWorker", "embedded_worker", "worker_settings_of"]
+__all__ = ["PROCESS_NAME", "WorkerProcess", "start_worker_processes", "worker_settings_of"]
 
 _log = logging.getLogger(__name__)
-_SWITCH_INTERVAL_S: Final = 0.0002
-THREAD_NAME: Final = "ipt-worker-loops"
+PROCESS_NAME: Final = "ipt-worker-loops"
+# A fresh interpreter, not a fork: a fork would copy the API's event loop, threads and
+# sockets into the child.
+_SPAWN: Final = multiprocessing.get_context("spawn")
+_RESTART_S: Final = 1.0  # after a child ended unasked, before it is started again
+_STOP_S: Final = 10.0  # for a child's current work to finish, before it is killed
 
 
-def worker_settings_of(process: CoreSettings) -> WorkerSettings:
-    """The embedded loops' settings: the worker's own from the environment, and the settings
-    every process shares (database, outbound allow-list, secret keys…) as the API was given
-    them, so the loops never run under other rules than the API that hosts them.
+def worker_settings_of(process: CoreSettings, database_url: str) -> WorkerSettings:
+    """A child's settings: the worker's own from the environment, and the settings every
+    process shares (outbound allow-list, secret keys…) as the API was given them, against
+    `database_url`, so the loops never run under other rules than the API that hosts them.
     """
     shared = {name: getattr(process, name) for name in CoreSettings.model_fields}
-    return WorkerSettings(**shared)
+    return WorkerSettings(**{**shared, "database_url": database_url})
 
 
-@dataclass
-class EmbeddedWorker:
-    """The worker's loops running on their thread, and the means to stop them."""
+class WorkerProcess:
+    """The worker's loops in one child process, started again when it ends unasked."""
 
-    _thread: threading.Thread
-    _loop: asyncio.AbstractEventLoop
-    _stop: asyncio.Event
-    _done: concurrent.futures.Future[None]
-    _switch_interval_s: float  # the process's own, given back at stop
+    def __init__(self, settings: WorkerSettings, endpoints: tuple[EhrEndpoint, ...]) -> None:
+        """Run the loops under `settings`, syncing `endpoints` (their secrets included)."""
+        self._settings = settings
+        self._endpoints = endpoints
+        self._process = self._start()
+        self._stopping = False
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id."""
+        return self._process.pid
+
+    def _start(self) -> BaseProcess:
+        process = _SPAWN.Process(
+            target=_child, args=(self._settings, self._endpoints), name=PROCESS_NAME, daemon=True
+        )
+        process.start()
+        return process
+
+    async def _supervise(self) -> None:
+        while True:
+            await _ended(self._process)
+            if self._stopping:
+                return
+            # The exit code only: what the child logged before it ended says why.
+            _log.error(
+                "the worker process ended (exit code %s); starting it again in %.0f s",
+                self._process.exitcode,
+                _RESTART_S,
+            )
+            await asyncio.sleep(_RESTART_S)
+            self._process = self._start()
 
     async def stop(self) -> None:
-        """Ask the loops to stop and wait for their current work to finish.
-
-        Raises what ended the loops, if they failed before being asked to stop.
-        """
-        with contextlib.suppress(RuntimeError):  # their loop is closed: they ended already
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Ask the child to stop (SIGTERM) and wait for its current work to finish; kill it
+        if it has not within 10 s."""
+        self._stopping = True
+        self._supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._supervisor
+        process = self._process
+        process.terminate()
         try:
-            await asyncio.wrap_future(self._done)
-        finally:
-            if self._done.done():  # its last step: this join waits only for it to return
-                self._thread.join()
-            sys.setswitchinterval(self._switch_interval_s)
+            await asyncio.wait_for(_ended(process), _STOP_S)
+        except TimeoutError:
+            _log.error("the worker process did not stop within %.0f s; killed", _STOP_S)
+            process.kill()
+            await _ended(process)
+        process.join()  # reaped: its exit code is set, no zombie is left
+        process.close()
 
 
-def embedded_worker(
+def start_worker_processes(
     database_url: str,
-    clock: Callable[[], datetime],
+    count: int,
     *,
-    settings: WorkerSettings,
+    settings: CoreSettings,
     ehr_endpoints: Sequence[EhrEndpoint],
-) -> EmbeddedWorker:
-    """Start the recompute, relay, EHR sync and export loops on a thread of their own.
+) -> list[WorkerProcess]:
+    """Start `count` child processes running the recompute, relay, EHR sync and export loops
+    against `database_url`, under the API's `settings` (`worker_settings_of`)."""
+    child_settings = worker_settings_of(settings, database_url)
+    return [WorkerProcess(child_settings, tuple(ehr_endpoints)) for _ in range(count)]
 
-    They connect to `database_url` with an engine of their own (asyncpg connections belong to
-    the event loop that opened them), under `settings` (`worker_settings_of` the API's).
-    """
-    loop = uvloop.new_event_loop()  # as uvicorn gives the API
-    stop = asyncio.Event()
-    done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
-    async def work() -> None:
-        engine = create_engine(database_url, pool_size=settings.database_pool_size)
-        try:
-            await run_worker_loops(engine, settings, clock, ehr_endpoints, stop)
-        finally:
-            await engine.dispose()
+async def _ended(process: BaseProcess) -> None:
+    """Wait until `process` has ended, without a thread: its sentinel becomes readable."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    sentinel = process.sentinel
 
-    def thread() -> None:
-        try:
-            with asyncio.Runner(loop_factory=lambda: loop) as runner:
-                runner.run(work())
-        except BaseException as error:  # handed to `stop()`, which raises it
-            # Said now, not only at shutdown; the type alone: an error's text may quote data.
-            _log.error("the worker loops ended: %s", type(error).__name__)
-            done.set_exception(error)
-        else:
-            done.set_result(None)
+    def readable() -> None:
+        if not ended.done():
+            ended.set_result(None)
 
-    runs = threading.Thread(target=thread, name=THREAD_NAME, daemon=True)
-    worker = EmbeddedWorker(runs, loop, stop, done, sys.getswitchinterval())
-    sys.setswitchinterval(_SWITCH_INTERVAL_S)
-    runs.start()
-    return worker
+    loop.add_reader(sentinel, readable)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(sentinel)
+
+
+def _child(settings: WorkerSettings, endpoints: tuple[EhrEndpoint, ...]) -> None:
+    """A child's body: the worker's loops until asked to stop or the API's process ends."""
+    parent = multiprocessing.parent_process()
+    serve(settings, endpoints, parent=parent.sentinel if parent is not None else None)
