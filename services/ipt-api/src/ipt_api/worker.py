@@ -8,7 +8,7 @@ keep webhook deliveries from falling behind the interpreter's switch interval ha
 ~17% of its samples and blocked ~0.3 times per create, and the API sustained ~450 creates/s
 with a webhook subscriber (bench/PROFILE.md, "Eighteenth round"). A process has an
 interpreter of its own; the operating system shares the cores. Each child runs what
-`ipt-worker` runs (`ipt_worker.__main__.serve`), with the settings the API was given, and
+`ipt-worker` runs (`ipt_worker.serve`), with the settings the API was given, and
 the children share the work as the chart's worker replicas do: one leads the relay, the
 deliveries and recomputes are claimed (docs/architecture.md, "One command"). Two, because
 one process delivers fewer webhooks a second than the API can create on two cores.
@@ -26,7 +26,7 @@ from typing import Final
 
 from ipt_core.ehr import EhrEndpoint
 from ipt_core.settings import CoreSettings
-from ipt_worker.__main__ import serve
+from ipt_worker.serve import serve
 from ipt_worker.settings import WorkerSettings
 
 __all__ = ["PROCESS_NAME", "WorkerProcess", "start_worker_processes", "worker_settings_of"]
@@ -101,7 +101,6 @@ class WorkerProcess:
             _log.error("the worker process did not stop within %.0f s; killed", _STOP_S)
             process.kill()
             await _ended(process)
-        process.join()  # reaped: its exit code is set, no zombie is left
         process.close()
 
 
@@ -119,7 +118,7 @@ def start_worker_processes(
 
 
 async def _ended(process: BaseProcess) -> None:
-    """Wait until `process` has ended, without a thread: its sentinel becomes readable."""
+    """Wait until `process` has ended and is reaped (its exit code set)."""
     loop = asyncio.get_running_loop()
     ended = loop.create_future()
     sentinel = process.sentinel
@@ -130,9 +129,11 @@ async def _ended(process: BaseProcess) -> None:
 
     loop.add_reader(sentinel, readable)
     try:
-        await ended
+        await ended  # without a thread: the sentinel becomes readable as the child exits
     finally:
         loop.remove_reader(sentinel)
+    # It may not be reaped yet (no exit code): the join that reaps it is a moment's wait.
+    await asyncio.to_thread(process.join)
 
 
 def _child(settings: WorkerSettings, endpoints: tuple[EhrEndpoint, ...]) -> None:
