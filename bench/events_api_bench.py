@@ -1,10 +1,11 @@
 """Event latency, write commit -> webhook receipt, at the highest write rate the API sustains.
 
-`ipt run` as `make run` starts it (the relay and the webhook delivery loop run inside the API
-process), or (`split`) `ipt serve` and `ipt-worker` in two processes as the Helm chart deploys
-them, on a throwaway embedded PostgreSQL under `.bench/pg-events-api/`, subscribed by one
-webhook endpoint to every event; a webhook receiver in its own process; wrk creating Patients
-over HTTP as fast as the API takes them. Every create commits one `fhir.resource.changed` event.
+`ipt run` as `make run` starts it (the relay and the webhook delivery loop run in two child
+processes of the API's), or (`split`) `ipt serve` and `ipt-worker` in two processes as the Helm
+chart deploys them, on a throwaway embedded PostgreSQL under `.bench/pg-events-api/`,
+subscribed by one webhook endpoint to every event; a webhook receiver in its own process; wrk
+creating Patients over HTTP as fast as the API takes them. Every create commits one
+`fhir.resource.changed` event.
 
 An event's latency is its first receipt minus its `time`: the write's instant, stamped in the
 write's transaction just before its commit, so the figure bounds commit -> receipt from above
@@ -103,8 +104,9 @@ class ApiLatency:
 def measure_api_latency(seconds: float, connections: int, *, workers: int = 0) -> ApiLatency:
     """Start a throwaway database and ours on it with a subscriber, drive creates, measure.
 
-    `workers`: 0 runs `ipt run`, everything in one process; else `ipt serve` and that many
-    `ipt-worker` processes (they share the webhook deliveries out among themselves).
+    `workers`: 0 runs `ipt run`, one command (the API and two worker processes); else
+    `ipt serve` and that many `ipt-worker` processes (they share the webhook deliveries out
+    among themselves).
     """
     cluster = EmbeddedPostgres(_DATA, throwaway=True)
     cluster.stop()

@@ -47,12 +47,12 @@ from tests.support.processes import stop_process
 _DATA = Path(".bench") / "pg-events"
 _PATIENT = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-01-01"}
 _PHASES = ("api", "store", "throughput")
-# The api phase, three times: everything in one process as `make run` starts it, then API and
+# The api phase, three times: `ipt run` as `make run` starts it (one command), then API and
 # worker in their own processes as the Helm chart deploys them, with one worker and with one
 # worker per core (the workers share the webhook deliveries out among themselves).
 _CORES = os.cpu_count() or 1
 _TOPOLOGIES = (
-    ("api", 0, "`ipt run`: one process"),
+    ("api", 0, "`ipt run`: one command, two worker processes"),
     ("api_split", 1, "`ipt serve` + `ipt-worker`: two processes"),
     ("api_workers", _CORES, f"`ipt serve` + {_CORES} `ipt-worker`s: one worker per core"),
 )

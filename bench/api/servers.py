@@ -1,6 +1,6 @@
 """The three servers `make bench` drives, each started and stopped by the harness.
 
-- ours: `ipt run` as `make run` starts it (one process, the worker loops inside; auth
+- ours: `ipt run` as `make run` starts it (the worker loops in two child processes; auth
   disabled, or with `auth` on as `make run` has it) against its own embedded PostgreSQL under
   `.bench/api/`, seeded beforehand through the bulk-load path (`running_split`: `ipt serve`
   and `ipt-worker` in two processes, as the Helm chart deploys them, for the event benchmark);
