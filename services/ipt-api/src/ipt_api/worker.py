@@ -29,10 +29,10 @@ from ipt_core.settings import CoreSettings
 from ipt_worker.serve import serve
 from ipt_worker.settings import WorkerSettings
 
-__all__ = ["PROCESS_NAME", "WorkerProcess", "start_worker_processes", "worker_settings_of"]
+__all__ = ["WorkerProcess", "start_worker_processes"]
 
 _log = logging.getLogger(__name__)
-PROCESS_NAME: Final = "ipt-worker-loops"
+_PROCESS_NAME: Final = "ipt-worker-loops"
 # A fresh interpreter, not a fork: a fork would copy the API's event loop, threads and
 # sockets into the child.
 _SPAWN: Final = multiprocessing.get_context("spawn")
@@ -40,7 +40,7 @@ _RESTART_S: Final = 1.0  # after a child ended unasked, before it is started aga
 _STOP_S: Final = 10.0  # for a child's current work to finish, before it is killed
 
 
-def worker_settings_of(process: CoreSettings, database_url: str) -> WorkerSettings:
+def _worker_settings(process: CoreSettings, database_url: str) -> WorkerSettings:
     """A child's settings: the worker's own from the environment, and the settings every
     process shares (outbound allow-list, secret keys…) as the API was given them, against
     `database_url`, so the loops never run under other rules than the API that hosts them.
@@ -67,7 +67,7 @@ class WorkerProcess:
 
     def _start(self) -> BaseProcess:
         process = _SPAWN.Process(
-            target=_child, args=(self._settings, self._endpoints), name=PROCESS_NAME, daemon=True
+            target=_child, args=(self._settings, self._endpoints), name=_PROCESS_NAME, daemon=True
         )
         process.start()
         return process
@@ -112,8 +112,8 @@ def start_worker_processes(
     ehr_endpoints: Sequence[EhrEndpoint],
 ) -> list[WorkerProcess]:
     """Start `count` child processes running the recompute, relay, EHR sync and export loops
-    against `database_url`, under the API's `settings` (`worker_settings_of`)."""
-    child_settings = worker_settings_of(settings, database_url)
+    against `database_url`, under the API's `settings` (`_worker_settings`)."""
+    child_settings = _worker_settings(settings, database_url)
     return [WorkerProcess(child_settings, tuple(ehr_endpoints)) for _ in range(count)]
 
 

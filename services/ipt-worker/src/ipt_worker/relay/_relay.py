@@ -139,10 +139,11 @@ class EventRelay:
                 conn, self.timing.batch_size, self.clock(), fan_out=fan_out
             )
         if batch:
-            self._published(batch)
+            self._report(batch)
         return len(batch)
 
-    def _published(self, batch: Sequence[Published]) -> None:
+    def _report(self, batch: Sequence[Published]) -> None:
+        """Count, log (when asked to) and time a batch that was published."""
         self.published += len(batch)
         if self.log_batches:
             log_batch(batch)
