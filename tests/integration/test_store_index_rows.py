@@ -1,8 +1,10 @@
 """The write statement's index rows: a create adds them, an update replaces them.
 
-Writes whose every row is a version 1 run a statement without the deletion of old index rows
-(`ipt_core/fhir/_writes.py`); these tests fail if that statement serves an update, or if a
-creation that lost its race adds rows.
+Writes whose every row is a version 1 run a statement without the deletion of old index rows,
+and a statement inserts only into the index tables its writes have rows for
+(`ipt_core/fhir/_writes.py`); these tests fail if the creates' statement serves an update, if
+a creation that lost its race adds rows, or if an update whose new version has no rows for a
+table keeps the old version's rows there.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ipt_core.db.schema import search_token
+from ipt_core.db.schema import search_date, search_token
 from ipt_core.fhir._versions import definition_or_404, new_version
 from ipt_core.fhir._writes import write_rows
 from ipt_core.fhir.model import ResourcePut, WriteCause
@@ -67,3 +69,34 @@ async def test_a_creation_that_lost_its_race_adds_no_index_rows(db: AsyncEngine)
         assert row.stored.version_id == 1
         assert await write_rows(conn, [row]) == set()
         assert await _genders(conn, winner) == ["male"]
+
+
+async def test_an_update_without_rows_for_a_table_deletes_its_old_rows(db: AsyncEngine) -> None:
+    born = {**_patient("male"), "birthDate": "1990-02-03"}
+    async with db.begin() as conn:
+        store = ResourceStore(conn)
+        id_ = (await store.create("Patient", born)).stored.id
+        assert await _birth_dates(conn, id_) == 1
+        # The new version has token rows (gender) but none for search_date.
+        await store.update("Patient", id_, _patient("female", id_), if_match=1)
+        assert await _birth_dates(conn, id_) == 0
+        assert await _genders(conn, id_) == ["female"]
+
+
+async def test_writes_with_rows_for_different_tables_each_get_theirs(db: AsyncEngine) -> None:
+    async with db.begin() as conn:
+        store = ResourceStore(conn)
+        plain = (await store.create("Patient", _patient("other"))).stored.id
+        born = {**_patient("male"), "birthDate": "1990-02-03"}
+        dated = (await store.create("Patient", born)).stored.id
+        assert (await _birth_dates(conn, plain), await _birth_dates(conn, dated)) == (0, 1)
+        assert await _genders(conn, plain) == ["other"]
+
+
+async def _birth_dates(conn: AsyncConnection, id_: str) -> int:
+    rows = await conn.execute(
+        select(search_date.c.low).where(
+            search_date.c.resource_type == "Patient", search_date.c.resource_id == id_
+        )
+    )
+    return len(rows.all())

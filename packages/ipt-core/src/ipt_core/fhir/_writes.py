@@ -20,7 +20,10 @@ statement for each combination of parts is composed once and cached.
 When every row is a version 1 there are no old index rows to delete: a version 1 is written
 only where no row of its id existed, and nothing else writes index rows. That statement
 leaves the deletions out, whose index probes were ~30 µs of PostgreSQL's time per
-create (bench/PROFILE.md, "Twelfth round").
+create (bench/PROFILE.md, "Twelfth round"). Likewise a search-index table none of the
+writes has rows for gets no insert (a Patient has no number or reference rows): each insert
+costs its executor start and its unnested arrays even when empty (bench/PROFILE.md,
+"Nineteenth round").
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ _CURRENT += [
 ]
 
 
-def _statement(*, replaces: bool, builders: tuple[PartBuilder, ...] = ()) -> Select[Any]:
+def _statement(
+    *, replaces: bool, filled: tuple[str, ...], builders: tuple[PartBuilder, ...] = ()
+) -> Select[Any]:
     w = _unnested("w", _CURRENT)
     upsert = pg_insert(resource).from_select(
         [c.name for c in resource.columns], select(*(w.c[c.name] for c in resource.columns))
@@ -113,7 +118,9 @@ def _statement(*, replaces: bool, builders: tuple[PartBuilder, ...] = ()) -> Sel
         .cte("history")
     ]
     for table in SEARCH_TABLES:
-        parts.extend(_replace_index(table, reindexed, replaces=replaces))
+        parts.extend(
+            _replace_index(table, reindexed, replaces=replaces, inserts=table.name in filled)
+        )
     columns: list[Any] = [cur.c.resource_type, cur.c.id]
     written = exists(select(cur.c.id))
     for number, build in enumerate(builders):
@@ -123,7 +130,14 @@ def _statement(*, replaces: bool, builders: tuple[PartBuilder, ...] = ()) -> Sel
     return select(*columns).add_cte(*parts)
 
 
-def _replace_index(table: Table, reindexed: CTE, *, replaces: bool) -> list[CTE]:
+def _replace_index(table: Table, reindexed: CTE, *, replaces: bool, inserts: bool) -> list[CTE]:
+    """The CTEs that delete the old rows of `table` (`replaces`) and insert the new ones."""
+    old = delete(table).where(
+        table.c.resource_type == reindexed.c.resource_type, table.c.resource_id == reindexed.c.id
+    )
+    deletion = [old.cte(f"old_{table.name}")] if replaces else []
+    if not inserts:
+        return deletion
     rows = _unnested(table.name, list(table.columns))
     names = [c.name for c in table.columns]
     ours = and_(
@@ -132,24 +146,23 @@ def _replace_index(table: Table, reindexed: CTE, *, replaces: bool) -> list[CTE]
     new = insert(table).from_select(
         names, select(*(rows.c[n] for n in names)).join(reindexed, ours)
     )
-    if not replaces:
-        return [new.cte(f"new_{table.name}")]
-    old = delete(table).where(
-        table.c.resource_type == reindexed.c.resource_type, table.c.resource_id == reindexed.c.id
-    )
-    return [old.cte(f"old_{table.name}"), new.cte(f"new_{table.name}")]
+    return [*deletion, new.cte(f"new_{table.name}")]
 
 
-_STATEMENTS: dict[tuple[bool, tuple[PartBuilder, ...]], FixedStatement] = {}
+_Key = tuple[bool, tuple[str, ...], tuple[PartBuilder, ...]]
+_STATEMENTS: dict[_Key, FixedStatement] = {}
 
 
-def _composed(replaces: bool, builders: tuple[PartBuilder, ...]) -> FixedStatement:
-    """The write's statement with `builders`' parts; `replaces`: with the deletions."""
-    key = (replaces, builders)
+def _composed(
+    replaces: bool, filled: tuple[str, ...], builders: tuple[PartBuilder, ...]
+) -> FixedStatement:
+    """The write's statement with `builders`' parts; `replaces`: with the deletions;
+    `filled`: the search-index tables it inserts rows into."""
+    key = (replaces, filled, builders)
     statement = _STATEMENTS.get(key)
     if statement is None:
         statement = _STATEMENTS[key] = FixedStatement(
-            _statement(replaces=replaces, builders=builders)
+            _statement(replaces=replaces, filled=filled, builders=builders)
         )
     return statement
 
@@ -207,11 +220,12 @@ async def write_rows(
             for values, added in zip(columns, by_column, strict=True):
                 values.extend(added)
     params: dict[str, Any] = dict(zip(_CURRENT_KEYS, current, strict=True))
-    for table, keys in _INDEX_KEYS.items():
-        params.update(zip(keys, index[table], strict=True))
+    filled = tuple(table for table, (types, *_) in index.items() if types)
+    for table in filled:
+        params.update(zip(_INDEX_KEYS[table], index[table], strict=True))
     for number, part in enumerate(parts):
         params.update(part.bound(f"p{number}"))
     replaces = any(write.stored.version_id > 1 for write in writes)
-    statement = _composed(replaces, tuple(part.build for part in parts))
+    statement = _composed(replaces, filled, tuple(part.build for part in parts))
     rows = await statement.execute(conn, params)
     return {(row["resource_type"], row["id"]) for row in rows}
