@@ -1,8 +1,12 @@
 """The SQL of resource writes: current rows, history rows and search-index rows, set-based.
 
-One statement writes any number of resources (docs/architecture.md#write-path): the values
-arrive as one array per column and are `unnest`ed, so the statement's text never changes with
-the number of rows (asyncpg prepares it once per connection). In that statement:
+One statement writes any number of resources (docs/architecture.md#write-path): the rows of
+each table arrive as one JSON array of objects, read by `json_to_recordset`, so the
+statement's text never changes with the number of rows (asyncpg prepares it once per
+connection). One array per column and `unnest` did the same, but asyncpg encodes each array
+parameter at ~2 µs of the API's CPU however short it is, and a create had 45 of them: JSON
+costs less on both sides, for one row as for twenty (bench/PROFILE.md, "Nineteenth round").
+In that statement:
 
 - `cur` upserts the current rows. A row is written only when it is new, or when the stored
   version is the one before it (`ON CONFLICT … DO UPDATE … WHERE version_id + 1 = new`): a
@@ -22,7 +26,7 @@ only where no row of its id existed, and nothing else writes index rows. That st
 leaves the deletions out, whose index probes were ~30 µs of PostgreSQL's time per
 create (bench/PROFILE.md, "Twelfth round"). Likewise a search-index table none of the
 writes has rows for gets no insert (a Patient has no number or reference rows): each insert
-costs its executor start and its unnested arrays even when empty (bench/PROFILE.md,
+costs its executor start and its rows' parameter even when empty (bench/PROFILE.md,
 "Nineteenth round").
 """
 
@@ -30,17 +34,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import (
-    ARRAY,
+    JSON,
     Boolean,
     Column,
     Select,
     Table,
     and_,
     bindparam,
+    cast,
     column,
     delete,
     exists,
@@ -51,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.types import Text
 
 from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.parts import PartBuilder, RowsPart
@@ -70,14 +78,13 @@ class RowWrite:
     index: IndexEntries | None  # empty for a deletion; None: the stored index rows stay
 
 
-def _unnested(name: str, columns: Sequence[Column[Any]]) -> CTE:
-    """`SELECT * FROM unnest(:name_col1, :name_col2, …) AS name(col1, col2, …)` as a CTE."""
-    # The asyncpg dialect renders each array's type (`$1::TEXT[]`), which `unnest` needs.
-    arrays = [bindparam(f"{name}_{c.name}", type_=ARRAY(c.type)) for c in columns]
+def _json_rows(name: str, columns: Sequence[Column[Any]]) -> CTE:
+    """`SELECT * FROM json_to_recordset(:name_json) AS name_rows(col1 type1, …)` as a CTE:
+    the rows of the JSON array of objects bound as `<name>_json` (`_json`)."""
     rows = (
-        func.unnest(*arrays)
+        func.json_to_recordset(cast(bindparam(f"{name}_json", type_=Text), JSON))
         .table_valued(*(column(c.name, c.type) for c in columns))
-        .render_derived(name=f"{name}_rows")
+        .render_derived(name=f"{name}_rows", with_types=True)
     )
     return select(rows).cte(f"{name}_in")
 
@@ -94,7 +101,7 @@ _CURRENT += [
 def _statement(
     *, replaces: bool, filled: tuple[str, ...], builders: tuple[PartBuilder, ...] = ()
 ) -> Select[Any]:
-    w = _unnested("w", _CURRENT)
+    w = _json_rows("w", _CURRENT)
     upsert = pg_insert(resource).from_select(
         [c.name for c in resource.columns], select(*(w.c[c.name] for c in resource.columns))
     )
@@ -138,7 +145,7 @@ def _replace_index(table: Table, reindexed: CTE, *, replaces: bool, inserts: boo
     deletion = [old.cte(f"old_{table.name}")] if replaces else []
     if not inserts:
         return deletion
-    rows = _unnested(table.name, list(table.columns))
+    rows = _json_rows(table.name, list(table.columns))
     names = [c.name for c in table.columns]
     ours = and_(
         reindexed.c.resource_type == rows.c.resource_type, reindexed.c.id == rows.c.resource_id
@@ -167,12 +174,23 @@ def _composed(
     return statement
 
 
-# The statement's parameter names, column by column: the current rows' (`w_…`), then each
-# index table's (`<table>_…`; its first two columns are the resource's type and id).
-_CURRENT_KEYS = tuple(f"w_{c.name}" for c in _CURRENT)
-_INDEX_KEYS = {
-    table.name: tuple(f"{table.name}_{c.name}" for c in table.columns) for table in SEARCH_TABLES
-}
+# The keys of a row's JSON object: the current rows' columns, each index table's (its first
+# two columns are the resource's type and id, then its entries' fields in order). Plain
+# `str`s: orjson takes no subclass (SQLAlchemy's `quoted_name`) as a key.
+_CURRENT_NAMES = tuple(str(c.name) for c in _CURRENT)
+_INDEX_NAMES = {table.name: tuple(str(c.name) for c in table.columns) for table in SEARCH_TABLES}
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    """`rows` as the JSON text `json_to_recordset` reads (instants in ISO 8601, numbers of
+    `NUMERIC` columns as strings: PostgreSQL reads both exactly)."""
+    return orjson.dumps(rows, default=_decimal).decode()
+
+
+def _decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a value of an index row")
 
 
 _FIELDS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
@@ -199,30 +217,21 @@ async def write_rows(
     """
     if parts and len(writes) != 1:
         raise ValueError("listeners' rows ride only with the write of one resource")
-    # Column by column, each a list of values; names looked up once per statement, not per
-    # value (a name per value was most of a bulk load's `write_rows`, py-spy).
-    current: list[list[Any]] = [[] for _ in _CURRENT_KEYS]
-    index: dict[str, list[list[Any]]] = {t: [[] for _ in keys] for t, keys in _INDEX_KEYS.items()}
+    current: list[dict[str, Any]] = []
+    index: dict[str, list[dict[str, Any]]] = {table: [] for table in _INDEX_NAMES}
     for write in writes:
         s = write.stored
         row = (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.content)
-        for values, value in zip(
-            current, (*row, write.method, write.index is not None), strict=True
-        ):
-            values.append(value)
+        row += (write.method, write.index is not None)
+        current.append(dict(zip(_CURRENT_NAMES, row, strict=True)))
         for table, entries in (write.index or {}).items():
-            if not entries:
-                continue
-            types, ids, *columns = index[table]
-            types.extend([s.resource_type] * len(entries))
-            ids.extend([s.id] * len(entries))
-            by_column = zip(*map(_values, entries), strict=True)  # the entries' rows, transposed
-            for values, added in zip(columns, by_column, strict=True):
-                values.extend(added)
-    params: dict[str, Any] = dict(zip(_CURRENT_KEYS, current, strict=True))
-    filled = tuple(table for table, (types, *_) in index.items() if types)
+            names, rows = _INDEX_NAMES[table], index[table]
+            for entry in entries:
+                rows.append(dict(zip(names, (s.resource_type, s.id, *_values(entry)), strict=True)))
+    params: dict[str, Any] = {"w_json": _json(current)}
+    filled = tuple(table for table, rows in index.items() if rows)
     for table in filled:
-        params.update(zip(_INDEX_KEYS[table], index[table], strict=True))
+        params[f"{table}_json"] = _json(index[table])
     for number, part in enumerate(parts):
         params.update(part.bound(f"p{number}"))
     replaces = any(write.stored.version_id > 1 for write in writes)
