@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.audit._model import INTERACTIONS, AuditRecord, audit_event_json
 from ipt_core.db.fixed import FixedStatement
+from ipt_core.db.json_rows import json_rows, rows_json
 from ipt_core.db.parts import PartSql, RowsPart
 from ipt_core.db.schema import audit_event
-from ipt_core.db.unnest import INSTANT, unnest_params
+from ipt_core.db.unnest import INSTANT
 
 __all__ = [
     "AuditFilter",
@@ -43,8 +44,8 @@ class AuditFilter:
     outcomes: tuple[int, ...] = ()
 
 
-# The append of a whole batch: one statement built once, the records as one array per column
-# (`unnest`). A SQLAlchemy executemany of 500 records took 18 ms of CPU in the API's event
+# The append of a whole batch: one statement built once, the records as one JSON parameter
+# (`json_rows`). A SQLAlchemy executemany of 500 records took 18 ms of CPU in the API's event
 # loop (one parameter set per row); every read waiting behind that stall was the read tail.
 _TYPES: Final[dict[str, Any]] = {
     "id": Text,
@@ -68,7 +69,7 @@ _ALL: Final = tuple(_TYPES)  # the order of `_row`
 def _inserted(prefix: str, written: ColumnElement[bool] | None) -> Insert:
     # A record is written once: an id already there is skipped (a batch retried after a lost
     # answer).
-    rows = unnest_params("a", prefix=prefix, **_TYPES)
+    rows = json_rows("a", f"{prefix}_rows", **_TYPES)
     chosen = select(*rows.c) if written is None else select(*rows.c).where(written)
     return (
         pg_insert(audit_event)
@@ -96,16 +97,15 @@ async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) 
 
 def records_part(records: Sequence[AuditRecord]) -> RowsPart:
     """`records` as rows of another statement (a resource write's own)."""
-    columns = zip(*(_row(r) for r in records), strict=True)
-    return RowsPart(appended_records, dict(zip(_ALL, map(list, columns), strict=True)))
+    return RowsPart(appended_records, {"rows": rows_json(_ALL, map(_row, records))})
 
 
 async def copy_records(driver: Any, records: Sequence[AuditRecord]) -> None:
     """Append `records` with one COPY on an asyncpg connection in autocommit (all or none).
 
     The batched read records' path (the API's audit buffer): binary COPY encodes each row
-    with the columns' codecs, where `insert_records` sends one array per column that the
-    driver inspects element by element (bench/PROFILE.md, "Fourth round").
+    with the columns' codecs, cheaper for hundreds of rows than `insert_records`' statement
+    (bench/PROFILE.md, "Fourth round", when that sent one array per column).
     """
     if not records:
         return

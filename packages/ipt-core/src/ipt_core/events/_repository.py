@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     ColumnElement,
     Select,
@@ -25,7 +24,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
+    literal_column,
     null,
     select,
 )
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
 from ipt_core.db.fixed import FixedStatement
+from ipt_core.db.json_rows import json_rows, rows_json
 from ipt_core.db.parts import PartSql, RowsPart
 from ipt_core.db.schema import (
     event_sequence,
@@ -154,13 +154,15 @@ _APPEND: Final = select(_wake_the_relay()).add_cte(
 # given order, so `seq` follows each key's `sequence`. One round trip instead of two on
 # every write (bench/PROFILE.md, "Third round").
 def numbered_append(prefix: str, written: ColumnElement[bool] | None) -> PartSql:
-    """Number and append outbox rows bound as `<prefix>_<column>` arrays; wake the relay.
+    """Number and append outbox rows bound as `<prefix>_rows` (`numbered_rows_part`); wake
+    the relay.
 
-    The rows carry the columns of `_new_types` (the payload without its `sequence`); see
-    `ipt_core.db.parts` for `prefix` and `written`. The wake-up is a result column: it runs
-    once per result row, and PostgreSQL folds a transaction's identical notifications.
+    The rows carry the columns of `_new_types` (the payload without its `sequence`) and their
+    position `n`; see `ipt_core.db.parts` for `prefix` and `written`. The wake-up is a result
+    column: it runs once per result row, and PostgreSQL folds a transaction's identical
+    notifications.
     """
-    ordered = unnest_params("rows", ordinality="n", prefix=prefix, **_new_types)
+    ordered = json_rows("rows", f"{prefix}_rows", **_new_types, n=BigInteger)
     counts = select(ordered.c.aggregateid, func.count())
     if written is not None:
         counts = counts.where(written)
@@ -188,7 +190,7 @@ def numbered_append(prefix: str, written: ColumnElement[bool] | None) -> PartSql
             *(numbered.c[name] for name in _COPIED),
             func.jsonb_set(
                 cast(numbered.c.payload, JSONB),
-                literal(["sequence"], ARRAY(Text)),
+                literal_column("'{sequence}'"),  # a constant path, not one more array to bind
                 func.to_jsonb(func.lpad(cast(numbered.c.number, Text), 20, "0")),
             ),
         ).order_by(numbered.c.n),
@@ -248,7 +250,9 @@ async def append_numbered(conn: AsyncConnection, rows: Sequence[Mapping[str, Any
 
 def numbered_rows_part(rows: Sequence[Mapping[str, Any]]) -> RowsPart:
     """`append_numbered` of `rows` as a part of another statement (`ipt_core.db.parts`)."""
-    return RowsPart(numbered_append, {name: [row[name] for row in rows] for name in _new_types})
+    columns = (*_new_types, "n")
+    values = ((*(row[name] for name in _new_types), n) for n, row in enumerate(rows, 1))
+    return RowsPart(numbered_append, {"rows": rows_json(columns, values)})
 
 
 async def any_unpublished(conn: AsyncConnection) -> bool:

@@ -1,12 +1,9 @@
 """The SQL of resource writes: current rows, history rows and search-index rows, set-based.
 
 One statement writes any number of resources (docs/architecture.md#write-path): the rows of
-each table arrive as one JSON array of objects, read by `json_to_recordset`, so the
-statement's text never changes with the number of rows (asyncpg prepares it once per
-connection). One array per column and `unnest` did the same, but asyncpg encodes each array
-parameter at ~2 µs of the API's CPU however short it is, and a create had 45 of them: JSON
-costs less on both sides, for one row as for twenty (bench/PROFILE.md, "Nineteenth round").
-In that statement:
+each table arrive as one JSON parameter (`ipt_core.db.json_rows`), so the statement's text
+never changes with the number of rows (asyncpg prepares it once per connection). In that
+statement:
 
 - `cur` upserts the current rows. A row is written only when it is new, or when the stored
   version is the one before it (`ON CONFLICT … DO UPDATE … WHERE version_id + 1 = new`): a
@@ -34,33 +31,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-import orjson
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     Select,
     Table,
     and_,
-    bindparam,
-    cast,
-    column,
     delete,
     exists,
-    func,
     insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import CTE
-from sqlalchemy.types import Text
 
 from ipt_core.db.fixed import FixedStatement
+from ipt_core.db.json_rows import json_rows, rows_json
 from ipt_core.db.parts import PartBuilder, RowsPart
 from ipt_core.db.schema import SEARCH_TABLES, resource, resource_version
 from ipt_core.fhir.index import IndexEntries
@@ -78,15 +68,10 @@ class RowWrite:
     index: IndexEntries | None  # empty for a deletion; None: the stored index rows stay
 
 
-def _json_rows(name: str, columns: Sequence[Column[Any]]) -> CTE:
-    """`SELECT * FROM json_to_recordset(:name_json) AS name_rows(col1 type1, …)` as a CTE:
-    the rows of the JSON array of objects bound as `<name>_json` (`_json`)."""
-    rows = (
-        func.json_to_recordset(cast(bindparam(f"{name}_json", type_=Text), JSON))
-        .table_valued(*(column(c.name, c.type) for c in columns))
-        .render_derived(name=f"{name}_rows", with_types=True)
-    )
-    return select(rows).cte(f"{name}_in")
+def _rows_in(name: str, columns: Sequence[Column[Any]]) -> CTE:
+    """The rows bound as `<name>_json` (`rows_json` of `columns`), as the CTE `<name>_in`."""
+    types = {str(c.name): c.type for c in columns}
+    return select(json_rows(f"{name}_rows", f"{name}_json", **types)).cte(f"{name}_in")
 
 
 _CURRENT = [resource.c[name] for name in ("resource_type", "id", "version_id", "last_updated")]
@@ -101,7 +86,7 @@ _CURRENT += [
 def _statement(
     *, replaces: bool, filled: tuple[str, ...], builders: tuple[PartBuilder, ...] = ()
 ) -> Select[Any]:
-    w = _json_rows("w", _CURRENT)
+    w = _rows_in("w", _CURRENT)
     upsert = pg_insert(resource).from_select(
         [c.name for c in resource.columns], select(*(w.c[c.name] for c in resource.columns))
     )
@@ -145,7 +130,7 @@ def _replace_index(table: Table, reindexed: CTE, *, replaces: bool, inserts: boo
     deletion = [old.cte(f"old_{table.name}")] if replaces else []
     if not inserts:
         return deletion
-    rows = _json_rows(table.name, list(table.columns))
+    rows = _rows_in(table.name, list(table.columns))
     names = [c.name for c in table.columns]
     ours = and_(
         reindexed.c.resource_type == rows.c.resource_type, reindexed.c.id == rows.c.resource_id
@@ -174,23 +159,8 @@ def _composed(
     return statement
 
 
-# The keys of a row's JSON object: the current rows' columns, each index table's (its first
-# two columns are the resource's type and id, then its entries' fields in order). Plain
-# `str`s: orjson takes no subclass (SQLAlchemy's `quoted_name`) as a key.
-_CURRENT_NAMES = tuple(str(c.name) for c in _CURRENT)
-_INDEX_NAMES = {table.name: tuple(str(c.name) for c in table.columns) for table in SEARCH_TABLES}
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    """`rows` as the JSON text `json_to_recordset` reads (instants in ISO 8601, numbers of
-    `NUMERIC` columns as strings: PostgreSQL reads both exactly)."""
-    return orjson.dumps(rows, default=_decimal).decode()
-
-
-def _decimal(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not a value of an index row")
+_CURRENT_NAMES = tuple(c.name for c in _CURRENT)
+_INDEX_NAMES = {table.name: tuple(c.name for c in table.columns) for table in SEARCH_TABLES}
 
 
 _FIELDS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
@@ -217,21 +187,19 @@ async def write_rows(
     """
     if parts and len(writes) != 1:
         raise ValueError("listeners' rows ride only with the write of one resource")
-    current: list[dict[str, Any]] = []
-    index: dict[str, list[dict[str, Any]]] = {table: [] for table in _INDEX_NAMES}
+    current: list[tuple[Any, ...]] = []
+    # Each index table's rows: the resource's type and id, then the entry's fields in order.
+    index: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _INDEX_NAMES}
     for write in writes:
         s = write.stored
         row = (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.content)
-        row += (write.method, write.index is not None)
-        current.append(dict(zip(_CURRENT_NAMES, row, strict=True)))
+        current.append((*row, write.method, write.index is not None))
         for table, entries in (write.index or {}).items():
-            names, rows = _INDEX_NAMES[table], index[table]
-            for entry in entries:
-                rows.append(dict(zip(names, (s.resource_type, s.id, *_values(entry)), strict=True)))
-    params: dict[str, Any] = {"w_json": _json(current)}
+            index[table].extend((s.resource_type, s.id, *_values(e)) for e in entries)
+    params: dict[str, Any] = {"w_json": rows_json(_CURRENT_NAMES, current)}
     filled = tuple(table for table, rows in index.items() if rows)
     for table in filled:
-        params[f"{table}_json"] = _json(index[table])
+        params[f"{table}_json"] = rows_json(_INDEX_NAMES[table], index[table])
     for number, part in enumerate(parts):
         params.update(part.bound(f"p{number}"))
     replaces = any(write.stored.version_id > 1 for write in writes)
