@@ -26,6 +26,7 @@ from ipt_core.db.embedded import EmbeddedPostgres
 from ipt_core.db.engine import asyncpg_url, create_engine
 from ipt_core.db.migrate import upgrade
 from tests.support.api import api_settings, served
+from tests.support.database import database_name, on_database
 from tests.support.network import free_port
 
 __all__ = ["FIGURES", "ChaosDatabase", "Outage", "chaos_database", "serve_api"]
@@ -64,10 +65,8 @@ class ChaosDatabase:
         return Outage(started, time.monotonic(), "pg_terminate_backend of every connection")
 
     async def _terminate_storm(self, down_s: float) -> None:
-        database = self.url.rsplit("/", 1)[1]
-        admin = create_async_engine(
-            self.url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
-        )
+        database = database_name(self.url)
+        admin = create_async_engine(on_database(self.url, "postgres"), isolation_level="AUTOCOMMIT")
         try:
             async with admin.connect() as conn:
                 deadline = time.monotonic() + down_s
@@ -106,7 +105,7 @@ async def _chaos_database(data: Path) -> AsyncIterator[ChaosDatabase]:
         server_url, port = running.url("postgres"), running.port
     name = f"ipt_chaos_{uuid.uuid4().hex[:12]}"
     await _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    url = on_database(server_url, name)
     engine = create_engine(url, pool_size=4)
     try:
         await upgrade(engine)

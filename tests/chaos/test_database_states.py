@@ -21,6 +21,7 @@ from ipt_core.db.engine import create_engine
 from ipt_core.db.provision import Database
 from tests.chaos.support import ChaosDatabase, chaos_database
 from tests.support.api import api_settings
+from tests.support.database import database_name
 
 pytestmark = pytest.mark.chaos
 
@@ -56,7 +57,7 @@ def patient() -> dict[str, Any]:
 
 async def _set(database: ChaosDatabase, setting: str) -> None:
     """`ALTER DATABASE` for new sessions, and drop the pooled ones so the next request sees it."""
-    name = database.url.rsplit("/", 1)[1]
+    name = database_name(database.url)
     async with database.engine.connect() as conn:
         await conn.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"))
         await conn.commit()
@@ -173,7 +174,7 @@ async def test_pooled_connections_closed_by_the_server_are_replaced_at_checkout(
     held = [await database.engine.connect() for _ in range(3)]  # fill the pool
     for conn in held:
         await conn.close()
-    name = database.url.rsplit("/", 1)[1]
+    name = database_name(database.url)
     async with database.engine.connect() as conn:
         ended = await conn.scalar(
             text(

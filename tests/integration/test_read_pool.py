@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipt_core.db.driver import driver_statement
@@ -162,7 +163,7 @@ async def test_a_connection_given_back_in_a_transaction_is_closed(pool: ReadPool
 
 
 async def test_a_refused_connection_frees_its_place(database_url: str) -> None:
-    unreachable = create_engine(database_url.replace(_port(database_url), "1"), pool_size=1)
+    unreachable = create_engine(_on_port_1(database_url), pool_size=1)
     pool = ReadPool(unreachable, size=1)
     try:
         for _ in range(2):  # the place is free again after each failure
@@ -199,5 +200,10 @@ async def test_close_ends_the_idle_connections_and_those_given_back_later(
     await poll_until(alive, until=lambda n: n == 0, what="both backends to end")
 
 
-def _port(url: str) -> str:
-    return url.rsplit(":", 1)[1].split("/", 1)[0]
+def _on_port_1(url: str) -> str:
+    """`url` on a port nobody listens on: by host and port, or by Unix socket (the embedded
+    server's `?host=<dir>&port=<n>`: no socket file for port 1)."""
+    parsed = make_url(url)
+    if parsed.port is not None:
+        return parsed.set(port=1).render_as_string(hide_password=False)
+    return parsed.update_query_dict({"port": "1"}).render_as_string(hide_password=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Row, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_core.db.embedded import EmbeddedPostgres
@@ -46,11 +47,21 @@ async def throwaway_database(server_url: str) -> AsyncIterator[str]:
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+        yield on_database(server_url, name)
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+def on_database(url: str, name: str) -> str:
+    """`url` with its database replaced by `name` (the embedded server's URL ends in a query)."""
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def database_name(url: str) -> str:
+    """The database `url` names."""
+    return str(make_url(url).database)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -56,6 +57,13 @@ def test_network_failures_are_the_database_being_unavailable(error: Exception) -
     assert fault.kind == "unavailable"
 
 
+async def test_a_server_whose_socket_file_is_gone_is_unavailable(tmp_path: Path) -> None:
+    # The embedded server removes its Unix socket while it is down or restarting.
+    with pytest.raises(FileNotFoundError) as raised:
+        await asyncpg.connect(host=str(tmp_path), port=5432, user="postgres", timeout=5)
+    assert database_fault(raised.value) == DatabaseFault("unavailable", connection_lost=True)
+
+
 def test_pool_exhaustion_is_overload() -> None:
     fault = database_fault(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
     assert fault is not None
@@ -66,7 +74,7 @@ def test_pool_exhaustion_is_overload() -> None:
     "error",
     [
         ValueError("a bug"),
-        FileNotFoundError(2, "No such file"),  # an OSError, but no outage
+        FileNotFoundError(2, "No such file", "ipt.toml"),  # an OSError, but no outage
         asyncpg.exceptions.UniqueViolationError("duplicate key"),
         wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")),
     ],

@@ -7,8 +7,10 @@ Each process (API, worker, command line) has exactly one settings class that ext
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PostgresDsn, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ipt_core.net.destinations import DestinationPolicy
 from ipt_core.sealing import Keyring
@@ -20,7 +22,9 @@ class CoreSettings(BaseSettings):
     """Database and local-data settings, read from the environment.
 
     Attributes:
-        database_url: `DATABASE_URL`; when unset, an embedded PostgreSQL is started.
+        database_url: `DATABASE_URL`, a PostgreSQL URL (by host and port, or by Unix socket:
+            `postgresql://user@/db?host=/run/postgresql`); when unset, an embedded
+            PostgreSQL is started.
         data_dir: `IPT_DATA_DIR`; holds the embedded PostgreSQL's data directory.
         database_pool_size: the most connections each process opens (and then keeps open).
         outbound_allow: `IPT_OUTBOUND_ALLOW`, comma-separated CIDRs and host names that
@@ -39,12 +43,27 @@ class CoreSettings(BaseSettings):
         hide_input_in_errors=True,  # inputs include keys and database passwords
     )
 
-    database_url: PostgresDsn | None = Field(default=None, validation_alias="DATABASE_URL")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Path("var")
     database_pool_size: int = Field(default=20, ge=1, le=200)
     outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
     secrets_keys: SecretStr | None = None
     ehr_endpoints_file: Path | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: str | None) -> str | None:
+        # SQLAlchemy's parser, not pydantic's `PostgresDsn`: that one refuses a URL without a
+        # host, which is how a Unix socket is named (the embedded server's own URL).
+        if value is None:
+            return None
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError("DATABASE_URL is not a URL") from None  # never echo it
+        if backend not in {"postgresql", "postgres"}:
+            raise ValueError("DATABASE_URL must be a PostgreSQL URL")
+        return value
 
     @field_validator("outbound_allow", mode="before")
     @classmethod

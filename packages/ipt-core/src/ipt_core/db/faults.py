@@ -119,9 +119,18 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 def _is_network_failure(error: BaseException) -> bool:
     # Only the socket's failures: a missing file (also an OSError) is a bug, not an outage.
-    return isinstance(error, ConnectionError | TimeoutError | socket.gaierror) or (
-        isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
+    return (
+        isinstance(error, ConnectionError | TimeoutError | socket.gaierror)
+        or (isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS)
+        or _is_missing_socket(error)
     )
+
+
+def _is_missing_socket(error: BaseException) -> bool:
+    # A server on a Unix socket (the embedded one) removes its socket file while it is down
+    # or restarting, so connecting fails with ENOENT; unlike a file a bug failed to open,
+    # a `connect()` names no file.
+    return isinstance(error, FileNotFoundError) and error.filename is None
 
 
 def _is_closed_connection(error: BaseException) -> bool:

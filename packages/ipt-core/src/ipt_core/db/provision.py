@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_core.db.embedded import EmbeddedPostgres
@@ -81,7 +82,8 @@ async def open_database(
 
 
 async def _create_database_if_missing(url: str) -> None:
-    admin = create_async_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    maintenance = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    admin = create_async_engine(maintenance, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
             exists = await conn.scalar(
