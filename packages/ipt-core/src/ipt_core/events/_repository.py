@@ -105,8 +105,8 @@ _EVENT_COLUMNS: Final = (outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.aggr
 
 # Statements of the write and publish paths are built once, here: building a Core statement
 # and its cache key on every call costs more CPU than the round trip it replaces
-# (docs/architecture.md#events-outbox-and-relay). Rows travel as arrays, so one statement
-# serves any number of them.
+# (docs/architecture.md#events-outbox-and-relay). Rows travel as arrays (`unnest`) or, in a
+# write's own statement, as one JSON text (`json_rows`), so one statement serves any number.
 def _reserving(counts: Select[Any]) -> ReturningInsert[Any]:
     """Add `counts` (key, count rows, in key order) to the keys' counters; return each key's
     last number. Locked in key order, so two writers of the same keys cannot deadlock."""
@@ -162,7 +162,9 @@ def numbered_append(prefix: str, written: ColumnElement[bool] | None) -> PartSql
     column: it runs once per result row, and PostgreSQL folds a transaction's identical
     notifications.
     """
-    ordered = json_rows("rows", f"{prefix}_rows", **_new_types, n=BigInteger)
+    # A CTE read twice, so PostgreSQL parses the JSON once (a status batch's is ~1,000 events).
+    rows = json_rows("rows", f"{prefix}_rows", **_new_types, n=BigInteger)
+    ordered = select(rows).cte(f"{prefix}_in")
     counts = select(ordered.c.aggregateid, func.count())
     if written is not None:
         counts = counts.where(written)
