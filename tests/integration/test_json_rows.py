@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Integer, Numeric, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import TypeEngine
 
 from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.json_rows import json_rows, rows_json
 from ipt_core.db.unnest import INSTANT
 
-_TYPES = {"text": Text, "number": Numeric, "instant": INSTANT, "flag": Boolean, "count": Integer}
+_TYPES: dict[str, TypeEngine[Any] | type] = {
+    "text": Text,
+    "number": Numeric,
+    "instant": INSTANT,
+    "flag": Boolean,
+    "count": Integer,
+}
 _ROWS = json_rows("r", "r_json", **_TYPES)
 _SELECT = FixedStatement(select(*_ROWS.c))
 
