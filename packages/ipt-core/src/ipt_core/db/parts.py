@@ -32,7 +32,7 @@ class PartSql:
 
 
 PartBuilder = Callable[[str, "ColumnElement[bool] | None"], PartSql]
-"""`build(prefix, written)`: the part's SQL, its arrays bound as `<prefix>_<name>` and its
+"""`build(prefix, written)`: the part's SQL, its parameters bound as `<prefix>_<name>` and its
 CTEs named after `prefix`; with `written`, it inserts rows only where that holds (the
 resource write happened: a creation that lost its race writes nothing). A module-level
 function: it is the composed statement's cache key."""
@@ -48,7 +48,7 @@ class RowsPart:
     """
 
     build: PartBuilder
-    params: Mapping[str, Any]  # by name without the prefix: `{"id": [...], ...}`
+    params: Mapping[str, Any]  # by name without the prefix: `{"rows": "[{…}]"}`
     done: Callable[[], None] | None = None
 
     def bound(self, prefix: str) -> dict[str, Any]:

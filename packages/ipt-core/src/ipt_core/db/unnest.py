@@ -32,25 +32,17 @@ def unnest_rows(name: str, **columns: tuple[TypeEngine[Any], Sequence[Any]]) -> 
     return func.unnest(*arrays).table_valued(*columns).render_derived(name)
 
 
-def unnest_params(
-    name: str, *, ordinality: str | None = None, prefix: str = "each", **types: Any
-) -> TableValuedAlias:
+def unnest_params(name: str, **types: Any) -> TableValuedAlias:
     """`unnest(:each_a, :each_b, …) AS name(a, b, …)`, the arrays bound when executed.
 
     The form for statements built once at import (compiling a Core statement costs more CPU
     than its round trip on a hot path): pass `each_<column>=[…]` with the parameters. The
     parameters are named apart from the columns, because SQLAlchemy would take a parameter
-    named like a column of an INSERT or UPDATE for a value of that column. With `ordinality`,
-    `WITH ORDINALITY` adds a column of that name: each row's position, from 1. `prefix`
-    replaces `each` where two of them meet in one statement (`ipt_core.fhir.listeners`,
-    `RowsPart`).
+    named like a column of an INSERT or UPDATE for a value of that column. (The rows that
+    ride in a resource write's statement travel as JSON instead: `ipt_core.db.json_rows`.)
     """
-    params = [bindparam(f"{prefix}_{c}", type_=ARRAY(type_)) for c, type_ in types.items()]
-    return (
-        func.unnest(*params)
-        .table_valued(*types, with_ordinality=ordinality)
-        .render_derived(name=name)
-    )
+    params = [bindparam(f"each_{c}", type_=ARRAY(type_)) for c, type_ in types.items()]
+    return func.unnest(*params).table_valued(*types).render_derived(name=name)
 
 
 def among(column: ColumnElement[Any], values: Sequence[Any], type_: TypeEngine[Any]) -> Any:
