@@ -9,9 +9,8 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+from ipt_core.db.engine import asyncpg_url
 from ipt_core.net.destinations import DestinationPolicy
 from ipt_core.sealing import Keyring
 
@@ -53,16 +52,10 @@ class CoreSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _valid_database_url(cls, value: str | None) -> str | None:
-        # SQLAlchemy's parser, not pydantic's `PostgresDsn`: that one refuses a URL without a
-        # host, which is how a Unix socket is named (the embedded server's own URL).
-        if value is None:
-            return None
-        try:
-            backend = make_url(value).get_backend_name()
-        except ArgumentError:
-            raise ValueError("DATABASE_URL is not a URL") from None  # never echo it
-        if backend not in {"postgresql", "postgres"}:
-            raise ValueError("DATABASE_URL must be a PostgreSQL URL")
+        # SQLAlchemy's parser (`asyncpg_url`), not pydantic's `PostgresDsn`: that one refuses
+        # a URL without a host, which is how a Unix socket is named (the embedded server's).
+        if value is not None:
+            asyncpg_url(value)  # raises ValueError, never echoing the URL
         return value
 
     @field_validator("outbound_allow", mode="before")

@@ -26,8 +26,14 @@ _POOL_TIMEOUT_S: Final = 10.0
 
 
 def asyncpg_url(url: str) -> str:
-    """Return `url` with the asyncpg driver, whatever PostgreSQL scheme it was given in."""
-    parsed = make_url(url)
+    """Return `url` with the asyncpg driver, whatever PostgreSQL scheme it was given in.
+
+    Raises ValueError, never echoing `url` (it may hold a password), for anything else.
+    """
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise ValueError("DATABASE_URL is not a URL") from None
     if parsed.get_backend_name() not in {"postgresql", "postgres"}:
         raise ValueError("DATABASE_URL must be a PostgreSQL URL")
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)

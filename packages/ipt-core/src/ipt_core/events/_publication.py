@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ipt_core.db.fixed import FixedStatement
 from ipt_core.db.schema import feed_position, outbox
-from ipt_core.events._repository import FEED_CHANNEL
+from ipt_core.events._repository import FEED_CHANNEL, oldest_unpublished
 from ipt_core.events.webhooks import fanned_out
 
 __all__ = ["Published", "publish_oldest", "stamp_published"]
@@ -57,15 +57,7 @@ _BATCH_COLUMNS: Final = (
     outbox.c.aggregateid,
     outbox.c.created_at,
 )
-# The oldest unpublished events, locked (only the relay leader publishes; the lock keeps a
-# leader that lost its lock mid-batch from publishing them twice).
-_OLDEST: Final = (
-    select(*_BATCH_COLUMNS)
-    .where(outbox.c.published_at.is_(None))
-    .order_by(outbox.c.seq)
-    .limit(bindparam("limit"))
-    .with_for_update()
-)
+_OLDEST: Final = oldest_unpublished(*_BATCH_COLUMNS)
 # The events an outside publisher was handed, locked already by `unpublished`.
 _GIVEN: Final = select(*_BATCH_COLUMNS).where(
     outbox.c.seq == any_(bindparam("seqs", type_=ARRAY(BigInteger)))

@@ -56,6 +56,7 @@ __all__ = [
     "history",
     "insert_events",
     "numbered_rows_part",
+    "oldest_unpublished",
     "read_feed",
     "reserve_sequences",
     "unpublished",
@@ -205,13 +206,22 @@ _numbered_alone = numbered_append("each", None)
 _APPEND_NUMBERED: Final = FixedStatement(
     select(*_numbered_alone.columns).add_cte(*_numbered_alone.ctes)
 )
-_UNPUBLISHED: Final = (
-    select(*_EVENT_COLUMNS, outbox.c.payload)
-    .where(outbox.c.published_at.is_(None))
-    .order_by(outbox.c.seq)
-    .limit(bindparam("limit"))
-    .with_for_update()
-)
+
+
+def oldest_unpublished(*columns: Any) -> Select[Any]:
+    """`columns` of the oldest unpublished events, up to `:limit`, locked (only the relay
+    leader publishes; the lock keeps a leader that lost its lock mid-batch from publishing
+    them twice)."""
+    return (
+        select(*columns)
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.seq)
+        .limit(bindparam("limit"))
+        .with_for_update()
+    )
+
+
+_UNPUBLISHED: Final = oldest_unpublished(*_EVENT_COLUMNS, outbox.c.payload)
 
 
 async def reserve_sequences(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
