@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,6 +31,7 @@ from tests.support.api import TEST_SECRETS_KEYS
 from tests.support.clock import utc_now
 from tests.support.database import query_rows
 from tests.support.network import free_port
+from tests.support.scripted_http import ScriptedServer
 
 __all__ = [
     "LOOPBACK_ALLOWED",
@@ -240,7 +240,6 @@ TEST_KEYRING = Keyring.parse(TEST_SECRETS_KEYS)
 def webhook_relay(
     engine: AsyncEngine,
     policy: DeliveryPolicy | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
     allow: Sequence[str] = LOOPBACK_ALLOWED,
 ) -> EventRelay:
     """A relay that fans out to webhook endpoints and runs the delivery loop.
@@ -251,7 +250,6 @@ def webhook_relay(
         engine,
         clock=utc_now,
         policy=policy or fast_policy(),
-        transport=transport,
         destinations=DestinationPolicy.parse(allow),
         keyring=TEST_KEYRING,
     )
@@ -260,7 +258,7 @@ def webhook_relay(
 
 async def subscribe(
     engine: AsyncEngine,
-    receiver: WebhookReceiver,
+    receiver: WebhookReceiver | ScriptedServer,
     *,
     event_types: Sequence[str] = (),
     **filters: str,

@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +28,8 @@ from tests.integration.events_support import (
     subscribe,
     webhook_relay,
 )
+from tests.support.scripted_http import Reply as ScriptedReply
+from tests.support.scripted_http import Request, ScriptedServer
 from tests.support.waiting import poll_until
 
 # Each test ends with the queue table matching the deliveries.
@@ -248,44 +249,35 @@ async def test_enabling_again_sends_what_waited(db: AsyncEngine, receiver: Webho
 
 
 async def test_a_connection_broken_mid_response_is_retried(db: AsyncEngine) -> None:
-    # A reset in the middle of a response cannot be produced on demand by a real server.
-    requests: list[httpx.Request] = []
+    # The first answer breaks off mid-body (3 of its 10 bytes, then the connection closes):
+    # not a delivery. The event is sent again, and the second answer delivers it.
+    def script(request: Request, n: int) -> ScriptedReply:
+        if n == 1:
+            return ScriptedReply(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", close=True)
+        return ScriptedReply(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
 
-    def broken_once(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        if len(requests) == 1:
-            raise httpx.RemoteProtocolError("peer closed connection mid-body", request=request)
-        return httpx.Response(200)
-
-    receiver = WebhookReceiver()  # not started: only its URL and secret are used
-    await subscribe(db, receiver)
-    async with running(webhook_relay(db, transport=httpx.MockTransport(broken_once))):
-        (event,) = await append_course_events(db, ["course-a"], 1)
-        await poll_until(lambda: _attempts(db, minimum=2))
-        await poll_until(lambda: len(requests) == 2)
-    assert [r.headers["webhook-id"] for r in requests] == [event["id"], event["id"]]
+    async with ScriptedServer(script) as server:
+        await subscribe(db, server)
+        async with running(webhook_relay(db)):
+            (event,) = await append_course_events(db, ["course-a"], 1)
+            await poll_until(lambda: _attempts(db, minimum=2))
+            await poll_until(lambda: len(server.requests) == 2)
+    assert [r.headers["webhook-id"] for r in server.requests] == [event["id"], event["id"]]
     async with db.connect() as conn:
         row = (await conn.execute(text("SELECT status, attempts FROM webhook_delivery"))).one()
     assert (row.status, row.attempts) == ("delivered", 2)
 
 
-async def test_a_sender_goes_on_while_its_successes_are_being_recorded(db: AsyncEngine) -> None:
+async def test_a_sender_goes_on_while_its_successes_are_being_recorded(
+    db: AsyncEngine, receiver: WebhookReceiver
+) -> None:
     # The recording of successes is blocked (a SHARE lock stops its UPDATE, not the reads):
     # with one sender, course-b is sent anyway, and course-a, delivered but not yet recorded,
     # is not sent again meanwhile. Once the lock goes, both are recorded delivered.
-    requests: list[httpx.Request] = []
-
-    def accept(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        return httpx.Response(204)
-
-    receiver = WebhookReceiver()  # not started: only its URL and secret are used
     await subscribe(db, receiver)
     await append_course_events(db, ["course-a", "course-b"], 1)
     await fan_out_all(db)  # fanned out, not yet delivered
-    deliverer = webhook_relay(
-        db, fast_policy(concurrency=1), transport=httpx.MockTransport(accept)
-    ).deliverer
+    deliverer = webhook_relay(db, fast_policy(concurrency=1)).deliverer
     assert deliverer is not None
     stop, tasks = asyncio.Event(), []
     try:
@@ -293,9 +285,10 @@ async def test_a_sender_goes_on_while_its_successes_are_being_recorded(db: Async
             await locker.begin()
             await locker.execute(text("LOCK TABLE webhook_delivery IN SHARE MODE"))
             tasks.append(asyncio.create_task(deliverer.run(stop)))
-            await poll_until(lambda: len(requests) == 2, what="both courses sent", within_s=5)
+            await poll_until(lambda: len(receiver.receipts) == 2, what="both sent", within_s=5)
             await asyncio.sleep(0.5)  # five poll intervals: course-a is not claimed again
-            assert len({r.headers["webhook-id"] for r in requests}) == len(requests) == 2
+            sent = {r.headers["webhook-id"] for r in receiver.receipts}
+            assert len(sent) == len(receiver.receipts) == 2
         await poll_until(lambda: _delivered(db, 2), what="both recorded delivered")
     finally:
         stop.set()

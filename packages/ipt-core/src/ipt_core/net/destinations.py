@@ -10,7 +10,8 @@ integer/octal IPv4 spellings the system resolver accepts, such as `2130706433`),
 explicit allow-list entry (`IPT_OUTBOUND_ALLOW`: CIDRs or host names) covers it.
 
 Checked twice: when a URL is registered (`check_destination`, a clear error for the client)
-and on every connect (`GuardedTransport`): the host is resolved, every address is checked,
+and on every connect (`GuardedTransport`, and `PostClient` in `posts.py` for webhooks, both
+through `checked_addresses`): the host is resolved, every address is checked,
 and the connection goes to a checked address, so a DNS answer that changed after
 registration (DNS rebinding) cannot reach an internal address. TLS still verifies the
 certificate against the URL's host name.
@@ -42,6 +43,7 @@ __all__ = [
     "DestinationRefused",
     "GuardedTransport",
     "check_destination",
+    "checked_addresses",
     "guarded_client",
     "redact_userinfo",
 ]
@@ -165,6 +167,21 @@ async def resolve(host: str, port: int, timeout_s: float = _RESOLVE_TIMEOUT_S) -
     return addresses
 
 
+async def checked_addresses(
+    policy: DestinationPolicy, host: str, port: int, timeout_s: float | None = None
+) -> list[IPAddress]:
+    """The addresses to connect to for `host`: every one it resolves to, each allowed by
+    `policy` (connect to these, never resolve again: DNS rebinding).
+
+    Raises:
+        DestinationRefused: one of them (or the host) is not allowed.
+        OSError: the name does not resolve.
+    """
+    addresses = await resolve(host, port, timeout_s or _RESOLVE_TIMEOUT_S)
+    policy.check(host, addresses)
+    return addresses
+
+
 def redact_userinfo(url: str) -> str:
     """The URL without its user name and password, for responses and logs."""
     try:
@@ -190,10 +207,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = await resolve(host, port, timeout or _RESOLVE_TIMEOUT_S)
+            addresses = await checked_addresses(self.policy, host, port, timeout)
         except OSError as error:
             raise httpcore.ConnectError("name resolution failed") from error
-        self.policy.check(host, addresses)
         failure: Exception | None = None
         for address in addresses:  # only checked addresses: no second resolution
             try:

@@ -15,9 +15,11 @@ delivers; 410 disables the endpoint; anything else (or a timeout, or no connecti
 with backoff, and after `max_failures` consecutive failures the endpoint is disabled. Either
 way the endpoint's pending deliveries stay queued until it is enabled again.
 
-Every connection goes through the SSRF guard (`ipt_core.net`): a destination that resolves
-to an internal address not on `IPT_OUTBOUND_ALLOW` is refused before any connection is
-tried and logged as `refused`, whatever is (or is not) listening there.
+POSTs go through `ipt_core.net.PostClient`, a small HTTP/1.1 client made for this loop (a
+POST through httpx cost ten times its CPU; docs/architecture.md, "Webhook delivery"). Every
+connection goes through its SSRF guard: a destination that resolves to an internal address
+not on `IPT_OUTBOUND_ALLOW` is refused before any connection is tried and logged as
+`refused`, whatever is (or is not) listening there.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import httpx
 import orjson
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,7 +48,7 @@ from ipt_core.events.webhooks import (
     secret_context,
     signature_headers,
 )
-from ipt_core.net import DestinationPolicy, DestinationRefused, GuardedTransport
+from ipt_core.net import DestinationPolicy, DestinationRefused, PostClient
 from ipt_core.sealing import Keyring, SecretsUnavailable
 from ipt_core.telemetry import context_from_traceparent
 from ipt_worker.publishers._acks import Acknowledgements
@@ -62,8 +63,6 @@ _tracer = trace.get_tracer("ipt_worker.webhooks")
 _outcomes = metrics.get_meter("ipt_worker.webhooks").create_counter(
     "ipt.webhook.deliveries", description="Webhook delivery attempts by outcome"
 )
-# httpx logs every request's full URL at INFO; an endpoint's URL may carry credentials.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 _USER_AGENT = "ipt-care-service-webhooks/1"
 # Rows of one queue taken per look: enough to stream a course's backlog without a query per
 # event, few enough that an endpoint disabled meanwhile gets little more.
@@ -87,24 +86,23 @@ class WebhookDeliverer:
         *,
         clock: Callable[[], datetime],
         policy: DeliveryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        client: PostClient | None = None,
         rng: random.Random | None = None,
         destinations: DestinationPolicy | None = None,
         keyring: Keyring | None = None,
     ) -> None:
-        """Deliver through `transport` (tests: `httpx.MockTransport`), default: the network,
-        guarded by `destinations` (default: public addresses only); `keyring` opens the
-        endpoints' sealed secrets (IPT_SECRETS_KEYS)."""
+        """Deliver through `client`, default: one guarded by `destinations` (default: public
+        addresses only); `keyring` opens the endpoints' sealed secrets (IPT_SECRETS_KEYS)."""
         self.keyring = keyring
         self.engine = engine
         self.clock = clock
         self.policy = policy or DeliveryPolicy()
-        self.transport = transport or GuardedTransport(
+        self.client = client or PostClient(
             destinations or DestinationPolicy(),
-            limits=httpx.Limits(max_keepalive_connections=self.policy.concurrency),
+            timeout_s=self.policy.timeout_s,
+            keep_idle=self.policy.concurrency,
         )
         self.rng = rng or random.Random()
-        self._timeout = {"timeout": httpx.Timeout(self.policy.timeout_s).as_dict()}
         self.wake = asyncio.Event()  # deliveries were queued (NOTIFY), or a queue was released
         self._next_retry: datetime | None = None
         self._outage = OutageLog(_log, "database (webhook delivery)")  # one line per outage
@@ -130,7 +128,7 @@ class WebhookDeliverer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.policy.poll_interval_s)
         finally:
-            await self.transport.aclose()
+            await self.client.aclose()
 
     async def _deliver(self, stop: asyncio.Event, leases: QueueLeases) -> None:
         # A new connection holds no queue: nothing left waiting may hold one back.
@@ -317,32 +315,21 @@ class WebhookDeliverer:
     async def _send(
         self, delivery: DueDelivery, body: bytes, headers: dict[str, str], now: datetime
     ) -> tuple[int | None, str | None, float | None]:
-        # Straight to the transport, not through an `httpx.AsyncClient`: none of a client's
-        # layers is wanted here (a redirect would re-send the signed event elsewhere, a cookie
-        # jar would carry one receiver's cookies to the next, an environment proxy would
-        # connect around the SSRF guard), and they were ~20% of a POST's CPU (measured alone
-        # against a local uvicorn: 465 -> 370 us; bench/PROFILE.md, "Sixth round").
-        request = httpx.Request(
-            "POST", delivery.url, content=body, headers=headers, extensions=self._timeout
-        )
         try:
-            response = await self.transport.handle_async_request(request)
-            try:
-                await response.aread()  # read to the end: the connection is kept alive
-            finally:
-                await response.aclose()
+            answer = await self.client.post(delivery.url, body, headers)
         except DestinationRefused:
             return None, "refused", None  # before connecting: nothing learnt about the port
-        except httpx.TimeoutException:
+        except TimeoutError:
             return None, "timeout", None
-        except httpx.TransportError:
+        except OSError:  # no connection, or it broke before a whole answer came
             return None, "connect", None
-        except httpx.HTTPError:
+        except ValueError:  # a URL or header that cannot be sent
             return None, "request", None
-        if response.is_success:
-            return response.status_code, None, None
-        retry_after = retry_after_s(response.headers.get("retry-after"), now)
-        return response.status_code, f"http-{response.status_code}", retry_after
+        trace.get_current_span().set_attribute("http.response.status_code", answer.status)
+        if 200 <= answer.status < 300:
+            return answer.status, None, None
+        retry_after = retry_after_s(answer.retry_after, now)
+        return answer.status, f"http-{answer.status}", retry_after
 
     async def _failed(self, attempt: Attempt, now: datetime) -> None:
         async with self.engine.begin() as conn:
