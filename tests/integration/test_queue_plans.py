@@ -10,6 +10,7 @@ webhook p99 of 45 s in `make bench`; docs/architecture.md, "Events, outbox and r
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ipt_core.db.advisory import session_of_its_own
 from ipt_core.events.webhooks import hold, set_enabled
 from ipt_core.events.webhooks._repository.queues import _LOCK_SENDABLE, _QUEUED
+from ipt_worker.publishers._leases import QueueLeases
 from tests.integration.events_support import (
     WebhookReceiver,
     append_course_events,
@@ -48,6 +50,15 @@ async def test_the_delivery_queue_queries_use_their_partial_indexes_when_generic
         await conn.rollback()
     assert index in plan, plan
     assert "ix_webhook_delivery_endpoint_id_id" not in plan, plan  # not every delivery
+
+
+async def test_the_claiming_session_plans_each_claim_with_its_values(db: AsyncEngine) -> None:
+    # A generic plan made while the tables were new read each claimed queue's rows through
+    # the endpoint's delivery-log index, walking all its deliveries (20-300 ms a claim in the
+    # events benchmark; `plan_each_claim`). The claiming session plans every call afresh.
+    async with QueueLeases.opened(db, asyncio.Event()) as leases:
+        setting = await leases._conn.scalar(text("SHOW plan_cache_mode"))
+    assert setting == "force_custom_plan"
 
 
 async def test_a_claim_reads_what_it_claims_whatever_the_backlog_and_statistics(

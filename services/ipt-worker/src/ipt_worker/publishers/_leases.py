@@ -27,6 +27,7 @@ from ipt_core.events.webhooks import (
     Queue,
     drop_empty,
     lock_sendable,
+    plan_each_claim,
     queued,
 )
 from ipt_core.events.webhooks import unlock as unlock_queues
@@ -52,6 +53,7 @@ class QueueLeases:
         session, which frees every lock still held."""
         async with session_of_its_own(engine) as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await plan_each_claim(conn)
             driver: Any = (await conn.get_raw_connection()).driver_connection
             await driver.add_listener(DELIVERY_CHANNEL, lambda *_: wake.set())
             yield cls(conn, engine, wake)

@@ -42,7 +42,13 @@ from ipt_core.events.webhooks._repository.endpoints import (
     set_enabled,
 )
 from ipt_core.events.webhooks._repository.queue_table import drop_empty, hold, reconcile
-from ipt_core.events.webhooks._repository.queues import QUEUE_LOCKS, lock_sendable, queued, unlock
+from ipt_core.events.webhooks._repository.queues import (
+    QUEUE_LOCKS,
+    lock_sendable,
+    plan_each_claim,
+    queued,
+    unlock,
+)
 from ipt_core.events.webhooks._signing import new_secret, signature_headers
 
 __all__ = [
@@ -66,6 +72,7 @@ __all__ = [
     "hold",
     "lock_sendable",
     "new_secret",
+    "plan_each_claim",
     "queue_replay",
     "queued",
     "reconcile",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,7 +43,15 @@ from ipt_core.db.schema import (
 from ipt_core.db.unnest import unnest_params
 from ipt_core.events.webhooks._model import DueDelivery, Queue
 
-__all__ = ["QUEUE_LOCKS", "lock_sendable", "queue_key", "queue_params", "queued", "unlock"]
+__all__ = [
+    "QUEUE_LOCKS",
+    "lock_sendable",
+    "plan_each_claim",
+    "queue_key",
+    "queue_params",
+    "queued",
+    "unlock",
+]
 
 # The first key of every delivery queue's advisory lock (the two-int form, kept apart from the
 # one-bigint keys of relay leadership and worker liveness; `ipt_core.db.advisory`).
@@ -134,6 +143,7 @@ def _unlock() -> Select[Any]:
 _LOCK_SENDABLE: Final = _lock_sendable()
 _QUEUED: Final = _queued()
 _UNLOCK: Final = _unlock()
+_PLAN_EACH_CALL: Final = text("SET plan_cache_mode = force_custom_plan")
 
 
 async def lock_sendable(conn: AsyncConnection, now: datetime, *, queues: int) -> list[Queue]:
@@ -147,6 +157,19 @@ async def lock_sendable(conn: AsyncConnection, now: datetime, *, queues: int) ->
     """
     rows = await conn.execute(_LOCK_SENDABLE, {"now": now, "queues": queues})
     return [(row.endpoint_id, row.partition_key) for row in rows]
+
+
+async def plan_each_claim(conn: AsyncConnection) -> None:
+    """Plan the claims on `conn` with each call's values and the tables as they are then.
+
+    asyncpg prepares each statement once per connection, and PostgreSQL keeps a generic plan
+    after five runs. One made while the tables were new (a few rows, no statistics) can read
+    a queue's rows through the endpoint's delivery-log index, walking every delivery of the
+    endpoint for each queue: 20-300 ms a claim and growing, webhook p99 10-40 s in the events
+    benchmark until autovacuum's ANALYZE replaced the plan (bench/PROFILE.md, "Twentieth
+    round"). Claims are paced (at most ~50 a second), so planning each costs little.
+    """
+    await conn.execute(_PLAN_EACH_CALL)
 
 
 async def queued(
