@@ -4,12 +4,13 @@ Before it reuses a pooled keep-alive connection, httpcore asks the stream whethe
 is readable (`get_extra_info("is_readable")`: a socket with data waiting while idle has been
 closed by the server). Through anyio, every such question rebuilt the socket's attribute
 table, `getpeername()` system call included: ~20% of a webhook worker's CPU under a steady
-stream of deliveries, in py-spy (bench/PROFILE.md, "Seventh round"). `CheckedStream` keeps
+stream of deliveries, in py-spy, when webhooks still went through httpx (bench/PROFILE.md,
+"Seventh round"; they go through `posts.py` now, the EHR sync through this). `CheckedStream` keeps
 the connection's socket from when it was made and answers from it; everything else goes to
 the stream it wraps. The network backend hands these out (`ipt_core/net/destinations.py`).
 
 It also holds what httpcore writes until it reads: httpcore writes a request's head and its
-body apart, two `send`s and two TCP segments for every webhook; held until the read of the
+body apart, two `send`s and two TCP segments for every request; held until the read of the
 answer, they leave as one (bench/PROFILE.md, "Twelfth round"). 64 KiB or more held leaves
 at once, so a large body streams as before.
 """
