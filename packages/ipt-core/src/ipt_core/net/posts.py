@@ -1,12 +1,12 @@
 """`PostClient`: POSTs over kept-alive HTTP/1.1 connections, only to allowed destinations.
 
 Webhook delivery is the worker's hot loop: every event is one POST. Through httpx's transport
-(httpcore's pool, anyio's streams and locks, h11) a POST cost 700-1,000 µs of the worker's CPU;
-through aiohttp 170-230 µs; through this client 45-80 µs (measured alone: 8 concurrent senders,
-4,000 POSTs to a local receiver; docs/architecture.md, "Webhook delivery"). aiohttp would also
-need a private hook for the SSRF guard (it does not resolve, so does not let a resolver check,
-an address literal). So webhooks go through this small client; the EHR sync, which needs the
-rest of HTTP, keeps httpx (`guarded_client`).
+(httpcore's pool, anyio's streams and locks, h11) a POST cost 700-1,000 µs of the worker's CPU,
+through aiohttp 170-230 µs, through this client 57-93 µs (measured alone: 8 concurrent
+senders, 4,000 POSTs to a local receiver; docs/architecture.md, "Events, outbox and relay").
+aiohttp would also need a private hook for the SSRF guard: it connects to an address literal
+without asking its resolver. So webhooks go through this small client; the EHR sync, which
+needs the rest of HTTP, keeps httpx (`guarded_client`).
 
 What it does, and no more:
 - POST only, the body in memory, a fresh `content-length`; no redirects, cookies, proxies or

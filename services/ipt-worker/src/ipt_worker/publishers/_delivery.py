@@ -16,10 +16,10 @@ with backoff, and after `max_failures` consecutive failures the endpoint is disa
 way the endpoint's pending deliveries stay queued until it is enabled again.
 
 POSTs go through `ipt_core.net.PostClient`, a small HTTP/1.1 client made for this loop (a
-POST through httpx cost ten times its CPU; docs/architecture.md, "Webhook delivery"). Every
-connection goes through its SSRF guard: a destination that resolves to an internal address
-not on `IPT_OUTBOUND_ALLOW` is refused before any connection is tried and logged as
-`refused`, whatever is (or is not) listening there.
+POST through httpx cost ten times its CPU; docs/architecture.md, "Events, outbox and
+relay"). Every connection goes through its SSRF guard: a destination that resolves to an
+internal address not on `IPT_OUTBOUND_ALLOW` is refused before any connection is tried and
+logged as `refused`, whatever is (or is not) listening there.
 """
 
 from __future__ import annotations
@@ -86,18 +86,17 @@ class WebhookDeliverer:
         *,
         clock: Callable[[], datetime],
         policy: DeliveryPolicy | None = None,
-        client: PostClient | None = None,
         rng: random.Random | None = None,
         destinations: DestinationPolicy | None = None,
         keyring: Keyring | None = None,
     ) -> None:
-        """Deliver through `client`, default: one guarded by `destinations` (default: public
-        addresses only); `keyring` opens the endpoints' sealed secrets (IPT_SECRETS_KEYS)."""
+        """Deliver to destinations `destinations` allows (default: public addresses only);
+        `keyring` opens the endpoints' sealed secrets (IPT_SECRETS_KEYS)."""
         self.keyring = keyring
         self.engine = engine
         self.clock = clock
         self.policy = policy or DeliveryPolicy()
-        self.client = client or PostClient(
+        self.client = PostClient(
             destinations or DestinationPolicy(),
             timeout_s=self.policy.timeout_s,
             keep_idle=self.policy.concurrency,
