@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_api.app import create_app
 from ipt_core.db.embedded import EmbeddedPostgres
-from ipt_core.db.engine import asyncpg_url, create_engine
+from ipt_core.db.engine import asyncpg_url, create_engine, on_database
 from ipt_core.db.migrate import upgrade
 from tests.support.api import api_settings, served
-from tests.support.database import database_name, on_database
+from tests.support.database import database_name
 from tests.support.network import free_port
 
 __all__ = ["FIGURES", "ChaosDatabase", "Outage", "chaos_database", "serve_api"]

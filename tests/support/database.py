@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_core.db.embedded import EmbeddedPostgres
-from ipt_core.db.engine import asyncpg_url, create_engine
+from ipt_core.db.engine import asyncpg_url, create_engine, on_database
 from ipt_core.db.migrate import upgrade
 from ipt_core.db.schema import metadata
 
@@ -52,11 +52,6 @@ async def throwaway_database(server_url: str) -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.dispose()
-
-
-def on_database(url: str, name: str) -> str:
-    """`url` with its database replaced by `name` (the embedded server's URL ends in a query)."""
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 def database_name(url: str) -> str:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -16,6 +12,7 @@ from ipt_core.net import (
     guarded_client,
     redact_userinfo,
 )
+from tests.support.scripted_http import ScriptedServer
 
 PUBLIC_ONLY = DestinationPolicy()
 
@@ -89,83 +86,30 @@ def test_userinfo_is_redacted() -> None:
     assert redact_userinfo("https://h.example/x") == "https://h.example/x"
 
 
-@pytest.fixture
-def listener() -> Iterator[tuple[int, list[object]]]:
-    """A TCP listener on loopback that records every connection it accepts."""
-    accepted: list[object] = []
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            accepted.append(conn)
-            _read_request(conn)  # closing with unread bytes would reset the connection
-            conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join()
-    server.close()
-
-
-def _read_request(conn: socket.socket) -> None:
-    conn.settimeout(2)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":")[1]) for line in head.split(b"\r\n")
-         if line.lower().startswith(b"content-length:")),
-        0,
-    )  # fmt: skip
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        body += chunk
-
-
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "2130706433", "127.1"])
-async def test_the_transport_refuses_before_connecting(
-    listener: tuple[int, list[object]], host: str
-) -> None:
-    port, accepted = listener
-    async with guarded_client(PUBLIC_ONLY, timeout=2) as client:
+async def test_the_transport_refuses_before_connecting(host: str) -> None:
+    async with ScriptedServer() as server, guarded_client(PUBLIC_ONLY, timeout=2) as client:
         with pytest.raises(DestinationRefused):
-            await client.post(f"http://{host}:{port}/hook", content=b"{}")
-    assert accepted == []  # not even a TCP handshake: a refusal reveals nothing about the port
+            await client.post(server.url_at(host), content=b"{}")
+    assert server.connections == 0  # not even a TCP handshake: a refusal reveals nothing
 
 
-async def test_the_transport_connects_to_allowed_destinations(
-    listener: tuple[int, list[object]],
-) -> None:
-    port, accepted = listener
-    async with guarded_client(DestinationPolicy.parse(["127.0.0.0/8"]), timeout=2) as client:
-        response = await client.post(f"http://localhost:{port}/hook", content=b"{}")
+async def test_the_transport_connects_to_allowed_destinations() -> None:
+    loopback = DestinationPolicy.parse(["127.0.0.0/8"])
+    async with ScriptedServer() as server, guarded_client(loopback, timeout=2) as client:
+        response = await client.post(server.url_at("localhost"), content=b"{}")
     assert response.status_code == 204
-    assert len(accepted) == 1
+    assert server.connections == 1
 
 
 async def test_environment_proxies_do_not_bypass_the_guard(
-    listener: tuple[int, list[object]], monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port, accepted = listener
-    # A proxy on an allowed address must not carry requests to a refused one.
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    async with guarded_client(DestinationPolicy(), timeout=2) as client:
-        with pytest.raises(DestinationRefused):
-            await client.get(f"http://127.0.0.2:{port}/")
-    assert accepted == []
+    async with ScriptedServer() as server:
+        # A proxy on an allowed address must not carry requests to a refused one.
+        monkeypatch.setenv("HTTP_PROXY", server.url_at(path=""))
+        async with guarded_client(DestinationPolicy(), timeout=2) as client:
+            with pytest.raises(DestinationRefused):
+                await client.get(f"http://127.0.0.2:{server.port}/")
+    assert server.connections == 0
     assert isinstance(client, httpx.AsyncClient)

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["asyncpg_url", "create_engine"]
+__all__ = ["asyncpg_url", "create_engine", "on_database"]
 
 # A connection attempt gives up after this: an unreachable server answers 503, not a hang.
 _CONNECT_TIMEOUT_S: Final = 5.0
@@ -37,6 +37,11 @@ def asyncpg_url(url: str) -> str:
     if parsed.get_backend_name() not in {"postgresql", "postgres"}:
         raise ValueError("DATABASE_URL must be a PostgreSQL URL")
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def on_database(url: str, name: str) -> str:
+    """`url` with its database replaced by `name` (a socket URL ends in a query: not a split)."""
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 def create_engine(

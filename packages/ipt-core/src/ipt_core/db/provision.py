@@ -6,11 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipt_core.db.embedded import EmbeddedPostgres
-from ipt_core.db.engine import create_engine
+from ipt_core.db.engine import create_engine, on_database
 from ipt_core.db.migrate import upgrade
 from ipt_core.settings import CoreSettings
 
@@ -82,8 +81,7 @@ async def open_database(
 
 
 async def _create_database_if_missing(url: str) -> None:
-    maintenance = make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    admin = create_async_engine(maintenance, isolation_level="AUTOCOMMIT")
+    admin = create_async_engine(on_database(url, "postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
             exists = await conn.scalar(
